@@ -1,0 +1,254 @@
+"""Mixture sampling, the hash split, packing into rows, and the resumable stream state (DESIGN.md §2).
+
+Flow: each source yields its documents of one split (train or validation), reshuffled every epoch; the
+mixture draws the source of each next document by weight from a seeded generator; the packer tokenises
+documents ([BOS] tokens EOS) and cuts the concatenation into rows of seq_len tokens. Each row carries, per
+token, the document's running index and the source's index, and lists the documents it touches (so the
+trainer can keep the seen log). `state_dict()` / `load_state_dict()` make the stream resume exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from chrono_membench.config import SOURCES as SOURCE_ORDER
+from chrono_membench.config import DataConfig
+from chrono_membench.data.sources import SOURCES, DataSourceError, SourceRecords
+
+PAD_SOURCE = -1  # source index of padding tokens (only the last partial row of a finite stream)
+
+
+def is_validation(source: str, key: str, val_percent: int) -> bool:
+    """Stable 85/15 split: depends only on (source, key), never on weights, order or seed."""
+    digest = hashlib.sha1(f"{source}\x00{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 100 < val_percent
+
+
+def buffer_shuffle(items: Iterator, buffer_size: int, rng: random.Random) -> Iterator:
+    """Streaming shuffle over documents. datasets' own shuffle works on records, and WikiText/BookCorpus
+    records (lines, sentences) must stay in order to be grouped into documents, so we shuffle after."""
+    buffer = []
+    for item in items:
+        if len(buffer) < buffer_size:
+            buffer.append(item)
+            continue
+        i = rng.randrange(buffer_size)
+        yield buffer[i]
+        buffer[i] = item
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+@dataclass
+class Document:
+    index: int  # running index in this stream (the per-token document id)
+    source: str
+    key: str
+    epoch: int
+    text: str
+
+    @property
+    def uid(self) -> str:
+        return f"{self.source}/{self.key}"
+
+
+class SourceDocuments:
+    """One source's non-empty documents of one split, epoch after epoch, each epoch reshuffled."""
+
+    def __init__(self, records: SourceRecords, cfg: DataConfig, split: str, repeat: bool = True):
+        self.records, self.cfg, self.split, self.repeat = records, cfg, split, repeat
+        self.name = records.source.name
+        self.epoch, self.position = 0, 0  # position: documents handed out in this epoch
+        self.n_empty, self.n_other_split, self.n_read = 0, 0, 0  # documents read and skipped, counted
+        self._iter: Iterator | None = None
+
+    def _epoch_documents(self, epoch: int) -> Iterator[tuple[str, str]]:
+        want_val = self.split == "val"
+        docs = self.records.source.documents(iter(self.records), self.cfg.sentences_per_passage)
+        picked = self._filter(docs, want_val)
+        if self.split == "val":
+            return picked  # the validation set is read in file order: fixed whatever the seed
+        rng = random.Random(f"{self.cfg.seed}/{self.name}/{epoch}")
+        return buffer_shuffle(picked, self.cfg.shuffle_buffer, rng)
+
+    def _filter(self, docs, want_val):
+        for key, text in docs:
+            if is_validation(self.name, key, self.cfg.val_percent) != want_val:
+                self.n_other_split += 1
+            elif not text.strip():
+                self.n_empty += 1
+            else:
+                self.n_read += 1
+                yield key, text
+
+    def next(self) -> tuple[str, str, int] | None:
+        """(key, text, epoch) of the next document; None when a non-repeating source is exhausted."""
+        if self._iter is None:
+            self._iter = self._epoch_documents(self.epoch)
+        for _ in range(2):
+            try:
+                key, text = next(self._iter)
+                self.position += 1
+                return key, text, self.epoch
+            except StopIteration:
+                if self.position == 0:
+                    raise DataSourceError(
+                        f"source {self.name}: {self.records.where} has no non-empty {self.split} documents"
+                    ) from None
+                if not self.repeat:
+                    return None
+                self.epoch, self.position = self.epoch + 1, 0
+                self._iter = self._epoch_documents(self.epoch)
+        raise AssertionError("unreachable")
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position, "n_empty": self.n_empty,
+                "n_other_split": self.n_other_split, "n_read": self.n_read}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self._iter = state["epoch"], self._epoch_documents(state["epoch"])
+        for _ in range(state["position"]):  # replay the epoch's order up to where we were
+            next(self._iter)
+        self.position = state["position"]
+        self.n_empty, self.n_other_split, self.n_read = state["n_empty"], state["n_other_split"], state["n_read"]
+
+
+@dataclass
+class Row:
+    tokens: torch.Tensor  # [seq_len] int64
+    doc_index: torch.Tensor  # [seq_len] int64, running document index
+    source_index: torch.Tensor  # [seq_len] int64, index into config.SOURCES; PAD_SOURCE for padding
+    docs: list[Document] = field(default_factory=list)  # documents with tokens in this row (text dropped)
+
+
+class MixtureStream:
+    """Packed rows of EOS-separated documents drawn from the weighted mixture of sources."""
+
+    def __init__(self, cfg: DataConfig, tokenizer, split: str = "train", seed: int | None = None,
+                 repeat: bool = True, records: dict[str, SourceRecords] | None = None):
+        self.cfg, self.tokenizer, self.split = cfg, tokenizer, split
+        self.names = [s for s in SOURCE_ORDER if cfg.mixture.get(s, 0) > 0]
+        self.weights = np.array([cfg.mixture[s] for s in self.names]) / sum(cfg.mixture[s] for s in self.names)
+        records = records or {}
+        self.sources = {
+            n: SourceDocuments(records.get(n) or SourceRecords(SOURCES[n], cfg.origin, cfg.local_dir), cfg, split, repeat)
+            for n in self.names
+        }
+        self.rng = np.random.default_rng(cfg.seed if seed is None else seed)
+        self.eos = tokenizer.eos_token_id
+        self.bos = tokenizer.bos_token_id if _adds_bos(tokenizer) else None
+        self.next_doc_index = 0
+        self.docs_per_source = {n: 0 for n in self.names}
+        self.tokens_per_source = {n: 0 for n in self.names}
+        self._carry: list[tuple[int, int, int]] = []  # (token, doc index, source index) not yet in a row
+        self._carry_docs: dict[int, Document] = {}
+
+    # -- documents ------------------------------------------------------------------------------------
+    def next_document(self) -> Document | None:
+        live = [i for i, n in enumerate(self.names) if self.sources[n] is not None]
+        if not live:
+            return None
+        w = self.weights[live] / self.weights[live].sum()
+        name = self.names[live[self.rng.choice(len(live), p=w)]]
+        got = self.sources[name].next()
+        if got is None:  # a finite (val) source ran out: draw again from the others
+            self.sources[name] = None
+            return self.next_document()
+        key, text, epoch = got
+        doc = Document(self.next_doc_index, name, key, epoch, text)
+        self.next_doc_index += 1
+        self.docs_per_source[name] += 1
+        return doc
+
+    def tokenize(self, doc: Document) -> list[int]:
+        ids = self.tokenizer(doc.text, add_special_tokens=False)["input_ids"]
+        return ([self.bos] if self.bos is not None else []) + ids + [self.eos]
+
+    # -- rows -----------------------------------------------------------------------------------------
+    def next_row(self) -> Row | None:
+        T = self.cfg.seq_len
+        while len(self._carry) < T:
+            doc = self.next_document()
+            if doc is None:
+                break
+            src = SOURCE_ORDER.index(doc.source)
+            ids = self.tokenize(doc)
+            self.tokens_per_source[doc.source] += len(ids)
+            self._carry.extend((t, doc.index, src) for t in ids)
+            self._carry_docs[doc.index] = Document(doc.index, doc.source, doc.key, doc.epoch, "")
+        if not self._carry:
+            return None
+        take, self._carry = self._carry[:T], self._carry[T:]
+        pad = T - len(take)  # only when a finite stream ended
+        take += [(self.eos, -1, PAD_SOURCE)] * pad
+        tokens, doc_index, source_index = (torch.tensor(c, dtype=torch.long) for c in zip(*take))
+        in_row = sorted(set(doc_index.tolist()) - {-1})
+        docs = [self._carry_docs[i] for i in in_row]
+        still = {d for _, d, _ in self._carry}
+        self._carry_docs = {i: d for i, d in self._carry_docs.items() if i in still}
+        return Row(tokens, doc_index, source_index, docs)
+
+    def __iter__(self) -> Iterator[Row]:
+        while (row := self.next_row()) is not None:
+            yield row
+
+    # -- resume ---------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "rng": self.rng.bit_generator.state,
+            "next_doc_index": self.next_doc_index,
+            "sources": {n: (s.state_dict() if s is not None else None) for n, s in self.sources.items()},
+            "docs_per_source": dict(self.docs_per_source),
+            "tokens_per_source": dict(self.tokens_per_source),
+            "carry": [list(c) for c in self._carry],
+            "carry_docs": [[d.index, d.source, d.key, d.epoch] for d in self._carry_docs.values()],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if list(state["sources"]) != self.names:
+            raise ValueError(f"stream state is for sources {list(state['sources'])}, this stream has {self.names}")
+        self.rng.bit_generator.state = state["rng"]
+        self.next_doc_index = state["next_doc_index"]
+        for name, s in state["sources"].items():
+            if s is None:
+                self.sources[name] = None
+            else:
+                self.sources[name].load_state_dict(s)
+        self.docs_per_source = dict(state["docs_per_source"])
+        self.tokens_per_source = dict(state["tokens_per_source"])
+        self._carry = [tuple(c) for c in state["carry"]]
+        self._carry_docs = {d[0]: Document(d[0], d[1], d[2], d[3], "") for d in state["carry_docs"]}
+
+    def stats(self) -> dict:
+        """Realised shares, epochs and skipped documents, for logging."""
+        n_docs = max(1, sum(self.docs_per_source.values()))
+        n_tok = max(1, sum(self.tokens_per_source.values()))
+        live = {n: s for n, s in self.sources.items() if s is not None}
+        other, read = sum(s.n_other_split for s in live.values()), sum(s.n_read for s in live.values())
+        return {
+            "doc_share": {n: self.docs_per_source[n] / n_docs for n in self.names},
+            "token_share": {n: self.tokens_per_source[n] / n_tok for n in self.names},
+            "epochs": {n: s.epoch for n, s in live.items()},  # completed passes over the source
+            "empty_skipped": {n: s.n_empty for n, s in live.items()},
+            "other_split_fraction": other / max(1, other + read),  # val docs skipped by a train stream
+        }
+
+
+def _adds_bos(tokenizer) -> bool:
+    """Whether the model expects a BOS (Gemma does, SmolLM2 does not): ask its own tokenizer."""
+    bos = tokenizer.bos_token_id
+    return bos is not None and tokenizer("a")["input_ids"][:1] == [bos]
+
+
+def collate(rows: list[Row]) -> dict[str, torch.Tensor]:
+    return {
+        "tokens": torch.stack([r.tokens for r in rows]),
+        "doc_index": torch.stack([r.doc_index for r in rows]),
+        "source_index": torch.stack([r.source_index for r in rows]),
+    }

