@@ -157,6 +157,11 @@ def _check_type(value, tp, key: str):
         return {str(k): _check_type(v, val_tp, f"{key}.{k}") for k, v in value.items()}
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads `1e-3` (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)  # e.g. run.name=123
     if tp in (int, float) and isinstance(value, bool) or not isinstance(value, tp):

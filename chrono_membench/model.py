@@ -151,8 +151,51 @@ def boot_bridge(hf_model, tokenizer, device: str | torch.device = "cpu"):
     from transformer_lens.model_bridge.sources.transformers import boot
 
     name = hf_model.config.name_or_path or hf_model.config.architectures[0]
-    return boot(name, hf_model=hf_model, tokenizer=tokenizer, device=str(device),
-                dtype=next(hf_model.parameters()).dtype)
+    hf_keys = list(hf_model.state_dict())  # booting rewires the HF modules in place: remember their names
+    hf_params = {id(p) for p in hf_model.parameters()}
+    bridge = boot(name, hf_model=hf_model, tokenizer=tokenizer, device=str(device),
+                  dtype=next(hf_model.parameters()).dtype)
+    bridge.hf_state_keys = hf_keys
+    # The bridge adds a zero unembedding bias that the HF model does not have. Training it would make the
+    # fine-tuned model differ from what export_hf_model saves, so it stays frozen at zero.
+    for param in bridge.original_model.parameters():
+        if id(param) not in hf_params:
+            param.requires_grad_(False)
+    return bridge
+
+
+def hf_state_dict(bridge) -> dict[str, torch.Tensor]:
+    """The wrapped model's state dict under its own Hugging Face names (the bridge adds aliases)."""
+    raw = bridge.original_model.state_dict()
+    by_clean = {k.replace("._original_component", ""): v for k, v in raw.items()}
+    return {k: by_clean[k] for k in bridge.hf_state_keys}
+
+
+@torch.no_grad()
+def load_hf_state_dict(bridge, state: dict[str, torch.Tensor]) -> None:
+    """Inverse of hf_state_dict: copy tensors in place (aliases share storage, so one write is enough)."""
+    raw = bridge.original_model.state_dict(keep_vars=True)
+    by_clean = {k.replace("._original_component", ""): v for k, v in raw.items()}
+    if set(state) != set(bridge.hf_state_keys):
+        raise ValueError(f"state dict keys differ from the model's: {sorted(set(state) ^ set(bridge.hf_state_keys))[:5]}")
+    for key, value in state.items():
+        by_clean[key].copy_(value)
+
+
+def export_hf_model(bridge, tokenizer, target: Path) -> None:
+    """Save in Hugging Face format (temp dir, then rename), loadable with no harness code."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        fresh = AutoModelForCausalLM.from_config(bridge.original_model.config)
+    fresh.load_state_dict(hf_state_dict(bridge), assign=True)
+    fresh.tie_weights()
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    fresh.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
 
 
 def load_model(model_cfg: ModelConfig, device: str | torch.device = "cpu", seed: int = 0):

@@ -20,7 +20,7 @@ def main(argv=None) -> int:
     parser.add_argument("--config", default=None, help="a YAML config file instead of a preset")
     parser.add_argument("--rows", type=int, default=200)
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.seq_len=512")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     try:
         cfg = load_config(None if args.config else args.preset, args.config, args.overrides)
         if args.rows <= 0:

@@ -1,0 +1,94 @@
+"""Every logged value goes to wandb (offline by default) and to runs/<name>/metrics.jsonl.
+
+The JSONL mirror is the source of truth for tests and analysis: an offline wandb run cannot be read back
+without a server. If wandb cannot start or fails mid-run, we warn once and go on with the JSONL alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from pathlib import Path
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """All complete lines of a metrics.jsonl (a half-written last line is ignored)."""
+    records = []
+    with open(path) as f:
+        for line in f:
+            if line.endswith("\n"):
+                records.append(json.loads(line))
+    return records
+
+
+def truncate_metrics(path: Path, last_step: int) -> int:
+    """On resume from a checkpoint at last_step: keep lines with step <= last_step (the rest will be logged
+    again), drop a half-written tail. Rewritten atomically. Returns the number of lines dropped."""
+    if not path.exists():
+        return 0
+    lines = path.read_text().splitlines(keepends=True)
+    keep = [l for l in lines if l.endswith("\n") and json.loads(l)["step"] <= last_step]
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(keep))
+    os.replace(tmp, path)
+    return len(lines) - len(keep)
+
+
+def _clean(value):
+    """JSON has no NaN/inf: log them as strings so the line stays valid and the event stays visible."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+class MetricsLogger:
+    def __init__(self, run_dir: Path, config: dict, wandb_mode: str, project: str, group: str,
+                 job_type: str, run_name: str):
+        self.path = run_dir / METRICS_FILE
+        self._file = open(self.path, "a")
+        self.wandb_run = None
+        self.wandb_dir: Path | None = None
+        mode = os.environ.get("WANDB_MODE", wandb_mode)  # the environment wins
+        if mode == "disabled":
+            return
+        try:
+            import wandb
+
+            self.wandb_run = wandb.init(
+                project=project, group=group, job_type=job_type, name=run_name, id=run_name, dir=str(run_dir),
+                config=config, mode=mode, resume="allow", settings=wandb.Settings(silent=True),
+            )
+            self.wandb_dir = Path(self.wandb_run.dir).parent
+        except Exception as e:  # no network, no login, broken install: keep training
+            self._wandb_failed(e)
+
+    def _wandb_failed(self, error: Exception) -> None:
+        warnings.warn(f"wandb disabled for this run ({type(error).__name__}: {error}); metrics.jsonl still has everything")
+        self.wandb_run = None
+
+    def log(self, step: int, values: dict) -> None:
+        record = {"step": step, **{k: _clean(v) for k, v in values.items()}}
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        if self.wandb_run is not None:
+            try:
+                self.wandb_run.log(values, step=step)
+            except Exception as e:
+                self._wandb_failed(e)
+
+    def flush(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self.flush()
+        self._file.close()
+        if self.wandb_run is not None:
+            try:
+                self.wandb_run.finish()
+            except Exception as e:
+                self._wandb_failed(e)

@@ -1,0 +1,259 @@
+"""The training loop, top to bottom: fine-tune an LM through its TransformerBridge on the packed mixture.
+
+One `while True` loop (nanochat style). At the top of an iteration: eval, then checkpoint, for the step
+just finished; then the gradient-accumulation micro-steps of the next update. `step` counts finished
+optimiser updates; every log line carries the step it describes, and everything logged for step <= S is
+on disk before checkpoint S is written, so a resume from S drops nothing and repeats nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from chrono_membench.checkpoint import latest_good_checkpoint, save_checkpoint
+from chrono_membench.config import Config, dump_config
+from chrono_membench.data import PAD_SOURCE, MixtureStream, collate
+from chrono_membench.logging import MetricsLogger, truncate_metrics
+from chrono_membench.model import export_hf_model, hf_state_dict, load_hf_state_dict, load_model
+
+
+class TrainingStopped(RuntimeError):
+    """The run stopped on purpose (too many non-finite steps); a checkpoint of the last good state exists."""
+
+
+def lr_multiplier(step: int, max_steps: int, warmup_frac: float, warmdown_frac: float, final_lr_frac: float) -> float:
+    """Linear warmup → constant → linear warmdown to final_lr_frac (DESIGN.md §3). `step` is 0-based."""
+    warmup, warmdown = round(warmup_frac * max_steps), round(warmdown_frac * max_steps)
+    if step < warmup:
+        return (step + 1) / warmup
+    if step >= max_steps - warmdown:
+        progress = (max_steps - step) / warmdown  # 1 at the start of warmdown → 1/warmdown at the last step
+        return final_lr_frac + (1 - final_lr_frac) * progress
+    return 1.0
+
+
+def build_optimizers(hf_model: torch.nn.Module, cfg: Config) -> list[torch.optim.Optimizer]:
+    """AdamW on everything, or (train.optimizer=muon) Muon on the 2-D hidden matrices and AdamW on
+    embeddings, unembedding and norms, each with its own LR (seed 003)."""
+    t = cfg.train
+    fused = {"fused": True} if next(hf_model.parameters()).is_cuda else {}
+    params = [(n, p) for n, p in hf_model.named_parameters() if p.requires_grad]
+    if t.optimizer == "adamw":
+        opt = torch.optim.AdamW([p for _, p in params], lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay, **fused)
+        return [opt]
+    embeddings = {id(hf_model.get_input_embeddings().weight), id(hf_model.get_output_embeddings().weight)}
+    matrices = [p for _, p in params if p.ndim == 2 and id(p) not in embeddings]
+    others = [p for _, p in params if p.ndim != 2 or id(p) in embeddings]
+    return [
+        torch.optim.Muon(matrices, lr=t.muon_lr, weight_decay=t.weight_decay, adjust_lr_fn="match_rms_adamw"),
+        torch.optim.AdamW(others, lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay, **fused),
+    ]
+
+
+def lm_loss(logits: torch.Tensor, tokens: torch.Tensor, source_index: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over real (non-padding) targets. logits [B,T,V], tokens [B,T]."""
+    targets = tokens[:, 1:].masked_fill(source_index[:, 1:] == PAD_SOURCE, -100)
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def get_rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@torch.no_grad()
+def evaluate(model, val: dict[str, torch.Tensor], micro_batch: int, autocast) -> dict[str, float]:
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(val["tokens"]), micro_batch):
+        tokens, sources = val["tokens"][i:i + micro_batch], val["source_index"][i:i + micro_batch]
+        with autocast:
+            logits = model(tokens)
+        n = int((sources[:, 1:] != PAD_SOURCE).sum())
+        total += lm_loss(logits, tokens, sources).item() * n
+        count += n
+    model.train(was_training)
+    loss = total / count
+    return {"val/loss": loss, "val/ppl": math.exp(min(loss, 50.0))}
+
+
+@dataclass
+class Summary:
+    run_dir: Path
+    steps: int = 0
+    tokens: int = 0
+    first_loss: float = float("nan")
+    last_loss: float = float("nan")
+    val_ppl: list[tuple[int, float]] = field(default_factory=list)
+    skipped_steps: int = 0
+    wall_s: float = 0.0
+    wandb_dir: Path | None = None
+
+
+def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = True) -> Summary:
+    t_start = time.perf_counter()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(dump_config(cfg))
+    t = cfg.train
+    device = resolve_device(cfg.run.device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    torch.manual_seed(cfg.run.seed)
+    random.seed(cfg.run.seed)
+    np.random.seed(cfg.run.seed)
+
+    # ---- model, data, optimisers
+    model, tokenizer = load_model(cfg.model, device, seed=cfg.run.seed)
+    hf_model = model.original_model
+    model.train()
+    stream = MixtureStream(cfg.data, tokenizer, split="train")
+    val_stream = MixtureStream(cfg.data, tokenizer, split="val", repeat=False)
+    val_rows = [r for _, r in zip(range(cfg.data.val_rows), val_stream)]
+    val = {k: v.to(device) for k, v in collate(val_rows).items()}
+    optimizers = build_optimizers(hf_model, cfg)
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["base_lr"] = group["lr"]
+    params = [p for p in hf_model.parameters() if p.requires_grad]
+    seen_log: dict[str, list[int]] = {}  # document uid → [first step seen, last step seen]
+    step, skipped, skipped_in_a_row = 0, 0, 0
+
+    # ---- resume
+    if resume:
+        found = latest_good_checkpoint(run_dir)
+        if found is None:
+            raise FileNotFoundError(f"--resume: no good checkpoint under {run_dir / 'checkpoints'}")
+        path, ckpt = found
+        load_hf_state_dict(model, ckpt["model"])
+        for opt, state in zip(optimizers, ckpt["optim"]):
+            opt.load_state_dict(state)
+        state = ckpt["state"]
+        stream.load_state_dict(state["stream"])
+        seen_log, step, skipped = state["seen_log"], state["step"], state["skipped"]
+        set_rng_state(state["rng"])
+        truncate_metrics(run_dir / "metrics.jsonl", step)
+        print(f"resumed from {path} (step {step})")
+    resumed_at = step if resume else None
+
+    logger = MetricsLogger(run_dir, cfg.to_dict(), cfg.logging.wandb_mode, cfg.logging.project,
+                           cfg.logging.group or cfg.run.preset or "default", cfg.run.ablation, run_dir.name)
+    summary = Summary(run_dir=run_dir, wandb_dir=logger.wandb_dir)
+
+    def checkpoint() -> Path:
+        logger.log(step, {"data/" + k: v for k, v in _flat(stream.stats()).items()})
+        logger.flush()
+        payload = {
+            "model": hf_state_dict(model),
+            "optim": [opt.state_dict() for opt in optimizers],
+            "state": {"step": step, "stream": stream.state_dict(), "seen_log": seen_log, "skipped": skipped,
+                      "rng": get_rng_state()},
+        }
+        return save_checkpoint(run_dir, step, payload, cfg.checkpointing.keep_last)
+
+    tokens_per_step = t.micro_batch * t.grad_accum * cfg.data.seq_len
+    bar = tqdm(total=t.max_steps, initial=step, desc="train", disable=not progress, dynamic_ncols=True)
+    try:
+        while True:
+            last = step == t.max_steps
+            fresh = step != resumed_at  # eval/checkpoint for a resumed step were done before it was saved
+            if fresh and (step % t.eval_every == 0 or last):
+                metrics = evaluate(model, val, t.micro_batch, autocast)
+                logger.log(step, metrics)
+                summary.val_ppl.append((step, metrics["val/ppl"]))
+            if fresh and step > 0 and (step % cfg.checkpointing.checkpoint_every_n_steps == 0 or last):
+                checkpoint()
+            if last:
+                break
+
+            # ---- one optimiser update: grad_accum micro-batches of micro_batch rows
+            t0 = time.perf_counter()
+            lr_mult = lr_multiplier(step, t.max_steps, t.warmup_frac, t.warmdown_frac, t.final_lr_frac)
+            for opt in optimizers:
+                for group in opt.param_groups:
+                    group["lr"] = group["base_lr"] * lr_mult
+            loss_sum = torch.zeros((), device=device)
+            for _ in range(t.grad_accum):
+                rows = [stream.next_row() for _ in range(t.micro_batch)]
+                for doc in (d for r in rows for d in r.docs):
+                    seen_log.setdefault(doc.uid, [step + 1, step + 1])[1] = step + 1
+                batch = {k: v.to(device) for k, v in collate(rows).items()}
+                with autocast:
+                    logits = model(batch["tokens"])
+                loss = lm_loss(logits, batch["tokens"], batch["source_index"])
+                (loss / t.grad_accum).backward()
+                loss_sum += loss.detach()
+            train_loss = (loss_sum / t.grad_accum).item()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip).item()
+            if math.isfinite(train_loss) and math.isfinite(grad_norm):
+                for opt in optimizers:
+                    opt.step()
+                skipped_in_a_row = 0
+            else:  # skip the update, count it; too many in a row means the run has diverged
+                skipped, skipped_in_a_row = skipped + 1, skipped_in_a_row + 1
+            for opt in optimizers:
+                opt.zero_grad(set_to_none=True)
+            step += 1
+            dt = time.perf_counter() - t0
+            summary.tokens += tokens_per_step
+            if math.isfinite(train_loss):
+                summary.first_loss = train_loss if math.isnan(summary.first_loss) else summary.first_loss
+                summary.last_loss = train_loss
+            if step % t.log_every == 0 or step == t.max_steps or skipped_in_a_row:
+                logger.log(step, {
+                    "train/loss": train_loss, "train/ppl": math.exp(min(train_loss, 50.0)),
+                    "train/lr": optimizers[-1].param_groups[0]["lr"], "train/grad_norm": grad_norm,
+                    "train/tokens_per_s": tokens_per_step / dt, "train/skipped_steps": skipped,
+                })
+            bar.update(1)
+            bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tokens_per_step / dt:,.0f}")
+            if skipped_in_a_row > t.max_skipped_in_a_row:
+                path = checkpoint()  # skipped updates left the weights as they were: the last good state
+                raise TrainingStopped(
+                    f"{skipped_in_a_row} updates in a row had a non-finite loss or gradient "
+                    f"(train.max_skipped_in_a_row={t.max_skipped_in_a_row}); the last good weights "
+                    f"(from step {step - skipped_in_a_row}) are saved in {path}"
+                )
+        export_hf_model(model, tokenizer, run_dir / "final_model")
+    finally:
+        bar.close()
+        logger.close()
+    summary.steps, summary.skipped_steps = step, skipped
+    summary.wall_s = time.perf_counter() - t_start
+    return summary
+
+
+def _flat(stats: dict) -> dict:
+    out = {}
+    for key, value in stats.items():
+        if isinstance(value, dict):
+            out.update({f"{key}/{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out
+

@@ -1,0 +1,97 @@
+"""Train one run: `python experiments/run.py [--preset NAME | --config PATH] [--ablation NAME] [key=value ...]`.
+
+    python experiments/run.py                                   # the offline demo (SmolLM2-135M, CPU)
+    python experiments/run.py --preset demo-gemma               # the same with Gemma 3 270M
+    python experiments/run.py --preset tiny train.max_steps=6   # dotted overrides
+    python experiments/run.py --resume runs/<name>              # or --resume latest
+
+Exit codes: 0 done; 2 bad configuration or input (one line on stderr); 3 stopped on purpose (diverged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+from chrono_membench.config import ConfigError, config_from_dict, load_config, parse_override, read_yaml  # noqa: E402
+
+
+def resolve_resume(arg: str, out_dir: str) -> Path:
+    if arg != "latest":
+        path = Path(arg)
+        if not (path / "config.yaml").exists():
+            raise ConfigError(f"--resume {arg}: not a run directory (no config.yaml)")
+        return path
+    runs = [p for p in Path(out_dir).glob("*/config.yaml")]
+    if not runs:
+        raise ConfigError(f"--resume latest: no run directory under {out_dir}/")
+    return max(runs, key=lambda p: p.stat().st_mtime).parent
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default=None, help="a preset in experiments/configs/ (default: demo)")
+    parser.add_argument("--config", default=None, help="a YAML config file")
+    parser.add_argument("--ablation", default=None, help="full | no_dropout | no_alignment | no_diversity | baseline")
+    parser.add_argument("--resume", default=None, metavar="RUN_DIR|latest")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.max_steps=6")
+    return parser.parse_intermixed_args(argv)
+
+
+def build(args) -> tuple:
+    """Config and run directory, validated before anything heavy is loaded."""
+    if args.resume:
+        out_dir = dict(parse_override(o) for o in args.overrides).get("run.out_dir", "runs")
+        run_dir = resolve_resume(args.resume, out_dir)
+        tree = read_yaml(run_dir / "config.yaml")
+        cfg = config_from_dict(tree)
+        if args.overrides or args.ablation:
+            cfg = load_config(config_path=run_dir / "config.yaml", overrides=args.overrides,
+                              ablation=args.ablation or cfg.run.ablation)
+            cfg.run.preset = tree["run"]["preset"]
+        return cfg, run_dir
+    cfg = load_config(args.preset or (None if args.config else "demo"), args.config, args.overrides, args.ablation)
+    if not cfg.run.name:
+        cfg.run.name = f"{cfg.run.preset}-{cfg.run.ablation}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(cfg.run.out_dir) / cfg.run.name
+    if (run_dir / "checkpoints").exists():
+        raise ConfigError(f"run directory {run_dir} already has checkpoints; use --resume {run_dir} or another run.name")
+    return cfg, run_dir
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from chrono_membench.data import DataSourceError
+    from chrono_membench.model import ModelLoadError
+
+    try:
+        cfg, run_dir = build(args)
+        from chrono_membench.train import TrainingStopped, train
+
+        summary = train(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress)
+    except (ConfigError, DataSourceError, ModelLoadError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except TrainingStopped as e:
+        print(f"stopped: {e}", file=sys.stderr)
+        return 3
+    (before_step, before), (after_step, after) = summary.val_ppl[0], summary.val_ppl[-1]
+    print(f"\n{'=' * 72}\nrun {run_dir.name}: {summary.steps} steps, {summary.tokens:,} tokens, {summary.wall_s:.0f} s")
+    print(f"train loss   first {summary.first_loss:.4f} → last {summary.last_loss:.4f}")
+    print(f"val ppl      step {before_step}: {before:.3f} → step {after_step}: {after:.3f}")
+    print(f"skipped steps {summary.skipped_steps}")
+    print(f"run dir      {run_dir}  (metrics.jsonl, config.yaml, checkpoints/, final_model/)")
+    if summary.wandb_dir is not None:
+        print(f"wandb        {summary.wandb_dir}\n             sync with: wandb sync {summary.wandb_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

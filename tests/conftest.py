@@ -1,0 +1,17 @@
+"""Shared fixtures: offline always, one tiny tokenizer for the whole session."""
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from chrono_membench.config import ModelConfig
+    from chrono_membench.model import load_tokenizer
+
+    return load_tokenizer(ModelConfig(name="tiny"))

@@ -1,0 +1,155 @@
+import collections
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from chrono_membench.config import DataConfig
+from chrono_membench.data import PAD_SOURCE, SOURCES, DataSourceError, MixtureStream, SourceRecords, is_validation
+from chrono_membench.data.sources import SAMPLE_DIR
+
+
+@pytest.fixture(scope="module")
+def records():
+    """Open each bundled source once for the module (opening is the slow part)."""
+    return {name: SourceRecords(src, "sample") for name, src in SOURCES.items()}
+
+
+def make_stream(tokenizer, records, **kw):
+    cfg = DataConfig(seq_len=kw.pop("seq_len", 64), shuffle_buffer=kw.pop("shuffle_buffer", 50), **kw)
+    return MixtureStream(cfg, tokenizer, records=records)
+
+
+def test_mixture_shares_follow_weights(tokenizer, records):
+    stream = make_stream(tokenizer, records, seed=3)
+    counts = collections.Counter(stream.next_document().source for _ in range(4000))
+    for name, weight in DataConfig().mixture.items():
+        assert abs(counts[name] / 4000 - weight) < 0.03, (name, counts)
+
+
+def test_sources_restart_epochs_when_exhausted(tokenizer, records):
+    stream = make_stream(tokenizer, records, mixture={"orca_math": 1.0})
+    keys = [stream.next_document().key for _ in range(1200)]  # the sample has ~680 train problems
+    assert stream.stats()["epochs"]["orca_math"] == 1
+    n_epoch = keys.index(keys[0], 1) if keys[0] in keys[1:] else None
+    assert n_epoch is not None and len(set(keys)) < len(keys)
+
+
+def test_split_is_stable_and_about_15_percent():
+    keys = [f"doc{i}" for i in range(20000)]
+    sides = [is_validation("fineweb_edu", k, 15) for k in keys]
+    assert 0.14 < sum(sides) / len(sides) < 0.16
+    assert sides == [is_validation("fineweb_edu", k, 15) for k in keys]  # same document, same side
+    assert sides[::-1] == [is_validation("fineweb_edu", k, 15) for k in reversed(keys)]  # whatever the order
+
+
+def test_train_and_val_streams_are_disjoint_whatever_the_weights(tokenizer, records):
+    train = make_stream(tokenizer, records, mixture={"fineweb_edu": 0.9, "orca_math": 0.1})
+    val = MixtureStream(DataConfig(seq_len=64, mixture={"fineweb_edu": 0.5, "orca_math": 0.5}), tokenizer,
+                        split="val", records=records)
+    train_uids = {train.next_document().uid for _ in range(500)}
+    val_uids = {val.next_document().uid for _ in range(100)}
+    assert train_uids and val_uids and not train_uids & val_uids
+    assert all(is_validation(u.split("/")[0], u.split("/", 1)[1], 15) for u in val_uids)
+
+
+def test_packing_loses_and_duplicates_no_token(tokenizer, records):
+    stream = make_stream(tokenizer, records, seed=1)
+    rows = [stream.next_row() for _ in range(40)]
+    tokens = [t for r in rows for t in r.tokens.tolist()]
+    doc_index = [d for r in rows for d in r.doc_index.tolist()]
+    assert all(len(r.tokens) == 64 for r in rows) and all((r.source_index != PAD_SOURCE).all() for r in rows)
+    # Replay the documents with a fresh stream of the same seed and re-tokenise them.
+    replay = make_stream(tokenizer, records, seed=1)
+    expected = []
+    while len(expected) < len(tokens):
+        expected += replay.tokenize(replay.next_document())
+    assert tokens == expected[: len(tokens)]
+    # Splitting at EOS gives back whole documents, each with one document index.
+    eos = tokenizer.eos_token_id
+    start = 0
+    for i, t in enumerate(tokens):
+        if t == eos:
+            assert len(set(doc_index[start:i + 1])) == 1
+            start = i + 1
+    # Every row lists exactly the documents whose tokens it holds.
+    for r in rows:
+        assert [d.index for d in r.docs] == sorted(set(r.doc_index.tolist()))
+
+
+def test_only_last_partial_row_of_a_finite_stream_is_padded(tokenizer, records):
+    val = MixtureStream(DataConfig(seq_len=512, mixture={"orca_math": 1.0}), tokenizer, split="val",
+                        repeat=False, records=records)
+    rows = list(val)
+    padded = [(r.source_index == PAD_SOURCE).sum().item() for r in rows]
+    assert all(p == 0 for p in padded[:-1]) and 0 <= padded[-1] < 512
+    assert val.docs_per_source["orca_math"] > 50
+
+
+def test_stream_resumes_exactly(tokenizer, records):
+    stream = make_stream(tokenizer, records, seed=7, shuffle_buffer=20)
+    for _ in range(37):
+        stream.next_row()
+    state = json.loads(json.dumps(stream.state_dict()))  # must survive JSON
+    expected = [stream.next_row() for _ in range(25)]
+    resumed = make_stream(tokenizer, records, seed=7, shuffle_buffer=20)
+    resumed.load_state_dict(state)
+    got = [resumed.next_row() for _ in range(25)]
+    for a, b in zip(expected, got):
+        assert a.tokens.equal(b.tokens) and a.doc_index.equal(b.doc_index) and a.source_index.equal(b.source_index)
+        assert [d.uid for d in a.docs] == [d.uid for d in b.docs]
+    assert resumed.stats() == stream.stats()
+
+
+def test_sample_documents_have_the_expected_shape(records):
+    docs = {name: list(SOURCES[name].documents(iter(records[name]), 40)) for name in SOURCES}
+    assert all(len(d) >= 500 for d in docs.values()), {k: len(v) for k, v in docs.items()}
+    assert all(t.startswith("Question: ") and "\nAnswer: " in t for _, t in docs["orca_math"])
+    assert all(t.startswith(f"= {k} =") for k, t in docs["wikitext103"])
+    assert sum(f.stat().st_size for f in SAMPLE_DIR.iterdir()) < 10_000_000
+
+
+def test_local_parquet_in_hub_schema(tmp_path, tokenizer):
+    table = pa.table({"question": [f"What is {i} + {i}?" for i in range(40)] + [""],
+                      "answer": [f"{i} + {i} = {2 * i}." for i in range(40)] + [""], "system": [""] * 41})
+    pq.write_table(table, tmp_path / "orca_math.parquet")
+    cfg = DataConfig(origin="local", local_dir=str(tmp_path), mixture={"orca_math": 1.0}, seq_len=32)
+    stream = MixtureStream(cfg, tokenizer, split="train", repeat=False)
+    texts = []
+    while (doc := stream.next_document()) is not None:
+        texts.append(doc.text)
+    src = stream.sources["orca_math"] or None
+    n_val = sum(is_validation("orca_math", SOURCES["orca_math"].documents([r], 40).__next__()[0], 15)
+                for r in table.to_pylist()[:40])
+    assert len(texts) == 40 - n_val and all(t.startswith("Question: What is") for t in texts)
+    assert src is None  # exhausted and dropped after its one pass
+
+
+def test_local_empty_documents_are_skipped_and_counted(tmp_path, tokenizer):
+    rows = [{"text": "a real document about rivers.", "id": f"d{i}"} for i in range(30)]
+    rows += [{"text": "   ", "id": f"e{i}"} for i in range(10)]
+    (tmp_path / "fineweb_edu.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    cfg = DataConfig(origin="local", local_dir=str(tmp_path), mixture={"fineweb_edu": 1.0}, seq_len=16)
+    stream = MixtureStream(cfg, tokenizer)
+    n_train = sum(not is_validation("fineweb_edu", f"d{i}", 15) for i in range(30))
+    for _ in range(n_train):  # exactly one epoch
+        assert stream.next_document().text.strip()
+    assert stream.stats()["empty_skipped"]["fineweb_edu"] == sum(not is_validation("fineweb_edu", f"e{i}", 15) for i in range(10))
+
+
+def test_local_file_errors_name_file_and_columns(tmp_path):
+    with pytest.raises(DataSourceError, match=r"expected .*orca_math.parquet .*columns question, answer"):
+        SourceRecords(SOURCES["orca_math"], "local", tmp_path)
+    pq.write_table(pa.table({"prompt": ["x"]}), tmp_path / "orca_math.parquet")
+    with pytest.raises(DataSourceError, match=r"orca_math.parquet lacks column\(s\) question, answer"):
+        SourceRecords(SOURCES["orca_math"], "local", tmp_path)
+    (tmp_path / "bookcorpus.parquet").write_bytes(b"not a parquet file")
+    with pytest.raises(DataSourceError, match=r"cannot read .*bookcorpus.parquet"):
+        SourceRecords(SOURCES["bookcorpus"], "local", tmp_path)
+
+
+def test_hub_offline_error_names_the_ways_out(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataSourceError, match=r"offline.*data.origin=local data.local_dir=DIR.*data/prepare.py"):
+        SourceRecords(SOURCES["fineweb_edu"], "hub")
