@@ -107,5 +107,5 @@ def latest_good_checkpoint(run_dir: Path, map_location="cpu") -> tuple[Path, dic
         try:
             return path, load_checkpoint(path, map_location)
         except Exception as e:
-            warnings.warn(f"skipping corrupt checkpoint {path}: {e}")
+            warnings.warn(f"skipping corrupt checkpoint {path}: {e}", stacklevel=2)
     return None

@@ -299,7 +299,9 @@ def validate(cfg: Config) -> None:
     _one_of("sae.architecture", cfg.sae.architecture, SAE_ARCHITECTURES)
     _one_of("run.ablation", cfg.run.ablation, tuple(ABLATIONS))
     if not (cfg.model.name == "tiny" or cfg.model.name.split(":", 1)[0] in ("hf", "gguf", "local")):
-        raise ConfigError(f"model.name must be tiny, hf:<hub id>, gguf:<name or file> or local:<dir>; got {cfg.model.name!r}")
+        raise ConfigError(
+            f"model.name must be tiny, hf:<hub id>, gguf:<name or file> or local:<dir>; got {cfg.model.name!r}"
+        )
     _one_of("model.dtype", cfg.model.dtype, ("float32", "bfloat16", "float16"))
     for key in ("train.lr", "train.muon_lr", "sae.lr"):
         section, name = key.split(".")

@@ -67,7 +67,8 @@ class MetricsLogger:
             self._wandb_failed(e)
 
     def _wandb_failed(self, error: Exception) -> None:
-        warnings.warn(f"wandb disabled for this run ({type(error).__name__}: {error}); metrics.jsonl still has everything")
+        warnings.warn(f"wandb disabled for this run ({type(error).__name__}: {error}); metrics.jsonl still has everything",
+                      stacklevel=2)
         self.wandb_run = None
 
     def log(self, step: int, values: dict) -> None:

