@@ -91,12 +91,13 @@ class TrainConfig:
 
 @dataclass
 class SAEConfig:
+    enabled: bool = True
     hook_points: list[str] = field(default_factory=list)  # empty: one mid-depth blocks.{L//2}.hook_resid_post
     architecture: str = "topk"
     expansion: int = 8
     k: int = 32
     l1_coefficient: float = 5.0
-    lr: float = 2e-4
+    lr: float = 3e-4  # sae-lens's default; short runs (demo, tiny) need more
     dead_window: int = 100_000  # tokens without firing before a latent counts as dead
 
 

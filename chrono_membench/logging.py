@@ -81,6 +81,19 @@ class MetricsLogger:
             except Exception as e:
                 self._wandb_failed(e)
 
+    def log_artifact(self, path: Path, name: str, type: str) -> None:
+        """Upload a file or directory as a wandb artifact (the local copy under the run directory stays)."""
+        if self.wandb_run is None:
+            return
+        try:
+            import wandb
+
+            artifact = wandb.Artifact(name=name, type=type)
+            artifact.add_dir(str(path)) if path.is_dir() else artifact.add_file(str(path))
+            self.wandb_run.log_artifact(artifact)
+        except Exception as e:
+            self._wandb_failed(e)
+
     def flush(self) -> None:
         self._file.flush()
         os.fsync(self._file.fileno())

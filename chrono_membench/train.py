@@ -25,6 +25,7 @@ from chrono_membench.config import Config, dump_config
 from chrono_membench.data import PAD_SOURCE, MixtureStream, collate
 from chrono_membench.logging import MetricsLogger, truncate_metrics
 from chrono_membench.model import export_hf_model, hf_state_dict, load_hf_state_dict, load_model
+from chrono_membench.sae import SAEBank
 
 
 class TrainingStopped(RuntimeError):
@@ -104,6 +105,28 @@ def evaluate(model, val: dict[str, torch.Tensor], micro_batch: int, autocast) ->
     return {"val/loss": loss, "val/ppl": math.exp(min(loss, 50.0))}
 
 
+@torch.no_grad()
+def sae_ce_recovered(model, saes: SAEBank, val: dict[str, torch.Tensor], micro_batch: int, autocast) -> dict:
+    """CE-loss recovered on the first validation micro-batch, the SAE spliced in at its hook."""
+    tokens, sources = val["tokens"][:micro_batch], val["source_index"][:micro_batch]
+    loss_fn = lambda logits: lm_loss(logits, tokens, sources).item()  # noqa: E731
+    with autocast:
+        return saes.ce_recovered(model, tokens, loss_fn, loss_fn(model(tokens)))
+
+
+def write_artifacts(directory: Path, saes: SAEBank, cfg: Config) -> list:
+    """Written to a temporary directory and renamed, like checkpoints."""
+    import shutil
+
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    written = saes.write_artifacts(tmp, cfg.checkpointing.save_sae_state, cfg.checkpointing.save_features)
+    shutil.rmtree(directory, ignore_errors=True)
+    tmp.rename(directory)
+    return [(directory / p.relative_to(tmp), name, kind) for p, name, kind in written]
+
+
 @dataclass
 class Summary:
     run_dir: Path
@@ -141,6 +164,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
         for group in opt.param_groups:
             group["base_lr"] = group["lr"]
     params = [p for p in hf_model.parameters() if p.requires_grad]
+    saes = SAEBank(cfg, model.cfg.d_model, model.cfg.n_layers, device, cfg.run.seed) if cfg.sae.enabled else None
     seen_log: dict[str, list[int]] = {}  # document uid → [first step seen, last step seen]
     step, skipped, skipped_in_a_row = 0, 0, 0
 
@@ -156,6 +180,8 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
         state = ckpt["state"]
         stream.load_state_dict(state["stream"])
         seen_log, step, skipped = state["seen_log"], state["step"], state["skipped"]
+        if saes is not None:
+            saes.load_state_dict(ckpt["saes"])
         set_rng_state(state["rng"])
         truncate_metrics(run_dir / "metrics.jsonl", step)
         print(f"resumed from {path} (step {step})")
@@ -166,7 +192,11 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
     summary = Summary(run_dir=run_dir, wandb_dir=logger.wandb_dir)
 
     def checkpoint() -> Path:
-        logger.log(step, {"data/" + k: v for k, v in _flat(stream.stats()).items()})
+        metrics = {"data/" + k: v for k, v in _flat(stream.stats()).items()}
+        if saes is not None:
+            metrics.update(saes.on_checkpoint())  # drift vs the previous checkpoint; new alignment anchors
+            artifacts = write_artifacts(run_dir / "artifacts" / f"step_{step:08d}", saes, cfg)
+        logger.log(step, metrics)
         logger.flush()
         payload = {
             "model": hf_state_dict(model),
@@ -174,7 +204,12 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
             "state": {"step": step, "stream": stream.state_dict(), "seen_log": seen_log, "skipped": skipped,
                       "rng": get_rng_state()},
         }
-        return save_checkpoint(run_dir, step, payload, cfg.checkpointing.keep_last)
+        if saes is not None:
+            payload["saes"] = saes.state_dict()
+        path = save_checkpoint(run_dir, step, payload, cfg.checkpointing.keep_last)
+        for artifact in artifacts if saes is not None else []:
+            logger.log_artifact(*artifact)
+        return path
 
     tokens_per_step = t.micro_batch * t.grad_accum * cfg.data.seq_len
     bar = tqdm(total=t.max_steps, initial=step, desc="train", disable=not progress, dynamic_ncols=True)
@@ -184,6 +219,8 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
             fresh = step != resumed_at  # eval/checkpoint for a resumed step were done before it was saved
             if fresh and (step % t.eval_every == 0 or last):
                 metrics = evaluate(model, val, t.micro_batch, autocast)
+                if saes is not None:
+                    metrics.update(sae_ce_recovered(model, saes, val, t.micro_batch, autocast))
                 logger.log(step, metrics)
                 summary.val_ppl.append((step, metrics["val/ppl"]))
             if fresh and step > 0 and (step % cfg.checkpointing.checkpoint_every_n_steps == 0 or last):
@@ -203,7 +240,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
                 for doc in (d for r in rows for d in r.docs):
                     seen_log.setdefault(doc.uid, [step + 1, step + 1])[1] = step + 1
                 batch = {k: v.to(device) for k, v in collate(rows).items()}
-                with autocast:
+                with autocast, saes.capture(model) if saes is not None else nullcontext():
                     logits = model(batch["tokens"])
                 loss = lm_loss(logits, batch["tokens"], batch["source_index"])
                 (loss / t.grad_accum).backward()
@@ -219,6 +256,12 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
             for opt in optimizers:
                 opt.zero_grad(set_to_none=True)
             step += 1
+            sae_metrics = {}
+            if saes is not None:  # after the LM update, on the activations its forward captured
+                if skipped_in_a_row:
+                    saes.discard_captured()
+                else:
+                    sae_metrics = saes.step(step, with_metrics=step % t.chrono_every == 0 or step == t.max_steps)
             dt = time.perf_counter() - t0
             summary.tokens += tokens_per_step
             if math.isfinite(train_loss):
@@ -230,6 +273,8 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
                     "train/lr": optimizers[-1].param_groups[0]["lr"], "train/grad_norm": grad_norm,
                     "train/tokens_per_s": tokens_per_step / dt, "train/skipped_steps": skipped,
                 })
+            if sae_metrics:
+                logger.log(step, sae_metrics)
             bar.update(1)
             bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tokens_per_step / dt:,.0f}")
             if skipped_in_a_row > t.max_skipped_in_a_row:

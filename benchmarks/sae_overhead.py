@@ -1,0 +1,81 @@
+"""Step time of plain fine-tuning vs fine-tuning with the SAE bank (1 and 2 hook points), measured in one
+process, interleaved (so drift in machine load hits every configuration alike), on the demo model.
+
+    python benchmarks/sae_overhead.py [--preset demo] [--repeats 6] [key=value ...]
+
+Prints the mean step time of each configuration and its ratio to plain fine-tuning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from chrono_membench.config import load_config  # noqa: E402
+from chrono_membench.data import MixtureStream, collate  # noqa: E402
+from chrono_membench.model import load_model  # noqa: E402
+from chrono_membench.sae import SAEBank  # noqa: E402
+from chrono_membench.train import build_optimizers, lm_loss  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="demo")
+    parser.add_argument("--repeats", type=int, default=6)
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_intermixed_args()
+    cfg = load_config(args.preset, overrides=args.overrides)
+    torch.manual_seed(0)
+    model, tokenizer = load_model(cfg.model)
+    L = model.cfg.n_layers
+    banks = {
+        "plain": None,
+        "sae x1": SAEBank(cfg, model.cfg.d_model, L, torch.device("cpu")),
+        "sae x2": SAEBank(load_config(args.preset, overrides=[*args.overrides, f"sae.hook_points=[blocks.{L // 3}."
+                                                              f"hook_resid_post, blocks.{2 * L // 3}.hook_resid_post]"]),
+                          model.cfg.d_model, L, torch.device("cpu")),
+    }
+    optimizers = build_optimizers(model.original_model, cfg)
+    stream = MixtureStream(cfg.data, tokenizer)
+    t = cfg.train
+    batches = [collate([stream.next_row() for _ in range(t.micro_batch)]) for _ in range(t.grad_accum)]
+
+    def one_step(bank, with_metrics):
+        start = time.perf_counter()
+        for batch in batches:
+            with bank.capture(model) if bank is not None else nullcontext():
+                loss = lm_loss(model(batch["tokens"]), batch["tokens"], batch["source_index"])
+            (loss / t.grad_accum).backward()
+        for opt in optimizers:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        if bank is not None:
+            bank.step(1, with_metrics=with_metrics)
+        return time.perf_counter() - start
+
+    for name, bank in banks.items():  # warm-up
+        one_step(bank, False)
+    times = {name: [] for name in banks}
+    for r in range(args.repeats):
+        for name, bank in banks.items():
+            # metrics on 1 step in chrono_every/log cadence terms would be rarer; include them every other step
+            times[name].append(one_step(bank, with_metrics=r % 2 == 0))
+    tokens = t.micro_batch * t.grad_accum * cfg.data.seq_len
+    base = statistics.mean(times["plain"])
+    print(f"{cfg.model.name}: {tokens} tokens/step, {args.repeats} interleaved repeats, d_sae = "
+          f"{cfg.sae.expansion} x {model.cfg.d_model}, {cfg.sae.architecture}")
+    for name, ts in times.items():
+        mean = statistics.mean(ts)
+        print(f"{name:8s} {mean:7.3f} s/step (sd {statistics.stdev(ts):.3f})  ratio {mean / base:.3f}")
+
+
+if __name__ == "__main__":
+    main()

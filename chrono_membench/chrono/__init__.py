@@ -1,0 +1,1 @@
+"""Chrono metrics and losses: small pure functions over tensors, each tested on hand-made cases."""

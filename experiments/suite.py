@@ -1,0 +1,74 @@
+"""Run the ablation study: full, no_dropout, no_alignment, no_diversity as one wandb group, then print the
+final metrics side by side.
+
+    python experiments/suite.py --preset demo [key=value ...]
+    python experiments/suite.py --preset tiny --ablations full no_dropout train.max_steps=6
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from chrono_membench.config import ABLATIONS, ConfigError, load_config  # noqa: E402
+from chrono_membench.logging import read_metrics  # noqa: E402
+
+SUITE = ["full", "no_dropout", "no_alignment", "no_diversity"]
+
+
+def final_values(run_dir: Path) -> dict[str, float]:
+    """The last logged value of every numeric key."""
+    last: dict[str, float] = {}
+    for record in read_metrics(run_dir / "metrics.jsonl"):
+        last.update({k: v for k, v in record.items() if isinstance(v, (int, float)) and k != "step"})
+    return last
+
+
+def table(runs: dict[str, Path], prefixes=("val/", "sae/", "chrono/", "train/loss")) -> str:
+    finals = {name: final_values(path) for name, path in runs.items()}
+    keys = sorted({k for f in finals.values() for k in f if k.startswith(prefixes)})
+    width = max(map(len, keys), default=10)
+    lines = [f"{'metric':<{width}}  " + "  ".join(f"{n:>13}" for n in finals)]
+    for key in keys:
+        cells = [f"{finals[n][key]:>13.5g}" if key in finals[n] else f"{'-':>13}" for n in finals]
+        lines.append(f"{key:<{width}}  " + "  ".join(cells))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="demo")
+    parser.add_argument("--ablations", nargs="+", default=SUITE)
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_intermixed_args(argv)
+    group = f"{args.preset}-suite-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        unknown = [a for a in args.ablations if a not in ABLATIONS]
+        if unknown:
+            raise ConfigError(f"unknown ablation {unknown[0]!r}; allowed: {', '.join(ABLATIONS)}")
+        configs = {a: load_config(args.preset, overrides=[*args.overrides, f"logging.group={group}",
+                                                          f"run.name={group}-{a}"], ablation=a)
+                   for a in args.ablations}  # all validated before the first run starts
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from chrono_membench.train import train
+
+    runs = {}
+    for ablation, cfg in configs.items():
+        print(f"\n=== {ablation} ===")
+        run_dir = Path(cfg.run.out_dir) / cfg.run.name
+        train(cfg, run_dir, progress=not args.no_progress)
+        runs[ablation] = run_dir
+    print(f"\nwandb group {group}; run directories: {', '.join(str(p) for p in runs.values())}\n")
+    print(table(runs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
