@@ -61,7 +61,7 @@ def main() -> None:
             bank.step(1, with_metrics=with_metrics)
         return time.perf_counter() - start
 
-    for name, bank in banks.items():  # warm-up
+    for bank in banks.values():  # warm-up
         one_step(bank, False)
     times = {name: [] for name in banks}
     for r in range(args.repeats):

@@ -137,17 +137,10 @@ class SAEBank:
             dead = st.tokens_since_fired >= self.cfg.sae.dead_window
             if with_metrics:  # measured before the update, without dropout: the SAE as it is at this step
                 metrics.update(self._metrics(hook, sae, x, dead))
-            dropped = {}
-
-            def drop(acts, hook):
-                dropped["acts"] = acts.detach()  # firing statistics describe the encoder, not the dropout
-                out = inverted_dropout(acts, p, self.generator)
-                dropped["frac"] = ((acts != 0) & (out == 0)).sum().item() / max(1, (acts != 0).sum().item())
-                return out
-
+            dropped: dict = {}
             step_input = TrainStepInput(sae_in=x, coefficients=self._coefficients(sae), dead_neuron_mask=dead,
                                         n_training_steps=self.n_steps, is_logging_step=with_metrics)
-            with sae.hooks(fwd_hooks=[("hook_sae_acts_post", drop)] if p > 0 else []):
+            with sae.hooks(fwd_hooks=[("hook_sae_acts_post", self._dropout_hook(p, dropped))] if p > 0 else []):
                 out = sae.training_forward_pass(step_input)
             loss = out.loss
             align = torch.zeros((), device=self.device)
@@ -171,6 +164,16 @@ class SAEBank:
         self.optimizer.zero_grad(set_to_none=True)
         self.n_steps += 1
         return metrics
+
+    def _dropout_hook(self, p: float, record: dict):
+        """Temporal dropout on sae-lens's own hook_sae_acts_post, so its training_forward_pass decodes the
+        dropped latents; `record` keeps the undropped activations and the realised dropped fraction."""
+        def drop(acts, hook):
+            record["acts"] = acts.detach()  # firing statistics describe the encoder, not the dropout
+            out = inverted_dropout(acts, p, self.generator)
+            record["frac"] = ((acts != 0) & (out == 0)).sum().item() / max(1, (acts != 0).sum().item())
+            return out
+        return drop
 
     @torch.no_grad()
     def _metrics(self, hook: str, sae, x: torch.Tensor, dead: torch.Tensor) -> dict[str, float]:
