@@ -108,6 +108,12 @@ class ChronoConfig:
     diversity_weight: float = 0.01
     n_buckets: int = 10
     probe_per_bucket: int = 32
+    probe_queries: int = 32  # query positions per micro-batch the diversity regulariser looks at
+    canary_repetitions: list[int] = field(default_factory=list)  # e.g. [1, 8]: one canary per entry
+    canary_length: int = 12  # random tokens per secret
+    canary_candidates: int = 127  # random reference secrets the true one is ranked against
+    canary_until: float = 0.5  # insertions are spread over the first this fraction of training
+    enabled: bool = True  # attention diversity, probe set, purity, memorisation probes
 
 
 @dataclass
@@ -278,7 +284,8 @@ def validate(cfg: Config) -> None:
                 "train.log_every", "train.chrono_every", "train.max_skipped_in_a_row",
                 "checkpointing.checkpoint_every_n_steps", "checkpointing.keep_last",
                 "model.tiny_layers", "model.tiny_d_model", "model.tiny_heads",
-                "sae.expansion", "sae.k", "sae.dead_window", "chrono.n_buckets", "chrono.probe_per_bucket"):
+                "sae.expansion", "sae.k", "sae.dead_window", "chrono.n_buckets", "chrono.probe_per_bucket",
+                "chrono.probe_queries", "chrono.canary_length", "chrono.canary_candidates"):
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
         if value <= 0:
@@ -308,7 +315,10 @@ def validate(cfg: Config) -> None:
         section, name = key.split(".")
         if getattr(getattr(cfg, section), name) <= 0:
             raise ConfigError(f"{key} must be > 0, got {getattr(getattr(cfg, section), name)}")
-    for key in ("train.warmup_frac", "train.warmdown_frac", "train.final_lr_frac", "chrono.dropout_p_max"):
+    if any(r < 1 for r in cfg.chrono.canary_repetitions):
+        raise ConfigError(f"chrono.canary_repetitions must be positive integers, got {cfg.chrono.canary_repetitions}")
+    for key in ("train.warmup_frac", "train.warmdown_frac", "train.final_lr_frac", "chrono.dropout_p_max",
+                "chrono.canary_until"):
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
         if not 0 <= value <= 1:

@@ -94,6 +94,16 @@ class MetricsLogger:
         except Exception as e:
             self._wandb_failed(e)
 
+    def log_table(self, name: str, columns: list[str], rows: list[list]) -> None:
+        if self.wandb_run is None:
+            return
+        try:
+            import wandb
+
+            self.wandb_run.log({name: wandb.Table(columns=columns, data=rows)})
+        except Exception as e:
+            self._wandb_failed(e)
+
     def flush(self) -> None:
         self._file.flush()
         os.fsync(self._file.fileno())

@@ -8,10 +8,11 @@ on disk before checkpoint S is written, so a resume from S drops nothing and rep
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,8 +24,10 @@ from tqdm import tqdm
 from chrono_membench.checkpoint import latest_good_checkpoint, save_checkpoint
 from chrono_membench.config import Config, dump_config
 from chrono_membench.data import PAD_SOURCE, MixtureStream, collate
+from chrono_membench.evaluation import attention_metrics, capture_patterns, diversity_term, probe_metrics, write_purity
 from chrono_membench.logging import MetricsLogger, truncate_metrics
 from chrono_membench.model import export_hf_model, hf_state_dict, load_hf_state_dict, load_model
+from chrono_membench.probes import Canaries, ProbeSet
 from chrono_membench.sae import SAEBank
 
 
@@ -122,9 +125,20 @@ def write_artifacts(directory: Path, saes: SAEBank, cfg: Config) -> list:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     written = saes.write_artifacts(tmp, cfg.checkpointing.save_sae_state, cfg.checkpointing.save_features)
-    shutil.rmtree(directory, ignore_errors=True)
-    tmp.rename(directory)
+    directory.mkdir(parents=True, exist_ok=True)  # may already hold this step's purity matrices
+    for item in tmp.iterdir():
+        shutil.rmtree(directory / item.name, ignore_errors=True)
+        item.rename(directory / item.name)
+    tmp.rmdir()
     return [(directory / p.relative_to(tmp), name, kind) for p, name, kind in written]
+
+
+def write_probe_table(run_dir: Path, probes: ProbeSet, tokenizer, logger: MetricsLogger) -> None:
+    """The probe set as probe_set.json and as a wandb Table."""
+    columns = ["bucket", "uid", "source", "first_step", "text"]
+    rows = [[name, p.uid, p.source, p.first_step, tokenizer.decode(p.tokens)] for name, ps in probes.columns() for p in ps]
+    (run_dir / "probe_set.json").write_text(json.dumps([dict(zip(columns, r)) for r in rows], indent=1))
+    logger.log_table("probe_set", columns, rows)
 
 
 @dataclass
@@ -165,6 +179,12 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
             group["base_lr"] = group["lr"]
     params = [p for p in hf_model.parameters() if p.requires_grad]
     saes = SAEBank(cfg, model.cfg.d_model, model.cfg.n_layers, device, cfg.run.seed) if cfg.sae.enabled else None
+    chrono = cfg.chrono.enabled
+    probes = ProbeSet(cfg.chrono.n_buckets, cfg.chrono.probe_per_bucket, t.max_steps, cfg.run.seed) if chrono else None
+    if probes is not None:  # "unseen" probes: validation documents, never trained on
+        probes.fill_unseen(MixtureStream(cfg.data, tokenizer, "val", seed=cfg.data.seed + 1, repeat=False).documents())
+    canaries = Canaries(cfg, tokenizer, cfg.run.seed) if chrono and cfg.chrono.canary_repetitions else None
+    diversity_weight = cfg.chrono.diversity_weight if chrono else 0.0
     seen_log: dict[str, list[int]] = {}  # document uid → [first step seen, last step seen]
     step, skipped, skipped_in_a_row = 0, 0, 0
 
@@ -182,6 +202,8 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
         seen_log, step, skipped = state["seen_log"], state["step"], state["skipped"]
         if saes is not None:
             saes.load_state_dict(ckpt["saes"])
+        if probes is not None:
+            probes.load_state_dict(state["probes"])
         set_rng_state(state["rng"])
         truncate_metrics(run_dir / "metrics.jsonl", step)
         print(f"resumed from {path} (step {step})")
@@ -202,7 +224,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
             "model": hf_state_dict(model),
             "optim": [opt.state_dict() for opt in optimizers],
             "state": {"step": step, "stream": stream.state_dict(), "seen_log": seen_log, "skipped": skipped,
-                      "rng": get_rng_state()},
+                      "rng": get_rng_state(), "probes": probes.state_dict() if probes is not None else None},
         }
         if saes is not None:
             payload["saes"] = saes.state_dict()
@@ -221,7 +243,15 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
                 metrics = evaluate(model, val, t.micro_batch, autocast)
                 if saes is not None:
                     metrics.update(sae_ce_recovered(model, saes, val, t.micro_batch, autocast))
+                purity_files = []
+                if probes is not None:
+                    chrono_metrics, matrices = probe_metrics(model, saes, probes, canaries,
+                                                             stream.stats()["token_share"], autocast, device)
+                    metrics.update(chrono_metrics)
+                    purity_files = write_purity(run_dir / "artifacts" / f"step_{step:08d}", matrices)
                 logger.log(step, metrics)
+                for artifact in purity_files:
+                    logger.log_artifact(*artifact)
                 summary.val_ppl.append((step, metrics["val/ppl"]))
             if fresh and step > 0 and (step % cfg.checkpointing.checkpoint_every_n_steps == 0 or last):
                 checkpoint()
@@ -234,16 +264,30 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
             for opt in optimizers:
                 for group in opt.param_groups:
                     group["lr"] = group["base_lr"] * lr_mult
-            loss_sum = torch.zeros((), device=device)
-            for _ in range(t.grad_accum):
+            loss_sum, diversity_sum = torch.zeros((), device=device), 0.0
+            for micro in range(t.grad_accum):
                 rows = [stream.next_row() for _ in range(t.micro_batch)]
                 for doc in (d for r in rows for d in r.docs):
+                    if probes is not None and doc.uid not in seen_log:
+                        probes.offer(doc.uid, doc.source, doc.tokens, step + 1)
                     seen_log.setdefault(doc.uid, [step + 1, step + 1])[1] = step + 1
                 batch = {k: v.to(device) for k, v in collate(rows).items()}
-                with autocast, saes.capture(model) if saes is not None else nullcontext():
+                if canaries is not None and micro == 0:
+                    canaries.insert(batch["tokens"], batch["source_index"], step + 1)
+                with ExitStack() as stack:
+                    stack.enter_context(autocast)
+                    if saes is not None:
+                        stack.enter_context(saes.capture(model))
+                    patterns = stack.enter_context(capture_patterns(model)) if diversity_weight > 0 else None
                     logits = model(batch["tokens"])
                 loss = lm_loss(logits, batch["tokens"], batch["source_index"])
-                (loss / t.grad_accum).backward()
+                objective = loss
+                if patterns is not None:  # −μ · diversity: reward heads that attend differently
+                    queries = torch.Generator().manual_seed(cfg.run.seed * 1_000_003 + step * 1009 + micro)
+                    diversity = diversity_term(patterns, cfg.chrono.probe_queries, queries)
+                    objective = loss - diversity_weight * diversity
+                    diversity_sum += diversity.item() / t.grad_accum
+                (objective / t.grad_accum).backward()
                 loss_sum += loss.detach()
             train_loss = (loss_sum / t.grad_accum).item()
             grad_norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip).item()
@@ -262,6 +306,10 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
                     saes.discard_captured()
                 else:
                     sae_metrics = saes.step(step, with_metrics=step % t.chrono_every == 0 or step == t.max_steps)
+            if chrono and (step % t.chrono_every == 0 or step == t.max_steps):
+                sae_metrics.update(attention_metrics(model, val["tokens"][:t.micro_batch], autocast))
+                if diversity_weight > 0:
+                    sae_metrics["chrono/attn_diversity/train_term"] = diversity_sum
             dt = time.perf_counter() - t0
             summary.tokens += tokens_per_step
             if math.isfinite(train_loss):
@@ -285,6 +333,8 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
                     f"(from step {step - skipped_in_a_row}) are saved in {path}"
                 )
         export_hf_model(model, tokenizer, run_dir / "final_model")
+        if probes is not None:
+            write_probe_table(run_dir, probes, tokenizer, logger)
     finally:
         bar.close()
         logger.close()

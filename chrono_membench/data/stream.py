@@ -52,6 +52,7 @@ class Document:
     key: str
     epoch: int
     text: str
+    tokens: list[int] = field(default_factory=list)  # as packed ([BOS] ids EOS), once tokenised
 
     @property
     def uid(self) -> str:
@@ -124,7 +125,7 @@ class Row:
     tokens: torch.Tensor  # [seq_len] int64
     doc_index: torch.Tensor  # [seq_len] int64, running document index
     source_index: torch.Tensor  # [seq_len] int64, index into config.SOURCES; PAD_SOURCE for padding
-    docs: list[Document] = field(default_factory=list)  # documents with tokens in this row (text dropped)
+    docs: list[Document] = field(default_factory=list)  # documents with tokens in this row (text dropped, ids kept)
 
 
 class MixtureStream:
@@ -166,6 +167,12 @@ class MixtureStream:
         self.docs_per_source[name] += 1
         return doc
 
+    def documents(self) -> Iterator[Document]:
+        """Whole documents, tokenised, in mixture order (no packing)."""
+        while (doc := self.next_document()) is not None:
+            doc.tokens = self.tokenize(doc)
+            yield doc
+
     def tokenize(self, doc: Document) -> list[int]:
         ids = self.tokenizer(doc.text, add_special_tokens=False)["input_ids"]
         return ([self.bos] if self.bos is not None else []) + ids + [self.eos]
@@ -181,7 +188,7 @@ class MixtureStream:
             ids = self.tokenize(doc)
             self.tokens_per_source[doc.source] += len(ids)
             self._carry.extend((t, doc.index, src) for t in ids)
-            self._carry_docs[doc.index] = Document(doc.index, doc.source, doc.key, doc.epoch, "")
+            self._carry_docs[doc.index] = Document(doc.index, doc.source, doc.key, doc.epoch, "", ids)
         if not self._carry:
             return None
         take, self._carry = self._carry[:T], self._carry[T:]
@@ -207,7 +214,7 @@ class MixtureStream:
             "docs_per_source": dict(self.docs_per_source),
             "tokens_per_source": dict(self.tokens_per_source),
             "carry": [list(c) for c in self._carry],
-            "carry_docs": [[d.index, d.source, d.key, d.epoch] for d in self._carry_docs.values()],
+            "carry_docs": [[d.index, d.source, d.key, d.epoch, d.tokens] for d in self._carry_docs.values()],
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -223,7 +230,7 @@ class MixtureStream:
         self.docs_per_source = dict(state["docs_per_source"])
         self.tokens_per_source = dict(state["tokens_per_source"])
         self._carry = [tuple(c) for c in state["carry"]]
-        self._carry_docs = {d[0]: Document(d[0], d[1], d[2], d[3], "") for d in state["carry_docs"]}
+        self._carry_docs = {d[0]: Document(d[0], d[1], d[2], d[3], "", d[4]) for d in state["carry_docs"]}
 
     def stats(self) -> dict:
         """Realised shares, epochs and skipped documents, for logging."""

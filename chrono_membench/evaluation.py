@@ -1,0 +1,159 @@
+"""The chrono evaluation: attention diversity, temporal/source purity, memorisation probes, canaries.
+
+Everything runs under torch.no_grad, batched. The metric arithmetic lives in chrono/ as pure functions; this
+module only gathers the tensors they need from the model, the SAEs and the probe set.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from chrono_membench.chrono.attention import attention_entropy, head_js_diversity
+from chrono_membench.chrono.membench import exposure, extraction_scores, sequence_nll
+from chrono_membench.chrono.purity import (
+    column_sums, mean_activation_matrix, purity_matrix, purity_summary, share_normalised,
+)
+from chrono_membench.config import SOURCES
+from chrono_membench.probes import UNSEEN, Canaries, ProbeSet
+from chrono_membench.sae import SAEBank, safe_name
+
+EVAL_CHUNK = 16  # probe documents per forward
+
+
+def pattern_names(n_layers: int) -> list[str]:
+    return [f"blocks.{l}.attn.hook_pattern" for l in range(n_layers)]
+
+
+@torch.no_grad()
+def attention_metrics(model, tokens: torch.Tensor, autocast) -> dict[str, float]:
+    """Per-layer head diversity and mean attention entropy on a fixed batch; only the patterns are cached."""
+    names = pattern_names(model.cfg.n_layers)
+    with autocast:
+        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
+    out, entropies = {}, []
+    for l, name in enumerate(names):
+        out[f"chrono/attn_diversity/layer_{l}"] = head_js_diversity(cache[name]).item()
+        entropies.append(attention_entropy(cache[name]).item())
+    out["chrono/attn_diversity/mean"] = sum(out.values()) / len(names)
+    out["chrono/attn_entropy/mean"] = sum(entropies) / len(entropies)
+    return out
+
+
+@contextmanager
+def capture_patterns(model):
+    """Attention patterns of every layer during a training forward, kept in the graph (for the regulariser)."""
+    patterns: list[torch.Tensor] = []
+    with model.hooks(fwd_hooks=[(n, lambda t, hook: patterns.append(t)) for n in pattern_names(model.cfg.n_layers)]):
+        yield patterns
+
+
+def diversity_term(patterns: list[torch.Tensor], n_queries: int, generator: torch.Generator) -> torch.Tensor:
+    """mean over layers of head diversity on a random subset of query positions (DESIGN.md §4.3)."""
+    T = patterns[0].shape[2]
+    query_index = torch.randperm(T, generator=generator)[:n_queries].to(patterns[0].device)
+    return torch.stack([head_js_diversity(p, query_index) for p in patterns]).mean()
+
+
+def _logits_fn(model, autocast):
+    def logits(tokens):
+        with autocast:
+            return torch.cat([model(chunk).float() for chunk in tokens.split(EVAL_CHUNK)])
+    return logits
+
+
+def _generate_fn(model, autocast):
+    def generate(prefix, n_tokens):
+        with autocast:
+            return torch.cat([model.generate(chunk, max_new_tokens=n_tokens, do_sample=False, stop_at_eos=False,
+                                             verbose=False, use_past_kv_cache=True, prepend_bos=False)[:, -n_tokens:]
+                              for chunk in prefix.split(EVAL_CHUNK)])
+    return generate
+
+
+@torch.no_grad()
+def probe_metrics(model, saes: SAEBank | None, probes: ProbeSet, canaries: Canaries | None,
+                  token_share: dict[str, float], autocast, device) -> tuple[dict[str, float], dict]:
+    """Memorisation per time bucket, canary exposure, and (with SAEs) purity matrices and their summaries.
+    Returns (scalars, {hook: {"temporal": P [F, C], "source": S [F, 4], "columns": [...]}})."""
+    metrics: dict[str, float] = {}
+    columns = probes.columns()
+    logits = _logits_fn(model, autocast)
+    if columns:
+        docs = torch.tensor([p.tokens for _, ps in columns for p in ps], device=device)
+        col = torch.tensor([c for c, (_, ps) in enumerate(columns) for _ in ps], device=device)
+        scores = extraction_scores(logits, docs, generate_fn=_generate_fn(model, autocast))
+        for c, (name, _) in enumerate(columns):
+            for key, values in scores.items():
+                metrics[f"mem/{key}/{name}"] = values[col == c].mean().item()
+        unseen = [c for c, (n, _) in enumerate(columns) if n == UNSEEN]
+        if unseen and len(columns) > 1:
+            seen_loss = scores["loss"][col != unseen[0]].mean().item()
+            metrics["mem/loss_gap"] = scores["loss"][col == unseen[0]].mean().item() - seen_loss
+    if canaries:
+        for i, label in enumerate(canaries.labels()):
+            prefix = torch.tensor(canaries.prefix, device=device)
+            nll = sequence_nll(logits, prefix, torch.cat([canaries.secrets[i:i + 1], canaries.reference]).to(device))
+            metrics[f"mem/canary_exposure/{label}"] = exposure(nll[0].item(), nll[1:])
+    matrices = {}
+    if saes is not None and columns:
+        matrices = purity(model, saes, columns, docs, col, token_share, autocast)
+        for hook, m in matrices.items():
+            present = m["source_present"]
+            t, s = purity_summary(m["temporal"]), purity_summary(m["source"][:, present])
+            s_share = purity_summary(m["source_share"][:, present])
+            summaries = {"temporal_purity": t["mean_normalised"], "temporal_purity_gt50": t["frac_gt50"],
+                         "source_purity": s["mean_normalised"], "source_purity_share_norm": s_share["mean_normalised"]}
+            # Purity over a single column (e.g. only "unseen" before training starts) is undefined: not logged.
+            metrics.update({f"chrono/{hook}/{k}": v for k, v in summaries.items() if v == v})
+    return metrics, matrices
+
+
+def purity(model, saes: SAEBank, columns, docs, col, token_share, autocast) -> dict:
+    """Latent activation mass on probe tokens per time column and per source (position 0, the BOS or
+    attention-sink token, is left out: its huge norm would dominate every latent)."""
+    source = torch.tensor([SOURCES.index(p.source) for _, ps in columns for p in ps], device=docs.device)
+    n_cols = len(columns)
+    sums = {h: [0, 0, 0, 0] for h in saes.hook_points}  # time sums, time counts, source sums, source counts
+    for start in range(0, len(docs), EVAL_CHUNK):
+        chunk = docs[start:start + EVAL_CHUNK]
+        with autocast:
+            _, cache = model.run_with_cache(chunk, names_filter=lambda n: n in saes.hook_points)
+        tok_col = col[start:start + EVAL_CHUNK, None].expand(-1, chunk.shape[1] - 1).flatten()
+        tok_src = source[start:start + EVAL_CHUNK, None].expand(-1, chunk.shape[1] - 1).flatten()
+        for hook, sae in saes.saes.items():
+            x = cache[hook][:, 1:].flatten(0, 1).float() * saes.scale(hook)
+            acts = sae.encode(x)
+            for k, (index, n) in enumerate(((tok_col, n_cols), (tok_src, len(SOURCES)))):
+                s, c = column_sums(acts, index, n)
+                sums[hook][2 * k] = sums[hook][2 * k] + s
+                sums[hook][2 * k + 1] = sums[hook][2 * k + 1] + c
+    share = torch.tensor([token_share.get(s, 0.0) for s in SOURCES], device=docs.device)
+    out = {}
+    for hook, (ts, tc, ss, sc) in sums.items():
+        M_time, M_source = mean_activation_matrix(ts, tc), mean_activation_matrix(ss, sc)
+        present = sc > 0  # sources with probe tokens: summaries skip the all-zero columns of the others
+        out[hook] = {"temporal": purity_matrix(M_time), "source": purity_matrix(M_source),
+                     "source_share": share_normalised(M_source, share.clamp_min(1e-12)), "source_present": present,
+                     "columns": [name for name, _ in columns]}
+    return out
+
+
+def write_purity(directory: Path, matrices: dict) -> list[tuple[Path, str, str]]:
+    """purity_<hook>.safetensors (fp16) per SAE; returns (path, artifact name, type) to log."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for hook, m in matrices.items():
+        path = directory / f"purity_{safe_name(hook)}.safetensors"
+        tmp = path.with_suffix(".tmp")
+        save_file({"temporal": m["temporal"].half().cpu().contiguous(), "source": m["source"].half().cpu().contiguous(),
+                   "source_share_normalised": m["source_share"].half().cpu().contiguous()}, str(tmp),
+                  metadata={"hook": hook, "temporal_columns": json.dumps(m["columns"]),
+                            "source_columns": json.dumps(list(SOURCES))})
+        tmp.replace(path)
+        written.append((path, f"purity-{safe_name(hook)}", "purity"))
+    return written
