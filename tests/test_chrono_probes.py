@@ -8,7 +8,9 @@ import torch
 
 from chrono_membench.chrono.attention import attention_entropy, head_js_diversity
 from chrono_membench.chrono.membench import exposure, extraction_scores, greedy_continuation, sequence_nll
-from chrono_membench.chrono.purity import column_sums, mean_activation_matrix, purity_matrix, purity_summary, share_normalised
+from chrono_membench.chrono.purity import (
+    column_sums, mean_activation_matrix, purity_matrix, purity_summary, share_normalised,
+)
 from chrono_membench.config import load_config
 from chrono_membench.probes import PROBE_TOKENS, Canaries, ProbeSet
 
@@ -100,7 +102,9 @@ def test_exact_match_on_a_copying_model_and_on_a_random_one():
     scores = extraction_scores(copy_model(docs), docs)
     assert scores["exact_match"].tolist() == [1.0] * 4 and scores["token_match"].tolist() == [1.0] * 4
     assert (scores["loss"] < 1e-3).all()
-    random_model = lambda tokens: torch.randn(*tokens.shape, 1000, generator=torch.Generator().manual_seed(tokens.sum().item()))  # noqa: E731
+    def random_model(tokens):
+        return torch.randn(*tokens.shape, 1000, generator=torch.Generator().manual_seed(tokens.sum().item()))
+
     scores = extraction_scores(random_model, docs)
     assert scores["exact_match"].sum() == 0 and scores["token_match"].mean() < 0.05
     assert scores["loss"].mean() > math.log(1000) - 1
