@@ -240,6 +240,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
             last = step == t.max_steps
             fresh = step != resumed_at  # eval/checkpoint for a resumed step were done before it was saved
             if fresh and (step % t.eval_every == 0 or last):
+                t_eval = time.perf_counter()
                 metrics = evaluate(model, val, t.micro_batch, autocast)
                 if saes is not None:
                     metrics.update(sae_ce_recovered(model, saes, val, t.micro_batch, autocast))
@@ -249,6 +250,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
                                                              stream.stats()["token_share"], autocast, device)
                     metrics.update(chrono_metrics)
                     purity_files = write_purity(run_dir / "artifacts" / f"step_{step:08d}", matrices)
+                metrics["time/eval_s"] = time.perf_counter() - t_eval
                 logger.log(step, metrics)
                 for artifact in purity_files:
                     logger.log_artifact(*artifact)
@@ -307,7 +309,9 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
                 else:
                     sae_metrics = saes.step(step, with_metrics=step % t.chrono_every == 0 or step == t.max_steps)
             if chrono and (step % t.chrono_every == 0 or step == t.max_steps):
+                t_attn = time.perf_counter()
                 sae_metrics.update(attention_metrics(model, val["tokens"][:t.micro_batch], autocast))
+                sae_metrics["time/attn_metrics_s"] = time.perf_counter() - t_attn
                 if diversity_weight > 0:
                     sae_metrics["chrono/attn_diversity/train_term"] = diversity_sum
             dt = time.perf_counter() - t0

@@ -1,7 +1,8 @@
-"""Step time of plain fine-tuning vs fine-tuning with the SAE bank (1 and 2 hook points), measured in one
-process, interleaved (so drift in machine load hits every configuration alike), on the demo model.
+"""Step time of plain fine-tuning vs fine-tuning with the SAE bank (1 and 2 hook points) and with the
+attention-diversity regulariser, measured in one process, interleaved (so drift in machine load hits every
+configuration alike), on the demo model.
 
-    python benchmarks/sae_overhead.py [--preset demo] [--repeats 6] [key=value ...]
+    python benchmarks/step_overhead.py [--preset demo] [--repeats 6] [key=value ...]
 
 Prints the mean step time of each configuration and its ratio to plain fine-tuning.
 """
@@ -21,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chrono_membench.config import load_config  # noqa: E402
 from chrono_membench.data import MixtureStream, collate  # noqa: E402
+from chrono_membench.evaluation import capture_patterns, diversity_term  # noqa: E402
 from chrono_membench.model import load_model  # noqa: E402
 from chrono_membench.sae import SAEBank  # noqa: E402
 from chrono_membench.train import build_optimizers, lm_loss  # noqa: E402
@@ -43,16 +45,21 @@ def main() -> None:
                                                               f"hook_resid_post, blocks.{2 * L // 3}.hook_resid_post]"]),
                           model.cfg.d_model, L, torch.device("cpu")),
     }
+    configurations = {name: (bank, False) for name, bank in banks.items()}
+    configurations["diversity"] = (None, True)
     optimizers = build_optimizers(model.original_model, cfg)
     stream = MixtureStream(cfg.data, tokenizer)
     t = cfg.train
     batches = [collate([stream.next_row() for _ in range(t.micro_batch)]) for _ in range(t.grad_accum)]
 
-    def one_step(bank, with_metrics):
+    def one_step(bank, diversity, with_metrics):
         start = time.perf_counter()
         for batch in batches:
-            with bank.capture(model) if bank is not None else nullcontext():
+            with bank.capture(model) if bank is not None else nullcontext(), \
+                    capture_patterns(model) if diversity else nullcontext() as patterns:
                 loss = lm_loss(model(batch["tokens"]), batch["tokens"], batch["source_index"])
+            if diversity:
+                loss = loss - 0.01 * diversity_term(patterns, cfg.chrono.probe_queries, torch.Generator().manual_seed(0))
             (loss / t.grad_accum).backward()
         for opt in optimizers:
             opt.step()
@@ -61,20 +68,20 @@ def main() -> None:
             bank.step(1, with_metrics=with_metrics)
         return time.perf_counter() - start
 
-    for bank in banks.values():  # warm-up
-        one_step(bank, False)
-    times = {name: [] for name in banks}
+    for bank, diversity in configurations.values():  # warm-up
+        one_step(bank, diversity, False)
+    times = {name: [] for name in configurations}
     for r in range(args.repeats):
-        for name, bank in banks.items():
-            # metrics on 1 step in chrono_every/log cadence terms would be rarer; include them every other step
-            times[name].append(one_step(bank, with_metrics=r % 2 == 0))
+        for name, (bank, diversity) in configurations.items():
+            # SAE metrics every other step: far more often than the real cadence (chrono_every), so an upper bound
+            times[name].append(one_step(bank, diversity, with_metrics=r % 2 == 0))
     tokens = t.micro_batch * t.grad_accum * cfg.data.seq_len
     base = statistics.mean(times["plain"])
     print(f"{cfg.model.name}: {tokens} tokens/step, {args.repeats} interleaved repeats, d_sae = "
           f"{cfg.sae.expansion} x {model.cfg.d_model}, {cfg.sae.architecture}")
     for name, ts in times.items():
         mean = statistics.mean(ts)
-        print(f"{name:8s} {mean:7.3f} s/step (sd {statistics.stdev(ts):.3f})  ratio {mean / base:.3f}")
+        print(f"{name:9s} {mean:7.3f} s/step (sd {statistics.stdev(ts):.3f})  ratio {mean / base:.3f}")
 
 
 if __name__ == "__main__":
