@@ -20,7 +20,8 @@ from chrono_membench.chrono.purity import (
 )
 from chrono_membench.config import SOURCES
 from chrono_membench.probes import UNSEEN, Canaries, ProbeSet
-from chrono_membench.sae import SAEBank, safe_name
+from chrono_membench.logging import safe_name
+from chrono_membench.sae import SAEBank
 
 EVAL_CHUNK = 16  # probe documents per forward
 

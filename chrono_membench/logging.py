@@ -15,6 +15,11 @@ from pathlib import Path
 METRICS_FILE = "metrics.jsonl"
 
 
+def safe_name(hook: str) -> str:
+    """A hook point name as a file-name part: blocks.6.hook_resid_post → blocks_6_hook_resid_post."""
+    return hook.replace(".", "_")
+
+
 def read_metrics(path: str | Path) -> list[dict]:
     """All complete lines of a metrics.jsonl (a half-written last line is ignored)."""
     records = []

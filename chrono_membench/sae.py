@@ -24,6 +24,7 @@ from chrono_membench.chrono.alignment import alignment_loss, decoder_drift, hung
 from chrono_membench.chrono.sae_metrics import ce_loss_recovered, fraction_of_variance_explained, l0
 from chrono_membench.chrono.temporal_dropout import inverted_dropout, temporal_dropout_rate
 from chrono_membench.config import Config
+from chrono_membench.logging import safe_name
 
 NORM_EMA = 0.99  # running mean-norm estimate: slow enough to be stable, fast enough to follow the LM's drift
 HUNGARIAN_MAX_LATENTS = 8192  # linear_sum_assignment is O(F³): beyond this the matched cosine is not computed
@@ -32,10 +33,6 @@ SPARSITY_LOSS_KEYS = ("l1_loss", "l0_loss")  # sae-lens's names for the architec
 
 def default_hook_points(n_layers: int) -> list[str]:
     return [f"blocks.{n_layers // 2}.hook_resid_post"]
-
-
-def safe_name(hook: str) -> str:
-    return hook.replace(".", "_")
 
 
 def _sae_config_kwargs(cfg: Config) -> dict:
@@ -177,9 +174,8 @@ class SAEBank:
 
     @torch.no_grad()
     def _metrics(self, hook: str, sae, x: torch.Tensor, dead: torch.Tensor) -> dict[str, float]:
-        dead_mask = dead
         out = sae.training_forward_pass(TrainStepInput(
-            sae_in=x, coefficients=self._coefficients(sae), dead_neuron_mask=dead_mask,
+            sae_in=x, coefficients=self._coefficients(sae), dead_neuron_mask=dead,
             n_training_steps=self.n_steps, is_logging_step=True))
         sparsity = next((out.losses[k].item() for k in SPARSITY_LOSS_KEYS if k in out.losses), l0(out.feature_acts))
         return {

@@ -7,6 +7,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("CHRONO_MEMBENCH_PNG", "0")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,67 @@
+"""Temporal and source purity matrices at a chosen step (latents sorted by their dominant column), and the
+purity summaries over training.
+
+    python analysis/purity_heatmaps.py runs/<name> --out figures/ [--step N] [--max-latents 400]
+"""
+
+from __future__ import annotations
+
+import json
+
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+from safetensors import safe_open
+
+from common import parse_args, save_figure, safe_name
+
+SUMMARIES = ["temporal_purity", "temporal_purity_gt50", "source_purity", "source_purity_share_norm"]
+
+
+def sorted_live(matrix: torch.Tensor, max_latents: int) -> tuple[torch.Tensor, list[int]]:
+    """Live latents ordered by dominant column, then by purity; at most max_latents (the purest kept)."""
+    live = (matrix.sum(1) > 0).nonzero().flatten()
+    m = matrix[live]
+    dominant, purity = m.argmax(1), m.max(1).values
+    keep = purity.argsort(descending=True)[:max_latents]
+    order = keep[torch.argsort(dominant[keep] * 2 - purity[keep])]
+    return m[order], live[order].tolist()
+
+
+def main() -> None:
+    def extra(p):
+        p.add_argument("--step", type=int, default=None, help="default: the last step with purity matrices")
+        p.add_argument("--max-latents", type=int, default=400)
+    args = parse_args(__doc__, extra)
+    for run in args.loaded:
+        steps = [d for d in run.artifact_steps() if list(d.glob("purity_*.safetensors"))]
+        chosen = [d for d in steps if args.step is None or int(d.name.split("_")[1]) == args.step]
+        if not chosen:
+            print(f"{run.name}: no purity matrices" + (f" at step {args.step}" if args.step is not None else ""))
+            continue
+        for path in sorted(chosen[-1].glob("purity_*.safetensors")):
+            with safe_open(path, "pt") as f:
+                meta, temporal, source = f.metadata(), f.get_tensor("temporal").float(), f.get_tensor("source").float()
+            hook, step = meta["hook"], int(chosen[-1].name.split("_")[1])
+            titles = ["temporal purity P[i, bucket]", "source purity S[i, source]"]
+            fig = make_subplots(rows=1, cols=2, subplot_titles=titles)
+            for col, (matrix, names) in enumerate(((temporal, json.loads(meta["temporal_columns"])),
+                                                   (source, json.loads(meta["source_columns"]))), start=1):
+                m, latents = sorted_live(matrix, args.max_latents)
+                fig.add_trace(go.Heatmap(z=m.tolist(), x=names, y=[str(i) for i in latents], zmin=0, zmax=1,
+                                         colorscale="Viridis", name="temporal" if col == 1 else "source",
+                                         showscale=col == 2), row=1, col=col)
+            fig.update_yaxes(title_text="latent (sorted by dominant column)", showticklabels=False)
+            fig.update_layout(title=f"Purity at step {step} · {run.label} · {hook}", height=800, template="plotly_white")
+            print(save_figure(fig, args.out, f"purity_heatmaps_{run.label}_{safe_name(hook)}"))
+            curves = go.Figure()
+            for key in SUMMARIES:
+                s, v = run.series(f"chrono/{hook}/{key}")
+                curves.add_trace(go.Scatter(x=s, y=v, name=key, mode="lines+markers"))
+            curves.update_layout(title=f"Purity summaries over training · {run.label} · {hook}", xaxis_title="step",
+                                 template="plotly_white")
+            print(save_figure(curves, args.out, f"purity_curves_{run.label}_{safe_name(hook)}"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Every figure for one run or an ablation suite, and an index.html that links them.
+
+    python analysis/report.py runs/<name> --out report/
+    python analysis/report.py runs/<suite>-full runs/<suite>-no_dropout ... --out report/
+"""
+
+from __future__ import annotations
+
+import html
+import subprocess
+import sys
+from pathlib import Path
+
+from common import parse_args
+
+HERE = Path(__file__).resolve().parent
+SCRIPTS = ["training_curves", "feature_trajectories", "purity_heatmaps", "memorisation"]
+
+
+def main() -> None:
+    args = parse_args(__doc__)
+    sources = [*args.runs, *[a for spec in args.wandb for a in ("--wandb", spec)]]
+    scripts = SCRIPTS + (["compare_ablations"] if len(args.loaded) > 1 else [])
+    sections = []
+    for script in scripts:
+        before = set(args.out.glob("*.html"))
+        proc = subprocess.run([sys.executable, str(HERE / f"{script}.py"), *sources, "--out", str(args.out)],
+                              capture_output=True, text=True)
+        sys.stderr.write(proc.stderr)
+        if proc.returncode != 0:
+            raise SystemExit(f"error: {script}.py failed (exit {proc.returncode})")
+        made = sorted(set(args.out.glob("*.html")) - before - {args.out / "index.html"})
+        sections.append((script, made))
+    items = "\n".join(
+        f"<h2>{html.escape(script.replace('_', ' '))}</h2><ul>"
+        + ("".join(f'<li><a href="{p.name}">{html.escape(p.stem)}</a></li>' for p in made) or "<li>nothing to show</li>")
+        + "</ul>" for script, made in sections)
+    runs = ", ".join(html.escape(r.name) for r in args.loaded)
+    (args.out / "index.html").write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>chrono-membench report</title></head>"
+        f"<body style='font-family:sans-serif;max-width:900px;margin:2em auto'><h1>chrono-membench report</h1>"
+        f"<p>Runs: {runs}</p>{items}</body></html>")
+    print(args.out / "index.html")
+
+
+if __name__ == "__main__":
+    main()

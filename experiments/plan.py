@@ -1,0 +1,149 @@
+"""Plan a run before buying GPU time: data per source, tokens the run consumes and epochs, model size and
+Chinchilla, entries needed for a time budget, wandb storage per run and per 4-run ablation suite.
+
+    python experiments/plan.py --preset gemma-2b [--hours 120] [--tokens-per-s N] [--json] [key=value ...]
+
+Measured inputs: documents, bytes and tokens per source are counted on the configured local data, or on
+the bundled sample when the data is on the hub (then scaled to the seed's document counts and labelled
+"extrapolated"); tokens with the model's tokenizer, or with a named stand-in where that is not available
+offline; tokens/s from `experiments/tune.py`'s result for the preset if there is one, else --tokens-per-s
+(default: seed 002's 2,500).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from chrono_membench.config import ConfigError, ModelConfig, load_config  # noqa: E402
+from chrono_membench.data import SOURCES, DataSourceError, SourceRecords  # noqa: E402
+from chrono_membench.plan import (  # noqa: E402
+    GB, WANDB_FREE_TIER_GB, chinchilla_tokens, count_parameters, entries_for_time_budget, epochs_per_source,
+    measure_documents, steps_for_tokens, storage_plan, tokens_consumed,
+)
+
+TUNE_DIR = Path("runs") / "tune"
+SEED_TOKENS_PER_S = 2500.0
+
+
+def tokenizer_for(model_cfg: ModelConfig):
+    """The model's tokenizer, or a stand-in of the same family when it cannot be had offline."""
+    from chrono_membench.model import ModelLoadError, load_tokenizer
+
+    try:
+        return load_tokenizer(model_cfg), model_cfg.name
+    except ModelLoadError:
+        stand_in = "gguf:gemma-3-270m" if "gemma" in model_cfg.name.lower() else "gguf:smollm2-135m"
+        return load_tokenizer(ModelConfig(name=stand_in)), f"{stand_in} (stand-in: {model_cfg.name} needs the hub)"
+
+
+def measure_sources(cfg, tokenizer, max_docs: int) -> tuple[dict, str]:
+    origin = cfg.data.origin if cfg.data.origin != "hub" else "sample"
+    where = {"sample": "the bundled sample", "local": cfg.data.local_dir}[origin]
+    out = {}
+    for name, weight in cfg.data.mixture.items():
+        if weight <= 0:
+            continue
+        source = SOURCES[name]
+        records = SourceRecords(source, origin, cfg.data.local_dir)
+        docs = [text for _, text in source.documents(iter(records), cfg.data.sentences_per_passage) if text.strip()]
+        total = source.seed_count if cfg.data.origin == "hub" else len(docs)
+        out[name] = measure_documents(docs[:max_docs], tokenizer, total)
+    label = where + (" scaled to the seed's document counts" if cfg.data.origin == "hub" else "")
+    return out, label
+
+
+def build_plan(cfg, hours: float, tokens_per_s: float | None, max_docs: int) -> dict:
+    t = cfg.train
+    tokenizer, tokenizer_name = tokenizer_for(cfg.model)
+    sources, data_label = measure_sources(cfg, tokenizer, max_docs)
+    n_params, d_model, n_layers = count_parameters(cfg.model)
+    tune_file = TUNE_DIR / f"{cfg.run.preset}.json"
+    tps_source = "--tokens-per-s" if tokens_per_s else "seed 002's figure"
+    if tokens_per_s is None and tune_file.exists():
+        tokens_per_s, tps_source = json.loads(tune_file.read_text())["tokens_per_s"], f"measured ({tune_file})"
+    tokens_per_s = tokens_per_s or SEED_TOKENS_PER_S
+    per_step = tokens_consumed(1, t.micro_batch, t.grad_accum, cfg.data.seq_len)
+    consumed = tokens_consumed(t.max_steps, t.micro_batch, t.grad_accum, cfg.data.seq_len)
+    epochs = epochs_per_source(consumed, cfg.data.mixture, {s: m.tokens for s, m in sources.items()})
+    seconds = hours * 3600
+    n_hooks = max(1, len(cfg.sae.hook_points))
+    storage = storage_plan(cfg, d_model, n_layers, n_hooks)
+    run_bytes = sum(v["bytes"] for v in storage.values())
+    return {
+        "preset": cfg.run.preset,
+        "data": {"measured_on": data_label, "tokenizer": tokenizer_name,
+                 "sources": {s: {"entries": m.entries, "bytes": m.bytes, "tokens": m.tokens,
+                                 "entries_per_gb": m.entries_per_gb, "tokens_per_gb": m.tokens_per_gb,
+                                 "measured_entries": m.measured_entries, "extrapolated": m.extrapolated,
+                                 "epochs": epochs.get(s), "weight": cfg.data.mixture[s]}
+                             for s, m in sources.items()}},
+        "run": {"max_steps": t.max_steps, "tokens_per_step": per_step, "tokens_consumed": consumed},
+        "model": {"name": cfg.model.name, "parameters": n_params, "d_model": d_model, "n_layers": n_layers,
+                  "chinchilla_tokens": chinchilla_tokens(n_params),
+                  "chinchilla_steps": steps_for_tokens(chinchilla_tokens(n_params), per_step),
+                  "tokens_vs_chinchilla": consumed / chinchilla_tokens(n_params)},
+        "time_budget": {"hours": hours, "tokens_per_s": tokens_per_s, "tokens_per_s_from": tps_source,
+                        "tokens": tokens_per_s * seconds,
+                        "entries_needed": {s: entries_for_time_budget(m.entries_per_gb, m.tokens_per_gb,
+                                                                      tokens_per_s * cfg.data.mixture[s], seconds)
+                                           for s, m in sources.items()}},
+        "storage": {"items": storage, "per_run_gb": run_bytes / GB, "per_suite_gb": 4 * run_bytes / GB,
+                    "free_tier_gb": WANDB_FREE_TIER_GB, "suite_fits_free_tier": 4 * run_bytes / GB <= WANDB_FREE_TIER_GB},
+    }
+
+
+def print_plan(p: dict) -> None:
+    d, r, m, tb, st = p["data"], p["run"], p["model"], p["time_budget"], p["storage"]
+    print(f"plan for preset {p['preset']}")
+    print(f"\ndata, measured on {d['measured_on']}; tokens with {d['tokenizer']}")
+    print(f"{'source':<13}{'weight':>7}{'entries':>11}{'MB':>9}{'tokens':>14}{'entries/GB':>12}{'tokens/GB':>14}{'epochs':>9}")
+    for s, v in d["sources"].items():
+        flag = " (extrapolated)" if v["extrapolated"] else ""
+        print(f"{s:<13}{v['weight']:>7.2f}{v['entries']:>11,}{v['bytes'] / 1e6:>9.1f}{v['tokens']:>14,}"
+              f"{v['entries_per_gb']:>12,.0f}{v['tokens_per_gb']:>14,.0f}{(v['epochs'] or 0):>9.2f}{flag}")
+    print(f"\nrun: {r['max_steps']:,} steps × {r['tokens_per_step']:,} tokens/step = {r['tokens_consumed']:,} tokens "
+          f"({r['tokens_consumed'] / 1e6:.1f} M)")
+    print(f"model {m['name']}: {m['parameters']:,} parameters (d_model {m['d_model']}, {m['n_layers']} layers); "
+          f"Chinchilla 20 × N = {m['chinchilla_tokens']:,} tokens = {m['chinchilla_steps']:,} steps at this batch; "
+          f"this run is {m['tokens_vs_chinchilla']:.3f} × Chinchilla")
+    print(f"\ntime budget {tb['hours']:g} h at {tb['tokens_per_s']:,.0f} tokens/s ({tb['tokens_per_s_from']}): "
+          f"{tb['tokens']:,.0f} tokens; entries needed per source (entries/GB × GB/token × tokens/s × time):")
+    for s, n in tb["entries_needed"].items():
+        print(f"  {s:<13}{n:>14,.0f}")
+    print("\nwandb storage per run")
+    for name, v in st["items"].items():
+        print(f"  {name:<10}{v['count']:>10,} × {v['bytes_each'] / 1e6:>10.3f} MB = {v['bytes'] / GB:>9.3f} GB")
+    verdict = "fits" if st["suite_fits_free_tier"] else "does NOT fit"
+    print(f"  per run {st['per_run_gb']:.2f} GB; per 4-run ablation suite {st['per_suite_gb']:.2f} GB: "
+          f"{verdict} the {st['free_tier_gb']:.0f} GB free tier")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="demo")
+    parser.add_argument("--hours", type=float, default=120.0, help="time budget (default 5 days, seed 002)")
+    parser.add_argument("--tokens-per-s", type=float, default=None)
+    parser.add_argument("--max-docs", type=int, default=500, help="documents per source to tokenise")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_intermixed_args(argv)
+    try:
+        cfg = load_config(args.preset, overrides=args.overrides)
+        plan = build_plan(cfg, args.hours, args.tokens_per_s, args.max_docs)
+    except (ConfigError, DataSourceError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(plan, indent=1))
+    else:
+        print_plan(plan)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Each analysis script renders on a tiny run made here, and its HTML holds the expected traces."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import chrono_membench.train as train_mod
+from chrono_membench.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    for ablation in ("full", "no_alignment"):
+        cfg = load_config("tiny", ablation=ablation, overrides=["chrono.canary_repetitions=[1, 3]",
+                                                              "chrono.canary_candidates=15"])
+        train_mod.train(cfg, out / ablation, progress=False)
+    return out
+
+
+def render(script, run_dirs, out, *extra):
+    proc = subprocess.run([sys.executable, f"analysis/{script}.py", *map(str, run_dirs), "--out", str(out), *extra],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def html(out, name):
+    return (out / f"{name}.html").read_text().replace("\\u002f", "/")  # plotly escapes "/" in its JSON
+
+
+def test_training_curves_overlay_runs(runs, tmp_path):
+    render("training_curves", [runs / "full", runs / "no_alignment"], tmp_path)
+    page = html(tmp_path, "training_curves")
+    for key in ("train/loss", "val/ppl", "train/lr", "train/grad_norm", "train/tokens_per_s"):
+        assert f'"name":"{key} · full"' in page and f'"name":"{key} · no_alignment"' in page
+
+
+def test_feature_trajectories(runs, tmp_path):
+    render("feature_trajectories", [runs / "full"], tmp_path, "--top", "5")
+    page = html(tmp_path, "feature_trajectories_full_blocks_1_hook_resid_post")
+    assert page.count('"name":"latent ') == 10 and '"name":"mmcs"' in page and '"name":"self_match_frac"' in page
+
+
+def test_purity_heatmaps(runs, tmp_path):
+    render("purity_heatmaps", [runs / "full"], tmp_path)
+    page = html(tmp_path, "purity_heatmaps_full_blocks_1_hook_resid_post")
+    assert '"type":"heatmap"' in page and '"unseen"' in page and '"fineweb_edu"' in page
+    assert '"name":"temporal_purity"' in html(tmp_path, "purity_curves_full_blocks_1_hook_resid_post")
+
+
+def test_memorisation(runs, tmp_path):
+    render("memorisation", [runs / "full"], tmp_path)
+    page = html(tmp_path, "memorisation_full")
+    for name in ("exact_match b0", "token_match unseen", "loss b1", "loss gap", "canary ×1", "canary ×3",
+                 "canary ×control", "final exposure"):
+        assert f'"name":"{name}"' in page, name
+
+
+def test_compare_ablations_and_report(runs, tmp_path):
+    render("compare_ablations", [runs / "full", runs / "no_alignment"], tmp_path)
+    assert '"type":"table"' in html(tmp_path, "ablations_table")
+    assert '"name":"chrono/blocks.1.hook_resid_post/alignment_loss · no_alignment"' in html(tmp_path, "ablations_curves")
+    report = tmp_path / "report"
+    render("report", [runs / "full", runs / "no_alignment"], report)
+    index = (report / "index.html").read_text()
+    linked = [p.name for p in report.glob("*.html") if p.name != "index.html"]
+    assert len(linked) >= 9 and all(f'href="{name}"' in index for name in linked)
+
+
+def test_no_run_given_is_a_clear_error(tmp_path):
+    proc = subprocess.run([sys.executable, "analysis/training_curves.py", str(tmp_path), "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode != 0 and "not a run directory" in proc.stderr

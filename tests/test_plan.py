@@ -1,0 +1,90 @@
+"""Planning formulas on hand-made inputs, and the plan/tune commands end to end on small presets."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chrono_membench.config import load_config
+from chrono_membench.plan import (
+    chinchilla_tokens, count_parameters, entries_for_time_budget, epochs_per_source, find_max_micro_batch,
+    measure_documents, steps_for_tokens, storage_plan, tokens_consumed,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_seed_000_tokens_and_chinchilla():
+    assert tokens_consumed(5000, 2, 16, 2048) == 327_680_000
+    assert chinchilla_tokens(2_000_000_000) == 40_000_000_000
+    assert steps_for_tokens(40_000_000_000, 65_536) == 610_352
+    assert epochs_per_source(1000, {"a": 0.5, "b": 0.5, "c": 0.0}, {"a": 250, "b": 1000}) == {"a": 2.0, "b": 0.5}
+
+
+def test_seed_002_worked_example():
+    # 400,000 entries/GB, 200 M tokens/GB, 2,500 tokens/s, 5 days → 2.16 M entries
+    assert entries_for_time_budget(400_000, 200e6, 2500, 5 * 86400) == pytest.approx(2.16e6)
+
+
+def test_measure_documents_extrapolates_and_says_so(tokenizer):
+    docs = ["one two three", "four five"]
+    exact = measure_documents(docs, tokenizer)
+    assert (exact.entries, exact.bytes, exact.extrapolated) == (2, 22, False)
+    assert exact.tokens == sum(len(tokenizer(d, add_special_tokens=False)["input_ids"]) + 1 for d in docs)
+    scaled = measure_documents(docs, tokenizer, total_entries=20)
+    assert scaled.extrapolated and scaled.bytes == 220 and scaled.tokens == 10 * exact.tokens
+    assert scaled.entries_per_gb == pytest.approx(20 / 220e-9)
+
+
+def test_storage_plan_from_shapes():
+    cfg = load_config("gemma-2b")
+    items = storage_plan(cfg, d_model=2304, n_layers=26, n_hooks=1)
+    d_sae = 8 * 2304
+    assert items["features"]["count"] == 10 and items["features"]["bytes_each"] == (d_sae * 2304 + 2 * d_sae) * 2
+    assert items["sae_state"]["bytes_each"] == (2 * d_sae * 2304 + d_sae + 2304) * 4
+    assert items["purity"]["count"] == 21  # evals at 0, 250, …, 5000
+    no_sae = load_config("gemma-2b", overrides=["sae.enabled=false"])
+    assert set(storage_plan(no_sae, 2304, 26, 1)) == {"scalars"}
+
+
+def test_parameter_count_from_architecture():
+    n, d, layers = count_parameters(load_config("gemma-2b").model)
+    assert (d, layers) == (2304, 26) and 2.6e9 < n < 2.62e9  # Gemma-2 2B: 2.61 B
+    n, d, layers = count_parameters(load_config("llama-3-8b").model)
+    assert (d, layers) == (4096, 32) and 8.0e9 < n < 8.1e9  # Llama-3 8B: 8.03 B
+
+
+def test_find_max_micro_batch_grows_then_bisects():
+    calls = []
+    fits = lambda m: calls.append(m) or m <= 11  # noqa: E731
+    assert find_max_micro_batch(fits, 1, 1024) == 11
+    assert calls == [1, 2, 4, 8, 16, 12, 10, 11]
+    assert find_max_micro_batch(lambda m: m <= 100, 1, 64) == 64
+    assert find_max_micro_batch(lambda m: False) == 0
+
+
+def test_plan_command_prints_seed_numbers():
+    proc = subprocess.run([sys.executable, "experiments/plan.py", "--preset", "gemma-2b", "--json", "--max-docs", "20"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    plan = json.loads(proc.stdout)
+    assert plan["run"]["tokens_consumed"] == 327_680_000
+    assert plan["model"]["chinchilla_tokens"] == 20 * plan["model"]["parameters"]
+    assert all(s["extrapolated"] for s in plan["data"]["sources"].values())
+    assert plan["storage"]["per_suite_gb"] == pytest.approx(4 * plan["storage"]["per_run_gb"])
+
+
+def test_tune_writes_what_plan_reads(tmp_path):
+    env_cwd = tmp_path  # runs/tune/ is relative to the working directory
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments/tune.py"), "--preset", "tiny", "--max-micro-batch", "2",
+                           "--steps", "1", "--max-memory-gb", "100"], cwd=env_cwd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((tmp_path / "runs" / "tune" / "tiny.json").read_text())
+    assert result["micro_batch"] == 2 and result["tokens_per_s"] > 0
+    assert result["tokens_per_s"] <= result["tokens_per_s_without_eval"]
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments/plan.py"), "--preset", "tiny", "--json",
+                           "--max-docs", "5"], cwd=env_cwd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["time_budget"]["tokens_per_s"] == result["tokens_per_s"]
