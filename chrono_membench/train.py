@@ -22,12 +22,13 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from chrono_membench.checkpoint import latest_good_checkpoint, save_checkpoint
-from chrono_membench.config import Config, dump_config
+from chrono_membench.config import Config, dump_config, read_yaml
 from chrono_membench.data import PAD_SOURCE, MixtureStream, collate
 from chrono_membench.evaluation import attention_metrics, capture_patterns, diversity_term, probe_metrics, write_purity
 from chrono_membench.logging import MetricsLogger, truncate_metrics
 from chrono_membench.model import export_hf_model, hf_state_dict, load_hf_state_dict, load_model
 from chrono_membench.probes import Canaries, ProbeSet
+from chrono_membench.safety import Preempted, PreemptionGuard, check_resume_config, run_lock
 from chrono_membench.sae import SAEBank
 
 
@@ -155,9 +156,19 @@ class Summary:
 
 
 def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = True) -> Summary:
-    t_start = time.perf_counter()
+    """Train (or, with resume, continue) the run in run_dir. One process per run directory (a lock); the
+    first SIGTERM/SIGINT stops it cleanly after the step in flight (raises Preempted)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(dump_config(cfg))
+    with run_lock(run_dir), PreemptionGuard() as preemption:
+        return _train(cfg, run_dir, resume, progress, preemption)
+
+
+def _train(cfg: Config, run_dir: Path, resume: bool, progress: bool, preemption: PreemptionGuard) -> Summary:
+    t_start = time.perf_counter()
+    if resume and (run_dir / "config.yaml").exists():  # before anything heavy: same experiment, or refuse
+        check_resume_config(run_dir, read_yaml(run_dir / "config.yaml"), cfg.to_dict())
+    (run_dir / "config.yaml.tmp").write_text(dump_config(cfg))
+    (run_dir / "config.yaml.tmp").replace(run_dir / "config.yaml")  # atomic: a crash never leaves half a config
     t = cfg.train
     device = resolve_device(cfg.run.device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
@@ -214,11 +225,20 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
     summary = Summary(run_dir=run_dir, wandb_dir=logger.wandb_dir)
 
     def checkpoint() -> Path:
+        """The cadence checkpoint: data stats, SAE drift and new alignment anchors, artifacts, then the state."""
         metrics = {"data/" + k: v for k, v in _flat(stream.stats()).items()}
+        artifacts = []
         if saes is not None:
             metrics.update(saes.on_checkpoint())  # drift vs the previous checkpoint; new alignment anchors
             artifacts = write_artifacts(run_dir / "artifacts" / f"step_{step:08d}", saes, cfg)
         logger.log(step, metrics)
+        path = save_state()
+        for artifact in artifacts:
+            logger.log_artifact(*artifact)
+        return path
+
+    def save_state() -> Path:
+        """Everything needed to continue exactly; no side effect on the run (what preemption saves)."""
         logger.flush()
         payload = {
             "model": hf_state_dict(model),
@@ -228,10 +248,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
         }
         if saes is not None:
             payload["saes"] = saes.state_dict()
-        path = save_checkpoint(run_dir, step, payload, cfg.checkpointing.keep_last)
-        for artifact in artifacts if saes is not None else []:
-            logger.log_artifact(*artifact)
-        return path
+        return save_checkpoint(run_dir, step, payload, cfg.checkpointing.keep_last)
 
     tokens_per_step = t.micro_batch * t.grad_accum * cfg.data.seq_len
     bar = tqdm(total=t.max_steps, initial=step, desc="train", disable=not progress, dynamic_ncols=True)
@@ -255,10 +272,15 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
                 for artifact in purity_files:
                     logger.log_artifact(*artifact)
                 summary.val_ppl.append((step, metrics["val/ppl"]))
-            if fresh and step > 0 and (step % cfg.checkpointing.checkpoint_every_n_steps == 0 or last):
+            saved = fresh and step > 0 and (step % cfg.checkpointing.checkpoint_every_n_steps == 0 or last)
+            if saved:
                 checkpoint()
             if last:
                 break
+            if preemption.requested and fresh:  # everything for this step is logged; save it and go
+                path = save_state() if not saved else latest_good_checkpoint(run_dir)[0]
+                raise Preempted(f"stopped by {preemption.name} at step {step}; checkpoint {path}; "
+                                f"continue with: python experiments/run.py --resume {run_dir}")
 
             # ---- one optimiser update: grad_accum micro-batches of micro_batch rows
             t0 = time.perf_counter()
@@ -330,7 +352,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
             bar.update(1)
             bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tokens_per_step / dt:,.0f}")
             if skipped_in_a_row > t.max_skipped_in_a_row:
-                path = checkpoint()  # skipped updates left the weights as they were: the last good state
+                path = save_state()  # skipped updates left the weights as they were: the last good state
                 raise TrainingStopped(
                     f"{skipped_in_a_row} updates in a row had a non-finite loss or gradient "
                     f"(train.max_skipped_in_a_row={t.max_skipped_in_a_row}); the last good weights "

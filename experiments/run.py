@@ -5,7 +5,8 @@
     python experiments/run.py --preset tiny train.max_steps=6   # dotted overrides
     python experiments/run.py --resume runs/<name>              # or --resume latest
 
-Exit codes: 0 done; 2 bad configuration or input (one line on stderr); 3 stopped on purpose (diverged).
+Exit codes: 0 done; 2 bad configuration or input (one line on stderr); 3 stopped on purpose (diverged);
+4 preempted (SIGTERM/SIGINT: the step in flight finished and was checkpointed; continue with --resume).
 """
 
 from __future__ import annotations
@@ -70,22 +71,33 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from chrono_membench.data import DataSourceError
     from chrono_membench.model import ModelLoadError
+    from chrono_membench.safety import EXIT_PREEMPTED, Preempted
+
+    bad_input = (ConfigError, DataSourceError, ModelLoadError, FileNotFoundError)
+    try:
+        cfg, run_dir = build(args)  # validated before anything heavy is imported or loaded
+    except bad_input as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from chrono_membench.train import TrainingStopped, train
 
     try:
-        cfg, run_dir = build(args)
-        from chrono_membench.train import TrainingStopped, train
-
         summary = train(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress)
-    except (ConfigError, DataSourceError, ModelLoadError, FileNotFoundError) as e:
+    except bad_input as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except TrainingStopped as e:
         print(f"stopped: {e}", file=sys.stderr)
         return 3
-    (before_step, before), (after_step, after) = summary.val_ppl[0], summary.val_ppl[-1]
-    print(f"\n{'=' * 72}\nrun {run_dir.name}: {summary.steps} steps, {summary.tokens:,} tokens, {summary.wall_s:.0f} s")
-    print(f"train loss   first {summary.first_loss:.4f} → last {summary.last_loss:.4f}")
-    print(f"val ppl      step {before_step}: {before:.3f} → step {after_step}: {after:.3f}")
+    except Preempted as e:
+        print(f"preempted: {e}", file=sys.stderr)
+        return EXIT_PREEMPTED
+    print(f"\n{'=' * 72}\nrun {run_dir.name}: {summary.steps} steps, {summary.tokens:,} tokens this session, "
+          f"{summary.wall_s:.0f} s")
+    print(f"train loss   first {summary.first_loss:.4f} → last {summary.last_loss:.4f} (this session)")
+    if summary.val_ppl:
+        (before_step, before), (after_step, after) = summary.val_ppl[0], summary.val_ppl[-1]
+        print(f"val ppl      step {before_step}: {before:.3f} → step {after_step}: {after:.3f}")
     print(f"skipped steps {summary.skipped_steps}")
     print(f"run dir      {run_dir}  (metrics.jsonl, config.yaml, checkpoints/, final_model/)")
     if summary.wandb_dir is not None:

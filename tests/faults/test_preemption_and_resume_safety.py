@@ -1,0 +1,112 @@
+"""Fault injection: SIGTERM mid-run, resumes that would change the experiment, two writers, broken files."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from chrono_membench.config import ConfigError
+from chrono_membench.logging import read_metrics, truncate_metrics
+from chrono_membench.safety import EXIT_PREEMPTED, run_lock
+
+ROOT = Path(__file__).resolve().parents[2]
+ARGS = ["--preset", "tiny", "--no-progress", "train.max_steps=10", "checkpointing.checkpoint_every_n_steps=5",
+        "train.eval_every=3"]
+TIMING = ("train/tokens_per_s", "time/eval_s", "time/attn_metrics_s")
+
+
+def run(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "experiments/run.py", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def values(run_dir):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in read_metrics(run_dir / "metrics.jsonl")]
+
+
+def wait_for_step(run_dir, step, proc, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if (run_dir / "metrics.jsonl").exists() and any(
+                r.get("step", 0) >= step and "train/loss" in r for r in read_metrics(run_dir / "metrics.jsonl")):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"run did not reach step {step}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_checkpoints_the_step_in_flight_and_resume_is_exact(tmp_path, sig):
+    straight = run(*ARGS, f"run.out_dir={tmp_path}", "run.name=straight")
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    proc = subprocess.Popen([sys.executable, "experiments/run.py", *ARGS, f"run.out_dir={tmp_path}", "run.name=sig"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_step(tmp_path / "sig", 2, proc)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_PREEMPTED, err[-2000:]
+    assert "preempted: stopped by" in err and "--resume" in err
+    assert not (tmp_path / "sig" / ".lock").exists()  # released
+    resumed = run("--resume", str(tmp_path / "sig"), "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert values(tmp_path / "straight") == values(tmp_path / "sig")  # bitwise, no line lost or repeated
+
+
+def test_resume_refuses_a_different_experiment_and_records_safe_changes(tmp_path):
+    first = run(*ARGS, "train.max_steps=4", "checkpointing.checkpoint_every_n_steps=2", f"run.out_dir={tmp_path}",
+                "run.name=r")
+    assert first.returncode == 0, first.stderr[-2000:]
+    for override, key in (("data.seq_len=32", "data.seq_len"), ("sae.expansion=2", "sae.expansion"),
+                          ("run.seed=7", "run.seed"), ("model.tiny_d_model=32", "model.tiny_d_model")):
+        refused = run("--resume", str(tmp_path / "r"), override)
+        assert refused.returncode == 2 and "different experiment" in refused.stderr and key in refused.stderr
+    refused = run("--resume", str(tmp_path / "r"), "--ablation", "no_dropout")
+    assert refused.returncode == 2 and "chrono.dropout_p_max" in refused.stderr and "run.ablation" in refused.stderr
+    longer = run("--resume", str(tmp_path / "r"), "train.max_steps=6", "train.log_every=2", "--no-progress")
+    assert longer.returncode == 0, longer.stderr[-2000:]
+    record = json.loads((tmp_path / "r" / "resume_log.jsonl").read_text().splitlines()[-1])
+    assert record["changed"] == {"train.max_steps": 6, "train.log_every": 2}
+    assert record["was"] == {"train.max_steps": 4, "train.log_every": 1}
+    assert max(r["step"] for r in read_metrics(tmp_path / "r" / "metrics.jsonl")) == 6
+
+
+def test_lock_prevents_two_writers_and_stale_locks_are_taken_over(tmp_path):
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / ".lock").write_text(json.dumps({"pid": sleeper.pid, "host": os.uname().nodename}))
+        with pytest.raises(ConfigError, match=f"in use by pid {sleeper.pid}"):
+            with run_lock(tmp_path):
+                pass
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    with run_lock(tmp_path):  # the holder is dead now: stale, taken over
+        assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
+    assert not (tmp_path / ".lock").exists()
+
+
+def test_half_written_metrics_tail_is_dropped_on_resume_and_nothing_else(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    lines = [json.dumps({"step": s, "train/loss": 1.0 / s}) for s in range(1, 7)]
+    path.write_text("\n".join(lines) + "\n" + '{"step": 7, "train/lo')
+    assert truncate_metrics(path, 6) == 1
+    assert path.read_text() == "\n".join(lines) + "\n"
+    truncate_metrics(path, 4)
+    assert [r["step"] for r in read_metrics(path)] == [1, 2, 3, 4]
+
+
+def test_malformed_preset_missing_package_offline_hub_give_clear_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {max_steps: [\n")
+    proc = run("--config", str(bad))
+    assert proc.returncode == 2 and "is not valid YAML" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run("--preset", "tiny", "model.name=gguf:/nonexistent/model.gguf", f"run.out_dir={tmp_path}")
+    assert proc.returncode == 2 and "nor an existing .gguf file" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run([sys.executable, "experiments/run.py", "--preset", "tiny", "data.origin=hub",
+                           f"run.out_dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 2 and "data/prepare.py" in proc.stderr and "Traceback" not in proc.stderr
