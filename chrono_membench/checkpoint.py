@@ -18,6 +18,25 @@ import torch
 MANIFEST = "manifest.json"
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint or artifact could not be written (full disk, permissions); nothing half-written is left."""
+
+
+def _dir_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+
+
+def write_failed(what: Path, tmp: Path, error: OSError, reference: Path | None) -> CheckpointWriteError:
+    """Remove the half-written `tmp`, and say what failed, why, and how much space it needs."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    need = _dir_size(reference) if reference is not None else 0
+    space = f"; it needs about {need / 1e9:.2f} GB" if need else ""
+    free = shutil.disk_usage(what.parent if what.parent.exists() else Path("/")).free
+    kept = f"; the previous good checkpoint {reference} is intact" if reference is not None else ""
+    return CheckpointWriteError(error.errno, f"cannot write {what}: {error.strerror or error}{space}, "
+                                f"{free / 1e9:.2f} GB free{kept}")
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -45,20 +64,24 @@ def save_checkpoint(run_dir: Path, step: int, payload: dict[str, object], keep_l
     final = root / f"step_{step:08d}"
     tmp = root / f".tmp_step_{step:08d}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    files = {}
-    for name, obj in payload.items():
-        path = tmp / f"{name}.pt"
-        with open(path, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
+    previous = list_checkpoints(run_dir)
+    try:
+        tmp.mkdir()
+        files = {}
+        for name, obj in payload.items():
+            path = tmp / f"{name}.pt"
+            with open(path, "wb") as f:
+                torch.save(obj, f)
+                f.flush()
+                os.fsync(f.fileno())
+            files[path.name] = _sha256(path)
+        manifest = tmp / MANIFEST
+        manifest.write_text(json.dumps({"step": step, "files": files}, indent=1))
+        with open(manifest) as f:
             os.fsync(f.fileno())
-        files[path.name] = _sha256(path)
-    manifest = tmp / MANIFEST
-    manifest.write_text(json.dumps({"step": step, "files": files}, indent=1))
-    with open(manifest) as f:
-        os.fsync(f.fileno())
-    _fsync_dir(tmp)
+        _fsync_dir(tmp)
+    except OSError as e:  # ENOSPC, EACCES, …: the previous checkpoints are untouched
+        raise write_failed(final, tmp, e, previous[-1] if previous else None) from None
     if final.exists():  # the same step saved again (e.g. the stop after skipped steps)
         shutil.rmtree(final)
     os.rename(tmp, final)

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from chrono_membench.checkpoint import list_checkpoints, write_failed
 from chrono_membench.chrono.attention import attention_entropy, head_js_diversity
 from chrono_membench.chrono.membench import exposure, extraction_scores, sequence_nll
 from chrono_membench.chrono.purity import (
@@ -145,16 +146,22 @@ def purity(model, saes: SAEBank, columns, docs, col, token_share, autocast) -> d
 
 
 def write_purity(directory: Path, matrices: dict) -> list[tuple[Path, str, str]]:
-    """purity_<hook>.safetensors (fp16) per SAE; returns (path, artifact name, type) to log."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """purity_<hook>.safetensors (fp16) per SAE, each written to a temporary file and renamed; returns
+    (path, artifact name, type) to log. A failed write (full disk) raises CheckpointWriteError."""
     written = []
     for hook, m in matrices.items():
         path = directory / f"purity_{safe_name(hook)}.safetensors"
         tmp = path.with_suffix(".tmp")
-        save_file({"temporal": m["temporal"].half().cpu().contiguous(), "source": m["source"].half().cpu().contiguous(),
-                   "source_share_normalised": m["source_share"].half().cpu().contiguous()}, str(tmp),
-                  metadata={"hook": hook, "temporal_columns": json.dumps(m["columns"]),
-                            "source_columns": json.dumps(list(SOURCES))})
-        tmp.replace(path)
+        tensors = {"temporal": m["temporal"], "source": m["source"], "source_share_normalised": m["source_share"]}
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.half().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
+                      metadata={"hook": hook, "temporal_columns": json.dumps(m["columns"]),
+                                "source_columns": json.dumps(list(SOURCES))})
+            tmp.replace(path)
+        except OSError as e:
+            previous = list_checkpoints(directory.parent.parent)
+            tmp.unlink(missing_ok=True)
+            raise write_failed(path, tmp, e, previous[-1] if previous else None) from None
         written.append((path, f"purity-{safe_name(hook)}", "purity"))
     return written

@@ -57,6 +57,8 @@ class MetricsLogger:
         self._file = open(self.path, "a")
         self.wandb_run = None
         self.wandb_dir: Path | None = None
+        self.pending_artifacts: list[tuple[Path, str, str]] = []  # failed uploads, retried with the next
+        self.artifact_failures = 0
         mode = os.environ.get("WANDB_MODE", wandb_mode)  # the environment wins
         if mode == "disabled":
             return
@@ -86,18 +88,23 @@ class MetricsLogger:
             except Exception as e:
                 self._wandb_failed(e)
 
-    def log_artifact(self, path: Path, name: str, type: str) -> None:
-        """Upload a file or directory as a wandb artifact (the local copy under the run directory stays)."""
+    def log_artifact(self, path: Path, name: str, kind: str) -> None:
+        """Upload a file or directory as a wandb artifact (the local copy under the run directory stays).
+        A failed upload does not stop training: it is counted and retried with the next call."""
         if self.wandb_run is None:
             return
-        try:
-            import wandb
+        queue, self.pending_artifacts = self.pending_artifacts + [(path, name, kind)], []
+        for item in queue:
+            try:
+                import wandb
 
-            artifact = wandb.Artifact(name=name, type=type)
-            artifact.add_dir(str(path)) if path.is_dir() else artifact.add_file(str(path))
-            self.wandb_run.log_artifact(artifact)
-        except Exception as e:
-            self._wandb_failed(e)
+                artifact = wandb.Artifact(name=item[1], type=item[2])
+                artifact.add_dir(str(item[0])) if item[0].is_dir() else artifact.add_file(str(item[0]))
+                self.wandb_run.log_artifact(artifact)
+            except Exception as e:
+                self.artifact_failures += 1
+                self.pending_artifacts.append(item)
+                warnings.warn(f"wandb artifact {item[1]} not uploaded ({type(e).__name__}: {e}); will retry", stacklevel=2)
 
     def log_table(self, name: str, columns: list[str], rows: list[list]) -> None:
         if self.wandb_run is None:

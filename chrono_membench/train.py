@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from chrono_membench.checkpoint import latest_good_checkpoint, save_checkpoint
+from chrono_membench.checkpoint import latest_good_checkpoint, list_checkpoints, save_checkpoint, write_failed
 from chrono_membench.config import Config, dump_config, read_yaml
 from chrono_membench.data import PAD_SOURCE, MixtureStream, collate
 from chrono_membench.evaluation import attention_metrics, capture_patterns, diversity_term, probe_metrics, write_purity
@@ -124,8 +124,12 @@ def write_artifacts(directory: Path, saes: SAEBank, cfg: Config) -> list:
 
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    written = saes.write_artifacts(tmp, cfg.checkpointing.save_sae_state, cfg.checkpointing.save_features)
+    try:
+        tmp.mkdir(parents=True)
+        written = saes.write_artifacts(tmp, cfg.checkpointing.save_sae_state, cfg.checkpointing.save_features)
+    except OSError as e:
+        previous = list_checkpoints(directory.parent.parent)
+        raise write_failed(directory, tmp, e, previous[-1] if previous else None) from None
     directory.mkdir(parents=True, exist_ok=True)  # may already hold this step's purity matrices
     for item in tmp.iterdir():
         shutil.rmtree(directory / item.name, ignore_errors=True)
@@ -231,6 +235,9 @@ def _train(cfg: Config, run_dir: Path, resume: bool, progress: bool, preemption:
         if saes is not None:
             metrics.update(saes.on_checkpoint())  # drift vs the previous checkpoint; new alignment anchors
             artifacts = write_artifacts(run_dir / "artifacts" / f"step_{step:08d}", saes, cfg)
+        if logger.wandb_run is not None:
+            metrics["logging/artifact_upload_failures"] = logger.artifact_failures
+            metrics["logging/artifacts_pending"] = len(logger.pending_artifacts)
         logger.log(step, metrics)
         path = save_state()
         for artifact in artifacts:

@@ -6,7 +6,9 @@
     python experiments/run.py --resume runs/<name>              # or --resume latest
 
 Exit codes: 0 done; 2 bad configuration or input (one line on stderr); 3 stopped on purpose (diverged);
-4 preempted (SIGTERM/SIGINT: the step in flight finished and was checkpointed; continue with --resume).
+4 preempted (SIGTERM/SIGINT: the step in flight finished and was checkpointed; continue with --resume);
+5 a checkpoint or artifact could not be written (full disk, permissions): the message names the path and the
+space needed; the previous good checkpoint is intact.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from chrono_membench.data import DataSourceError
     from chrono_membench.model import ModelLoadError
+    from chrono_membench.checkpoint import CheckpointWriteError
     from chrono_membench.safety import EXIT_PREEMPTED, Preempted
 
     bad_input = (ConfigError, DataSourceError, ModelLoadError, FileNotFoundError)
@@ -92,6 +95,9 @@ def main(argv=None) -> int:
     except Preempted as e:
         print(f"preempted: {e}", file=sys.stderr)
         return EXIT_PREEMPTED
+    except CheckpointWriteError as e:
+        print(f"error: {e.strerror}", file=sys.stderr)
+        return 5
     print(f"\n{'=' * 72}\nrun {run_dir.name}: {summary.steps} steps, {summary.tokens:,} tokens this session, "
           f"{summary.wall_s:.0f} s")
     print(f"train loss   first {summary.first_loss:.4f} → last {summary.last_loss:.4f} (this session)")

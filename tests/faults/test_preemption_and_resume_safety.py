@@ -110,3 +110,82 @@ def test_malformed_preset_missing_package_offline_hub_give_clear_errors(tmp_path
                            f"run.out_dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 2 and "data/prepare.py" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_full_disk_during_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
+    import errno
+
+    import torch
+
+    import chrono_membench.checkpoint as ckpt_mod
+    import chrono_membench.train as train_mod
+    from chrono_membench.checkpoint import CheckpointWriteError, latest_good_checkpoint, list_checkpoints
+    from chrono_membench.config import load_config
+
+    cfg = load_config("tiny", overrides=["train.max_steps=8", "checkpointing.checkpoint_every_n_steps=4"])
+    real_save, calls = torch.save, {"n": 0}
+
+    def save_until_disk_fills(obj, f):
+        calls["n"] += 1
+        if calls["n"] > 4:  # the first checkpoint (model, optim, state, saes) fits; the second does not
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(obj, f)
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", save_until_disk_fills)
+    with pytest.raises(CheckpointWriteError, match=r"cannot write .*step_00000008: No space left on device; "
+                                                   r"it needs about .* GB, .* GB free; the previous good checkpoint"):
+        train_mod.train(cfg, tmp_path / "r", progress=False)
+    assert [p.name for p in list_checkpoints(tmp_path / "r")] == ["step_00000004"]
+    assert not list((tmp_path / "r" / "checkpoints").glob(".tmp*"))  # nothing half-written left behind
+    monkeypatch.setattr(ckpt_mod.torch, "save", real_save)
+    path, _ = latest_good_checkpoint(tmp_path / "r")
+    summary = train_mod.train(cfg, tmp_path / "r", resume=True, progress=False)  # and it resumes from there
+    assert path.name == "step_00000004" and summary.steps == 8
+
+
+def test_full_disk_during_an_artifact_write(tmp_path, monkeypatch):
+    import errno
+
+    import chrono_membench.evaluation as evaluation
+    import chrono_membench.train as train_mod
+    from chrono_membench.checkpoint import CheckpointWriteError, list_checkpoints
+    from chrono_membench.config import load_config
+
+    real, calls = evaluation.save_file, {"n": 0}
+
+    def fill(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 2:  # purity at steps 0 and 4 fit; at step 8 the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "save_file", fill)
+    cfg = load_config("tiny", overrides=["train.max_steps=8"])
+    with pytest.raises(CheckpointWriteError, match=r"purity_blocks_1_hook_resid_post.safetensors: No space left"):
+        train_mod.train(cfg, tmp_path / "r", progress=False)
+    assert [p.name for p in list_checkpoints(tmp_path / "r")] == ["step_00000004"]
+    assert not list((tmp_path / "r" / "artifacts").rglob("*.tmp"))
+
+
+def test_failed_artifact_uploads_are_counted_and_retried(tmp_path):
+    from chrono_membench.logging import MetricsLogger
+
+    logger = MetricsLogger(tmp_path, {}, "disabled", "p", "g", "full", "r")
+    uploaded, fail = [], {"on": True}
+
+    class FakeRun:
+        def log_artifact(self, artifact):
+            if fail["on"]:
+                raise ConnectionError("no network")
+            uploaded.append(artifact.name)
+
+    logger.wandb_run = FakeRun()
+    (tmp_path / "a.bin").write_bytes(b"x")
+    with pytest.warns(UserWarning, match="will retry"):
+        logger.log_artifact(tmp_path / "a.bin", "first", "features")
+    assert logger.artifact_failures == 1 and len(logger.pending_artifacts) == 1
+    fail["on"] = False
+    logger.log_artifact(tmp_path / "a.bin", "second", "features")
+    assert uploaded == ["first", "second"] and not logger.pending_artifacts
+    logger.wandb_run = None
+    logger.close()
