@@ -189,3 +189,13 @@ def test_failed_artifact_uploads_are_counted_and_retried(tmp_path):
     assert uploaded == ["first", "second"] and not logger.pending_artifacts
     logger.wandb_run = None
     logger.close()
+
+
+def test_sigkill_at_random_points_soak(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from fault_soak import soak
+
+    stats = soak(2, "tiny", ["train.max_steps=8", "checkpointing.checkpoint_every_n_steps=2", "train.eval_every=3"],
+                 seed=1, out=tmp_path, log=lambda *a: None)
+    assert stats["cycles"] == 2 and stats["resumes_matched"] == 2
+    assert stats["lines_lost"] == 0 and stats["lines_duplicated"] == 0 and stats["final_matched"]
