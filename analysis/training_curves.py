@@ -17,14 +17,17 @@ PANELS = ["train/loss", "val/loss", "val/ppl", "train/lr", "train/grad_norm", "t
 def curves_figure(runs, keys, title: str, cols: int = 3) -> go.Figure:
     """One panel per key, one colour per run (trace names `<key> · <run>`)."""
     rows = -(-len(keys) // cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=keys)
+    # sae/<hook>/fve → sae/fve: hook names would overflow the panel titles (they are in the trace names)
+    titles = [f"{k.split('/')[0]}/{k.split('/')[-1]}" if k.count("/") == 2 and ".hook_" in k else k for k in keys]
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles)
     palette = plotly.colors.qualitative.Plotly
     for i, run in enumerate(runs):
         for j, key in enumerate(keys):
             steps, values = run.series(key)
             if steps:
                 fig.add_trace(go.Scatter(x=steps, y=values, mode="lines+markers", name=f"{key} · {run.label}",
-                                         legendgroup=run.label, line={"color": palette[i % len(palette)]},
+                                         legendgroup=run.label, legendgrouptitle_text=run.label,
+                                         showlegend=j == 0, line={"color": palette[i % len(palette)]},
                                          marker={"size": 4}), row=j // cols + 1, col=j % cols + 1)
     fig.update_xaxes(title_text="step")
     fig.update_layout(title=title, height=320 * rows, template="plotly_white")

@@ -30,7 +30,7 @@ def final_values(run_dir: Path) -> dict[str, float]:
 
 def table(runs: dict[str, Path], prefixes=("val/", "sae/", "chrono/", "train/loss")) -> str:
     finals = {name: final_values(path) for name, path in runs.items()}
-    keys = sorted({k for f in finals.values() for k in f if k.startswith(prefixes)})
+    keys = sorted({k for f in finals.values() for k in f if k.startswith(prefixes) and "/layer_" not in k})
     width = max(map(len, keys), default=10)
     lines = [f"{'metric':<{width}}  " + "  ".join(f"{n:>13}" for n in finals)]
     for key in keys:

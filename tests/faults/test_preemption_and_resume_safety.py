@@ -199,3 +199,18 @@ def test_sigkill_at_random_points_soak(tmp_path):
                  seed=1, out=tmp_path, log=lambda *a: None)
     assert stats["cycles"] == 2 and stats["resumes_matched"] == 2
     assert stats["lines_lost"] == 0 and stats["lines_duplicated"] == 0 and stats["final_matched"]
+
+
+def test_truncated_checkpoint_is_skipped_and_the_resume_is_still_exact(tmp_path):
+    args = [*ARGS, f"run.out_dir={tmp_path}"]
+    assert run(*args, "run.name=straight").returncode == 0
+    partial = run(*args, "run.name=cut", "train.max_steps=10")  # same run, then damage its newest checkpoint
+    assert partial.returncode == 0
+    newest = sorted((tmp_path / "cut" / "checkpoints").glob("step_*"))[-1]
+    model_file = newest / "model.pt"
+    model_file.write_bytes(model_file.read_bytes()[: model_file.stat().st_size // 2])
+    (tmp_path / "cut" / "final_model").rename(tmp_path / "cut" / "final_model.old")
+    resumed = run("--resume", str(tmp_path / "cut"), "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "skipping corrupt checkpoint" in resumed.stderr and "does not match its checksum" in resumed.stderr
+    assert values(tmp_path / "straight") == values(tmp_path / "cut")
