@@ -31,7 +31,7 @@ from chrono_membench.train import build_optimizers, lm_loss  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="demo")
-    parser.add_argument("--repeats", type=int, default=6)
+    parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args()
     cfg = load_config(args.preset, overrides=args.overrides)
@@ -73,8 +73,8 @@ def main() -> None:
     times = {name: [] for name in configurations}
     for r in range(args.repeats):
         for name, (bank, diversity) in configurations.items():
-            # SAE metrics every other step: far more often than the real cadence (chrono_every), so an upper bound
-            times[name].append(one_step(bank, diversity, with_metrics=r % 2 == 0))
+            # SAE metrics at the preset's cadence (train.chrono_every), as in training
+            times[name].append(one_step(bank, diversity, with_metrics=r % t.chrono_every == 0))
     tokens = t.micro_batch * t.grad_accum * cfg.data.seq_len
     base = statistics.mean(times["plain"])
     print(f"{cfg.model.name}: {tokens} tokens/step, {args.repeats} interleaved repeats, d_sae = "
