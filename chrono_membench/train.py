@@ -279,13 +279,13 @@ def _train(cfg: Config, run_dir: Path, resume: bool, progress: bool, preemption:
                 for artifact in purity_files:
                     logger.log_artifact(*artifact)
                 summary.val_ppl.append((step, metrics["val/ppl"]))
-            saved = fresh and step > 0 and (step % cfg.checkpointing.checkpoint_every_n_steps == 0 or last)
-            if saved:
-                checkpoint()
+            saved_path = None
+            if fresh and step > 0 and (step % cfg.checkpointing.checkpoint_every_n_steps == 0 or last):
+                saved_path = checkpoint()
             if last:
                 break
             if preemption.requested and fresh:  # everything for this step is logged; save it and go
-                path = save_state() if not saved else latest_good_checkpoint(run_dir)[0]
+                path = saved_path or save_state()
                 raise Preempted(f"stopped by {preemption.name} at step {step}; checkpoint {path}; "
                                 f"continue with: python experiments/run.py --resume {run_dir}")
 
