@@ -161,7 +161,47 @@ def boot_bridge(hf_model, tokenizer, device: str | torch.device = "cpu"):
     for param in bridge.original_model.parameters():
         if id(param) not in hf_params:
             param.requires_grad_(False)
+    for block in getattr(bridge, "blocks", []):
+        use_native_attention_when_unhooked(block.attn)
     return bridge
+
+
+def use_native_attention_when_unhooked(attn) -> None:
+    """Let the HF attention module (SDPA / flash kernels) run whenever no hook inside the attention needs
+    the bridge's step-by-step reconstruction.
+
+    The bridge re-implements attention in eager PyTorch (scores → mask → softmax → @V) so that
+    hook_attn_scores / hook_pattern / hook_rot_q ... can fire; that costs a [B, H, T, T] matrix per layer on
+    every forward, hooked or not (benchmarks/hook_overhead.py). Most training steps hook nothing inside the
+    attention, so they call the HF module itself: its q/k/v/o projections are the bridge's LinearBridges, so
+    hook_q/k/v/z, hook_in and hook_out still fire. A hook on any other attention hook point (attention
+    metrics, the diversity regulariser, run_with_cache) or a config flag that routes per-head inputs selects
+    the bridge's own path, exactly as before. A KV cache is updated by either path the same way.
+    """
+    from transformer_lens.hook_points import HookPoint
+    from transformer_lens.model_bridge.generalized_components.position_embeddings_attention import (
+        PositionEmbeddingsAttentionBridge,
+    )
+
+    if not isinstance(attn, PositionEmbeddingsAttentionBridge) or "forward" in vars(attn):
+        return
+    inner_hooks = [m for name, m in attn.named_children()
+                   if isinstance(m, HookPoint) and name not in ("hook_in", "hook_out")]
+    reconstruct = attn.forward
+    flags = ("use_split_qkv_input", "use_attn_in", "use_attn_result")
+
+    def forward(*args, **kwargs):
+        hf_attn = attn.original_component
+        hooked = any(h._forward_hooks or h._forward_pre_hooks or h._backward_hooks for h in inner_hooks)
+        if (hooked or any(getattr(attn.config, f, False) for f in flags)
+                or getattr(hf_attn, "key_multiplier", None) is not None
+                or (attn.training and getattr(hf_attn, "attention_dropout", 0.0) > 0)):
+            return reconstruct(*args, **kwargs)
+        hidden_states = attn.hook_in(kwargs.pop("hidden_states") if "hidden_states" in kwargs else args[0])
+        output, _ = hf_attn(hidden_states, *args[1:], **kwargs)
+        return attn.hook_out(output), None
+
+    object.__setattr__(attn, "forward", forward)  # the bridge's __setattr__ would forward it to the HF module
 
 
 def hf_state_dict(bridge) -> dict[str, torch.Tensor]:

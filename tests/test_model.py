@@ -50,6 +50,30 @@ def test_gguf_bridge_logits_match_hf(name):
     _check_hooks(bridge, tokens[:, :6])
 
 
+def test_unhooked_attention_runs_hf_kernel_and_hooked_attention_still_fires(tokenizer):
+    """Without attention hooks the bridge runs HF's own attention (same logits and gradients as plain HF,
+    bitwise); a hook on hook_pattern switches that layer back to the bridge's path, and it fires."""
+    cfg = ModelConfig(name="tiny", tiny_layers=2)
+    reference = build_hf_model(cfg, tokenizer, seed=3)
+    bridge = boot_bridge(build_hf_model(cfg, tokenizer, seed=3), tokenizer)
+    tokens = torch.randint(1000, 30000, (2, 16), generator=torch.Generator().manual_seed(0))
+    expected = reference(tokens).logits
+    expected.square().mean().backward()
+    got = bridge(tokens)
+    got.square().mean().backward()
+    assert torch.equal(got, expected)
+    grads = [p.grad for p in bridge.original_model.parameters() if p.requires_grad]  # not the frozen extra bias
+    ref_grads = [p.grad for p in reference.parameters()]
+    assert len(grads) == len(ref_grads) and all(torch.equal(a, b) for a, b in zip(grads, ref_grads))
+    patterns = []
+    with torch.no_grad():
+        hooked = bridge.run_with_hooks(tokens, fwd_hooks=[("blocks.1.attn.hook_pattern",
+                                                           lambda t, hook: patterns.append(t))])
+    assert len(patterns) == 1 and patterns[0].shape == (2, bridge.cfg.n_heads, 16, 16)
+    assert torch.allclose(hooked, expected, atol=1e-5)
+    assert torch.allclose(patterns[0].sum(-1), torch.ones(()))
+
+
 def test_load_errors_are_clear(monkeypatch, tmp_path):
     with pytest.raises(ModelLoadError, match="not a known GGUF package"):
         resolve_hf_dir("gguf:nope-1b")
