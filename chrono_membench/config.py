@@ -17,6 +17,7 @@ PRESET_DIR = Path(__file__).resolve().parent.parent / "experiments" / "configs"
 SOURCES = ("fineweb_edu", "wikitext103", "orca_math", "bookcorpus")
 DATA_ORIGINS = ("sample", "local", "hub")
 OPTIMIZERS = ("adamw", "muon")
+PARALLEL_MODES = ("ddp", "fsdp")  # under torchrun (WORLD_SIZE > 1); one process ignores it
 WANDB_MODES = ("offline", "online", "disabled")
 SAE_ARCHITECTURES = ("topk", "standard", "jumprelu", "batchtopk")
 
@@ -87,6 +88,9 @@ class TrainConfig:
     log_every: int = 50
     chrono_every: int = 100
     max_skipped_in_a_row: int = 5
+    parallel: str = "ddp"  # under torchrun: ddp, or fsdp (FSDP2 fully_shard per block: models too big to replicate)
+    compile: bool = False  # torch.compile the HF model (CUDA only; see README "Scaling" for what it breaks)
+    peak_tflops: float = 0.0  # accelerator peak bf16 TFLOP/s for train/mfu; 0 = look the GPU up (none on CPU)
 
 
 @dataclass
@@ -303,6 +307,12 @@ def validate(cfg: Config) -> None:
     if cfg.data.origin == "local" and not cfg.data.local_dir:
         raise ConfigError("data.local_dir must name a directory of <source>.parquet/.jsonl files when data.origin=local")
     _one_of("train.optimizer", cfg.train.optimizer, OPTIMIZERS)
+    _one_of("train.parallel", cfg.train.parallel, PARALLEL_MODES)
+    if cfg.train.parallel == "fsdp" and cfg.train.optimizer == "muon":
+        raise ConfigError("train.optimizer=muon does not support sharded (FSDP) parameters; use train.parallel=ddp "
+                          "or train.optimizer=adamw")
+    if cfg.train.peak_tflops < 0:
+        raise ConfigError(f"train.peak_tflops must be >= 0, got {cfg.train.peak_tflops}")
     _one_of("logging.wandb_mode", cfg.logging.wandb_mode, WANDB_MODES)
     _one_of("sae.architecture", cfg.sae.architecture, SAE_ARCHITECTURES)
     _one_of("run.ablation", cfg.run.ablation, tuple(ABLATIONS))

@@ -128,3 +128,18 @@ class MetricsLogger:
                 self.wandb_run.finish()
             except Exception as e:
                 self._wandb_failed(e)
+
+
+class NullLogger:
+    """What ranks other than 0 log through under torchrun: nothing."""
+    wandb_run, wandb_dir, artifact_failures, pending_artifacts = None, None, 0, []
+
+    def log(self, step: int, values: dict) -> None: ...
+
+    def log_artifact(self, path: Path, name: str, kind: str) -> None: ...
+
+    def log_table(self, name: str, columns: list[str], rows: list[list]) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...

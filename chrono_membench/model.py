@@ -205,10 +205,12 @@ def use_native_attention_when_unhooked(attn) -> None:
 
 
 def hf_state_dict(bridge) -> dict[str, torch.Tensor]:
-    """The wrapped model's state dict under its own Hugging Face names (the bridge adds aliases)."""
+    """The wrapped model's state dict under its own Hugging Face names (the bridge adds aliases). FSDP-sharded
+    tensors are gathered whole: under FSDP every rank must call this, in the same order."""
     raw = bridge.original_model.state_dict()
     by_clean = {k.replace("._original_component", ""): v for k, v in raw.items()}
-    return {k: by_clean[k] for k in bridge.hf_state_keys}
+    return {k: by_clean[k].full_tensor() if hasattr(by_clean[k], "full_tensor") else by_clean[k]
+            for k in bridge.hf_state_keys}
 
 
 @torch.no_grad()
@@ -222,13 +224,14 @@ def load_hf_state_dict(bridge, state: dict[str, torch.Tensor]) -> None:
         by_clean[key].copy_(value)
 
 
-def export_hf_model(bridge, tokenizer, target: Path) -> None:
-    """Save in Hugging Face format (temp dir, then rename), loadable with no harness code."""
+def export_hf_model(bridge, tokenizer, target: Path, state: dict | None = None) -> None:
+    """Save in Hugging Face format (temp dir, then rename), loadable with no harness code. `state`: an
+    hf_state_dict already gathered (under FSDP, by every rank; only rank 0 writes)."""
     from transformers import AutoModelForCausalLM
 
     with torch.device("meta"):
         fresh = AutoModelForCausalLM.from_config(bridge.original_model.config)
-    fresh.load_state_dict(hf_state_dict(bridge), assign=True)
+    fresh.load_state_dict({k: v.detach().cpu() for k, v in (state or hf_state_dict(bridge)).items()}, assign=True)
     fresh.tie_weights()
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

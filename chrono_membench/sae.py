@@ -24,6 +24,7 @@ from chrono_membench.chrono.alignment import alignment_loss, decoder_drift, hung
 from chrono_membench.chrono.sae_metrics import ce_loss_recovered, fraction_of_variance_explained, l0
 from chrono_membench.chrono.temporal_dropout import inverted_dropout, temporal_dropout_rate
 from chrono_membench.config import Config
+from chrono_membench.distributed import ALONE, Dist
 from chrono_membench.logging import safe_name
 
 NORM_EMA = 0.99  # running mean-norm estimate: slow enough to be stable, fast enough to follow the LM's drift
@@ -60,8 +61,9 @@ class HookState:
 
 
 class SAEBank:
-    def __init__(self, cfg: Config, d_model: int, n_layers: int, device: torch.device, seed: int = 0):
-        self.cfg, self.device = cfg, device
+    def __init__(self, cfg: Config, d_model: int, n_layers: int, device: torch.device, seed: int = 0,
+                 dist: Dist = ALONE):
+        self.cfg, self.device, self.dist = cfg, device, dist
         self.hook_points = list(cfg.sae.hook_points) or default_hook_points(n_layers)
         for hook in self.hook_points:
             layer = hook.split(".")[1] if hook.startswith("blocks.") else ""
@@ -79,7 +81,9 @@ class SAEBank:
                 sae_cfg.metadata.hook_name = hook
                 self.saes[hook] = sae_cls(sae_cfg).to(device)
         self.optimizer = torch.optim.Adam([p for s in self.saes.values() for p in s.parameters()], lr=cfg.sae.lr)
-        self.generator = torch.Generator(device=device).manual_seed(seed + 1)  # temporal dropout's own RNG
+        # Temporal dropout's own RNG. The same seed on every rank: each rank draws equal-sized masks for its own
+        # tokens, so the generators stay identical and one saved state resumes them all exactly.
+        self.generator = torch.Generator(device=device).manual_seed(seed + 1)
         d_sae = cfg.sae.expansion * d_model
         self.state = {
             h: HookState(tokens_since_fired=torch.zeros(d_sae, dtype=torch.long, device=device),
@@ -120,7 +124,10 @@ class SAEBank:
 
     # ---- one SAE step after each LM update
     def step(self, lm_step: int, with_metrics: bool) -> dict[str, float]:
-        """Train every SAE one step on the activations captured since the last call; return metrics if asked."""
+        """Train every SAE one step on the activations captured since the last call; return metrics if asked.
+        Under torchrun each rank holds its own tokens' activations: the norm estimate, the firing statistics
+        and the gradients are reduced over ranks (so the SAEs stay identical) and the metrics averaged."""
+        d = self.dist
         p = temporal_dropout_rate(lm_step, self.cfg.train.max_steps, self.cfg.chrono.dropout_p_max)
         metrics: dict[str, float] = {"chrono/temporal_dropout_rate": p} if with_metrics else {}
         total_loss = 0.0
@@ -128,7 +135,7 @@ class SAEBank:
             st = self.state[hook]
             raw = torch.cat(self._captured[hook]).float()
             self._captured[hook].clear()
-            norm = raw.norm(dim=-1).mean().item()
+            norm = d.mean(raw.norm(dim=-1).mean())
             st.norm_ema = norm if st.norm_ema is None else NORM_EMA * st.norm_ema + (1 - NORM_EMA) * norm
             x = raw * self.scale(hook)
             dead = st.tokens_since_fired >= self.cfg.sae.dead_window
@@ -147,20 +154,22 @@ class SAEBank:
             total_loss = total_loss + loss
             with torch.no_grad():
                 acts = dropped.get("acts", out.feature_acts)
-                fired = acts != 0
-                st.tokens_since_fired += len(x)
-                st.tokens_since_fired[fired.any(0)] = 0
-                st.fire_count += fired.sum(0)
-                st.act_sum += acts.sum(0)
-                st.tokens_seen += len(x)
+                fires = d.sum_(torch.stack([(acts != 0).sum(0).float(), acts.sum(0)]))  # [2, F], all ranks' tokens
+                n_tokens = len(x) * d.world
+                st.tokens_since_fired += n_tokens
+                st.tokens_since_fired[fires[0] > 0] = 0
+                st.fire_count += fires[0]
+                st.act_sum += fires[1]
+                st.tokens_seen += n_tokens
             if with_metrics:
                 metrics[f"chrono/{hook}/alignment_loss"] = align.item()
                 metrics[f"chrono/{hook}/dropped_frac"] = dropped.get("frac", 0.0)
         total_loss.backward()
+        d.average_grads(p for group in self.optimizer.param_groups for p in group["params"])
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.n_steps += 1
-        return metrics
+        return d.mean_dict(metrics)
 
     def _dropout_hook(self, p: float, record: dict):
         """Temporal dropout on sae-lens's own hook_sae_acts_post, so its training_forward_pass decodes the
@@ -238,10 +247,14 @@ class SAEBank:
                     "mean_activation": (st.act_sum / st.fire_count.clamp(min=1)).half().cpu(),
                 }, str(path), metadata={"hook": hook, "tokens": str(st.tokens_seen)})
                 written.append((path, f"features-{name}", "features"))
+        return written
+
+    def reset_feature_stats(self) -> None:
+        """After each checkpoint's artifacts (on every rank): firing statistics restart for the next interval."""
+        for st in self.state.values():
             st.fire_count.zero_()
             st.act_sum.zero_()
             st.tokens_seen = 0
-        return written
 
     # ---- resume
     def state_dict(self) -> dict:

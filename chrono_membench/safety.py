@@ -23,7 +23,8 @@ from chrono_membench.config import ConfigError
 
 EXIT_PREEMPTED = 4
 SAFE_TO_CHANGE = ("run.name", "run.device", "run.out_dir", "run.preset", "train.max_steps", "train.eval_every",
-                  "train.log_every", "train.chrono_every", "train.max_skipped_in_a_row", "logging.", "checkpointing.")
+                  "train.log_every", "train.chrono_every", "train.max_skipped_in_a_row", "train.compile",
+                  "train.peak_tflops", "logging.", "checkpointing.")
 
 
 class Preempted(RuntimeError):
@@ -77,14 +78,14 @@ def config_changes(saved: dict, new: dict) -> tuple[list[str], list[str]]:
     return [k for k in changed if k not in safe], safe
 
 
-def check_resume_config(run_dir: Path, saved: dict, new: dict) -> None:
-    """Refuse a different experiment; record safe changes in resume_log.jsonl."""
+def check_resume_config(run_dir: Path, saved: dict, new: dict, write_log: bool = True) -> None:
+    """Refuse a different experiment; record safe changes in resume_log.jsonl (rank 0 only: write_log)."""
     unsafe, safe = config_changes(saved, new)
     if unsafe:
         a, b = _flatten(saved), _flatten(new)
         diff = "; ".join(f"{k}: {a.get(k)!r} → {b.get(k)!r}" for k in unsafe)
         raise ConfigError(f"--resume {run_dir}: these changes would make it a different experiment: {diff}")
-    if safe:
+    if safe and write_log:
         with open(run_dir / "resume_log.jsonl", "a") as f:
             f.write(json.dumps({"time": time.time(), "changed": {k: _flatten(new).get(k) for k in safe},
                                 "was": {k: _flatten(saved).get(k) for k in safe}}) + "\n")

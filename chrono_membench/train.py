@@ -4,6 +4,9 @@ One `while True` loop (nanochat style). At the top of an iteration: eval, then c
 just finished; then the gradient-accumulation micro-steps of the next update. `step` counts finished
 optimiser updates; every log line carries the step it describes, and everything logged for step <= S is
 on disk before checkpoint S is written, so a resume from S drops nothing and repeats nothing.
+
+Under torchrun the same loop runs on every rank (distributed.py says who does what); `d.main` marks what
+only rank 0 does: write metrics, checkpoints, artifacts and wandb.
 """
 
 from __future__ import annotations
@@ -21,11 +24,16 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from chrono_membench.checkpoint import latest_good_checkpoint, list_checkpoints, save_checkpoint, write_failed
-from chrono_membench.config import Config, dump_config, read_yaml
+from chrono_membench import distributed
+from chrono_membench.checkpoint import (
+    checkpoint_dir, latest_good_checkpoint, list_checkpoints, save_checkpoint, write_failed,
+)
+from chrono_membench.config import Config, ConfigError, dump_config, read_yaml
 from chrono_membench.data import PAD_SOURCE, MixtureStream, collate
+from chrono_membench.distributed import ALONE, Dist
 from chrono_membench.evaluation import attention_metrics, capture_patterns, diversity_term, probe_metrics, write_purity
-from chrono_membench.logging import MetricsLogger, truncate_metrics
+from chrono_membench.logging import MetricsLogger, NullLogger, truncate_metrics
+from chrono_membench.mfu import flops_per_token, peak_flops
 from chrono_membench.model import export_hf_model, hf_state_dict, load_hf_state_dict, load_model
 from chrono_membench.probes import Canaries, ProbeSet
 from chrono_membench.safety import Preempted, PreemptionGuard, check_resume_config, run_lock
@@ -93,18 +101,25 @@ def set_rng_state(state: dict) -> None:
 
 
 @torch.no_grad()
-def evaluate(model, val: dict[str, torch.Tensor], micro_batch: int, autocast) -> dict[str, float]:
+def evaluate(model, val: dict[str, torch.Tensor], micro_batch: int, autocast, d: Dist = ALONE) -> dict[str, float]:
+    """Validation loss over all val rows; under torchrun each rank takes rows r, r+N, … and the sums are reduced.
+    (Under FSDP every rank must run the same number of forwards: the ranks with fewer rows run an empty one.)"""
     was_training = model.training
     model.eval()
-    total, count = 0.0, 0
-    for i in range(0, len(val["tokens"]), micro_batch):
-        tokens, sources = val["tokens"][i:i + micro_batch], val["source_index"][i:i + micro_batch]
+    tokens_all, sources_all = d.rows(val["tokens"]), d.rows(val["source_index"])
+    n_batches = math.ceil(math.ceil(len(val["tokens"]) / d.world) / micro_batch)
+    sums = torch.zeros(2, dtype=torch.float64)  # loss sum, target count
+    for i in range(0, n_batches * micro_batch, micro_batch):
+        tokens, sources = tokens_all[i:i + micro_batch], sources_all[i:i + micro_batch]
+        if len(tokens) == 0:
+            tokens, sources = val["tokens"][:1], torch.full_like(val["source_index"][:1], PAD_SOURCE)
         with autocast:
             logits = model(tokens)
         n = int((sources[:, 1:] != PAD_SOURCE).sum())
-        total += lm_loss(logits, tokens, sources).item() * n
-        count += n
+        if n:
+            sums += torch.tensor([lm_loss(logits, tokens, sources).item() * n, n], dtype=torch.float64)
     model.train(was_training)
+    total, count = d.sum_(sums).tolist()
     loss = total / count
     return {"val/loss": loss, "val/ppl": math.exp(min(loss, 50.0))}
 
@@ -160,21 +175,25 @@ class Summary:
 
 
 def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = True) -> Summary:
-    """Train (or, with resume, continue) the run in run_dir. One process per run directory (a lock); the
-    first SIGTERM/SIGINT stops it cleanly after the step in flight (raises Preempted)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with run_lock(run_dir), PreemptionGuard() as preemption:
-        return _train(cfg, run_dir, resume, progress, preemption)
+    """Train (or, with resume, continue) the run in run_dir. One process per run directory (a lock), or one
+    torchrun job; the first SIGTERM/SIGINT stops it cleanly after the step in flight (raises Preempted)."""
+    d, device = distributed.from_environment(cfg.train.parallel, cfg.run.device)
+    if d.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    d.barrier()
+    with run_lock(run_dir) if d.main else nullcontext(), PreemptionGuard() as preemption:
+        return _train(cfg, run_dir, resume, progress and d.main, preemption, d, device)
 
 
-def _train(cfg: Config, run_dir: Path, resume: bool, progress: bool, preemption: PreemptionGuard) -> Summary:
+def _train(cfg: Config, run_dir: Path, resume: bool, progress: bool, preemption: PreemptionGuard,
+           d: Dist, device: torch.device) -> Summary:
     t_start = time.perf_counter()
     if resume and (run_dir / "config.yaml").exists():  # before anything heavy: same experiment, or refuse
-        check_resume_config(run_dir, read_yaml(run_dir / "config.yaml"), cfg.to_dict())
-    (run_dir / "config.yaml.tmp").write_text(dump_config(cfg))
-    (run_dir / "config.yaml.tmp").replace(run_dir / "config.yaml")  # atomic: a crash never leaves half a config
+        check_resume_config(run_dir, read_yaml(run_dir / "config.yaml"), cfg.to_dict(), write_log=d.main)
+    if d.main:
+        (run_dir / "config.yaml.tmp").write_text(dump_config(cfg))
+        (run_dir / "config.yaml.tmp").replace(run_dir / "config.yaml")  # atomic: never half a config
     t = cfg.train
-    device = resolve_device(cfg.run.device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     torch.manual_seed(cfg.run.seed)
     random.seed(cfg.run.seed)
@@ -188,12 +207,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, progress: bool, preemption:
     val_stream = MixtureStream(cfg.data, tokenizer, split="val", repeat=False)
     val_rows = [r for _, r in zip(range(cfg.data.val_rows), val_stream)]
     val = {k: v.to(device) for k, v in collate(val_rows).items()}
-    optimizers = build_optimizers(hf_model, cfg)
-    for opt in optimizers:
-        for group in opt.param_groups:
-            group["base_lr"] = group["lr"]
-    params = [p for p in hf_model.parameters() if p.requires_grad]
-    saes = SAEBank(cfg, model.cfg.d_model, model.cfg.n_layers, device, cfg.run.seed) if cfg.sae.enabled else None
+    saes = SAEBank(cfg, model.cfg.d_model, model.cfg.n_layers, device, cfg.run.seed, d) if cfg.sae.enabled else None
     chrono = cfg.chrono.enabled
     probes = ProbeSet(cfg.chrono.n_buckets, cfg.chrono.probe_per_bucket, t.max_steps, cfg.run.seed) if chrono else None
     if probes is not None:  # "unseen" probes: validation documents, never trained on
@@ -203,15 +217,30 @@ def _train(cfg: Config, run_dir: Path, resume: bool, progress: bool, preemption:
     seen_log: dict[str, list[int]] = {}  # document uid → [first step seen, last step seen]
     step, skipped, skipped_in_a_row = 0, 0, 0
 
-    # ---- resume
+    # ---- resume (the weights before sharding; optimiser states once the optimisers exist)
+    ckpt = None
     if resume:
         found = latest_good_checkpoint(run_dir)
         if found is None:
             raise FileNotFoundError(f"--resume: no good checkpoint under {run_dir / 'checkpoints'}")
         path, ckpt = found
+        saved_world = ckpt["state"].get("world_size", 1)
+        if saved_world != d.world:
+            raise ConfigError(f"--resume: {path} was written by {saved_world} process(es); resume it with the same "
+                              f"world size (torchrun --nproc_per_node {saved_world}), not {d.world}")
         load_hf_state_dict(model, ckpt["model"])
-        for opt, state in zip(optimizers, ckpt["optim"]):
-            opt.load_state_dict(state)
+
+    # ---- data parallelism, optimisers
+    trained = distributed.wrap(model, d, device)  # the module the training forward goes through
+    if t.compile:
+        hf_model.compile()  # in place: the bridge keeps calling the same module objects
+    optimizers = build_optimizers(hf_model, cfg)
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["base_lr"] = group["lr"]
+    params = [p for p in hf_model.parameters() if p.requires_grad]
+    if ckpt is not None:
+        distributed.load_optimizer_state(model, optimizers, ckpt["optim"], d)
         state = ckpt["state"]
         stream.load_state_dict(state["stream"])
         seen_log, step, skipped = state["seen_log"], state["step"], state["skipped"]
@@ -220,12 +249,15 @@ def _train(cfg: Config, run_dir: Path, resume: bool, progress: bool, preemption:
         if probes is not None:
             probes.load_state_dict(state["probes"])
         set_rng_state(state["rng"])
-        truncate_metrics(run_dir / "metrics.jsonl", step)
-        print(f"resumed from {path} (step {step})")
+        if d.main:
+            truncate_metrics(run_dir / "metrics.jsonl", step)
+            print(f"resumed from {path} (step {step})")
+        del ckpt
     resumed_at = step if resume else None
 
     logger = MetricsLogger(run_dir, cfg.to_dict(), cfg.logging.wandb_mode, cfg.logging.project,
-                           cfg.logging.group or cfg.run.preset or "default", cfg.run.ablation, run_dir.name)
+                           cfg.logging.group or cfg.run.preset or "default", cfg.run.ablation,
+                           run_dir.name) if d.main else NullLogger()
     summary = Summary(run_dir=run_dir, wandb_dir=logger.wandb_dir)
 
     def checkpoint() -> Path:
@@ -234,7 +266,9 @@ def _train(cfg: Config, run_dir: Path, resume: bool, progress: bool, preemption:
         artifacts = []
         if saes is not None:
             metrics.update(saes.on_checkpoint())  # drift vs the previous checkpoint; new alignment anchors
-            artifacts = write_artifacts(run_dir / "artifacts" / f"step_{step:08d}", saes, cfg)
+            if d.main:
+                artifacts = write_artifacts(run_dir / "artifacts" / f"step_{step:08d}", saes, cfg)
+            saes.reset_feature_stats()
         if logger.wandb_run is not None:
             metrics["logging/artifact_upload_failures"] = logger.artifact_failures
             metrics["logging/artifacts_pending"] = len(logger.pending_artifacts)
@@ -245,19 +279,26 @@ def _train(cfg: Config, run_dir: Path, resume: bool, progress: bool, preemption:
         return path
 
     def save_state() -> Path:
-        """Everything needed to continue exactly; no side effect on the run (what preemption saves)."""
+        """Everything needed to continue exactly; no side effect on the run (what preemption saves). The
+        stream, seen log, probes, RNG and SAEs are the same on every rank (distributed.py), so rank 0's copy
+        resumes them all; under FSDP the weights and optimiser states are gathered first (all ranks)."""
         logger.flush()
         payload = {
             "model": hf_state_dict(model),
-            "optim": [opt.state_dict() for opt in optimizers],
+            "optim": distributed.optimizer_state(model, optimizers, d),
             "state": {"step": step, "stream": stream.state_dict(), "seen_log": seen_log, "skipped": skipped,
-                      "rng": get_rng_state(), "probes": probes.state_dict() if probes is not None else None},
+                      "rng": get_rng_state(), "probes": probes.state_dict() if probes is not None else None,
+                      "world_size": d.world},
         }
         if saes is not None:
             payload["saes"] = saes.state_dict()
-        return save_checkpoint(run_dir, step, payload, cfg.checkpointing.keep_last)
+        path = save_checkpoint(run_dir, step, payload, cfg.checkpointing.keep_last) if d.main else None
+        d.barrier()  # no rank runs ahead of a checkpoint that may still fail (exit 5 on rank 0 stops the job)
+        return path or checkpoint_dir(run_dir) / f"step_{step:08d}"
 
-    tokens_per_step = t.micro_batch * t.grad_accum * cfg.data.seq_len
+    tokens_per_step = t.micro_batch * t.grad_accum * cfg.data.seq_len * d.world
+    model_flops_per_token = flops_per_token(model.cfg, cfg.data.seq_len)
+    device_peak_flops = peak_flops(device, t.peak_tflops) * d.world
     bar = tqdm(total=t.max_steps, initial=step, desc="train", disable=not progress, dynamic_ncols=True)
     try:
         while True:
@@ -265,7 +306,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, progress: bool, preemption:
             fresh = step != resumed_at  # eval/checkpoint for a resumed step were done before it was saved
             if fresh and (step % t.eval_every == 0 or last):
                 t_eval = time.perf_counter()
-                metrics = evaluate(model, val, t.micro_batch, autocast)
+                metrics = evaluate(model, val, t.micro_batch, autocast, d)
                 if saes is not None:
                     metrics.update(sae_ce_recovered(model, saes, val, t.micro_batch, autocast))
                 purity_files = []
@@ -273,7 +314,8 @@ def _train(cfg: Config, run_dir: Path, resume: bool, progress: bool, preemption:
                     chrono_metrics, matrices = probe_metrics(model, saes, probes, canaries,
                                                              stream.stats()["token_share"], autocast, device)
                     metrics.update(chrono_metrics)
-                    purity_files = write_purity(run_dir / "artifacts" / f"step_{step:08d}", matrices)
+                    if d.main:
+                        purity_files = write_purity(run_dir / "artifacts" / f"step_{step:08d}", matrices)
                 metrics["time/eval_s"] = time.perf_counter() - t_eval
                 logger.log(step, metrics)
                 for artifact in purity_files:
@@ -284,9 +326,10 @@ def _train(cfg: Config, run_dir: Path, resume: bool, progress: bool, preemption:
                 saved_path = checkpoint()
             if last:
                 break
-            if preemption.requested and fresh:  # everything for this step is logged; save it and go
+            if d.any(preemption.requested is not None) and fresh:  # all is logged for this step; save it and go
                 path = saved_path or save_state()
-                raise Preempted(f"stopped by {preemption.name} at step {step}; checkpoint {path}; "
+                by = preemption.name or "a signal to another rank"
+                raise Preempted(f"stopped by {by} at step {step}; checkpoint {path}; "
                                 f"continue with: python experiments/run.py --resume {run_dir}")
 
             # ---- one optimiser update: grad_accum micro-batches of micro_batch rows
@@ -297,20 +340,23 @@ def _train(cfg: Config, run_dir: Path, resume: bool, progress: bool, preemption:
                     group["lr"] = group["base_lr"] * lr_mult
             loss_sum, diversity_sum = torch.zeros((), device=device), 0.0
             for micro in range(t.grad_accum):
-                rows = [stream.next_row() for _ in range(t.micro_batch)]
-                for doc in (d for r in rows for d in r.docs):
+                # The global micro-batch (all ranks' rows), bookkept and canaried whole, then this rank's rows.
+                rows = [stream.next_row() for _ in range(t.micro_batch * d.world)]
+                for doc in (doc for r in rows for doc in r.docs):
                     if probes is not None and doc.uid not in seen_log:
                         probes.offer(doc.uid, doc.source, doc.tokens, step + 1)
                     seen_log.setdefault(doc.uid, [step + 1, step + 1])[1] = step + 1
-                batch = {k: v.to(device) for k, v in collate(rows).items()}
+                batch = collate(rows)
                 if canaries is not None and micro == 0:
                     canaries.insert(batch["tokens"], batch["source_index"], step + 1)
+                batch = {k: d.rows(v).to(device) for k, v in batch.items()}
                 with ExitStack() as stack:
                     stack.enter_context(autocast)
+                    stack.enter_context(distributed.no_sync(trained, d, sync=micro == t.grad_accum - 1))
                     if saes is not None:
                         stack.enter_context(saes.capture(model))
                     patterns = stack.enter_context(capture_patterns(model)) if diversity_weight > 0 else None
-                    logits = model(batch["tokens"])
+                    logits = trained(batch["tokens"])
                 loss = lm_loss(logits, batch["tokens"], batch["source_index"])
                 objective = loss
                 if patterns is not None:  # −μ · diversity: reward heads that attend differently
@@ -318,10 +364,12 @@ def _train(cfg: Config, run_dir: Path, resume: bool, progress: bool, preemption:
                     diversity = diversity_term(patterns, cfg.chrono.probe_queries, queries)
                     objective = loss - diversity_weight * diversity
                     diversity_sum += diversity.item() / t.grad_accum
-                (objective / t.grad_accum).backward()
+                with distributed.no_sync(trained, d, sync=micro == t.grad_accum - 1):
+                    (objective / t.grad_accum).backward()
                 loss_sum += loss.detach()
-            train_loss = (loss_sum / t.grad_accum).item()
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip).item()
+            train_loss = d.mean((loss_sum / t.grad_accum).item())
+            diversity_sum = d.mean(diversity_sum)
+            grad_norm = distributed.full_tensor(torch.nn.utils.clip_grad_norm_(params, t.grad_clip)).item()
             if math.isfinite(train_loss) and math.isfinite(grad_norm):
                 for opt in optimizers:
                     opt.step()
@@ -353,6 +401,8 @@ def _train(cfg: Config, run_dir: Path, resume: bool, progress: bool, preemption:
                     "train/loss": train_loss, "train/ppl": math.exp(min(train_loss, 50.0)),
                     "train/lr": optimizers[-1].param_groups[0]["lr"], "train/grad_norm": grad_norm,
                     "train/tokens_per_s": tokens_per_step / dt, "train/skipped_steps": skipped,
+                    **({"train/mfu": model_flops_per_token * tokens_per_step / dt / device_peak_flops}
+                       if device_peak_flops else {}),
                 })
             if sae_metrics:
                 logger.log(step, sae_metrics)
@@ -365,9 +415,12 @@ def _train(cfg: Config, run_dir: Path, resume: bool, progress: bool, preemption:
                     f"(train.max_skipped_in_a_row={t.max_skipped_in_a_row}); the last good weights "
                     f"(from step {step - skipped_in_a_row}) are saved in {path}"
                 )
-        export_hf_model(model, tokenizer, run_dir / "final_model")
-        if probes is not None:
-            write_probe_table(run_dir, probes, tokenizer, logger)
+        final_state = hf_state_dict(model)  # under FSDP a collective: every rank gathers
+        if d.main:
+            export_hf_model(model, tokenizer, run_dir / "final_model", final_state)
+            if probes is not None:
+                write_probe_table(run_dir, probes, tokenizer, logger)
+        d.barrier()
     finally:
         bar.close()
         logger.close()

@@ -4,6 +4,7 @@
     python experiments/run.py --preset demo-gemma               # the same with Gemma 3 270M
     python experiments/run.py --preset tiny train.max_steps=6   # dotted overrides
     python experiments/run.py --resume runs/<name>              # or --resume latest
+    torchrun --nproc_per_node 2 experiments/run.py --preset demo train.max_steps=6   # data-parallel (DDP)
 
 Exit codes: 0 done; 2 bad configuration or input (one line on stderr); 3 stopped on purpose (diverged);
 4 preempted (SIGTERM/SIGINT: the step in flight finished and was checkpointed; continue with --resume);
@@ -63,6 +64,10 @@ def build(args) -> tuple:
     cfg = load_config(args.preset or (None if args.config else "demo"), args.config, args.overrides, args.ablation)
     if not cfg.run.name:
         cfg.run.name = f"{cfg.run.preset}-{cfg.run.ablation}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun every rank takes rank 0's name
+            from chrono_membench.distributed import from_environment
+
+            cfg.run.name = from_environment(cfg.train.parallel, cfg.run.device)[0].broadcast(cfg.run.name)
     run_dir = Path(cfg.run.out_dir) / cfg.run.name
     if (run_dir / "checkpoints").exists():
         raise ConfigError(f"run directory {run_dir} already has checkpoints; use --resume {run_dir} or another run.name")
@@ -84,6 +89,8 @@ def main(argv=None) -> int:
         return 2
     from chrono_membench.train import TrainingStopped, train
 
+    from chrono_membench.distributed import shutdown
+
     try:
         summary = train(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress)
     except bad_input as e:
@@ -98,6 +105,10 @@ def main(argv=None) -> int:
     except CheckpointWriteError as e:
         print(f"error: {e.strerror}", file=sys.stderr)
         return 5
+    finally:
+        shutdown()
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
     print(f"\n{'=' * 72}\nrun {run_dir.name}: {summary.steps} steps, {summary.tokens:,} tokens this session, "
           f"{summary.wall_s:.0f} s")
     print(f"train loss   first {summary.first_loss:.4f} → last {summary.last_loss:.4f} (this session)")

@@ -1,0 +1,197 @@
+"""Data parallelism under torchrun, on PyTorch's own engine (DESIGN.md §7): DDP, or FSDP2 (`fully_shard` per
+transformer block), nccl on CUDA and gloo on CPU.
+
+How the work is split, so that N ranks with micro-batch b train on exactly the rows one process with
+micro-batch N·b would (the test checks the losses match):
+- data: every rank runs the same deterministic packed stream and keeps rows r, r+N, r+2N, … of each global
+  micro-batch. The stream state, the seen log and the probe set are therefore the same on every rank (no
+  gathering at checkpoints), and canaries go into the global batch before it is split;
+- gradients: DDP / FSDP2 average them (no_sync / set_requires_gradient_sync off on the accumulation
+  micro-steps); the SAEs' gradients and their running statistics are all-reduced here, so every rank
+  holds the same SAEs;
+- evaluation: validation rows are split over ranks and the loss sums reduced; the chrono probes run on every
+  rank on the same inputs (with FSDP every rank must take part in each forward anyway), and rank 0 alone
+  writes metrics, checkpoints, artifacts and wandb.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+PARALLEL_MODES = ("ddp", "fsdp")
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    parallel: str = "none"  # none (one process) | ddp | fsdp
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    # ---- collectives (no-ops in one process)
+    def mean(self, value: float | torch.Tensor) -> float:
+        """Mean of a scalar over ranks."""
+        if self.world == 1:
+            return float(value)
+        t = torch.as_tensor(float(value), dtype=torch.float64)
+        dist.all_reduce(t)
+        return t.item() / self.world
+
+    def mean_dict(self, values: dict[str, float]) -> dict[str, float]:
+        if self.world == 1 or not values:
+            return values
+        keys = sorted(values)
+        t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+        dist.all_reduce(t)
+        return {k: v / self.world for k, v in zip(keys, t.tolist())}
+
+    def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
+        """In-place sum over ranks."""
+        if self.world > 1:
+            dist.all_reduce(tensor)
+        return tensor
+
+    def max_(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.world > 1:
+            dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return tensor
+
+    def average_grads(self, params) -> None:
+        """Average .grad over ranks, in one flat buffer (gloo has no AVG op, so SUM then divide)."""
+        if self.world == 1:
+            return
+        grads = [p.grad for p in params if p.grad is not None]
+        flat = torch.cat([g.flatten() for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.world
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank if it is true on any (e.g. a SIGTERM that reached one rank first)."""
+        if self.world == 1:
+            return flag
+        t = torch.tensor([int(flag)])
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def broadcast(self, obj):
+        """Rank 0's value of a picklable object, on every rank."""
+        if self.world == 1:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def rows(self, tensor: torch.Tensor) -> torch.Tensor:
+        """This rank's rows of a global batch: r, r+N, r+2N, …"""
+        return tensor[self.rank::self.world]
+
+
+ALONE = Dist()  # one process, no collectives
+
+
+def from_environment(parallel: str, device_name: str) -> tuple[Dist, torch.device]:
+    """Join the process group torchrun describes (WORLD_SIZE, RANK, LOCAL_RANK), or run alone."""
+    from chrono_membench.train import resolve_device
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist(), resolve_device(device_name)
+    cuda = device_name != "cpu" and torch.cuda.is_available()
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if cuda else torch.device("cpu")
+    if not dist.is_initialized():
+        if cuda:
+            torch.cuda.set_device(device)
+            dist.init_process_group("nccl", device_id=device)
+        else:
+            dist.init_process_group("gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), parallel), device
+
+
+def shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def wrap(bridge, d: Dist, device: torch.device):
+    """→ the module the training forward goes through. DDP wraps the bridge (its forward is the bridge's);
+    FSDP2 shards the HF model in place, one unit per transformer block plus the root (embeddings, final
+    norm, unembedding), and the bridge is used as it is: its forward calls the sharded HF modules."""
+    if d.parallel == "none":
+        return bridge
+    if d.parallel == "ddp":
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        return DDP(bridge, device_ids=[device] if device.type == "cuda" else None)
+    import warnings
+
+    from torch.distributed.fsdp import fully_shard
+
+    # HF returns its logits as a view; FSDP2 warns that an in-place op on it would skip the pre-backward
+    # all-gather. Nothing here (bridge, lm_loss) modifies logits in place.
+    warnings.filterwarnings("ignore", message="FSDP2-wrapped module .* returned a view tensor")
+    for block in bridge.blocks:  # the HF decoder layers, wrapped by the bridge's BlockBridge
+        fully_shard(block)
+    fully_shard(bridge.original_model)
+    return bridge
+
+
+def no_sync(trained, d: Dist, sync: bool):
+    """Skip the gradient all-reduce on accumulation micro-steps that are not the last."""
+    if sync or d.parallel == "none":
+        return nullcontext()
+    if d.parallel == "ddp":
+        return trained.no_sync()
+    return _fsdp_no_sync(trained.original_model)
+
+
+@contextmanager
+def _fsdp_no_sync(root):
+    root.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        root.set_requires_gradient_sync(True)
+
+
+def full_tensor(t: torch.Tensor) -> torch.Tensor:
+    """A sharded (DTensor) parameter or gradient norm as an ordinary tensor (a collective under FSDP)."""
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
+def optimizer_state(bridge, optimizers, d: Dist) -> list[dict]:
+    """What to checkpoint for the optimisers: their own state dicts, or under FSDP the full (gathered,
+    on CPU) ones from torch.distributed.checkpoint, which every rank must call."""
+    if d.parallel != "fsdp":
+        return [opt.state_dict() for opt in optimizers]
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return [get_optimizer_state_dict(bridge.original_model, opt, options=options) for opt in optimizers]
+
+
+def load_optimizer_state(bridge, optimizers, states: list[dict], d: Dist) -> None:
+    if d.parallel != "fsdp":
+        for opt, state in zip(optimizers, states):
+            opt.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    options = StateDictOptions(full_state_dict=True)
+    for opt, state in zip(optimizers, states):
+        set_optimizer_state_dict(bridge.original_model, opt, state, options=options)

@@ -1,0 +1,102 @@
+"""torchrun on CPU with gloo, 2 processes: DDP and FSDP2 train on exactly the rows one process with the same
+global batch trains on (same losses, same SAE and LM weights to fp tolerance), and a 2-rank run resumes
+exactly. Each run is a real `torchrun experiments/run.py` subprocess."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from chrono_membench.logging import read_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+# baseline: no temporal dropout (each rank draws masks for its own tokens, so a 2-rank run's SAEs cannot be
+# bitwise those of one process with dropout on) and no diversity regulariser (a nonlinear function of the batch)
+ARGS = ["--preset", "tiny", "--ablation", "baseline", "--no-progress", "train.max_steps=6",
+        "checkpointing.checkpoint_every_n_steps=3", "chrono.canary_repetitions=[2]"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(*args, ranks: int = 2):
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks),
+                "--master_addr", "127.0.0.1", "--master_port", str(free_port())] if ranks > 1 else [sys.executable]
+    proc = subprocess.run([*launcher, "experiments/run.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return proc
+
+
+def ok(proc):
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def series(run_dir, key):
+    return [r[key] for r in read_metrics(run_dir / "metrics.jsonl") if key in r]
+
+
+def without_timings(run_dir):
+    return [{k: v for k, v in r.items() if not k.startswith("time/") and k != "train/tokens_per_s"}
+            for r in read_metrics(run_dir / "metrics.jsonl")]
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    """The reference: one process, micro-batch 2 (= 2 ranks × micro-batch 1)."""
+    out = tmp_path_factory.mktemp("single")
+    ok(run(*ARGS, f"run.out_dir={out}", "run.name=r", "train.micro_batch=2", ranks=1))
+    return out / "r"
+
+
+def final_checkpoint(run_dir):
+    return {name: torch.load(run_dir / "checkpoints" / "step_00000006" / f"{name}.pt", weights_only=False)
+            for name in ("model", "saes")}
+
+
+def assert_same_training(run_dir, reference, rel=1e-4):
+    """Equal to fp tolerance: the ranks sum gradients in another order (FSDP's reduce-scatter more so), and
+    lr 3e-3 on a random model amplifies the last bits over 6 steps; training on other rows differs far more."""
+    for key in ("train/loss", "train/grad_norm", "val/loss", "sae/blocks.1.hook_resid_post/mse",
+                "mem/canary_exposure/2"):
+        got, want = series(run_dir, key), series(reference, key)
+        assert len(got) == len(want) > 0, key
+        assert got == pytest.approx(want, rel=rel, abs=rel / 10), key
+    a, b = final_checkpoint(run_dir), final_checkpoint(reference)
+    for key, value in b["model"].items():
+        torch.testing.assert_close(a["model"][key], value, rtol=rel, atol=rel / 10, msg=key)
+    for hook, state in b["saes"]["saes"].items():
+        for key, value in state.items():
+            torch.testing.assert_close(a["saes"]["saes"][hook][key], value, rtol=rel, atol=rel / 10, msg=key)
+    assert (run_dir / "final_model" / "config.json").exists()
+    assert len(list((run_dir / "artifacts").glob("step_*/sae_*"))) == 2  # written once (rank 0), per checkpoint
+
+
+def test_ddp_two_ranks_match_one_process_and_resume_exactly(tmp_path, one_process):
+    ok(run(*ARGS, f"run.out_dir={tmp_path}", "run.name=ddp", "train.micro_batch=1"))
+    run_dir = tmp_path / "ddp"
+    assert_same_training(run_dir, one_process)
+    assert series(run_dir, "train/tokens_per_s") and not series(run_dir, "train/mfu")  # no peak FLOP/s on CPU
+
+    uninterrupted = without_timings(run_dir)
+    shutil.rmtree(run_dir / "checkpoints" / "step_00000006")  # as if the job died after step 3's checkpoint
+    shutil.rmtree(run_dir / "final_model")
+    proc = ok(run("--resume", str(run_dir), "--no-progress"))
+    assert "resumed from" in proc.stdout
+    assert without_timings(run_dir) == uninterrupted
+
+    proc = run("--resume", str(run_dir), "--no-progress", ranks=1)
+    assert proc.returncode == 2 and "written by 2 process(es)" in proc.stderr
+
+
+def test_fsdp2_two_ranks_match_one_process(tmp_path, one_process):
+    ok(run(*ARGS, f"run.out_dir={tmp_path}", "run.name=fsdp", "train.micro_batch=1", "train.parallel=fsdp"))
+    assert_same_training(tmp_path / "fsdp", one_process, rel=1e-3)
