@@ -156,11 +156,15 @@ def boot_bridge(hf_model, tokenizer, device: str | torch.device = "cpu"):
     bridge = boot(name, hf_model=hf_model, tokenizer=tokenizer, device=str(device),
                   dtype=next(hf_model.parameters()).dtype)
     bridge.hf_state_keys = hf_keys
-    # The bridge adds a zero unembedding bias that the HF model does not have. Training it would make the
-    # fine-tuned model differ from what export_hf_model saves, so it stays frozen at zero.
-    for param in bridge.original_model.parameters():
-        if id(param) not in hf_params:
-            param.requires_grad_(False)
+    # The bridge adds a zero unembedding bias that the HF model does not have. Trained, it would make the
+    # fine-tuned model differ from what export_hf_model saves; kept, it costs an extra pass over the logits
+    # every step. It is removed: the bridge's b_U reads zeros when there is no bias.
+    for module in bridge.original_model.modules():
+        if isinstance(module, torch.nn.Linear) and module.bias is not None and id(module.bias) not in hf_params:
+            module.bias = None
+    extra = [n for n, p in bridge.original_model.named_parameters() if id(p) not in hf_params]
+    if extra:
+        raise ModelLoadError(f"booting {name} added parameters the HF model lacks: {extra[:3]}")
     for block in getattr(bridge, "blocks", []):
         use_native_attention_when_unhooked(block.attn)
     return bridge
