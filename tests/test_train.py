@@ -94,6 +94,25 @@ def test_muon_path_runs(tmp_path):
     assert summary.steps == 4 and summary.last_loss < summary.first_loss
 
 
+def test_mfu_counts_the_model_flops_against_the_given_peak(tmp_path):
+    from chrono_membench.mfu import flops_per_token, peak_flops
+
+    cfg = tiny("train.max_steps=2", "train.peak_tflops=0.001", "sae.enabled=false", "chrono.enabled=false")
+    model, _ = load_model(cfg.model)
+    hf = model.original_model
+    matrices = sum(p.numel() for n, p in hf.named_parameters() if p.ndim == 2 and "embed" not in n)
+    unembedding = hf.config.vocab_size * hf.config.hidden_size  # tied: counted once as a matmul, not as a lookup
+    attention = 12 * cfg.model.tiny_layers * cfg.data.seq_len * cfg.model.tiny_d_model
+    assert flops_per_token(model.cfg, cfg.data.seq_len) == 6 * (matrices + unembedding) + attention
+    assert peak_flops(torch.device("cpu")) == 0  # no datasheet peak for a CPU: no train/mfu unless configured
+    train_mod.train(cfg, tmp_path / "mfu", progress=False)
+    records = [r for r in read_metrics(tmp_path / "mfu" / "metrics.jsonl") if "train/mfu" in r]
+    assert len(records) == 2
+    for r in records:
+        want = flops_per_token(model.cfg, cfg.data.seq_len) * r["train/tokens_per_s"] / 1e9
+        assert r["train/mfu"] == pytest.approx(want)
+
+
 def test_kill_and_resume_is_bitwise_identical(tmp_path):
     args = ["--preset", "tiny", "--no-progress", "train.max_steps=10", "checkpointing.checkpoint_every_n_steps=2",
             "train.eval_every=3"]
