@@ -329,8 +329,9 @@ def _train(cfg: Config, run_dir: Path, resume: bool, progress: bool, preemption:
             if d.any(preemption.requested is not None) and fresh:  # all is logged for this step; save it and go
                 path = saved_path or save_state()
                 by = preemption.name or "a signal to another rank"
+                launcher = f"torchrun --nproc_per_node {d.world}" if d.world > 1 else "python"
                 raise Preempted(f"stopped by {by} at step {step}; checkpoint {path}; "
-                                f"continue with: python experiments/run.py --resume {run_dir}")
+                                f"continue with: {launcher} experiments/run.py --resume {run_dir}")
 
             # ---- one optimiser update: grad_accum micro-batches of micro_batch rows
             t0 = time.perf_counter()

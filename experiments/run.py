@@ -91,23 +91,25 @@ def main(argv=None) -> int:
 
     from chrono_membench.distributed import shutdown
 
+    quiet = int(os.environ.get("RANK", "0")) != 0  # under torchrun, rank 0 reports (these errors agree on all ranks)
+    say = (lambda message: None) if quiet else (lambda message: print(message, file=sys.stderr))
     try:
         summary = train(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress)
     except bad_input as e:
-        print(f"error: {e}", file=sys.stderr)
+        say(f"error: {e}")
         return 2
     except TrainingStopped as e:
-        print(f"stopped: {e}", file=sys.stderr)
+        say(f"stopped: {e}")
         return 3
     except Preempted as e:
-        print(f"preempted: {e}", file=sys.stderr)
+        say(f"preempted: {e}")
         return EXIT_PREEMPTED
     except CheckpointWriteError as e:
-        print(f"error: {e.strerror}", file=sys.stderr)
+        say(f"error: {e.strerror}")
         return 5
     finally:
         shutdown()
-    if int(os.environ.get("RANK", "0")) != 0:
+    if quiet:
         return 0
     print(f"\n{'=' * 72}\nrun {run_dir.name}: {summary.steps} steps, {summary.tokens:,} tokens this session, "
           f"{summary.wall_s:.0f} s")

@@ -97,6 +97,11 @@ def test_ddp_two_ranks_match_one_process_and_resume_exactly(tmp_path, one_proces
     assert proc.returncode == 2 and "written by 2 process(es)" in proc.stderr
 
 
-def test_fsdp2_two_ranks_match_one_process(tmp_path, one_process):
+def test_fsdp2_two_ranks_match_one_process_and_resume_exactly(tmp_path, one_process):
     ok(run(*ARGS, f"run.out_dir={tmp_path}", "run.name=fsdp", "train.micro_batch=1", "train.parallel=fsdp"))
-    assert_same_training(tmp_path / "fsdp", one_process, rel=1e-3)
+    run_dir = tmp_path / "fsdp"
+    assert_same_training(run_dir, one_process, rel=1e-3)
+    uninterrupted = without_timings(run_dir)  # the optimiser state went through torch.distributed.checkpoint
+    shutil.rmtree(run_dir / "checkpoints" / "step_00000006")
+    ok(run("--resume", str(run_dir), "--no-progress"))
+    assert without_timings(run_dir) == uninterrupted
