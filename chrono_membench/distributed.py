@@ -31,6 +31,7 @@ class Dist:
     rank: int = 0
     world: int = 1
     parallel: str = "none"  # none (one process) | ddp | fsdp
+    comm_device: torch.device = torch.device("cpu")  # where collectives' tensors live: the GPU for nccl
 
     @property
     def main(self) -> bool:
@@ -41,27 +42,22 @@ class Dist:
         """Mean of a scalar over ranks."""
         if self.world == 1:
             return float(value)
-        t = torch.as_tensor(float(value), dtype=torch.float64)
-        dist.all_reduce(t)
-        return t.item() / self.world
+        return self.mean_dict({"value": float(value)})["value"]
 
     def mean_dict(self, values: dict[str, float]) -> dict[str, float]:
         if self.world == 1 or not values:
             return values
         keys = sorted(values)
-        t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+        t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=self.comm_device)
         dist.all_reduce(t)
         return {k: v / self.world for k, v in zip(keys, t.tolist())}
 
     def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
         """In-place sum over ranks."""
         if self.world > 1:
-            dist.all_reduce(tensor)
-        return tensor
-
-    def max_(self, tensor: torch.Tensor) -> torch.Tensor:
-        if self.world > 1:
-            dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+            on_device = tensor.to(self.comm_device)
+            dist.all_reduce(on_device)
+            tensor.copy_(on_device)
         return tensor
 
     def average_grads(self, params) -> None:
@@ -69,7 +65,7 @@ class Dist:
         if self.world == 1:
             return
         grads = [p.grad for p in params if p.grad is not None]
-        flat = torch.cat([g.flatten() for g in grads])
+        flat = torch.cat([g.flatten() for g in grads]).to(self.comm_device)
         dist.all_reduce(flat)
         flat /= self.world
         offset = 0
@@ -81,7 +77,7 @@ class Dist:
         """True on every rank if it is true on any (e.g. a SIGTERM that reached one rank first)."""
         if self.world == 1:
             return flag
-        t = torch.tensor([int(flag)])
+        t = torch.tensor([int(flag)], device=self.comm_device)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return bool(t.item())
 
@@ -120,7 +116,7 @@ def from_environment(parallel: str, device_name: str) -> tuple[Dist, torch.devic
             dist.init_process_group("nccl", device_id=device)
         else:
             dist.init_process_group("gloo")
-    return Dist(dist.get_rank(), dist.get_world_size(), parallel), device
+    return Dist(dist.get_rank(), dist.get_world_size(), parallel, device), device
 
 
 def shutdown() -> None:
