@@ -4,14 +4,17 @@ exactly. Each run is a real `torchrun experiments/run.py` subprocess."""
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
+from chrono_membench.checkpoint import list_checkpoints
 from chrono_membench.logging import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,12 +30,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run(*args, ranks: int = 2):
+def command(*args, ranks: int = 2) -> list[str]:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks),
                 "--master_addr", "127.0.0.1", "--master_port", str(free_port())] if ranks > 1 else [sys.executable]
-    proc = subprocess.run([*launcher, "experiments/run.py", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    return proc
+    return [*launcher, "experiments/run.py", *args]
+
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def run(*args, ranks: int = 2):
+    return subprocess.run(command(*args, ranks=ranks), cwd=ROOT, capture_output=True, text=True, timeout=600, env=ENV)
 
 
 def ok(proc):
@@ -105,3 +113,28 @@ def test_fsdp2_two_ranks_match_one_process_and_resume_exactly(tmp_path, one_proc
     shutil.rmtree(run_dir / "checkpoints" / "step_00000006")
     ok(run("--resume", str(run_dir), "--no-progress"))
     assert without_timings(run_dir) == uninterrupted
+
+
+def test_sigterm_to_torchrun_stops_every_rank_at_one_step_and_resumes(tmp_path):
+    """torchrun forwards SIGTERM to both ranks, which may see it at different steps: they must agree on one
+    step, checkpoint it once and stop; the resumed run then logs every step exactly once."""
+    run_dir = tmp_path / "sig"
+    args = ("--preset", "tiny", "--no-progress", f"run.out_dir={tmp_path}", "run.name=sig", "train.micro_batch=1",
+            "train.max_steps=60", "train.eval_every=1000", "checkpointing.checkpoint_every_n_steps=1000")
+    proc = subprocess.Popen(command(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.time() + 300
+    while not ((run_dir / "metrics.jsonl").exists() and any(
+            "train/loss" in r and r["step"] >= 3 for r in read_metrics(run_dir / "metrics.jsonl"))):
+        assert proc.poll() is None and time.time() < deadline, "the run ended before the signal"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode != 0  # torchrun reports its own SignalException; the workers exited 4
+    (checkpoint,) = list_checkpoints(run_dir)
+    stopped = int(checkpoint.name.split("_")[1])
+    assert 3 <= stopped < 60
+    assert stderr.count(f"preempted: stopped by SIGTERM at step {stopped}") == 1  # rank 0 alone reports
+    assert max(r["step"] for r in read_metrics(run_dir / "metrics.jsonl")) == stopped
+
+    ok(run("--resume", str(run_dir), "--no-progress"))
+    assert [r["step"] for r in read_metrics(run_dir / "metrics.jsonl") if "train/loss" in r] == list(range(1, 61))
