@@ -1,13 +1,15 @@
 """Plan a run before buying GPU time: data per source, tokens the run consumes and epochs, model size and
 Chinchilla, entries needed for a time budget, wandb storage per run and per 4-run ablation suite.
 
-    python experiments/plan.py --preset gemma-2b [--hours 120] [--tokens-per-s N] [--json] [key=value ...]
+    python experiments/plan.py --preset gemma-2b [--hours 120] [--tokens-per-s N] [--ranks R] [--json] [key=value ...]
 
 Measured inputs: documents, bytes and tokens per source are counted on the configured local data, or on
 the bundled sample when the data is on the hub (then scaled to the seed's document counts and labelled
 "extrapolated"); tokens with the model's tokenizer, or with a named stand-in where that is not available
 offline; tokens/s from `experiments/tune.py`'s result for the preset if there is one, else --tokens-per-s
-(default: seed 002's 2,500).
+(default: seed 002's 2,500). --ranks R plans a torchrun job of R processes: the global batch is R times
+the preset's, and throughput is assumed to scale linearly from the per-process tokens/s (an assumption,
+said so in the output; measure with the real job's train/tokens_per_s).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def measure_sources(cfg, tokenizer, max_docs: int) -> tuple[dict, str]:
     return out, label
 
 
-def build_plan(cfg, hours: float, tokens_per_s: float | None, max_docs: int) -> dict:
+def build_plan(cfg, hours: float, tokens_per_s: float | None, max_docs: int, ranks: int = 1) -> dict:
     t = cfg.train
     tokenizer, tokenizer_name = tokenizer_for(cfg.model)
     sources, data_label = measure_sources(cfg, tokenizer, max_docs)
@@ -66,9 +68,11 @@ def build_plan(cfg, hours: float, tokens_per_s: float | None, max_docs: int) -> 
     tps_source = "--tokens-per-s" if tokens_per_s else "seed 002's figure"
     if tokens_per_s is None and tune_file.exists():
         tokens_per_s, tps_source = json.loads(tune_file.read_text())["tokens_per_s"], f"measured ({tune_file})"
-    tokens_per_s = tokens_per_s or SEED_TOKENS_PER_S
-    per_step = tokens_consumed(1, t.micro_batch, t.grad_accum, cfg.data.seq_len)
-    consumed = tokens_consumed(t.max_steps, t.micro_batch, t.grad_accum, cfg.data.seq_len)
+    tokens_per_s = (tokens_per_s or SEED_TOKENS_PER_S) * ranks
+    if ranks > 1:
+        tps_source += f" × {ranks} ranks, assuming linear scaling"
+    per_step = tokens_consumed(1, t.micro_batch, t.grad_accum, cfg.data.seq_len, ranks)
+    consumed = tokens_consumed(t.max_steps, t.micro_batch, t.grad_accum, cfg.data.seq_len, ranks)
     epochs = epochs_per_source(consumed, cfg.data.mixture, {s: m.tokens for s, m in sources.items()})
     seconds = hours * 3600
     n_hooks = max(1, len(cfg.sae.hook_points))
@@ -76,6 +80,7 @@ def build_plan(cfg, hours: float, tokens_per_s: float | None, max_docs: int) -> 
     run_bytes = sum(v["bytes"] for v in storage.values())
     return {
         "preset": cfg.run.preset,
+        "ranks": ranks,
         "data": {"measured_on": data_label, "tokenizer": tokenizer_name,
                  "sources": {s: {"entries": m.entries, "bytes": m.bytes, "tokens": m.tokens,
                                  "entries_per_gb": m.entries_per_gb, "tokens_per_gb": m.tokens_per_gb,
@@ -106,7 +111,8 @@ def print_plan(p: dict) -> None:
         flag = " (extrapolated)" if v["extrapolated"] else ""
         print(f"{s:<13}{v['weight']:>7.2f}{v['entries']:>11,}{v['bytes'] / 1e6:>9.1f}{v['tokens']:>14,}"
               f"{v['entries_per_gb']:>12,.0f}{v['tokens_per_gb']:>14,.0f}{(v['epochs'] or 0):>9.2f}{flag}")
-    print(f"\nrun: {r['max_steps']:,} steps × {r['tokens_per_step']:,} tokens/step = {r['tokens_consumed']:,} tokens "
+    ranks = f" over {p['ranks']} ranks" if p["ranks"] > 1 else ""
+    print(f"\nrun: {r['max_steps']:,} steps × {r['tokens_per_step']:,} tokens/step{ranks} = {r['tokens_consumed']:,} tokens "
           f"({r['tokens_consumed'] / 1e6:.1f} M)")
     print(f"model {m['name']}: {m['parameters']:,} parameters (d_model {m['d_model']}, {m['n_layers']} layers); "
           f"Chinchilla 20 × N = {m['chinchilla_tokens']:,} tokens = {m['chinchilla_steps']:,} steps at this batch; "
@@ -129,12 +135,15 @@ def main(argv=None) -> int:
     parser.add_argument("--hours", type=float, default=120.0, help="time budget (default 5 days, seed 002)")
     parser.add_argument("--tokens-per-s", type=float, default=None)
     parser.add_argument("--max-docs", type=int, default=500, help="documents per source to tokenise")
+    parser.add_argument("--ranks", type=int, default=1, help="torchrun processes (GPUs) of the planned job")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args(argv)
     try:
+        if args.ranks < 1:
+            raise ConfigError(f"--ranks must be a positive integer, got {args.ranks}")
         cfg = load_config(args.preset, overrides=args.overrides)
-        plan = build_plan(cfg, args.hours, args.tokens_per_s, args.max_docs)
+        plan = build_plan(cfg, args.hours, args.tokens_per_s, args.max_docs, args.ranks)
     except (ConfigError, DataSourceError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

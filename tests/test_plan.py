@@ -74,6 +74,11 @@ def test_plan_command_prints_seed_numbers():
     assert plan["model"]["chinchilla_tokens"] == 20 * plan["model"]["parameters"]
     assert all(s["extrapolated"] for s in plan["data"]["sources"].values())
     assert plan["storage"]["per_suite_gb"] == pytest.approx(4 * plan["storage"]["per_run_gb"])
+    proc = subprocess.run([sys.executable, "experiments/plan.py", "--preset", "gemma-2b", "--json", "--max-docs", "20",
+                           "--ranks", "4", "--tokens-per-s", "1000"], cwd=ROOT, capture_output=True, text=True)
+    on_four = json.loads(proc.stdout)  # a torchrun job of 4: 4 × the global batch, throughput assumed linear
+    assert on_four["run"]["tokens_consumed"] == 4 * 327_680_000
+    assert on_four["time_budget"]["tokens_per_s"] == 4000 and "linear" in on_four["time_budget"]["tokens_per_s_from"]
 
 
 def test_tune_writes_what_plan_reads(tmp_path):
