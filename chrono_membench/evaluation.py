@@ -7,6 +7,7 @@ module only gathers the tensors they need from the model, the SAEs and the probe
 from __future__ import annotations
 
 import json
+import math
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from chrono_membench.chrono.purity import (
     column_sums, mean_activation_matrix, purity_matrix, purity_summary, share_normalised,
 )
 from chrono_membench.config import SOURCES
+from chrono_membench.distributed import ALONE, Dist
 from chrono_membench.probes import UNSEEN, Canaries, ProbeSet
 from chrono_membench.logging import safe_name
 from chrono_membench.sae import SAEBank
@@ -77,25 +79,45 @@ def _generate_fn(model, autocast):
     return generate
 
 
+def rank_share(n: int, d: Dist) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's items r, r+N, … of n, padded (with item 0, weight 0) to the same count on every rank:
+    under FSDP every rank must run the same forwards. → (indices, weights)."""
+    index = torch.arange(n)[d.rank::d.world]
+    pad = math.ceil(n / d.world) - len(index)
+    return torch.cat([index, torch.zeros(pad, dtype=torch.long)]), torch.cat([torch.ones(len(index)), torch.zeros(pad)])
+
+
 @torch.no_grad()
 def probe_metrics(model, saes: SAEBank | None, probes: ProbeSet, canaries: Canaries | None,
-                  token_share: dict[str, float], autocast, device) -> tuple[dict[str, float], dict]:
+                  token_share: dict[str, float], autocast, device, d: Dist = ALONE) -> tuple[dict[str, float], dict]:
     """Memorisation per time bucket, canary exposure, and (with SAEs) purity matrices and their summaries.
-    Returns (scalars, {hook: {"temporal": P [F, C], "source": S [F, 4], "columns": [...]}})."""
+    Returns (scalars, {hook: {"temporal": P [F, C], "source": S [F, 4], "columns": [...]}}).
+    Under torchrun the probe documents are split over ranks and the per-column sums reduced (the canaries,
+    a few short sequences, run on every rank)."""
     metrics: dict[str, float] = {}
     columns = probes.columns()
     logits = _logits_fn(model, autocast)
     if columns:
-        docs = torch.tensor([p.tokens for _, ps in columns for p in ps], device=device)
-        col = torch.tensor([c for c, (_, ps) in enumerate(columns) for _ in ps], device=device)
+        probes_flat = [p for _, ps in columns for p in ps]
+        index, weight = rank_share(len(probes_flat), d)
+        docs = torch.tensor([probes_flat[i].tokens for i in index], device=device)
+        col = torch.tensor([c for c, (_, ps) in enumerate(columns) for _ in ps])[index].to(device)
+        weight = weight.to(device)
         scores = extraction_scores(logits, docs, generate_fn=_generate_fn(model, autocast))
+        keys = sorted(scores)
+        sums = torch.zeros(len(columns), len(keys) + 1, dtype=torch.float64, device=device)  # per key, then count
+        for k, key in enumerate(keys + ["count"]):
+            values = weight if key == "count" else scores[key] * weight
+            sums[:, k].index_add_(0, col, values.double())
+        sums = d.sum_(sums)
         for c, (name, _) in enumerate(columns):
-            for key, values in scores.items():
-                metrics[f"mem/{key}/{name}"] = values[col == c].mean().item()
+            for k, key in enumerate(keys):
+                metrics[f"mem/{key}/{name}"] = (sums[c, k] / sums[c, -1]).item()
         unseen = [c for c, (n, _) in enumerate(columns) if n == UNSEEN]
         if unseen and len(columns) > 1:
-            seen_loss = scores["loss"][col != unseen[0]].mean().item()
-            metrics["mem/loss_gap"] = scores["loss"][col == unseen[0]].mean().item() - seen_loss
+            loss, count = sums[:, keys.index("loss")], sums[:, -1]
+            seen = torch.arange(len(columns), device=device) != unseen[0]
+            metrics["mem/loss_gap"] = (loss[unseen[0]] / count[unseen[0]] - loss[seen].sum() / count[seen].sum()).item()
     if canaries:
         for i, label in enumerate(canaries.labels()):
             prefix = torch.tensor(canaries.prefix, device=device)
@@ -103,7 +125,9 @@ def probe_metrics(model, saes: SAEBank | None, probes: ProbeSet, canaries: Canar
             metrics[f"mem/canary_exposure/{label}"] = exposure(nll[0].item(), nll[1:])
     matrices = {}
     if saes is not None and columns:
-        matrices = purity(model, saes, columns, docs, col, token_share, autocast)
+        source = torch.tensor([SOURCES.index(probes_flat[i].source) for i in index], device=device)
+        matrices = purity(model, saes, len(columns), [name for name, _ in columns], docs, col, source, weight,
+                          token_share, autocast, d)
         for hook, m in matrices.items():
             present = m["source_present"]
             t, s = purity_summary(m["temporal"]), purity_summary(m["source"][:, present])
@@ -115,11 +139,14 @@ def probe_metrics(model, saes: SAEBank | None, probes: ProbeSet, canaries: Canar
     return metrics, matrices
 
 
-def purity(model, saes: SAEBank, columns, docs, col, token_share, autocast) -> dict:
+def purity(model, saes: SAEBank, n_cols: int, column_names: list[str], docs, col, source, weight, token_share,
+           autocast, d: Dist = ALONE) -> dict:
     """Latent activation mass on probe tokens per time column and per source (position 0, the BOS or
-    attention-sink token, is left out: its huge norm would dominate every latent)."""
-    source = torch.tensor([SOURCES.index(p.source) for _, ps in columns for p in ps], device=docs.device)
-    n_cols = len(columns)
+    attention-sink token, is left out: its huge norm would dominate every latent). docs [B, T] with their
+    column, source and weight (0: a padding document, counted nowhere); sums are reduced over ranks."""
+    n_src = len(SOURCES)
+    col = torch.where(weight > 0, col, n_cols)  # padding documents go to an extra column, dropped below
+    source = torch.where(weight > 0, source, n_src)
     sums = {h: [0, 0, 0, 0] for h in saes.hook_points}  # time sums, time counts, source sums, source counts
     for start in range(0, len(docs), EVAL_CHUNK):
         chunk = docs[start:start + EVAL_CHUNK]
@@ -130,18 +157,19 @@ def purity(model, saes: SAEBank, columns, docs, col, token_share, autocast) -> d
         for hook, sae in saes.saes.items():
             x = cache[hook][:, 1:].flatten(0, 1).float() * saes.scale(hook)
             acts = sae.encode(x)
-            for k, (index, n) in enumerate(((tok_col, n_cols), (tok_src, len(SOURCES)))):
-                s, c = column_sums(acts, index, n)
-                sums[hook][2 * k] = sums[hook][2 * k] + s
-                sums[hook][2 * k + 1] = sums[hook][2 * k + 1] + c
+            for k, (index, n) in enumerate(((tok_col, n_cols), (tok_src, n_src))):
+                s, c = column_sums(acts, index, n + 1)
+                sums[hook][2 * k] = sums[hook][2 * k] + s[:n]
+                sums[hook][2 * k + 1] = sums[hook][2 * k + 1] + c[:n]
     share = torch.tensor([token_share.get(s, 0.0) for s in SOURCES], device=docs.device)
     out = {}
-    for hook, (ts, tc, ss, sc) in sums.items():
+    for hook, parts in sums.items():
+        ts, tc, ss, sc = (d.sum_(p) for p in parts)
         M_time, M_source = mean_activation_matrix(ts, tc), mean_activation_matrix(ss, sc)
         present = sc > 0  # sources with probe tokens: summaries skip the all-zero columns of the others
         out[hook] = {"temporal": purity_matrix(M_time), "source": purity_matrix(M_source),
                      "source_share": share_normalised(M_source, share.clamp_min(1e-12)), "source_present": present,
-                     "columns": [name for name, _ in columns]}
+                     "columns": column_names}
     return out
 
 

@@ -312,7 +312,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, progress: bool, preemption:
                 purity_files = []
                 if probes is not None:
                     chrono_metrics, matrices = probe_metrics(model, saes, probes, canaries,
-                                                             stream.stats()["token_share"], autocast, device)
+                                                             stream.stats()["token_share"], autocast, device, d)
                     metrics.update(chrono_metrics)
                     if d.main:
                         purity_files = write_purity(run_dir / "artifacts" / f"step_{step:08d}", matrices)

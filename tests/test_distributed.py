@@ -74,7 +74,8 @@ def assert_same_training(run_dir, reference, rel=1e-4):
     """Equal to fp tolerance: the ranks sum gradients in another order (FSDP's reduce-scatter more so), and
     lr 3e-3 on a random model amplifies the last bits over 6 steps; training on other rows differs far more."""
     for key in ("train/loss", "train/grad_norm", "val/loss", "sae/blocks.1.hook_resid_post/mse",
-                "mem/canary_exposure/2"):
+                "mem/canary_exposure/2", "mem/loss/b0", "mem/token_match/b1", "mem/loss/unseen", "mem/loss_gap",
+                "chrono/blocks.1.hook_resid_post/temporal_purity", "chrono/blocks.1.hook_resid_post/source_purity"):
         got, want = series(run_dir, key), series(reference, key)
         assert len(got) == len(want) > 0, key
         assert got == pytest.approx(want, rel=rel, abs=rel / 10), key
@@ -138,3 +139,14 @@ def test_sigterm_to_torchrun_stops_every_rank_at_one_step_and_resumes(tmp_path):
 
     ok(run("--resume", str(run_dir), "--no-progress"))
     assert [r["step"] for r in read_metrics(run_dir / "metrics.jsonl") if "train/loss" in r] == list(range(1, 61))
+
+
+def test_rank_share_splits_probes_disjointly_and_pads_to_equal_counts():
+    from chrono_membench.distributed import Dist
+    from chrono_membench.evaluation import rank_share
+
+    shares = [rank_share(5, Dist(rank=r, world=2)) for r in range(2)]
+    assert [i.tolist() for i, _ in shares] == [[0, 2, 4], [1, 3, 0]]  # equal counts: FSDP needs equal forwards
+    assert [w.tolist() for _, w in shares] == [[1, 1, 1], [1, 1, 0]]  # the padding item counts nowhere
+    index, weight = rank_share(5, Dist())
+    assert index.tolist() == [0, 1, 2, 3, 4] and weight.tolist() == [1] * 5
