@@ -9,9 +9,10 @@ micro-batch N·b would (the test checks the losses match):
 - gradients: DDP / FSDP2 average them (no_sync / set_requires_gradient_sync off on the accumulation
   micro-steps); the SAEs' gradients and their running statistics are all-reduced here, so every rank
   holds the same SAEs;
-- evaluation: validation rows are split over ranks and the loss sums reduced; the chrono probes run on every
-  rank on the same inputs (with FSDP every rank must take part in each forward anyway), and rank 0 alone
-  writes metrics, checkpoints, artifacts and wandb.
+- evaluation: validation rows and probe documents are split over ranks (padded to equal forwards: with FSDP
+  every rank must take part in each one) and their sums reduced; the small fixed batches (attention
+  metrics, canaries, CE recovered) run on every rank alike. Rank 0 alone writes metrics, checkpoints,
+  artifacts and wandb.
 """
 
 from __future__ import annotations
