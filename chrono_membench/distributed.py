@@ -24,8 +24,6 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-PARALLEL_MODES = ("ddp", "fsdp")
-
 
 @dataclass(frozen=True)
 class Dist:
