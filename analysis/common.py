@@ -16,8 +16,7 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from chrono_membench.logging import read_metrics, safe_name  # noqa: E402,F401  (safe_name: re-exported)
+from chrono_membench.logging import read_metrics
 
 
 @dataclass

@@ -11,6 +11,8 @@ import plotly.graph_objects as go
 from common import parse_args, save_figure, write_json
 from training_curves import curves_figure
 
+from chrono_membench import metric_keys as K
+
 PREFIXES = ("val/", "sae/", "chrono/", "mem/loss_gap", "mem/canary_exposure", "train/loss")
 
 
@@ -26,11 +28,11 @@ def main() -> None:
     table.update_layout(title="Final metrics by ablation", height=max(400, 24 * len(keys)))
     print(save_figure(table, args.out, "ablations_table"))
     write_json(args.out, "ablations_final", finals)
-    hooks = sorted({k.split("/")[1] for r in runs for k in r.keys("sae/")})
-    panels = ["val/loss", "mem/loss_gap", "chrono/attn_diversity/mean", "chrono/temporal_dropout_rate"]
+    hooks = sorted({K.hook_of(k) for r in runs for k in r.keys("sae/")} - {None})
+    panels = [K.val("loss"), K.MEM_LOSS_GAP, K.ATTN_DIVERSITY_MEAN, K.DROPOUT_RATE]
     for hook in hooks:
-        panels += [f"sae/{hook}/fve", f"sae/{hook}/ce_recovered", f"chrono/{hook}/alignment_loss",
-                   f"chrono/{hook}/mmcs", f"chrono/{hook}/temporal_purity", f"chrono/{hook}/source_purity"]
+        panels += [K.sae(hook, "fve"), K.sae(hook, "ce_recovered"), K.chrono(hook, "alignment_loss"),
+                   K.chrono(hook, "mmcs"), K.chrono(hook, "temporal_purity"), K.chrono(hook, "source_purity")]
     print(save_figure(curves_figure(runs, panels, "Ablations over training"), args.out, "ablations_curves"))
 
 

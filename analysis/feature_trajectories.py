@@ -11,7 +11,10 @@ import torch
 from plotly.subplots import make_subplots
 from safetensors import safe_open
 
-from common import parse_args, save_figure, safe_name, write_json
+from common import parse_args, save_figure, write_json
+
+from chrono_membench import metric_keys as K
+from chrono_membench.hooks import file_name
 
 
 def decoder_history(run) -> dict[str, list[tuple[int, torch.Tensor]]]:
@@ -49,12 +52,12 @@ def main() -> None:
                 fig.add_trace(go.Scatter(x=t["steps"], y=t["to_previous"][:, i].tolist(), name=f"latent {i}",
                                          legendgroup=str(i), showlegend=False, mode="lines+markers"), row=1, col=2)
             for key, col in (("mmcs", 1), ("self_match_frac", 2)):
-                steps, values = run.series(f"chrono/{hook}/{key}")
+                steps, values = run.series(K.chrono(hook, key))
                 fig.add_trace(go.Scatter(x=steps, y=values, name=key, mode="lines+markers"), row=2, col=col)
             fig.update_xaxes(title_text="step")
             fig.update_layout(title=f"Feature trajectories · {run.label} · {hook}", height=800, template="plotly_white")
-            print(save_figure(fig, args.out, f"feature_trajectories_{run.label}_{safe_name(hook)}"))
-            write_json(args.out, f"feature_drift_{run.label}_{safe_name(hook)}",
+            print(save_figure(fig, args.out, f"feature_trajectories_{run.label}_{file_name(hook)}"))
+            write_json(args.out, f"feature_drift_{run.label}_{file_name(hook)}",
                        {"steps": t["steps"], "top_latents_by_drift": [{"latent": i, "drift": drift[i].item()} for i in top]})
 
 

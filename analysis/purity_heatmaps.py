@@ -13,9 +13,12 @@ import torch
 from plotly.subplots import make_subplots
 from safetensors import safe_open
 
-from common import parse_args, save_figure, safe_name
+from common import parse_args, save_figure
 
-SUMMARIES = ["temporal_purity", "temporal_purity_gt50", "source_purity", "source_purity_share_norm"]
+from chrono_membench import metric_keys as K
+from chrono_membench.hooks import file_name
+
+SUMMARIES = K.PURITY
 
 
 def sorted_live(matrix: torch.Tensor, max_latents: int) -> tuple[torch.Tensor, list[int]]:
@@ -53,14 +56,14 @@ def main() -> None:
                                          showscale=col == 2), row=1, col=col)
             fig.update_yaxes(title_text="latent (sorted by dominant column)", showticklabels=False)
             fig.update_layout(title=f"Purity at step {step} · {run.label} · {hook}", height=800, template="plotly_white")
-            print(save_figure(fig, args.out, f"purity_heatmaps_{run.label}_{safe_name(hook)}"))
+            print(save_figure(fig, args.out, f"purity_heatmaps_{run.label}_{file_name(hook)}"))
             curves = go.Figure()
             for key in SUMMARIES:
-                s, v = run.series(f"chrono/{hook}/{key}")
+                s, v = run.series(K.chrono(hook, key))
                 curves.add_trace(go.Scatter(x=s, y=v, name=key, mode="lines+markers"))
             curves.update_layout(title=f"Purity summaries over training · {run.label} · {hook}", xaxis_title="step",
                                  template="plotly_white")
-            print(save_figure(curves, args.out, f"purity_curves_{run.label}_{safe_name(hook)}"))
+            print(save_figure(curves, args.out, f"purity_curves_{run.label}_{file_name(hook)}"))
 
 
 if __name__ == "__main__":

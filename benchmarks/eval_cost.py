@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from chrono_membench.config import load_config  # noqa: E402
-from chrono_membench.logging import read_metrics  # noqa: E402
-from chrono_membench.train import train  # noqa: E402
+from chrono_membench.config import load_config
+from chrono_membench.logging import read_metrics
+from chrono_membench.train import train
 
 
 def main() -> None:

@@ -20,9 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from chrono_membench.logging import read_metrics  # noqa: E402
+from chrono_membench.logging import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMING = ("train/tokens_per_s", "time/eval_s", "time/attn_metrics_s")

@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from chrono_membench.config import ModelConfig  # noqa: E402
-from chrono_membench.model import boot_bridge, build_hf_model, load_tokenizer  # noqa: E402
+from chrono_membench.config import ModelConfig
+from chrono_membench.model import boot_bridge, build_hf_model, load_tokenizer
 
 
 def fwd_bwd(module, tokens) -> float:

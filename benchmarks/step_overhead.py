@@ -11,21 +11,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from contextlib import nullcontext
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from chrono_membench.config import load_config  # noqa: E402
-from chrono_membench.data import MixtureStream, collate  # noqa: E402
-from chrono_membench.evaluation import capture_patterns, diversity_term  # noqa: E402
-from chrono_membench.model import load_model  # noqa: E402
-from chrono_membench.sae import SAEBank  # noqa: E402
-from chrono_membench.train import build_optimizers, lm_loss  # noqa: E402
+from chrono_membench import hooks
+from chrono_membench.config import load_config
+from chrono_membench.data import MixtureStream, collate
+from chrono_membench.evaluation import capture_patterns, diversity_term, lm_loss
+from chrono_membench.model import load_model
+from chrono_membench.sae import SAEBank
+from chrono_membench.train import build_optimizers
 
 
 def main() -> None:
@@ -38,12 +36,14 @@ def main() -> None:
     torch.manual_seed(0)
     model, tokenizer = load_model(cfg.model)
     L = model.cfg.n_layers
+    def bank(hook_points):
+        widths = hooks.activation_widths(model, hook_points)
+        return SAEBank(cfg.sae, cfg.chrono, cfg.train.max_steps, widths, torch.device("cpu"))
+
     banks = {
         "plain": None,
-        "sae x1": SAEBank(cfg, model.cfg.d_model, L, torch.device("cpu")),
-        "sae x2": SAEBank(load_config(args.preset, overrides=[*args.overrides, f"sae.hook_points=[blocks.{L // 3}."
-                                                              f"hook_resid_post, blocks.{2 * L // 3}.hook_resid_post]"]),
-                          model.cfg.d_model, L, torch.device("cpu")),
+        "sae x1": bank(hooks.default_hook_points(L)),
+        "sae x2": bank([f"blocks.{L // 3}.hook_resid_post", f"blocks.{2 * L // 3}.hook_resid_post"]),
     }
     configurations = {name: (bank, False) for name, bank in banks.items()}
     configurations["diversity"] = (None, True)

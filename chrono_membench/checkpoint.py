@@ -1,40 +1,58 @@
-"""Checkpoints: written to a temporary directory, checksummed in a manifest, renamed into place.
+"""Checkpoints: the payload (what a run needs to continue exactly) with paired save and restore.
 
-A directory `checkpoints/step_<N>/` exists only if it was complete when renamed, and it counts as good only
-if every file matches the manifest's sha256. A corrupt one is skipped (with a warning) for the previous one.
+    checkpoints/step_N/  model.pt   the LM's weights under their Hugging Face names
+                         optim.pt   the optimisers' states (under FSDP: gathered full state dicts)
+                         state.pt   TrainState counters, world size, RNG states, data (stream, seen log, probes)
+                         saes.pt    the SAE bank (weights, Adam, dropout RNG, norm estimates, anchors)
+                         manifest.json  sha256 of every file
+
+A directory is renamed into place only when complete (run_dir.atomic_write), and it counts as good only if
+every file matches the manifest; a corrupt one is skipped (with a warning) for the previous one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
+import random
 import shutil
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
+
+from chrono_membench import distributed
+from chrono_membench.config import ConfigError
+from chrono_membench.distributed import Dist
+from chrono_membench.model import hf_state_dict, load_hf_state_dict
+from chrono_membench.run_dir import CheckpointWriteError, RunDir, atomic_write  # noqa: F401 (re-exported)
 
 MANIFEST = "manifest.json"
 
 
-class CheckpointWriteError(OSError):
-    """A checkpoint or artifact could not be written (full disk, permissions); nothing half-written is left."""
+@dataclass
+class TrainState:
+    """The loop's counters. `skipped_in_a_row` restarts at 0 on resume (a resumed run gets a fresh budget)."""
+    step: int = 0  # finished optimiser updates
+    skipped: int = 0  # updates skipped for a non-finite loss or gradient, in total
+    skipped_in_a_row: int = 0
 
 
-def _dir_size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+def get_rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
-def write_failed(what: Path, tmp: Path, error: OSError, reference: Path | None) -> CheckpointWriteError:
-    """Remove the half-written `tmp`, and say what failed, why, and how much space it needs."""
-    shutil.rmtree(tmp, ignore_errors=True)
-    need = _dir_size(reference) if reference is not None else 0
-    space = f"; it needs about {need / 1e9:.2f} GB" if need else ""
-    free = shutil.disk_usage(what.parent if what.parent.exists() else Path("/")).free
-    kept = f"; the previous good checkpoint {reference} is intact" if reference is not None else ""
-    return CheckpointWriteError(error.errno, f"cannot write {what}: {error.strerror or error}{space}, "
-                                f"{free / 1e9:.2f} GB free{kept}")
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _sha256(path: Path) -> str:
@@ -45,58 +63,63 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+# ---- the payload
+def save(run_dir: RunDir, state: TrainState, model, optimizers, saes, batches, d: Dist, keep_last: int) -> Path:
+    """Checkpoint everything needed to continue exactly. Every rank calls it (under FSDP the weights and optimiser
+    states are gathered, a collective); rank 0 writes. The stream, seen log, probes, RNG and SAEs are identical on
+    every rank (distributed.py), so rank 0's copy resumes them all."""
+    payload = {
+        "model": hf_state_dict(model),
+        "optim": distributed.optimizer_state(model, optimizers, d),
+        "state": {"step": state.step, "skipped": state.skipped, "world_size": d.world, "rng": get_rng_state(),
+                  "batches": batches.state_dict()},
+    }
+    if saes is not None:
+        payload["saes"] = saes.state_dict()
+    if d.main:
+        write(run_dir, state.step, payload, keep_last)
+    d.barrier()  # no rank runs ahead of a checkpoint that may still fail (exit 5 on rank 0 stops the job)
+    return run_dir.checkpoint(state.step)
 
 
-def checkpoint_dir(run_dir: Path) -> Path:
-    return run_dir / "checkpoints"
+def restore_model(ckpt: dict, model) -> None:
+    """The LM's weights: before data parallelism wraps or shards it."""
+    load_hf_state_dict(model, ckpt["model"])
 
 
-def save_checkpoint(run_dir: Path, step: int, payload: dict[str, object], keep_last: int) -> Path:
-    """payload: name → picklable object (state dicts); one `<name>.pt` file each."""
-    root = checkpoint_dir(run_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step_{step:08d}"
-    tmp = root / f".tmp_step_{step:08d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    previous = list_checkpoints(run_dir)
-    try:
+def restore_training(ckpt: dict, model, optimizers, saes, batches, d: Dist) -> TrainState:
+    """Everything else, once the optimisers exist. → the TrainState to continue from."""
+    distributed.load_optimizer_state(model, optimizers, ckpt["optim"], d)
+    state = ckpt["state"]
+    batches.load_state_dict(state["batches"])
+    if saes is not None:
+        saes.load_state_dict(ckpt["saes"])
+    set_rng_state(state["rng"])
+    return TrainState(step=state["step"], skipped=state["skipped"])
+
+
+def check_world_size(path: Path, ckpt: dict, d: Dist) -> None:
+    saved = ckpt["state"].get("world_size", 1)
+    if saved != d.world:
+        raise ConfigError(f"--resume: {path} was written by {saved} process(es); resume it with the same world size "
+                          f"(torchrun --nproc_per_node {saved}), not {d.world}")
+
+
+# ---- files
+def write(run_dir: RunDir, step: int, payload: dict[str, object], keep_last: int) -> Path:
+    """payload: name → picklable object (state dicts); one `<name>.pt` file each, a manifest, then renamed."""
+    previous = run_dir.latest_checkpoint_path()
+    with atomic_write(run_dir.checkpoint(step), reference=previous) as tmp:
         tmp.mkdir()
         files = {}
         for name, obj in payload.items():
-            path = tmp / f"{name}.pt"
-            with open(path, "wb") as f:
+            with open(payload_file(tmp, name), "wb") as f:
                 torch.save(obj, f)
-                f.flush()
-                os.fsync(f.fileno())
-            files[path.name] = _sha256(path)
-        manifest = tmp / MANIFEST
-        manifest.write_text(json.dumps({"step": step, "files": files}, indent=1))
-        with open(manifest) as f:
-            os.fsync(f.fileno())
-        _fsync_dir(tmp)
-    except OSError as e:  # ENOSPC, EACCES, …: the previous checkpoints are untouched
-        raise write_failed(final, tmp, e, previous[-1] if previous else None) from None
-    if final.exists():  # the same step saved again (e.g. the stop after skipped steps)
-        shutil.rmtree(final)
-    os.rename(tmp, final)
-    _fsync_dir(root)
-    for old in list_checkpoints(run_dir)[:-keep_last]:
+            files[payload_file(tmp, name).name] = _sha256(payload_file(tmp, name))
+        (tmp / MANIFEST).write_text(json.dumps({"step": step, "files": files}, indent=1))
+    for old in run_dir.list_checkpoints()[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Complete checkpoint directories, oldest first (temporary ones are never listed)."""
-    root = checkpoint_dir(run_dir)
-    if not root.exists():
-        return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_"))
+    return run_dir.checkpoint(step)
 
 
 def verify_checkpoint(path: Path) -> None:
@@ -124,11 +147,20 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict[str, object]:
             for n in manifest["files"]}
 
 
-def latest_good_checkpoint(run_dir: Path, map_location="cpu") -> tuple[Path, dict] | None:
+def latest_good_checkpoint(run_dir: RunDir | Path, map_location="cpu") -> tuple[Path, dict] | None:
     """The newest checkpoint that verifies and loads; corrupt ones are skipped with a warning."""
-    for path in reversed(list_checkpoints(run_dir)):
+    for path in reversed(RunDir(run_dir.root if isinstance(run_dir, RunDir) else run_dir).list_checkpoints()):
         try:
             return path, load_checkpoint(path, map_location)
         except Exception as e:
             warnings.warn(f"skipping corrupt checkpoint {path}: {e}", stacklevel=2)
     return None
+
+
+def list_checkpoints(run_dir: RunDir | Path) -> list[Path]:
+    return RunDir(run_dir.root if isinstance(run_dir, RunDir) else run_dir).list_checkpoints()
+
+
+def payload_file(path: Path, name: str) -> Path:
+    """The file holding payload entry `name` ("model", "optim", "state", "saes") of the checkpoint at `path`."""
+    return path / f"{name}.pt"

@@ -10,16 +10,13 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar, Literal
 
 import yaml
 
+from chrono_membench.data.sources import SOURCE_NAMES
+
 PRESET_DIR = Path(__file__).resolve().parent.parent / "experiments" / "configs"
-SOURCES = ("fineweb_edu", "wikitext103", "orca_math", "bookcorpus")
-DATA_ORIGINS = ("sample", "local", "hub")
-OPTIMIZERS = ("adamw", "muon")
-PARALLEL_MODES = ("ddp", "fsdp")  # under torchrun (WORLD_SIZE > 1); one process ignores it
-WANDB_MODES = ("offline", "online", "disabled")
-SAE_ARCHITECTURES = ("topk", "standard", "jumprelu", "batchtopk")
 
 # Each ablation sets exactly these switches (DESIGN.md §4.1–4.3); `full` keeps the preset's values.
 ABLATIONS: dict[str, dict[str, float]] = {
@@ -35,104 +32,206 @@ class ConfigError(ValueError):
     """A bad configuration value; the message is one line naming the field and what is allowed."""
 
 
+# Field rules, kept on the fields themselves (dataclasses metadata):
+#   positive   an int that must be >= 1            unit      a number in [0, 1]
+#   above_zero a number that must be > 0           on_resume True: may change on --resume; a function
+#                                                            (saved config dict) → reason it may not, or None
+# A field without on_resume may not change on resume: that would make it a different experiment.
+POSITIVE, UNIT, ABOVE_ZERO = {"positive": True}, {"unit": True}, {"above_zero": True}
+SAFE = {"on_resume": True}
+
+
+def _horizon_rule(saved: dict) -> str | None:
+    if saved.get("chrono", {}).get("enabled", True):
+        return ("with chrono.enabled, train.max_steps defines the time buckets, the temporal-dropout horizon and the "
+                "canary schedule, so changing it mid-run would silently redefine them; start a new run instead")
+    return None
+
+
+def _field(default, *rules: dict, factory=None):
+    metadata = {k: v for rule in rules for k, v in rule.items()}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+class _Section:
+    """Checks every field against its type (Literal: the allowed values) and its metadata rules."""
+
+    def __post_init__(self):
+        section = type(self).SECTION
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            key, value, meta = f"{section}.{f.name}", getattr(self, f.name), f.metadata
+            allowed = typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is Literal else None
+            if allowed is not None and value not in allowed:
+                raise ConfigError(f"{key} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+            if meta.get("positive") and value <= 0:
+                raise ConfigError(f"{key} must be a positive integer, got {value}")
+            if meta.get("above_zero") and value <= 0:
+                raise ConfigError(f"{key} must be > 0, got {value}")
+            if meta.get("unit") and not 0 <= value <= 1:
+                raise ConfigError(f"{key} must be in [0, 1], got {value}")
+
+
 @dataclass
-class RunConfig:
-    name: str = ""  # empty: "<preset>-<ablation>-<timestamp>"
-    preset: str = ""
+class RunConfig(_Section):
+    SECTION: ClassVar[str] = "run"
+    name: str = _field("", SAFE)  # empty: "<preset>-<ablation>-<timestamp>"
+    preset: str = _field("", SAFE)
     ablation: str = "full"
-    seed: int = 0
-    out_dir: str = "runs"
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    seed: int = 0  # data order (shuffles, mixture draws), tiny-model init, SAE init, dropout masks, probe reservoir
+    out_dir: str = _field("runs", SAFE)
+    device: str = _field("auto", SAFE)  # auto | cpu | cuda | cuda:N
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.ablation not in ABLATIONS:
+            raise ConfigError(f"unknown ablation {self.ablation!r}; allowed: {', '.join(ABLATIONS)}")
+        if self.device != "auto" and self.device.split(":")[0] not in ("cpu", "cuda"):
+            raise ConfigError(f"run.device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
 
 
 @dataclass
-class DataConfig:
-    origin: str = "sample"  # sample: bundled data/sample; local: local_dir; hub: stream from the hub
+class DataConfig(_Section):
+    SECTION: ClassVar[str] = "data"
+    origin: Literal["sample", "local", "hub"] = "sample"  # sample: bundled data/sample; local: local_dir; hub
     local_dir: str = ""
-    mixture: dict[str, float] = field(
-        default_factory=lambda: {"fineweb_edu": 0.4, "wikitext103": 0.3, "orca_math": 0.2, "bookcorpus": 0.1}
-    )
-    seq_len: int = 1024
+    mixture: dict[str, float] = _field(None, factory=lambda: {"fineweb_edu": 0.4, "wikitext103": 0.3,
+                                                               "orca_math": 0.2, "bookcorpus": 0.1})
+    seq_len: int = _field(1024, POSITIVE)
     val_percent: int = 15  # hash(source, key) mod 100 < val_percent → validation
-    val_rows: int = 8  # rows of packed validation documents used for val loss
-    shuffle_buffer: int = 1000  # documents; each source is reshuffled every epoch
-    sentences_per_passage: int = 40  # bookcorpus: consecutive sentences grouped into one passage
+    val_rows: int = _field(8, POSITIVE)  # rows of packed validation documents used for val loss
+    shuffle_buffer: int = _field(1000, POSITIVE)  # documents; each source is reshuffled every epoch
+    sentences_per_passage: int = _field(40, POSITIVE)  # bookcorpus: consecutive sentences grouped into one passage
     seed: int = 0
 
+    def __post_init__(self):
+        super().__post_init__()
+        for source, weight in self.mixture.items():
+            if source not in SOURCE_NAMES:
+                raise ConfigError(f"data.mixture source {source!r} must be one of {', '.join(SOURCE_NAMES)}")
+            if weight < 0:
+                raise ConfigError(f"data.mixture.{source} must be >= 0, got {weight}")
+        if abs(sum(self.mixture.values()) - 1.0) > 1e-6:
+            raise ConfigError(f"data.mixture weights must sum to 1, got {sum(self.mixture.values()):.6g} ({self.mixture})")
+        if not 0 <= self.val_percent < 100:
+            raise ConfigError(f"data.val_percent must be in [0, 100), got {self.val_percent}")
+        if self.origin == "local" and not self.local_dir:
+            raise ConfigError("data.local_dir must name a directory of <source>.parquet/.jsonl files when "
+                              "data.origin=local")
+
 
 @dataclass
-class ModelConfig:
+class ModelConfig(_Section):
+    SECTION: ClassVar[str] = "model"
     name: str = "gguf:smollm2-135m"  # hf:<id> | gguf:<name or file> | local:<dir> | tiny
-    dtype: str = "float32"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     # Only for name=tiny: a randomly initialised Llama-architecture model with the SmolLM2 tokenizer.
-    tiny_layers: int = 2
-    tiny_d_model: int = 64
-    tiny_heads: int = 4
+    tiny_layers: int = _field(2, POSITIVE)
+    tiny_d_model: int = _field(64, POSITIVE)
+    tiny_heads: int = _field(4, POSITIVE)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not (self.name == "tiny" or self.name.split(":", 1)[0] in ("hf", "gguf", "local")):
+            raise ConfigError(f"model.name must be tiny, hf:<hub id>, gguf:<name or file> or local:<dir>; "
+                              f"got {self.name!r}")
 
 
 @dataclass
-class TrainConfig:
-    micro_batch: int = 2
-    grad_accum: int = 16
-    max_steps: int = 5000
-    optimizer: str = "adamw"
-    lr: float = 3e-5  # AdamW LR (embeddings, unembedding, norms under Muon)
-    muon_lr: float = 0.02  # Muon LR for 2-D hidden matrices
+class TrainConfig(_Section):
+    SECTION: ClassVar[str] = "train"
+    micro_batch: int = _field(2, POSITIVE)
+    grad_accum: int = _field(16, POSITIVE)
+    max_steps: int = _field(5000, POSITIVE, {"on_resume": _horizon_rule})
+    optimizer: Literal["adamw", "muon"] = "adamw"
+    lr: float = _field(3e-5, ABOVE_ZERO)  # AdamW LR (embeddings, unembedding, norms under Muon)
+    muon_lr: float = _field(0.02, ABOVE_ZERO)  # Muon LR for 2-D hidden matrices
     weight_decay: float = 0.0
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    betas: list[float] = _field(None, factory=lambda: [0.9, 0.95])
     grad_clip: float = 1.0
-    warmup_frac: float = 0.05
-    warmdown_frac: float = 0.2
-    final_lr_frac: float = 0.0
-    eval_every: int = 250
-    log_every: int = 50
-    chrono_every: int = 100
-    max_skipped_in_a_row: int = 5
-    parallel: str = "ddp"  # under torchrun: ddp, or fsdp (FSDP2 fully_shard per block: models too big to replicate)
-    compile: bool = False  # torch.compile the HF model (CUDA only; see README "Scaling" for what it breaks)
-    peak_tflops: float = 0.0  # accelerator peak bf16 TFLOP/s for train/mfu; 0 = look the GPU up (none on CPU)
+    warmup_frac: float = _field(0.05, UNIT)
+    warmdown_frac: float = _field(0.2, UNIT)
+    final_lr_frac: float = _field(0.0, UNIT)
+    eval_every: int = _field(250, POSITIVE, SAFE)
+    log_every: int = _field(50, POSITIVE, SAFE)
+    chrono_every: int = _field(100, POSITIVE, SAFE)
+    max_skipped_in_a_row: int = _field(5, POSITIVE, SAFE)
+    # under torchrun: ddp, or fsdp (FSDP2 fully_shard per block: models too big to replicate)
+    parallel: Literal["ddp", "fsdp"] = "ddp"
+    compile: bool = _field(False, SAFE)  # torch.compile the HF model (see README "Scaling" for what it breaks)
+    peak_tflops: float = _field(0.0, SAFE)  # accelerator peak bf16 TFLOP/s for train/mfu; 0 = look the GPU up
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.parallel == "fsdp" and self.optimizer == "muon":
+            raise ConfigError("train.optimizer=muon does not support sharded (FSDP) parameters; use "
+                              "train.parallel=ddp or train.optimizer=adamw")
+        if self.peak_tflops < 0:
+            raise ConfigError(f"train.peak_tflops must be >= 0, got {self.peak_tflops}")
+        if self.warmup_frac + self.warmdown_frac > 1:
+            raise ConfigError("train.warmup_frac + train.warmdown_frac must be <= 1")
+        if len(self.betas) != 2:
+            raise ConfigError(f"train.betas must be two numbers, got {self.betas}")
 
 
 @dataclass
-class SAEConfig:
+class SAEConfig(_Section):
+    SECTION: ClassVar[str] = "sae"
     enabled: bool = True
-    hook_points: list[str] = field(default_factory=list)  # empty: one mid-depth blocks.{L//2}.hook_resid_post
-    architecture: str = "topk"
-    expansion: int = 8
-    k: int = 32
+    # empty: one mid-depth blocks.{L//2}.hook_resid_post; the allowed forms: chrono_membench/hooks.py
+    hook_points: list[str] = _field(None, factory=list)
+    architecture: Literal["topk", "standard", "jumprelu", "batchtopk"] = "topk"
+    expansion: int = _field(8, POSITIVE)
+    k: int = _field(32, POSITIVE)
     l1_coefficient: float = 5.0
-    lr: float = 3e-4  # sae-lens's default; short runs (demo, tiny) need more
-    dead_window: int = 100_000  # tokens without firing before a latent counts as dead
+    lr: float = _field(3e-4, ABOVE_ZERO)  # sae-lens's default; short runs (demo, tiny) need more
+    dead_window: int = _field(100_000, POSITIVE)  # tokens without firing before a latent counts as dead
+
+    def __post_init__(self):
+        super().__post_init__()
+        from chrono_membench.hooks import check_hook_forms
+
+        check_hook_forms(self.hook_points)
 
 
 @dataclass
-class ChronoConfig:
-    dropout_p_max: float = 0.1
+class ChronoConfig(_Section):
+    SECTION: ClassVar[str] = "chrono"
+    dropout_p_max: float = _field(0.1, UNIT)
     alignment_weight: float = 0.1
     diversity_weight: float = 0.01
-    n_buckets: int = 10
-    probe_per_bucket: int = 32
-    probe_queries: int = 32  # query positions per micro-batch the diversity regulariser looks at
-    canary_repetitions: list[int] = field(default_factory=list)  # e.g. [1, 8]: one canary per entry
-    canary_length: int = 12  # random tokens per secret
-    canary_candidates: int = 127  # random reference secrets the true one is ranked against
-    canary_until: float = 0.5  # insertions are spread over the first this fraction of training
+    n_buckets: int = _field(10, POSITIVE)
+    probe_per_bucket: int = _field(32, POSITIVE)
+    probe_queries: int = _field(32, POSITIVE)  # query positions per micro-batch the diversity regulariser looks at
+    canary_repetitions: list[int] = _field(None, factory=list)  # e.g. [1, 8]: one canary per entry
+    canary_length: int = _field(12, POSITIVE)  # random tokens per secret
+    canary_candidates: int = _field(127, POSITIVE)  # random reference secrets the true one is ranked against
+    canary_until: float = _field(0.5, UNIT)  # insertions are spread over the first this fraction of training
     enabled: bool = True  # attention diversity, probe set, purity, memorisation probes
 
-
-@dataclass
-class LoggingConfig:
-    wandb_mode: str = "offline"  # the WANDB_MODE environment variable wins
-    project: str = "chrono-membench"
-    group: str = ""  # empty: the preset name
+    def __post_init__(self):
+        super().__post_init__()
+        if any(r < 1 for r in self.canary_repetitions):
+            raise ConfigError(f"chrono.canary_repetitions must be positive integers, got {self.canary_repetitions}")
 
 
 @dataclass
-class CheckpointingConfig:
-    checkpoint_every_n_steps: int = 500
-    keep_last: int = 3
-    save_features: bool = True
-    save_sae_state: bool = True
+class LoggingConfig(_Section):
+    SECTION: ClassVar[str] = "logging"
+    wandb_mode: Literal["offline", "online", "disabled"] = _field("offline", SAFE)  # WANDB_MODE wins
+    project: str = _field("chrono-membench", SAFE)
+    group: str = _field("", SAFE)  # empty: the preset name
+
+
+@dataclass
+class CheckpointingConfig(_Section):
+    SECTION: ClassVar[str] = "checkpointing"
+    checkpoint_every_n_steps: int = _field(500, POSITIVE, SAFE)
+    keep_last: int = _field(3, POSITIVE, SAFE)
+    save_features: bool = _field(True, SAFE)
+    save_sae_state: bool = _field(True, SAFE)
 
 
 @dataclass
@@ -150,12 +249,24 @@ class Config:
         return dataclasses.asdict(self)
 
 
+def resume_rule(key: str):
+    """The on_resume rule of a dotted key: True, a function (saved config dict → reason or None), or False."""
+    section, _, name = key.partition(".")
+    cls = typing.get_type_hints(Config).get(section)
+    fields = {f.name: f for f in dataclasses.fields(cls)} if cls is not None else {}
+    name = name.split(".")[0]  # data.mixture.<source> → data.mixture
+    return fields[name].metadata.get("on_resume", False) if name in fields else False
+
+
 # ----------------------------------------------------------------------------- building from dicts
 
 
 def _check_type(value, tp, key: str):
     """Return value converted to tp (int → float allowed), or raise ConfigError naming key."""
     origin = typing.get_origin(tp)
+    if origin is Literal:  # the allowed values are checked by the section (one message for every way in)
+        tp = type(typing.get_args(tp)[0])
+        origin = None
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{key} must be a list, got {value!r}")
@@ -265,80 +376,12 @@ def load_config(
     _set_dotted(tree, "run.ablation", ablation)
     for key, value in list(ABLATIONS[ablation].items()) + parsed:
         _set_dotted(tree, key, value)
-    cfg = _build(Config, tree, "")
-    validate(cfg)
-    return cfg
+    return _build(Config, tree, "")
 
 
 def config_from_dict(tree: dict) -> Config:
     """Rebuild a Config saved as config.yaml (used by resume)."""
-    cfg = _build(Config, tree, "")
-    validate(cfg)
-    return cfg
-
-
-def _one_of(key: str, value, allowed) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{key} must be one of {', '.join(map(str, allowed))}; got {value!r}")
-
-
-def validate(cfg: Config) -> None:
-    for key in ("data.seq_len", "data.val_rows", "data.shuffle_buffer", "data.sentences_per_passage",
-                "train.micro_batch", "train.grad_accum", "train.max_steps", "train.eval_every",
-                "train.log_every", "train.chrono_every", "train.max_skipped_in_a_row",
-                "checkpointing.checkpoint_every_n_steps", "checkpointing.keep_last",
-                "model.tiny_layers", "model.tiny_d_model", "model.tiny_heads",
-                "sae.expansion", "sae.k", "sae.dead_window", "chrono.n_buckets", "chrono.probe_per_bucket",
-                "chrono.probe_queries", "chrono.canary_length", "chrono.canary_candidates"):
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
-        if value <= 0:
-            raise ConfigError(f"{key} must be a positive integer, got {value}")
-    mixture = cfg.data.mixture
-    for source, weight in mixture.items():
-        _one_of(f"data.mixture source {source!r}", source, SOURCES)
-        if weight < 0:
-            raise ConfigError(f"data.mixture.{source} must be >= 0, got {weight}")
-    if abs(sum(mixture.values()) - 1.0) > 1e-6:
-        raise ConfigError(f"data.mixture weights must sum to 1, got {sum(mixture.values()):.6g} ({mixture})")
-    if not 0 <= cfg.data.val_percent < 100:
-        raise ConfigError(f"data.val_percent must be in [0, 100), got {cfg.data.val_percent}")
-    _one_of("data.origin", cfg.data.origin, DATA_ORIGINS)
-    if cfg.data.origin == "local" and not cfg.data.local_dir:
-        raise ConfigError("data.local_dir must name a directory of <source>.parquet/.jsonl files when data.origin=local")
-    _one_of("train.optimizer", cfg.train.optimizer, OPTIMIZERS)
-    _one_of("train.parallel", cfg.train.parallel, PARALLEL_MODES)
-    if cfg.train.parallel == "fsdp" and cfg.train.optimizer == "muon":
-        raise ConfigError("train.optimizer=muon does not support sharded (FSDP) parameters; use train.parallel=ddp "
-                          "or train.optimizer=adamw")
-    if cfg.train.peak_tflops < 0:
-        raise ConfigError(f"train.peak_tflops must be >= 0, got {cfg.train.peak_tflops}")
-    _one_of("logging.wandb_mode", cfg.logging.wandb_mode, WANDB_MODES)
-    _one_of("sae.architecture", cfg.sae.architecture, SAE_ARCHITECTURES)
-    _one_of("run.ablation", cfg.run.ablation, tuple(ABLATIONS))
-    if not (cfg.model.name == "tiny" or cfg.model.name.split(":", 1)[0] in ("hf", "gguf", "local")):
-        raise ConfigError(
-            f"model.name must be tiny, hf:<hub id>, gguf:<name or file> or local:<dir>; got {cfg.model.name!r}"
-        )
-    _one_of("model.dtype", cfg.model.dtype, ("float32", "bfloat16", "float16"))
-    for key in ("train.lr", "train.muon_lr", "sae.lr"):
-        section, name = key.split(".")
-        if getattr(getattr(cfg, section), name) <= 0:
-            raise ConfigError(f"{key} must be > 0, got {getattr(getattr(cfg, section), name)}")
-    if any(r < 1 for r in cfg.chrono.canary_repetitions):
-        raise ConfigError(f"chrono.canary_repetitions must be positive integers, got {cfg.chrono.canary_repetitions}")
-    for key in ("train.warmup_frac", "train.warmdown_frac", "train.final_lr_frac", "chrono.dropout_p_max",
-                "chrono.canary_until"):
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
-        if not 0 <= value <= 1:
-            raise ConfigError(f"{key} must be in [0, 1], got {value}")
-    if cfg.train.warmup_frac + cfg.train.warmdown_frac > 1:
-        raise ConfigError("train.warmup_frac + train.warmdown_frac must be <= 1")
-    if len(cfg.train.betas) != 2:
-        raise ConfigError(f"train.betas must be two numbers, got {cfg.train.betas}")
-    if cfg.run.device != "auto" and cfg.run.device.split(":")[0] not in ("cpu", "cuda"):
-        raise ConfigError(f"run.device must be auto, cpu, cuda or cuda:N; got {cfg.run.device!r}")
+    return _build(Config, tree, "")
 
 
 def dump_config(cfg: Config) -> str:

@@ -17,6 +17,7 @@ micro-batch N·b would (the test checks the losses match):
 
 from __future__ import annotations
 
+import math
 import os
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -96,17 +97,29 @@ class Dist:
         """This rank's rows of a global batch: r, r+N, r+2N, …"""
         return tensor[self.rank::self.world]
 
+    def padded_share(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's items r, r+N, … of n, padded (with item 0, weight 0) to the same count on every rank:
+        under FSDP every rank must run the same forwards. → (indices, weights)."""
+        index = torch.arange(n)[self.rank::self.world]
+        pad = math.ceil(n / self.world) - len(index)
+        return (torch.cat([index, torch.zeros(pad, dtype=torch.long)]),
+                torch.cat([torch.ones(len(index)), torch.zeros(pad)]))
+
 
 ALONE = Dist()  # one process, no collectives
 
 
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def from_environment(parallel: str, device_name: str) -> tuple[Dist, torch.device]:
     """Join the process group torchrun describes (WORLD_SIZE, RANK, LOCAL_RANK), or run alone."""
-    from chrono_membench.train import resolve_device
-
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
-        return Dist(), resolve_device(device_name)
+        return ALONE, resolve_device(device_name)
     cuda = device_name != "cpu" and torch.cuda.is_available()
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if cuda else torch.device("cpu")
     if not dist.is_initialized():

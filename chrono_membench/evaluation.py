@@ -1,50 +1,92 @@
-"""The chrono evaluation: attention diversity, temporal/source purity, memorisation probes, canaries.
+"""Evaluation: validation loss, the SAE splice, attention diversity, purity, memorisation probes, canaries.
 
-Everything runs under torch.no_grad, batched. The metric arithmetic lives in chrono/ as pure functions; this
-module only gathers the tensors they need from the model, the SAEs and the probe set.
+Everything here returns metric dicts (keys from metric_keys) and tensors; nothing writes files. The metric
+arithmetic lives in chrono/ as pure functions; this module gathers the tensors they need from the model,
+the SAEs and the probe set, batched and under torch.no_grad (except the training-time diversity term).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from contextlib import contextmanager
-from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+import torch.nn.functional as F
 
-from chrono_membench.checkpoint import list_checkpoints, write_failed
+from chrono_membench import hooks
+from chrono_membench import metric_keys as K
 from chrono_membench.chrono.attention import attention_entropy, head_js_diversity
 from chrono_membench.chrono.membench import exposure, extraction_scores, sequence_nll
 from chrono_membench.chrono.purity import (
     column_sums, mean_activation_matrix, purity_matrix, purity_summary, share_normalised,
 )
-from chrono_membench.config import SOURCES
+from chrono_membench.chrono.sae_metrics import ce_loss_recovered
+from chrono_membench.data.sources import SOURCE_NAMES
+from chrono_membench.data.stream import PAD_SOURCE
 from chrono_membench.distributed import ALONE, Dist
 from chrono_membench.probes import UNSEEN, Canaries, ProbeSet
-from chrono_membench.logging import safe_name
 from chrono_membench.sae import SAEBank
 
 EVAL_CHUNK = 16  # probe documents per forward
 
 
-def pattern_names(n_layers: int) -> list[str]:
-    return [f"blocks.{l}.attn.hook_pattern" for l in range(n_layers)]
+def lm_loss(logits: torch.Tensor, tokens: torch.Tensor, source_index: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over real (non-padding) targets. logits [B,T,V], tokens [B,T]."""
+    targets = tokens[:, 1:].masked_fill(source_index[:, 1:] == PAD_SOURCE, -100)
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+
+
+@torch.no_grad()
+def validation_loss(model, val: dict[str, torch.Tensor], micro_batch: int, autocast, d: Dist = ALONE) -> dict[str, float]:
+    """Validation loss over all val rows; under torchrun each rank takes rows r, r+N, … (padding rows, all
+    targets masked, even out the forwards FSDP needs on every rank) and the sums are reduced."""
+    was_training = model.training
+    model.eval()
+    index, weight = d.padded_share(len(val["tokens"]))
+    tokens_all = val["tokens"][index]
+    sources_all = val["source_index"][index].masked_fill(weight[:, None].to(val["tokens"].device) == 0, PAD_SOURCE)
+    sums = torch.zeros(2, dtype=torch.float64)  # loss sum, target count
+    for i in range(0, len(tokens_all), micro_batch):
+        tokens, sources = tokens_all[i:i + micro_batch], sources_all[i:i + micro_batch]
+        with autocast:
+            logits = model(tokens)
+        n = int((sources[:, 1:] != PAD_SOURCE).sum())
+        if n:
+            sums += torch.tensor([lm_loss(logits, tokens, sources).item() * n, n], dtype=torch.float64)
+    model.train(was_training)
+    total, count = d.sum_(sums).tolist()
+    loss = total / count
+    return {K.val("loss"): loss, K.val("ppl"): math.exp(min(loss, 50.0))}
+
+
+@torch.no_grad()
+def sae_splice_metrics(model, saes: SAEBank, tokens: torch.Tensor, sources: torch.Tensor, autocast) -> dict[str, float]:
+    """CE-loss recovered with each SAE's reconstruction spliced in at its hook (zero-ablation as the floor)."""
+    loss = lambda logits: lm_loss(logits, tokens, sources).item()  # noqa: E731
+    with autocast:
+        clean = loss(model(tokens))
+        out = {}
+        for hook in saes.hook_points:
+            splice = lambda act, hook, h=hook: hooks.unflatten(saes.reconstruct(h, hooks.flatten(act)), act)  # noqa: E731
+            zero = lambda act, hook: torch.zeros_like(act)  # noqa: E731
+            ce_sae = loss(model.run_with_hooks(tokens, fwd_hooks=[(hook, splice)]))
+            ce_zero = loss(model.run_with_hooks(tokens, fwd_hooks=[(hook, zero)]))
+            out[K.sae(hook, "ce_recovered")] = ce_loss_recovered(clean, ce_sae, ce_zero)
+    return out
 
 
 @torch.no_grad()
 def attention_metrics(model, tokens: torch.Tensor, autocast) -> dict[str, float]:
     """Per-layer head diversity and mean attention entropy on a fixed batch; only the patterns are cached."""
-    names = pattern_names(model.cfg.n_layers)
+    names = hooks.pattern_names(model.cfg.n_layers)
     with autocast:
         _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
     out, entropies = {}, []
     for l, name in enumerate(names):
-        out[f"chrono/attn_diversity/layer_{l}"] = head_js_diversity(cache[name]).item()
+        out[K.attn_layer(l)] = head_js_diversity(cache[name]).item()
         entropies.append(attention_entropy(cache[name]).item())
-    out["chrono/attn_diversity/mean"] = sum(out.values()) / len(names)
-    out["chrono/attn_entropy/mean"] = sum(entropies) / len(entropies)
+    out[K.ATTN_DIVERSITY_MEAN] = sum(out.values()) / len(names)
+    out[K.ATTN_ENTROPY_MEAN] = sum(entropies) / len(entropies)
     return out
 
 
@@ -52,7 +94,7 @@ def attention_metrics(model, tokens: torch.Tensor, autocast) -> dict[str, float]
 def capture_patterns(model):
     """Attention patterns of every layer during a training forward, kept in the graph (for the regulariser)."""
     patterns: list[torch.Tensor] = []
-    with model.hooks(fwd_hooks=[(n, lambda t, hook: patterns.append(t)) for n in pattern_names(model.cfg.n_layers)]):
+    with model.hooks(fwd_hooks=[(n, lambda t, hook: patterns.append(t)) for n in hooks.pattern_names(model.cfg.n_layers)]):
         yield patterns
 
 
@@ -79,14 +121,6 @@ def _generate_fn(model, autocast):
     return generate
 
 
-def rank_share(n: int, d: Dist) -> tuple[torch.Tensor, torch.Tensor]:
-    """This rank's items r, r+N, … of n, padded (with item 0, weight 0) to the same count on every rank:
-    under FSDP every rank must run the same forwards. → (indices, weights)."""
-    index = torch.arange(n)[d.rank::d.world]
-    pad = math.ceil(n / d.world) - len(index)
-    return torch.cat([index, torch.zeros(pad, dtype=torch.long)]), torch.cat([torch.ones(len(index)), torch.zeros(pad)])
-
-
 @torch.no_grad()
 def probe_metrics(model, saes: SAEBank | None, probes: ProbeSet, canaries: Canaries | None,
                   token_share: dict[str, float], autocast, device, d: Dist = ALONE) -> tuple[dict[str, float], dict]:
@@ -99,7 +133,7 @@ def probe_metrics(model, saes: SAEBank | None, probes: ProbeSet, canaries: Canar
     logits = _logits_fn(model, autocast)
     if columns:
         probes_flat = [p for _, ps in columns for p in ps]
-        index, weight = rank_share(len(probes_flat), d)
+        index, weight = d.padded_share(len(probes_flat))
         docs = torch.tensor([probes_flat[i].tokens for i in index], device=device)
         col = torch.tensor([c for c, (_, ps) in enumerate(columns) for _ in ps])[index].to(device)
         weight = weight.to(device)
@@ -112,20 +146,20 @@ def probe_metrics(model, saes: SAEBank | None, probes: ProbeSet, canaries: Canar
         sums = d.sum_(sums)
         for c, (name, _) in enumerate(columns):
             for k, key in enumerate(keys):
-                metrics[f"mem/{key}/{name}"] = (sums[c, k] / sums[c, -1]).item()
+                metrics[K.mem(key, name)] = (sums[c, k] / sums[c, -1]).item()
         unseen = [c for c, (n, _) in enumerate(columns) if n == UNSEEN]
         if unseen and len(columns) > 1:
             loss, count = sums[:, keys.index("loss")], sums[:, -1]
             seen = torch.arange(len(columns), device=device) != unseen[0]
-            metrics["mem/loss_gap"] = (loss[unseen[0]] / count[unseen[0]] - loss[seen].sum() / count[seen].sum()).item()
+            metrics[K.MEM_LOSS_GAP] = (loss[unseen[0]] / count[unseen[0]] - loss[seen].sum() / count[seen].sum()).item()
     if canaries:
         for i, label in enumerate(canaries.labels()):
             prefix = torch.tensor(canaries.prefix, device=device)
             nll = sequence_nll(logits, prefix, torch.cat([canaries.secrets[i:i + 1], canaries.reference]).to(device))
-            metrics[f"mem/canary_exposure/{label}"] = exposure(nll[0].item(), nll[1:])
+            metrics[K.canary(label)] = exposure(nll[0].item(), nll[1:])
     matrices = {}
     if saes is not None and columns:
-        source = torch.tensor([SOURCES.index(probes_flat[i].source) for i in index], device=device)
+        source = torch.tensor([SOURCE_NAMES.index(probes_flat[i].source) for i in index], device=device)
         matrices = purity(model, saes, len(columns), [name for name, _ in columns], docs, col, source, weight,
                           token_share, autocast, d)
         for hook, m in matrices.items():
@@ -135,7 +169,7 @@ def probe_metrics(model, saes: SAEBank | None, probes: ProbeSet, canaries: Canar
             summaries = {"temporal_purity": t["mean_normalised"], "temporal_purity_gt50": t["frac_gt50"],
                          "source_purity": s["mean_normalised"], "source_purity_share_norm": s_share["mean_normalised"]}
             # Purity over a single column (e.g. only "unseen" before training starts) is undefined: not logged.
-            metrics.update({f"chrono/{hook}/{k}": v for k, v in summaries.items() if v == v})
+            metrics.update({K.chrono(hook, k): v for k, v in summaries.items() if v == v})
     return metrics, matrices
 
 
@@ -144,7 +178,7 @@ def purity(model, saes: SAEBank, n_cols: int, column_names: list[str], docs, col
     """Latent activation mass on probe tokens per time column and per source (position 0, the BOS or
     attention-sink token, is left out: its huge norm would dominate every latent). docs [B, T] with their
     column, source and weight (0: a padding document, counted nowhere); sums are reduced over ranks."""
-    n_src = len(SOURCES)
+    n_src = len(SOURCE_NAMES)
     col = torch.where(weight > 0, col, n_cols)  # padding documents go to an extra column, dropped below
     source = torch.where(weight > 0, source, n_src)
     sums = {h: [0, 0, 0, 0] for h in saes.hook_points}  # time sums, time counts, source sums, source counts
@@ -154,14 +188,13 @@ def purity(model, saes: SAEBank, n_cols: int, column_names: list[str], docs, col
             _, cache = model.run_with_cache(chunk, names_filter=lambda n: n in saes.hook_points)
         tok_col = col[start:start + EVAL_CHUNK, None].expand(-1, chunk.shape[1] - 1).flatten()
         tok_src = source[start:start + EVAL_CHUNK, None].expand(-1, chunk.shape[1] - 1).flatten()
-        for hook, sae in saes.saes.items():
-            x = cache[hook][:, 1:].flatten(0, 1).float() * saes.scale(hook)
-            acts = sae.encode(x)
+        for hook in saes.hook_points:
+            acts = saes.encode(hook, hooks.flatten(cache[hook][:, 1:]))
             for k, (index, n) in enumerate(((tok_col, n_cols), (tok_src, n_src))):
                 s, c = column_sums(acts, index, n + 1)
                 sums[hook][2 * k] = sums[hook][2 * k] + s[:n]
                 sums[hook][2 * k + 1] = sums[hook][2 * k + 1] + c[:n]
-    share = torch.tensor([token_share.get(s, 0.0) for s in SOURCES], device=docs.device)
+    share = torch.tensor([token_share.get(s, 0.0) for s in SOURCE_NAMES], device=docs.device)
     out = {}
     for hook, parts in sums.items():
         ts, tc, ss, sc = (d.sum_(p) for p in parts)
@@ -171,25 +204,3 @@ def purity(model, saes: SAEBank, n_cols: int, column_names: list[str], docs, col
                      "source_share": share_normalised(M_source, share.clamp_min(1e-12)), "source_present": present,
                      "columns": column_names}
     return out
-
-
-def write_purity(directory: Path, matrices: dict) -> list[tuple[Path, str, str]]:
-    """purity_<hook>.safetensors (fp16) per SAE, each written to a temporary file and renamed; returns
-    (path, artifact name, type) to log. A failed write (full disk) raises CheckpointWriteError."""
-    written = []
-    for hook, m in matrices.items():
-        path = directory / f"purity_{safe_name(hook)}.safetensors"
-        tmp = path.with_suffix(".tmp")
-        tensors = {"temporal": m["temporal"], "source": m["source"], "source_share_normalised": m["source_share"]}
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            save_file({k: v.half().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
-                      metadata={"hook": hook, "temporal_columns": json.dumps(m["columns"]),
-                                "source_columns": json.dumps(list(SOURCES))})
-            tmp.replace(path)
-        except OSError as e:
-            previous = list_checkpoints(directory.parent.parent)
-            tmp.unlink(missing_ok=True)
-            raise write_failed(path, tmp, e, previous[-1] if previous else None) from None
-        written.append((path, f"purity-{safe_name(hook)}", "purity"))
-    return written

@@ -12,12 +12,7 @@ import os
 import warnings
 from pathlib import Path
 
-METRICS_FILE = "metrics.jsonl"
-
-
-def safe_name(hook: str) -> str:
-    """A hook point name as a file-name part: blocks.6.hook_resid_post → blocks_6_hook_resid_post."""
-    return hook.replace(".", "_")
+from chrono_membench.run_dir import RunDir, atomic_write
 
 
 def read_metrics(path: str | Path) -> list[dict]:
@@ -37,9 +32,8 @@ def truncate_metrics(path: Path, last_step: int) -> int:
         return 0
     lines = path.read_text().splitlines(keepends=True)
     keep = [l for l in lines if l.endswith("\n") and json.loads(l)["step"] <= last_step]
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(keep))
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        tmp.write_text("".join(keep))
     return len(lines) - len(keep)
 
 
@@ -50,14 +44,34 @@ def _clean(value):
     return value
 
 
-class MetricsLogger:
-    def __init__(self, run_dir: Path, config: dict, wandb_mode: str, project: str, group: str,
+class NullLogger:
+    """The logger's interface, doing nothing: what ranks other than 0 log through under torchrun, so the loop
+    never asks who it is before logging."""
+    wandb_run = None
+    wandb_dir: Path | None = None
+
+    def log(self, step: int, values: dict) -> None: ...
+
+    def log_artifact(self, path: Path, name: str, kind: str) -> None: ...
+
+    def log_table(self, name: str, columns: list[str], rows: list[list]) -> None: ...
+
+    def health(self) -> dict[str, float]:
+        """Upload counters worth logging (none without wandb)."""
+        return {}
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class MetricsLogger(NullLogger):
+    def __init__(self, run_dir: RunDir | Path, config: dict, wandb_mode: str, project: str, group: str,
                  job_type: str, run_name: str):
-        self.path = run_dir / METRICS_FILE
+        run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+        self.path = run_dir.metrics
         self._file = open(self.path, "a")
-        self.wandb_run = None
-        self.wandb_dir: Path | None = None
-        self.pending_artifacts: list[tuple[Path, str, str]] = []  # failed uploads, retried with the next
+        self.pending_artifacts: list[tuple[Path, str, str]] = []  # failed uploads, retried with the next and at close
         self.artifact_failures = 0
         mode = os.environ.get("WANDB_MODE", wandb_mode)  # the environment wins
         if mode == "disabled":
@@ -66,7 +80,7 @@ class MetricsLogger:
             import wandb
 
             self.wandb_run = wandb.init(
-                project=project, group=group, job_type=job_type, name=run_name, id=run_name, dir=str(run_dir),
+                project=project, group=group, job_type=job_type, name=run_name, id=run_name, dir=str(run_dir.root),
                 config=config, mode=mode, resume="allow", settings=wandb.Settings(silent=True),
             )
             self.wandb_dir = Path(self.wandb_run.dir).parent
@@ -90,10 +104,14 @@ class MetricsLogger:
 
     def log_artifact(self, path: Path, name: str, kind: str) -> None:
         """Upload a file or directory as a wandb artifact (the local copy under the run directory stays).
-        A failed upload does not stop training: it is counted and retried with the next call."""
+        A failed upload does not stop training: it is counted and retried with the next call and at close()."""
         if self.wandb_run is None:
             return
-        queue, self.pending_artifacts = self.pending_artifacts + [(path, name, kind)], []
+        self.pending_artifacts.append((path, name, kind))
+        self._upload_pending()
+
+    def _upload_pending(self) -> None:
+        queue, self.pending_artifacts = self.pending_artifacts, []
         for item in queue:
             try:
                 import wandb
@@ -116,6 +134,12 @@ class MetricsLogger:
         except Exception as e:
             self._wandb_failed(e)
 
+    def health(self) -> dict[str, float]:
+        if self.wandb_run is None:
+            return {}
+        return {"logging/artifact_upload_failures": self.artifact_failures,
+                "logging/artifacts_pending": len(self.pending_artifacts)}
+
     def flush(self) -> None:
         self._file.flush()
         os.fsync(self._file.fileno())
@@ -124,22 +148,17 @@ class MetricsLogger:
         self.flush()
         self._file.close()
         if self.wandb_run is not None:
+            if self.pending_artifacts:  # the last checkpoint's uploads get one more try
+                self._upload_pending()
             try:
                 self.wandb_run.finish()
             except Exception as e:
                 self._wandb_failed(e)
 
 
-class NullLogger:
-    """What ranks other than 0 log through under torchrun: nothing."""
-    wandb_run, wandb_dir, artifact_failures, pending_artifacts = None, None, 0, []
-
-    def log(self, step: int, values: dict) -> None: ...
-
-    def log_artifact(self, path: Path, name: str, kind: str) -> None: ...
-
-    def log_table(self, name: str, columns: list[str], rows: list[list]) -> None: ...
-
-    def flush(self) -> None: ...
-
-    def close(self) -> None: ...
+def make_logger(rank: int, run_dir: RunDir, cfg) -> NullLogger:
+    """Rank 0 logs (metrics.jsonl and wandb); other ranks get the null logger with the same interface."""
+    if rank != 0:
+        return NullLogger()
+    return MetricsLogger(run_dir, cfg.to_dict(), cfg.logging.wandb_mode, cfg.logging.project,
+                         cfg.logging.group or cfg.run.preset or "default", cfg.run.ablation, run_dir.name)

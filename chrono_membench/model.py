@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from chrono_membench.config import ModelConfig
+from chrono_membench.run_dir import atomic_write
 
 CACHE_DIR = Path(os.environ.get("CHRONO_MEMBENCH_CACHE", Path.home() / ".cache" / "chrono_membench"))
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -79,11 +79,9 @@ def _gguf_to_hf_dir(gguf_file: Path, architecture: str | None) -> Path:
         config.architectures = [architecture]
     clean = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     clean.load_state_dict(quantised.state_dict())
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    clean.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    tmp.rename(target)
+    with atomic_write(target, shared_cache=True) as tmp:
+        clean.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     return target
 
 
@@ -237,12 +235,9 @@ def export_hf_model(bridge, tokenizer, target: Path, state: dict | None = None) 
         fresh = AutoModelForCausalLM.from_config(bridge.original_model.config)
     fresh.load_state_dict({k: v.detach().cpu() for k, v in (state or hf_state_dict(bridge)).items()}, assign=True)
     fresh.tie_weights()
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    fresh.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+    with atomic_write(target) as tmp:
+        fresh.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
 
 
 def load_model(model_cfg: ModelConfig, device: str | torch.device = "cpu", seed: int = 0):
@@ -251,9 +246,3 @@ def load_model(model_cfg: ModelConfig, device: str | torch.device = "cpu", seed:
     hf_model = build_hf_model(model_cfg, tokenizer, seed)
     return boot_bridge(hf_model, tokenizer, device), tokenizer
 
-
-def hook_names(n_layers: int) -> dict[str, list[str]]:
-    return {
-        "resid_post": [f"blocks.{l}.hook_resid_post" for l in range(n_layers)],
-        "pattern": [f"blocks.{l}.attn.hook_pattern" for l in range(n_layers)],
-    }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from chrono_membench import metric_keys as K
 from chrono_membench.config import Config
 
 GB = 1e9
@@ -95,10 +96,14 @@ def storage_plan(cfg: Config, d_model: int, n_layers: int, n_hooks: int) -> dict
     if cfg.sae.enabled and cfg.chrono.enabled:
         # fp16 temporal [d_sae, ≤ B+1], source and share-normalised source [d_sae, 4]
         items["purity"] = (n_eval * n_hooks, d_sae * (cfg.chrono.n_buckets + 1 + 2 * 4) * 2)
-    n_train_logs = t.max_steps // t.log_every
-    scalars_per_chrono = n_hooks * 7 + 4 + n_layers  # SAE, dropout, attention (per layer + means)
-    scalars_per_eval = 2 + n_hooks * 5 + 3 * (cfg.chrono.n_buckets + 1) + 1 + len(cfg.chrono.canary_repetitions) + 1
-    n_scalars = n_train_logs * 6 + (t.max_steps // t.chrono_every) * scalars_per_chrono + n_eval * scalars_per_eval
+    # Scalars: the very keys a run logs (metric_keys), counted per cadence. Hook names only matter for counting.
+    hooks = [f"blocks.{i}.hook_resid_post" for i in range(n_hooks)] if cfg.sae.enabled else []
+    columns = [f"b{b}" for b in range(cfg.chrono.n_buckets)] + ["unseen"] if cfg.chrono.enabled else []
+    canaries = [str(r) for r in cfg.chrono.canary_repetitions] + ["control"] if cfg.chrono.canary_repetitions else []
+    per_chrono = len(K.chrono_step_keys(hooks, n_layers, cfg.chrono.diversity_weight > 0)) if cfg.chrono.enabled else 0
+    per_eval = len(K.eval_keys(hooks, columns, canaries))
+    n_scalars = (t.max_steps // t.log_every) * len(K.TRAIN) + (t.max_steps // t.chrono_every) * per_chrono \
+        + n_eval * per_eval
     items["scalars"] = (n_scalars, SCALAR_BYTES)
     return {name: {"count": count, "bytes_each": each, "bytes": count * each} for name, (count, each) in items.items()}
 

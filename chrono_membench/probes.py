@@ -17,11 +17,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from chrono_membench.config import SOURCES, Config
+from chrono_membench.config import Config
+from chrono_membench.data.sources import SOURCE_NAMES
 
 PROBE_TOKENS = 64  # 32-token prefix + 32-token continuation (DESIGN.md §4.5)
 CANARY_PREFIX = "The secret code is"
-CANARY_SOURCE = len(SOURCES)  # source index written on canary tokens (trained on; no corpus source)
+CANARY_SOURCE = len(SOURCE_NAMES)  # source index written on canary tokens (trained on; no corpus source)
 UNSEEN = "unseen"
 
 

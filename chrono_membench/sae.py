@@ -1,11 +1,12 @@
 """SAEs that train alongside the LM (DESIGN.md §4): one sae-lens training SAE per hook point.
 
 The LM forward of every micro-step captures the hooked activations (detached: the SAEs never touch the LM's
-gradients, and there is no second LM forward). After the LM's optimiser step, each SAE takes one step on
-everything captured for that update, with its own Adam. The SAE architecture comes from sae-lens's registry
-(`topk`, `standard`, `jumprelu`, `batchtopk`); this module only adds what "alongside" needs:
-running activation-norm normalisation, temporal dropout on the latents (through sae-lens's own
-`hook_sae_acts_post`), the feature-alignment loss to the last checkpoint's decoder, and dead-latent tracking.
+gradients, and there is no second LM forward; the bank itself runs no LM forward and writes no files).
+After the LM's optimiser step, each SAE takes one step on everything captured for that update, with its own
+Adam. The SAE architecture comes from sae-lens's registry (`topk`, `standard`, `jumprelu`, `batchtopk`); this
+module only adds what "alongside" needs: running activation-norm normalisation, temporal dropout on the
+latents (through sae-lens's own `hook_sae_acts_post`), the feature-alignment loss to the last checkpoint's
+decoder, and dead-latent tracking.
 """
 
 from __future__ import annotations
@@ -13,38 +14,30 @@ from __future__ import annotations
 import copy
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 from sae_lens.registry import get_sae_training_class
 from sae_lens.saes.sae import TrainCoefficientConfig, TrainStepInput
 
+from chrono_membench import hooks
+from chrono_membench import metric_keys as K
 from chrono_membench.chrono.alignment import alignment_loss, decoder_drift, hungarian_similarity, unit_rows
-from chrono_membench.chrono.sae_metrics import ce_loss_recovered, fraction_of_variance_explained, l0
+from chrono_membench.chrono.sae_metrics import fraction_of_variance_explained, l0
 from chrono_membench.chrono.temporal_dropout import inverted_dropout, temporal_dropout_rate
-from chrono_membench.config import Config
+from chrono_membench.config import ChronoConfig, SAEConfig
 from chrono_membench.distributed import ALONE, Dist
-from chrono_membench.logging import safe_name
 
 NORM_EMA = 0.99  # running mean-norm estimate: slow enough to be stable, fast enough to follow the LM's drift
 HUNGARIAN_MAX_LATENTS = 8192  # linear_sum_assignment is O(F³): beyond this the matched cosine is not computed
 SPARSITY_LOSS_KEYS = ("l1_loss", "l0_loss")  # sae-lens's names for the architecture's sparsity penalty
 
 
-def default_hook_points(n_layers: int) -> list[str]:
-    return [f"blocks.{n_layers // 2}.hook_resid_post"]
-
-
-def _sae_config_kwargs(cfg: Config) -> dict:
-    arch = cfg.sae.architecture
-    if arch in ("topk", "batchtopk"):
-        return {"k": cfg.sae.k}
-    if arch == "standard":
-        return {"l1_coefficient": cfg.sae.l1_coefficient}
-    if arch == "jumprelu":
-        return {"l0_coefficient": cfg.sae.l1_coefficient}
-    raise ValueError(f"sae.architecture={arch!r}")
+def _sae_config_kwargs(cfg: SAEConfig) -> dict:
+    if cfg.architecture in ("topk", "batchtopk"):
+        return {"k": cfg.k}
+    if cfg.architecture == "standard":
+        return {"l1_coefficient": cfg.l1_coefficient}
+    return {"l0_coefficient": cfg.l1_coefficient}  # jumprelu
 
 
 @dataclass
@@ -61,34 +54,30 @@ class HookState:
 
 
 class SAEBank:
-    def __init__(self, cfg: Config, d_model: int, n_layers: int, device: torch.device, seed: int = 0,
-                 dist: Dist = ALONE):
-        self.cfg, self.device, self.dist = cfg, device, dist
-        self.hook_points = list(cfg.sae.hook_points) or default_hook_points(n_layers)
-        for hook in self.hook_points:
-            layer = hook.split(".")[1] if hook.startswith("blocks.") else ""
-            if not (hook.endswith("hook_resid_post") and layer.isdigit() and int(layer) < n_layers):
-                raise ValueError(
-                    f"sae.hook_points: {hook!r} is not blocks.<layer>.hook_resid_post with layer < {n_layers}"
-                )
-        sae_cls, sae_cfg_cls = get_sae_training_class(cfg.sae.architecture)
+    """widths: hook point → activation width (hooks.activation_widths). d_sae = sae.expansion × width."""
+
+    def __init__(self, cfg: SAEConfig, chrono: ChronoConfig, max_steps: int, widths: dict[str, int],
+                 device: torch.device, seed: int = 0, dist: Dist = ALONE):
+        self.cfg, self.chrono, self.max_steps = cfg, chrono, max_steps
+        self.device, self.dist = device, dist
+        self.hook_points = list(widths)
+        sae_cls, sae_cfg_cls = get_sae_training_class(cfg.architecture)
         self.saes: dict[str, torch.nn.Module] = {}
         with torch.random.fork_rng(devices=[]):  # SAE init must not shift the global RNG the LM run uses
             torch.manual_seed(seed)
-            for hook in self.hook_points:
-                sae_cfg = sae_cfg_cls(d_in=d_model, d_sae=cfg.sae.expansion * d_model, device=str(device),
+            for hook, width in widths.items():
+                sae_cfg = sae_cfg_cls(d_in=width, d_sae=cfg.expansion * width, device=str(device),
                                       **_sae_config_kwargs(cfg))
                 sae_cfg.metadata.hook_name = hook
                 self.saes[hook] = sae_cls(sae_cfg).to(device)
-        self.optimizer = torch.optim.Adam([p for s in self.saes.values() for p in s.parameters()], lr=cfg.sae.lr)
+        self.optimizer = torch.optim.Adam([p for s in self.saes.values() for p in s.parameters()], lr=cfg.lr)
         # Temporal dropout's own RNG. The same seed on every rank: each rank draws equal-sized masks for its own
         # tokens, so the generators stay identical and one saved state resumes them all exactly.
         self.generator = torch.Generator(device=device).manual_seed(seed + 1)
-        d_sae = cfg.sae.expansion * d_model
         self.state = {
-            h: HookState(tokens_since_fired=torch.zeros(d_sae, dtype=torch.long, device=device),
-                         fire_count=torch.zeros(d_sae, device=device), act_sum=torch.zeros(d_sae, device=device))
-            for h in self.hook_points
+            h: HookState(tokens_since_fired=torch.zeros(s.cfg.d_sae, dtype=torch.long, device=device),
+                         fire_count=torch.zeros(s.cfg.d_sae, device=device), act_sum=torch.zeros(s.cfg.d_sae, device=device))
+            for h, s in self.saes.items()
         }
         self.previous_decoder: dict[str, torch.Tensor] = {}  # decoder at the previous checkpoint, for drift
         self._captured: dict[str, list[torch.Tensor]] = {h: [] for h in self.hook_points}
@@ -96,13 +85,13 @@ class SAEBank:
 
     # ---- capture during the LM forward
     @contextmanager
-    def capture(self, model):
-        """Store detached activations of every hook point during the LM forward inside this context."""
-        def saver(name):  # keyed by our name: the bridge reports the canonical alias (blocks.L.hook_out)
-            return lambda tensor, hook: self._captured[name].append(tensor.detach().flatten(0, -2))
-
-        with model.hooks(fwd_hooks=[(h, saver(h)) for h in self.hook_points]):
+    def capture(self, model, mask: torch.Tensor | None = None):
+        """Keep the detached activations of every hook point (the tokens where mask [batch, pos] is true) from
+        the LM forwards inside this context, for the next step()."""
+        with hooks.capture(model, self.hook_points, mask) as captured:
             yield
+        for hook, tensors in captured.items():
+            self._captured[hook] += tensors
 
     def discard_captured(self) -> None:
         """The LM update was skipped (non-finite): its activations are not trained on."""
@@ -113,6 +102,24 @@ class SAEBank:
         """Multiply raw activations by this so their mean norm is √d_in (the scale sae-lens trains at)."""
         ema = self.state[hook].norm_ema
         return 1.0 if ema is None else self.saes[hook].cfg.d_in ** 0.5 / ema
+
+    @torch.no_grad()
+    def encode(self, hook: str, raw: torch.Tensor) -> torch.Tensor:
+        """Latent activations [tokens, d_sae] of raw activations [tokens, width] (scaled as in training)."""
+        return self.saes[hook].encode(raw.float() * self.scale(hook))
+
+    @torch.no_grad()
+    def reconstruct(self, hook: str, raw: torch.Tensor) -> torch.Tensor:
+        """The SAE's reconstruction of raw activations [tokens, width], in the raw activations' units."""
+        s = self.scale(hook)
+        return self.saes[hook](raw.float() * s) / s
+
+    @torch.no_grad()
+    def inference_sae(self, hook: str):
+        """A copy of the SAE with the activation scaling folded in: it takes raw activations (what is exported)."""
+        inference = copy.deepcopy(self.saes[hook])
+        inference.fold_activation_norm_scaling_factor(self.scale(hook))
+        return inference
 
     def _coefficients(self, sae) -> dict[str, float]:
         out = {}
@@ -128,8 +135,8 @@ class SAEBank:
         Under torchrun each rank holds its own tokens' activations: the norm estimate, the firing statistics
         and the gradients are reduced over ranks (so the SAEs stay identical) and the metrics averaged."""
         d = self.dist
-        p = temporal_dropout_rate(lm_step, self.cfg.train.max_steps, self.cfg.chrono.dropout_p_max)
-        metrics: dict[str, float] = {"chrono/temporal_dropout_rate": p} if with_metrics else {}
+        p = temporal_dropout_rate(lm_step, self.max_steps, self.chrono.dropout_p_max)
+        metrics: dict[str, float] = {K.DROPOUT_RATE: p} if with_metrics else {}
         total_loss = 0.0
         for hook, sae in self.saes.items():
             st = self.state[hook]
@@ -138,7 +145,7 @@ class SAEBank:
             norm = d.mean(raw.norm(dim=-1).mean())
             st.norm_ema = norm if st.norm_ema is None else NORM_EMA * st.norm_ema + (1 - NORM_EMA) * norm
             x = raw * self.scale(hook)
-            dead = st.tokens_since_fired >= self.cfg.sae.dead_window
+            dead = st.tokens_since_fired >= self.cfg.dead_window
             if with_metrics:  # measured before the update, without dropout: the SAE as it is at this step
                 metrics.update(self._metrics(hook, sae, x, dead))
             dropped: dict = {}
@@ -148,9 +155,9 @@ class SAEBank:
                 out = sae.training_forward_pass(step_input)
             loss = out.loss
             align = torch.zeros((), device=self.device)
-            if st.anchor_unit is not None and self.cfg.chrono.alignment_weight > 0:
+            if st.anchor_unit is not None and self.chrono.alignment_weight > 0:
                 align = alignment_loss(sae.W_dec, st.anchor_unit, st.anchor_alive)
-                loss = loss + self.cfg.chrono.alignment_weight * align
+                loss = loss + self.chrono.alignment_weight * align
             total_loss = total_loss + loss
             with torch.no_grad():
                 acts = dropped.get("acts", out.feature_acts)
@@ -162,8 +169,8 @@ class SAEBank:
                 st.act_sum += fires[1]
                 st.tokens_seen += n_tokens
             if with_metrics:
-                metrics[f"chrono/{hook}/alignment_loss"] = align.item()
-                metrics[f"chrono/{hook}/dropped_frac"] = dropped.get("frac", 0.0)
+                metrics[K.chrono(hook, "alignment_loss")] = align.item()
+                metrics[K.chrono(hook, "dropped_frac")] = dropped.get("frac", 0.0)
         total_loss.backward()
         d.average_grads(p for group in self.optimizer.param_groups for p in group["params"])
         self.optimizer.step()
@@ -187,27 +194,10 @@ class SAEBank:
             sae_in=x, coefficients=self._coefficients(sae), dead_neuron_mask=dead,
             n_training_steps=self.n_steps, is_logging_step=True))
         sparsity = next((out.losses[k].item() for k in SPARSITY_LOSS_KEYS if k in out.losses), l0(out.feature_acts))
-        return {
-            f"sae/{hook}/mse": out.losses["mse_loss"].item(),
-            f"sae/{hook}/sparsity": sparsity,
-            f"sae/{hook}/fve": fraction_of_variance_explained(x, out.sae_out),
-            f"sae/{hook}/l0": l0(out.feature_acts),
-            f"sae/{hook}/dead_frac": dead.float().mean().item(),
-        }
-
-    # ---- at eval: CE-loss recovered with the SAE spliced in
-    @torch.no_grad()
-    def ce_recovered(self, model, tokens: torch.Tensor, loss_fn, ce_clean: float) -> dict[str, float]:
-        """loss_fn(logits) → mean CE. Reconstruction and zero-ablation spliced in at each hook in turn."""
-        out = {}
-        for hook, sae in self.saes.items():
-            s = self.scale(hook)
-            splice = lambda act, hook, sae=sae, s=s: sae(act.float() * s).to(act.dtype) / s  # noqa: E731
-            zero = lambda act, hook: torch.zeros_like(act)  # noqa: E731
-            ce_sae = loss_fn(model.run_with_hooks(tokens, fwd_hooks=[(hook, splice)]))
-            ce_zero = loss_fn(model.run_with_hooks(tokens, fwd_hooks=[(hook, zero)]))
-            out[f"sae/{hook}/ce_recovered"] = ce_loss_recovered(ce_clean, ce_sae, ce_zero)
-        return out
+        values = {"mse": out.losses["mse_loss"].item(), "sparsity": sparsity,
+                  "fve": fraction_of_variance_explained(x, out.sae_out), "l0": l0(out.feature_acts),
+                  "dead_frac": dead.float().mean().item()}
+        return {K.sae(hook, name): values[name] for name in K.SAE_STEP}
 
     # ---- at each checkpoint: drift, anchors, artifacts
     @torch.no_grad()
@@ -218,36 +208,21 @@ class SAEBank:
             st, W = self.state[hook], sae.W_dec.detach()
             if hook in self.previous_decoder:
                 drift = decoder_drift(W, self.previous_decoder[hook])
-                metrics[f"chrono/{hook}/mmcs"] = drift["mmcs"]
-                metrics[f"chrono/{hook}/self_match_frac"] = drift["self_match_frac"]
-                if self.cfg.chrono.alignment_weight == 0 and len(W) <= HUNGARIAN_MAX_LATENTS:
-                    metrics[f"chrono/{hook}/hungarian_mcs"] = hungarian_similarity(W, self.previous_decoder[hook])
+                metrics[K.chrono(hook, "mmcs")] = drift["mmcs"]
+                metrics[K.chrono(hook, "self_match_frac")] = drift["self_match_frac"]
+                if self.chrono.alignment_weight == 0 and len(W) <= HUNGARIAN_MAX_LATENTS:
+                    metrics[K.chrono(hook, "hungarian_mcs")] = hungarian_similarity(W, self.previous_decoder[hook])
             self.previous_decoder[hook] = W.clone()
             st.anchor_unit = unit_rows(W).clone()
-            st.anchor_alive = st.tokens_since_fired < self.cfg.sae.dead_window
+            st.anchor_alive = st.tokens_since_fired < self.cfg.dead_window
         return metrics
 
-    def write_artifacts(self, directory: Path, save_sae: bool, save_features: bool) -> list[tuple[Path, str, str]]:
-        """sae-lens inference SAEs (activation scaling folded in, so they take raw activations) and feature
-        representations (fp16 safetensors). Returns (path, artifact name, artifact type) to log."""
-        written = []
-        for hook, sae in self.saes.items():
-            st, name = self.state[hook], safe_name(hook)
-            if save_sae:
-                inference = copy.deepcopy(sae)
-                inference.fold_activation_norm_scaling_factor(self.scale(hook))
-                inference.save_inference_model(directory / f"sae_{name}")
-                written.append((directory / f"sae_{name}", f"sae-{name}", "sae"))
-            if save_features:
-                n = max(1, st.tokens_seen)
-                path = directory / f"features_{name}.safetensors"
-                save_file({
-                    "decoder_unit": unit_rows(sae.W_dec.detach()).half().cpu().contiguous(),
-                    "firing_frequency": (st.fire_count / n).half().cpu(),
-                    "mean_activation": (st.act_sum / st.fire_count.clamp(min=1)).half().cpu(),
-                }, str(path), metadata={"hook": hook, "tokens": str(st.tokens_seen)})
-                written.append((path, f"features-{name}", "features"))
-        return written
+    def feature_stats(self, hook: str) -> dict[str, torch.Tensor]:
+        """Per-latent statistics since the last checkpoint: unit decoder rows, firing frequency, mean activation
+        when firing; and the number of tokens they cover."""
+        st, sae = self.state[hook], self.saes[hook]
+        return {"decoder_unit": unit_rows(sae.W_dec.detach()), "firing_frequency": st.fire_count / max(1, st.tokens_seen),
+                "mean_activation": st.act_sum / st.fire_count.clamp(min=1), "tokens": st.tokens_seen}
 
     def reset_feature_stats(self) -> None:
         """After each checkpoint's artifacts (on every rank): firing statistics restart for the next interval."""

@@ -1,12 +1,11 @@
-"""Run safety: graceful preemption, resume-config checks, and one writer per run directory.
+"""Run safety: graceful preemption and resume-config checks (the one-writer lock is in run_dir.py).
 
 - SIGTERM / SIGINT: the trainer finishes the optimiser step in flight, checkpoints, flushes, and exits with
   EXIT_PREEMPTED; a second signal exits at once (checkpoints are renamed into place whole, so the last good
   one is never corrupted).
-- Resuming with a config that would make the run a different experiment is refused, naming the keys;
-  changes that are safe (the horizon, cadences, logging, checkpointing, device) are allowed and recorded.
-- A lock file holds the writer's pid and host; a lock left by a process that no longer exists is stale and
-  taken over.
+- Resuming with a config that would make the run a different experiment is refused, naming the keys and,
+  where a field says so, why; which keys are safe to change is marked on the config's fields themselves
+  (config.py, `on_resume` metadata). Safe changes are recorded in resume_log.jsonl.
 """
 
 from __future__ import annotations
@@ -14,17 +13,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import time
-from contextlib import contextmanager
-from pathlib import Path
 
-from chrono_membench.config import ConfigError
+from chrono_membench.config import ConfigError, resume_rule
+from chrono_membench.run_dir import RunDir
 
 EXIT_PREEMPTED = 4
-SAFE_TO_CHANGE = ("run.name", "run.device", "run.out_dir", "run.preset", "train.max_steps", "train.eval_every",
-                  "train.log_every", "train.chrono_every", "train.max_skipped_in_a_row", "train.compile",
-                  "train.peak_tflops", "logging.", "checkpointing.")
 
 
 class Preempted(RuntimeError):
@@ -70,62 +64,28 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return out
 
 
-def config_changes(saved: dict, new: dict) -> tuple[list[str], list[str]]:
-    """(unsafe keys, safe keys) whose values differ between the saved and the resumed config."""
+def config_changes(saved: dict, new: dict) -> tuple[dict[str, str], list[str]]:
+    """({unsafe key: why}, [safe keys]) among the keys whose values differ between the saved and the new config."""
     a, b = _flatten(saved), _flatten(new)
-    changed = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
-    safe = [k for k in changed if k.startswith(SAFE_TO_CHANGE)]
-    return [k for k in changed if k not in safe], safe
+    unsafe, safe = {}, []
+    for key in sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k)):
+        rule = resume_rule(key)
+        why = rule(saved) if callable(rule) else (None if rule else "")
+        if why is None:
+            safe.append(key)
+        else:
+            unsafe[key] = why
+    return unsafe, safe
 
 
-def check_resume_config(run_dir: Path, saved: dict, new: dict, write_log: bool = True) -> None:
+def check_resume_config(run_dir: RunDir, saved: dict, new: dict, write_log: bool = True) -> None:
     """Refuse a different experiment; record safe changes in resume_log.jsonl (rank 0 only: write_log)."""
     unsafe, safe = config_changes(saved, new)
     if unsafe:
         a, b = _flatten(saved), _flatten(new)
-        diff = "; ".join(f"{k}: {a.get(k)!r} → {b.get(k)!r}" for k in unsafe)
-        raise ConfigError(f"--resume {run_dir}: these changes would make it a different experiment: {diff}")
+        diff = "; ".join(f"{k}: {a.get(k)!r} → {b.get(k)!r}" + (f" ({why})" if why else "") for k, why in unsafe.items())
+        raise ConfigError(f"--resume {run_dir.root}: these changes would make it a different experiment: {diff}")
     if safe and write_log:
-        with open(run_dir / "resume_log.jsonl", "a") as f:
+        with open(run_dir.resume_log, "a") as f:
             f.write(json.dumps({"time": time.time(), "changed": {k: _flatten(new).get(k) for k in safe},
                                 "was": {k: _flatten(saved).get(k) for k in safe}}) + "\n")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@contextmanager
-def run_lock(run_dir: Path):
-    """One process writes a run directory at a time. A stale lock (its process is gone) is taken over."""
-    path = run_dir / ".lock"
-    me = {"pid": os.getpid(), "host": socket.gethostname()}
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
-            break
-        except FileExistsError:
-            try:
-                holder = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
-                holder = {}
-            same_host = holder.get("host") == me["host"]
-            if holder and (not same_host or _alive(holder["pid"])):
-                where = f"pid {holder['pid']}" + ("" if same_host else f" on {holder['host']}")
-                raise ConfigError(f"run directory {run_dir} is in use by {where} (lock {path}); "  # noqa: B904
-                                  "wait for it, or remove the lock if that process is really gone")
-            path.unlink(missing_ok=True)  # stale: its writer died without cleaning up
-    else:
-        raise ConfigError(f"could not take the lock {path}")
-    try:
-        yield
-    finally:
-        path.unlink(missing_ok=True)

@@ -15,8 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from chrono_membench.data.sources import _ARTICLE_HEADING, SOURCES, DataSourceError, SourceRecords  # noqa: E402
+from chrono_membench.data.sources import _ARTICLE_HEADING, SOURCES, DataSourceError, SourceRecords
 
 SENTENCES_PER_PASSAGE = 40
 

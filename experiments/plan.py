@@ -19,11 +19,10 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from chrono_membench.config import ConfigError, ModelConfig, load_config  # noqa: E402
-from chrono_membench.data import SOURCES, DataSourceError, SourceRecords  # noqa: E402
-from chrono_membench.plan import (  # noqa: E402
+from chrono_membench.config import ConfigError, ModelConfig, load_config
+from chrono_membench.data import SOURCES, DataSourceError, SourceRecords
+from chrono_membench.plan import (
     GB, WANDB_FREE_TIER_GB, chinchilla_tokens, count_parameters, entries_for_time_budget, epochs_per_source,
     measure_documents, steps_for_tokens, storage_plan, tokens_consumed,
 )

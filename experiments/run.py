@@ -20,22 +20,21 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+from chrono_membench.config import ConfigError, config_from_dict, load_config, parse_override, read_yaml
+from chrono_membench.run_dir import RunDir, latest_run
 
-from chrono_membench.config import ConfigError, config_from_dict, load_config, parse_override, read_yaml  # noqa: E402
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def resolve_resume(arg: str, out_dir: str) -> Path:
     if arg != "latest":
-        path = Path(arg)
-        if not (path / "config.yaml").exists():
+        if not RunDir(arg).config.exists():
             raise ConfigError(f"--resume {arg}: not a run directory (no config.yaml)")
-        return path
-    runs = [p for p in Path(out_dir).glob("*/config.yaml")]
-    if not runs:
-        raise ConfigError(f"--resume latest: no run directory under {out_dir}/")
-    return max(runs, key=lambda p: p.stat().st_mtime).parent
+        return Path(arg)
+    run = latest_run(out_dir)  # the newest run with a checkpoint: one that never trained has nothing to resume
+    if run is None:
+        raise ConfigError(f"--resume latest: no run directory with a checkpoint under {out_dir}/")
+    return run.root
 
 
 def parse_args(argv):
@@ -69,7 +68,7 @@ def build(args) -> tuple:
 
             cfg.run.name = from_environment(cfg.train.parallel, cfg.run.device)[0].broadcast(cfg.run.name)
     run_dir = Path(cfg.run.out_dir) / cfg.run.name
-    if (run_dir / "checkpoints").exists():
+    if RunDir(run_dir).list_checkpoints():
         raise ConfigError(f"run directory {run_dir} already has checkpoints; use --resume {run_dir} or another run.name")
     return cfg, run_dir
 
@@ -78,7 +77,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from chrono_membench.data import DataSourceError
     from chrono_membench.model import ModelLoadError
-    from chrono_membench.checkpoint import CheckpointWriteError
+    from chrono_membench.run_dir import CheckpointWriteError
     from chrono_membench.safety import EXIT_PREEMPTED, Preempted
 
     bad_input = (ConfigError, DataSourceError, ModelLoadError, FileNotFoundError)

@@ -12,10 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from chrono_membench.config import ABLATIONS, ConfigError, load_config  # noqa: E402
-from chrono_membench.logging import read_metrics  # noqa: E402
+from chrono_membench.config import ABLATIONS, ConfigError, load_config
+from chrono_membench.logging import read_metrics
 
 SUITE = ["full", "no_dropout", "no_alignment", "no_diversity"]
 

@@ -19,11 +19,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from chrono_membench.config import ConfigError, load_config  # noqa: E402
-from chrono_membench.logging import read_metrics  # noqa: E402
-from chrono_membench.plan import find_max_micro_batch  # noqa: E402
+from chrono_membench.config import ConfigError, load_config
+from chrono_membench.logging import read_metrics
+from chrono_membench.plan import find_max_micro_batch
 
 OUT_DIR = Path("runs") / "tune"
 

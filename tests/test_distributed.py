@@ -141,12 +141,11 @@ def test_sigterm_to_torchrun_stops_every_rank_at_one_step_and_resumes(tmp_path):
     assert [r["step"] for r in read_metrics(run_dir / "metrics.jsonl") if "train/loss" in r] == list(range(1, 61))
 
 
-def test_rank_share_splits_probes_disjointly_and_pads_to_equal_counts():
+def test_padded_share_splits_items_disjointly_and_pads_to_equal_counts():
     from chrono_membench.distributed import Dist
-    from chrono_membench.evaluation import rank_share
 
-    shares = [rank_share(5, Dist(rank=r, world=2)) for r in range(2)]
+    shares = [Dist(rank=r, world=2).padded_share(5) for r in range(2)]
     assert [i.tolist() for i, _ in shares] == [[0, 2, 4], [1, 3, 0]]  # equal counts: FSDP needs equal forwards
     assert [w.tolist() for _, w in shares] == [[1, 1, 1], [1, 1, 0]]  # the padding item counts nowhere
-    index, weight = rank_share(5, Dist())
+    index, weight = Dist().padded_share(5)
     assert index.tolist() == [0, 1, 2, 3, 4] and weight.tolist() == [1] * 5

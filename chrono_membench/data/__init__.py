@@ -1,9 +1,23 @@
-"""The mixed-corpus data pipeline: sources → mixture → packed rows (DESIGN.md §2)."""
+"""The mixed-corpus data pipeline: sources → mixture → packed rows → global batches (DESIGN.md §2).
 
-from chrono_membench.data.sources import SOURCES, DataSourceError, SourceRecords
-from chrono_membench.data.stream import (
-    PAD_SOURCE, Document, MixtureStream, Row, collate, is_validation,
-)
+    sources.py   the four sources (the one source list), how records are read and become documents
+    stream.py    mixture sampling, the hash split, packing into rows, the resumable stream state
+    batches.py   what happens to a global batch before it is split over ranks: seen log, probes, canaries
 
-__all__ = ["SOURCES", "DataSourceError", "SourceRecords", "PAD_SOURCE", "Document", "MixtureStream", "Row",
-           "collate", "is_validation"]
+Imports are lazy so that `config` can read the source list without loading torch.
+"""
+
+import importlib
+
+_EXPORTS = {
+    "SOURCES": "sources", "SOURCE_NAMES": "sources", "DataSourceError": "sources", "SourceRecords": "sources",
+    "PAD_SOURCE": "stream", "Document": "stream", "MixtureStream": "stream", "Row": "stream", "collate": "stream",
+    "is_validation": "stream", "Batches": "batches",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"chrono_membench.data.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'chrono_membench.data' has no attribute {name!r}")

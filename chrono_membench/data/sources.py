@@ -90,6 +90,7 @@ SOURCES: dict[str, Source] = {
         Source("bookcorpus", "bookcorpus/bookcorpus", None, ("text",), _book_documents, 15_000),
     )
 }
+SOURCE_NAMES = tuple(SOURCES)  # the one list of sources; a token's source id is its index here
 
 
 def hub_offline() -> bool:

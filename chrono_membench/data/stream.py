@@ -17,9 +17,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from chrono_membench.config import SOURCES as SOURCE_ORDER
 from chrono_membench.config import DataConfig
-from chrono_membench.data.sources import SOURCES, DataSourceError, SourceRecords
+from chrono_membench.data.sources import SOURCE_NAMES, SOURCES, DataSourceError, SourceRecords
 
 PAD_SOURCE = -1  # source index of padding tokens (only the last partial row of a finite stream)
 
@@ -124,7 +123,7 @@ class SourceDocuments:
 class Row:
     tokens: torch.Tensor  # [seq_len] int64
     doc_index: torch.Tensor  # [seq_len] int64, running document index
-    source_index: torch.Tensor  # [seq_len] int64, index into config.SOURCES; PAD_SOURCE for padding
+    source_index: torch.Tensor  # [seq_len] int64, index into SOURCE_NAMES; PAD_SOURCE for padding
     docs: list[Document] = field(default_factory=list)  # documents with tokens in this row (text dropped, ids kept)
 
 
@@ -134,7 +133,7 @@ class MixtureStream:
     def __init__(self, cfg: DataConfig, tokenizer, split: str = "train", seed: int | None = None,
                  repeat: bool = True, records: dict[str, SourceRecords] | None = None):
         self.cfg, self.tokenizer, self.split = cfg, tokenizer, split
-        self.names = [s for s in SOURCE_ORDER if cfg.mixture.get(s, 0) > 0]
+        self.names = [s for s in SOURCE_NAMES if cfg.mixture.get(s, 0) > 0]
         self.weights = np.array([cfg.mixture[s] for s in self.names]) / sum(cfg.mixture[s] for s in self.names)
         records = records or {}
         self.sources = {
@@ -184,7 +183,7 @@ class MixtureStream:
             doc = self.next_document()
             if doc is None:
                 break
-            src = SOURCE_ORDER.index(doc.source)
+            src = SOURCE_NAMES.index(doc.source)
             ids = self.tokenize(doc)
             self.tokens_per_source[doc.source] += len(ids)
             self._carry.extend((t, doc.index, src) for t in ids)
@@ -254,8 +253,5 @@ def _adds_bos(tokenizer) -> bool:
 
 
 def collate(rows: list[Row]) -> dict[str, torch.Tensor]:
-    return {
-        "tokens": torch.stack([r.tokens for r in rows]),
-        "doc_index": torch.stack([r.doc_index for r in rows]),
-        "source_index": torch.stack([r.source_index for r in rows]),
-    }
+    """Rows → tokens and source_index [rows, seq_len] (the per-token document index stays with the rows)."""
+    return {"tokens": torch.stack([r.tokens for r in rows]), "source_index": torch.stack([r.source_index for r in rows])}

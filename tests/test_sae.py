@@ -15,6 +15,8 @@ from chrono_membench.sae import SAEBank
 HOOK = "blocks.1.hook_resid_post"
 
 
+
+
 def run(tmp_path, name, *overrides, ablation=None):
     cfg = load_config("tiny", overrides=list(overrides), ablation=ablation)
     train_mod.train(cfg, tmp_path / name, progress=False)
@@ -100,21 +102,3 @@ def test_other_sae_lens_architectures_train(tmp_path, arch):
     m = run(tmp_path, arch, f"sae.architecture={arch}", "train.max_steps=4", "train.chrono_every=2")
     assert all(torch.isfinite(torch.tensor(v)) for _, v in series(m, f"sae/{HOOK}/mse"))
     assert (tmp_path / arch / "artifacts" / "step_00000004" / "sae_blocks_1_hook_resid_post" / "cfg.json").exists()
-
-
-def test_suite_runs_ablations_as_one_group_and_prints_the_table(tmp_path, capsys):
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-    import suite
-
-    assert suite.main(["--preset", "tiny", "--ablations", "full", "no_dropout", "--no-progress",
-                       "train.max_steps=2", f"run.out_dir={tmp_path}"]) == 0
-    out = capsys.readouterr().out
-    header = next(line for line in out.splitlines() if line.startswith("metric"))
-    assert "full" in header and "no_dropout" in header
-    assert "val/loss" in out and f"sae/{HOOK}/fve" in out
-    groups = {(p / "config.yaml").read_text().split("group: ")[1].split()[0] for p in tmp_path.iterdir()}
-    assert len(groups) == 1 and len(list(tmp_path.iterdir())) == 2
-    assert suite.main(["--preset", "tiny", "--ablations", "nope"]) == 2

@@ -13,6 +13,8 @@ from chrono_membench.logging import read_metrics
 HOOK = "blocks.1.hook_resid_post"
 
 
+
+
 def test_chrono_keys_purity_files_and_probe_table(tmp_path):
     cfg = load_config("tiny", overrides=["chrono.canary_repetitions=[1, 3]", "chrono.canary_candidates=15"])
     train_mod.train(cfg, tmp_path / "r", progress=False)

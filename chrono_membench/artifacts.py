@@ -1,0 +1,71 @@
+"""What a run writes besides checkpoints and metrics, each file through run_dir.atomic_write:
+
+    artifacts/step_N/sae_<hook>/                   sae-lens inference SAE (activation scaling folded in, so it
+                                                   takes raw activations; SAE.load_from_disk reads it)
+    artifacts/step_N/features_<hook>.safetensors   fp16 unit decoder rows, firing frequency, mean activation
+    artifacts/step_N/purity_<hook>.safetensors     fp16 temporal, source, share-normalised source purity
+    probe_set.json                                 the probe documents, decoded (also a wandb Table)
+
+Each writer returns (path, wandb artifact name, artifact type) for the logger to upload.
+"""
+
+from __future__ import annotations
+
+import json
+
+from safetensors.torch import save_file
+
+from chrono_membench.data.sources import SOURCE_NAMES
+from chrono_membench.hooks import file_name
+from chrono_membench.probes import ProbeSet
+from chrono_membench.run_dir import RunDir, atomic_write
+
+Written = list[tuple]  # (path, artifact name, artifact type)
+
+
+def write_sae_artifacts(run_dir: RunDir, step: int, saes, save_sae: bool, save_features: bool, rank: int = 0) -> Written:
+    """Rank 0 writes (the SAEs are identical on every rank); the others return nothing."""
+    if rank != 0:
+        return []
+    directory, previous, written = run_dir.artifacts(step), run_dir.latest_checkpoint_path(), []
+    for hook in saes.hook_points:
+        name = file_name(hook)
+        if save_sae:
+            with atomic_write(directory / f"sae_{name}", reference=previous) as tmp:
+                saes.inference_sae(hook).save_inference_model(tmp)
+            written.append((directory / f"sae_{name}", f"sae-{name}", "sae"))
+        if save_features:
+            stats = saes.feature_stats(hook)
+            path = directory / f"features_{name}.safetensors"
+            tensors = {k: stats[k].half().cpu().contiguous() for k in ("decoder_unit", "firing_frequency",
+                                                                         "mean_activation")}
+            with atomic_write(path, reference=previous) as tmp:
+                save_file(tensors, str(tmp), metadata={"hook": hook, "tokens": str(stats["tokens"])})
+            written.append((path, f"features-{name}", "features"))
+    return written
+
+
+def write_purity(run_dir: RunDir, step: int, matrices: dict, rank: int = 0) -> Written:
+    """purity_<hook>.safetensors (fp16) per SAE, by rank 0. A failed write (full disk) raises RunWriteError."""
+    if rank != 0:
+        return []
+    directory, previous, written = run_dir.artifacts(step), run_dir.latest_checkpoint_path(), []
+    for hook, m in matrices.items():
+        path = directory / f"purity_{file_name(hook)}.safetensors"
+        tensors = {"temporal": m["temporal"], "source": m["source"], "source_share_normalised": m["source_share"]}
+        with atomic_write(path, reference=previous) as tmp:
+            save_file({k: v.half().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
+                      metadata={"hook": hook, "temporal_columns": json.dumps(m["columns"]),
+                                "source_columns": json.dumps(list(SOURCE_NAMES))})
+        written.append((path, f"purity-{file_name(hook)}", "purity"))
+    return written
+
+
+def write_probe_set(run_dir: RunDir, probes: ProbeSet, tokenizer, logger, rank: int = 0) -> None:
+    """The probe set as probe_set.json and as a wandb Table, by rank 0."""
+    if rank != 0:
+        return
+    columns = ["bucket", "uid", "source", "first_step", "text"]
+    rows = [[name, p.uid, p.source, p.first_step, tokenizer.decode(p.tokens)] for name, ps in probes.columns() for p in ps]
+    run_dir.write_text(run_dir.probe_set, json.dumps([dict(zip(columns, r)) for r in rows], indent=1))
+    logger.log_table("probe_set", columns, rows)

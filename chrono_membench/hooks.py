@@ -1,0 +1,112 @@
+"""Hook points: the names SAEs train on, their activation widths, flattening to [tokens, width], token masks.
+
+TransformerLens hook names are the public vocabulary. The kinds an SAE can sit on (all fire through the
+TransformerBridge, also when HF's own attention kernel runs: `attn.hook_z` is the input of the output
+projection, reshaped per head):
+
+    blocks.L.hook_resid_pre    residual stream entering block L
+    blocks.L.hook_resid_mid    residual stream between attention and MLP
+    blocks.L.hook_resid_post   residual stream leaving block L
+    blocks.L.hook_mlp_out      the MLP's output
+    blocks.L.hook_attn_out     the attention's output
+    blocks.L.attn.hook_z       per-head attention outputs before W_O, [.., n_heads, d_head] flattened to
+                               n_heads·d_head (Kissane et al. 2024)
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+
+import torch
+
+HOOK_KINDS = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_mlp_out", "hook_attn_out", "attn.hook_z")
+_FORM = re.compile(r"^blocks\.(\d+)\.(" + "|".join(re.escape(k) for k in HOOK_KINDS) + r")$")
+ALLOWED_FORMS = ", ".join(f"blocks.<layer>.{k}" for k in HOOK_KINDS)
+
+
+def _error(message: str) -> Exception:
+    from chrono_membench.config import ConfigError  # config imports this module: import late
+
+    return ConfigError(message)
+
+
+def check_hook_forms(hook_points: list[str]) -> None:
+    """Names only (the layer range needs the model: check_hook_points). Raises ConfigError naming the forms."""
+    for hook in hook_points:
+        if not _FORM.match(hook):
+            raise _error(f"sae.hook_points: {hook!r} is not a supported hook point; allowed: {ALLOWED_FORMS}")
+    if len(set(hook_points)) != len(hook_points):
+        raise _error(f"sae.hook_points lists a hook point twice: {hook_points}")
+
+
+def check_hook_points(hook_points: list[str], n_layers: int) -> None:
+    check_hook_forms(hook_points)
+    for hook in hook_points:
+        layer = int(_FORM.match(hook).group(1))
+        if layer >= n_layers:
+            raise _error(f"sae.hook_points: {hook!r} names layer {layer}, but the model has layers 0..{n_layers - 1}; "
+                         f"allowed: {ALLOWED_FORMS}")
+
+
+def default_hook_points(n_layers: int) -> list[str]:
+    return [f"blocks.{n_layers // 2}.hook_resid_post"]
+
+
+def pattern_names(n_layers: int) -> list[str]:
+    """The attention-pattern hook of every layer (attention metrics and the diversity regulariser)."""
+    return [f"blocks.{l}.attn.hook_pattern" for l in range(n_layers)]
+
+
+def file_name(hook: str) -> str:
+    """A hook point as a file-name part: blocks.6.attn.hook_z → blocks_6_attn_hook_z (the one conversion)."""
+    return hook.replace(".", "_")
+
+
+def flatten(activation: torch.Tensor) -> torch.Tensor:
+    """[batch, pos, width] or [batch, pos, heads, d_head] → [batch·pos, width]."""
+    return activation.flatten(2).flatten(0, 1) if activation.ndim == 4 else activation.flatten(0, 1)
+
+
+def unflatten(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Inverse of flatten, back to the shape (and dtype) of the hook's activation `like`."""
+    return x.reshape(like.shape).to(like.dtype)
+
+
+@torch.no_grad()
+def activation_widths(model, hook_points: list[str]) -> dict[str, int]:
+    """Each hook's width, measured with one two-token forward (as sparsify's resolve_widths does): no
+    assumption that it is d_model (hook_z is n_heads·d_head; MLP widths may differ)."""
+    widths: dict[str, int] = {}
+    saver = lambda name: lambda t, hook: widths.__setitem__(name, flatten(t).shape[-1])  # noqa: E731
+    device = next(model.parameters()).device
+    with model.hooks(fwd_hooks=[(h, saver(h)) for h in hook_points]):
+        model(torch.zeros(1, 2, dtype=torch.long, device=device))
+    missing = [h for h in hook_points if h not in widths]
+    if missing:
+        raise _error(f"sae.hook_points: {missing} did not fire in a forward through this model")
+    return widths
+
+
+def token_mask(tokens: torch.Tensor, source_index: torch.Tensor) -> torch.Tensor:
+    """[batch, pos] bool: the tokens an SAE trains and is measured on. For now every real (non-padding) token."""
+    from chrono_membench.data.stream import PAD_SOURCE
+
+    return source_index != PAD_SOURCE
+
+
+@contextmanager
+def capture(model, hook_points: list[str], mask: torch.Tensor | None = None):
+    """During the forwards inside this context, collect each hook's detached activations as [tokens, width]
+    (only the tokens where `mask` [batch, pos] is true). Yields hook → list of tensors, one per forward."""
+    captured: dict[str, list[torch.Tensor]] = {h: [] for h in hook_points}
+    keep = None if mask is None else mask.flatten()
+
+    def saver(name):  # keyed by our name: the bridge reports its canonical alias (e.g. blocks.L.hook_out)
+        def save(tensor, hook):
+            flat = flatten(tensor.detach())
+            captured[name].append(flat if keep is None else flat[keep])
+        return save
+
+    with model.hooks(fwd_hooks=[(h, saver(h)) for h in hook_points]):
+        yield captured

@@ -1,0 +1,174 @@
+"""A run directory: every path of a run, the one atomic-write helper, and the one-writer lock.
+
+    runs/<name>/
+        config.yaml            the resolved config (rewritten on a resume with safe changes)
+        metrics.jsonl          every logged value, one JSON object a line (the source of truth)
+        resume_log.jsonl       safe config changes made on resume
+        checkpoints/step_N/    model, optimisers, SAEs, training state (checkpoint.py)
+        artifacts/step_N/      SAEs in sae-lens format, features, purity matrices (artifacts.py)
+        probe_set.json         the probe documents, decoded
+        final_model/           the fine-tuned model in Hugging Face format
+        .lock, .lock.owner     held while a process writes the run
+
+Everything that must never be half-written goes through `atomic_write`: written under a temporary name in the
+same directory, flushed, then renamed over the final name (a rename is atomic on POSIX), so a reader sees the
+old version or the new one, never a mix. A failed write removes the temporary and says what space it needed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+from contextlib import contextmanager
+from pathlib import Path
+
+import filelock
+
+from chrono_membench.config import ConfigError
+
+
+class RunWriteError(OSError):
+    """A checkpoint or artifact could not be written (full disk, permissions); nothing half-written is left."""
+
+
+CheckpointWriteError = RunWriteError  # the name the CLI and earlier code use
+
+
+def _size(path: Path) -> int:
+    if not path.exists():
+        return 0
+    return path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path: Path) -> None:
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    for f in files:
+        with open(f, "rb+") as handle:
+            os.fsync(handle.fileno())
+    if path.is_dir():
+        _fsync_dir(path)
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_write(final: Path, reference: Path | None = None, shared_cache: bool = False):
+    """Yield a temporary path next to `final`; the caller writes a file or a directory there. On success it is
+    fsynced and renamed over `final` (a directory `final` is replaced whole); on an OSError the temporary is
+    removed and RunWriteError names `final`, the space the write needed (estimated from `reference`, a
+    previous version) and the space free. shared_cache: several processes may write the same content at once
+    (a model cache under torchrun): each writes its own temporary, and the first to finish wins."""
+    final = Path(final)
+    tmp = final.with_name(f".tmp{os.getpid() if shared_cache else ''}_{final.name}")
+    _remove(tmp)  # a leftover of a killed writer
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        _fsync_tree(tmp)
+        if shared_cache and final.exists():
+            _remove(tmp)
+            return
+        if final.is_dir():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+    except OSError as e:
+        _remove(tmp)
+        need = _size(reference) if reference is not None else 0
+        space = f"; it needs about {need / 1e9:.2f} GB" if need else ""
+        where = final.parent if final.parent.exists() else Path("/")
+        free = shutil.disk_usage(where).free
+        kept = f"; the previous good checkpoint {reference} is intact" if reference is not None else ""
+        raise RunWriteError(e.errno, f"cannot write {final}: {e.strerror or e}{space}, {free / 1e9:.2f} GB free"
+                                     f"{kept}") from None
+    except BaseException:  # the writer itself failed: nothing half-written stays
+        _remove(tmp)
+        raise
+
+
+class RunDir:
+    """The paths of one run. It creates nothing on its own: writers create what they write."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.root)!r})"
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    config = property(lambda self: self.root / "config.yaml")
+    metrics = property(lambda self: self.root / "metrics.jsonl")
+    resume_log = property(lambda self: self.root / "resume_log.jsonl")
+    checkpoints = property(lambda self: self.root / "checkpoints")
+    artifacts_root = property(lambda self: self.root / "artifacts")
+    probe_set = property(lambda self: self.root / "probe_set.json")
+    final_model = property(lambda self: self.root / "final_model")
+    lock = property(lambda self: self.root / ".lock")
+
+    def checkpoint(self, step: int) -> Path:
+        return self.checkpoints / f"step_{step:08d}"
+
+    def artifacts(self, step: int) -> Path:
+        return self.artifacts_root / f"step_{step:08d}"
+
+    def list_checkpoints(self) -> list[Path]:
+        """Complete checkpoint directories, oldest first (temporary ones are never listed)."""
+        if not self.checkpoints.exists():
+            return []
+        return sorted(p for p in self.checkpoints.iterdir() if p.is_dir() and p.name.startswith("step_"))
+
+    def latest_checkpoint_path(self) -> Path | None:
+        found = self.list_checkpoints()
+        return found[-1] if found else None
+
+    def write_text(self, path: Path, text: str) -> None:
+        with atomic_write(path) as tmp:
+            tmp.write_text(text)
+
+
+def latest_run(out_dir: str | Path) -> RunDir | None:
+    """The most recently written run under out_dir that has trained (holds a checkpoint): a run that failed
+    before its first checkpoint has nothing to resume."""
+    runs = [RunDir(p.parent) for p in Path(out_dir).glob("*/config.yaml")]
+    runs = [r for r in runs if r.list_checkpoints()]
+    return max(runs, key=lambda r: r.list_checkpoints()[-1].stat().st_mtime, default=None)
+
+
+@contextmanager
+def run_lock(run_dir: RunDir):
+    """One process writes a run directory at a time: an OS file lock (filelock), which the kernel releases when
+    its process dies, so a lock left by a killed run is stale and simply taken. `.lock.owner` names the holder."""
+    owner = run_dir.lock.with_name(".lock.owner")
+    lock = filelock.FileLock(run_dir.lock, timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        try:
+            holder = json.loads(owner.read_text())
+            where = f"pid {holder['pid']}" + ("" if holder.get("host") == socket.gethostname() else f" on {holder['host']}")
+        except (OSError, ValueError, KeyError):
+            where = "another process"
+        raise ConfigError(f"run directory {run_dir.root} is in use by {where} (lock {run_dir.lock}); "
+                          "wait for it to finish") from None
+    try:
+        owner.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+        yield
+    finally:
+        owner.unlink(missing_ok=True)
+        run_dir.lock.unlink(missing_ok=True)  # before the release: nobody else holds it, so nobody loses it
+        lock.release()

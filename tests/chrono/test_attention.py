@@ -1,0 +1,36 @@
+"""Issue 5's hand-made cases: attention diversity, purity, reservoir sampling, extraction, exposure."""
+
+
+import pytest
+import torch
+
+from chrono_membench.chrono.attention import attention_entropy, head_js_diversity
+
+
+
+
+def test_js_diversity_identical_heads_zero_disjoint_one_hot_one():
+    p = torch.softmax(torch.randn(2, 1, 5, 7), -1)
+    assert head_js_diversity(p.expand(2, 4, 5, 7)).item() == pytest.approx(0.0, abs=1e-6)
+    one_hot = torch.zeros(1, 3, 1, 3)
+    one_hot[0, 0, 0, 0] = one_hot[0, 1, 0, 1] = one_hot[0, 2, 0, 2] = 1.0
+    assert head_js_diversity(one_hot).item() == pytest.approx(1.0, abs=1e-6)
+    uniform = torch.full((1, 2, 3, 8), 1 / 8)
+    assert attention_entropy(uniform).item() == pytest.approx(3.0)  # bits
+    assert head_js_diversity(one_hot, torch.tensor([0])).item() == pytest.approx(1.0, abs=1e-6)
+
+
+def copy_model(docs):
+    """A model 'forced to copy': it predicts, at every position, the next token of whichever document the
+    prefix belongs to."""
+    table = {tuple(d[:32].tolist()): d for d in docs}
+
+    def logits(tokens):
+        out = torch.full((*tokens.shape, 1000), -10.0)
+        for b, row in enumerate(tokens):
+            doc = table[tuple(row[:32].tolist())]
+            for t in range(tokens.shape[1]):
+                if t + 1 < len(doc):
+                    out[b, t, doc[t + 1]] = 10.0
+        return out
+    return logits

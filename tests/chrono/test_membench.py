@@ -1,0 +1,62 @@
+"""Issue 5's hand-made cases: attention diversity, purity, reservoir sampling, extraction, exposure."""
+
+import math
+
+import pytest
+import torch
+
+from chrono_membench.chrono.membench import exposure, extraction_scores, greedy_continuation, sequence_nll
+
+
+
+
+def copy_model(docs):
+    """A model 'forced to copy': it predicts, at every position, the next token of whichever document the
+    prefix belongs to."""
+    table = {tuple(d[:32].tolist()): d for d in docs}
+
+    def logits(tokens):
+        out = torch.full((*tokens.shape, 1000), -10.0)
+        for b, row in enumerate(tokens):
+            doc = table[tuple(row[:32].tolist())]
+            for t in range(tokens.shape[1]):
+                if t + 1 < len(doc):
+                    out[b, t, doc[t + 1]] = 10.0
+        return out
+    return logits
+
+
+def test_exact_match_on_a_copying_model_and_on_a_random_one():
+    torch.manual_seed(0)
+    docs = torch.randint(0, 1000, (4, 64))
+    scores = extraction_scores(copy_model(docs), docs)
+    assert scores["exact_match"].tolist() == [1.0] * 4 and scores["token_match"].tolist() == [1.0] * 4
+    assert (scores["loss"] < 1e-3).all()
+    def random_model(tokens):
+        return torch.randn(*tokens.shape, 1000, generator=torch.Generator().manual_seed(tokens.sum().item()))
+
+    scores = extraction_scores(random_model, docs)
+    assert scores["exact_match"].sum() == 0 and scores["token_match"].mean() < 0.05
+    assert scores["loss"].mean() > math.log(1000) - 1
+
+
+def test_greedy_continuation_appends_argmax():
+    logits = lambda t: torch.nn.functional.one_hot((t + 1) % 50, 50).float()  # noqa: E731  next = current + 1
+    assert greedy_continuation(logits, torch.tensor([[3, 4]]), 3).tolist() == [[5, 6, 7]]
+
+
+def test_exposure():
+    assert exposure(1.0, torch.tensor([2.0, 3.0, 4.0])) == 2.0  # ranks first of 4 → log2(4)
+    assert exposure(5.0, torch.tensor([2.0, 3.0, 4.0])) == 0.0  # ranks last
+    assert exposure(2.5, torch.tensor([2.0, 3.0, 4.0])) == pytest.approx(1.0)
+    # sequence_nll gives the lowest NLL to the candidate a model that memorised the secret predicts.
+    prefix, secret = torch.tensor([1, 2, 3]), torch.tensor([7, 8, 9])
+    memorised = torch.cat([prefix, secret])
+
+    def logits(tokens):  # at position t, predict memorised[t + 1]
+        nxt = torch.cat([memorised[1:], memorised[:1]])[: tokens.shape[1]]
+        return torch.nn.functional.one_hot(nxt, 10).float().expand(len(tokens), -1, -1) * 20
+
+    candidates = torch.stack([secret, torch.tensor([4, 4, 4]), torch.tensor([7, 8, 0]), torch.tensor([5, 6, 0])])
+    nll = sequence_nll(logits, prefix, candidates)
+    assert exposure(nll[0].item(), nll[1:]) == pytest.approx(2.0)  # maximal: first of 4

@@ -1,0 +1,55 @@
+"""Small helpers shared by the tests: run the CLI, train a tiny run, read what it logged."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from chrono_membench import metric_keys as K
+from chrono_membench.config import load_config
+from chrono_membench.logging import read_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+HOOK = "blocks.1.hook_resid_post"  # the tiny preset's default SAE hook (mid-depth of 2 layers)
+
+
+def tiny(*overrides, ablation=None):
+    return load_config("tiny", overrides=list(overrides), ablation=ablation)
+
+
+def train_tiny(run_dir, *overrides, ablation=None, **kwargs):
+    """Train a tiny run in-process; → its metrics records."""
+    from chrono_membench.train import train
+
+    train(tiny(*overrides, ablation=ablation), run_dir, progress=False, **kwargs)
+    return read_metrics(run_dir / "metrics.jsonl")
+
+
+def cli(*args, env=None):
+    """experiments/run.py in a subprocess, from the repository root."""
+    return subprocess.run([sys.executable, "experiments/run.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+
+
+def series(metrics, key):
+    return [(r["step"], r[key]) for r in metrics if key in r]
+
+
+def losses(run_dir, key="train/loss"):
+    return {r["step"]: r[key] for r in read_metrics(run_dir / "metrics.jsonl") if key in r}
+
+
+def values(run_dir):
+    """Every logged record without the wall-clock timings (which differ between identical runs)."""
+    return [{k: v for k, v in r.items() if k not in K.TIMING} for r in read_metrics(run_dir / "metrics.jsonl")]
+
+
+def wait_for_step(run_dir, step, proc, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if (run_dir / "metrics.jsonl").exists() and any(
+                r.get("step", 0) >= step and "train/loss" in r for r in read_metrics(run_dir / "metrics.jsonl")):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"run did not reach step {step}")

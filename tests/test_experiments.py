@@ -1,0 +1,59 @@
+"""The entry points: experiments/run.py's exit codes and --resume latest; the ablation suite."""
+
+import os
+import subprocess
+import sys
+
+from helpers import HOOK, ROOT, cli
+
+from chrono_membench.run_dir import RunDir
+
+
+def test_cli_bad_input_exits_2_without_traceback(tmp_path):
+    for args in (["--ablation", "nope"], ["--preset", "tiny", "train.max_steps=-1"],
+                 ["--resume", str(tmp_path / "missing")], ["--preset", "tiny", "data.origin=hub"],
+                 ["--preset", "tiny", "sae.hook_points=[blocks.1.hook_nope]"],
+                 ["--preset", "tiny", "sae.hook_points=[blocks.9.hook_mlp_out]"]):
+        proc = cli(*args, f"run.out_dir={tmp_path}", env={"HF_HUB_OFFLINE": "1"})
+        assert proc.returncode == 2, (args, proc.stderr[-2000:])
+        assert "Traceback" not in proc.stderr and proc.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "allowed: blocks.<layer>.hook_resid_pre" in proc.stderr and "layers 0..1" in proc.stderr
+
+
+def test_malformed_preset_missing_package_offline_hub_give_clear_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {max_steps: [\n")
+    proc = cli("--config", str(bad))
+    assert proc.returncode == 2 and "is not valid YAML" in proc.stderr and "Traceback" not in proc.stderr
+    proc = cli("--preset", "tiny", "model.name=gguf:/nonexistent/model.gguf", f"run.out_dir={tmp_path}")
+    assert proc.returncode == 2 and "nor an existing .gguf file" in proc.stderr and "Traceback" not in proc.stderr
+    proc = cli("--preset", "tiny", "data.origin=hub", f"run.out_dir={tmp_path}", env={"HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 2 and "data/prepare.py" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_run_that_fails_before_training_leaves_nothing_and_resume_latest_skips_it(tmp_path):
+    good = cli("--preset", "tiny", "--no-progress", "train.max_steps=2", f"run.out_dir={tmp_path}", "run.name=good")
+    assert good.returncode == 0, good.stderr[-2000:]
+    dead = cli("--preset", "tiny", "data.origin=hub", f"run.out_dir={tmp_path}", "run.name=dead",
+               env={"HF_HUB_OFFLINE": "1"})
+    assert dead.returncode == 2 and not (tmp_path / "dead").exists()
+    (tmp_path / "empty").mkdir()  # a directory with a config but no checkpoint (e.g. killed while loading)
+    (tmp_path / "empty" / "config.yaml").write_text((tmp_path / "good" / "config.yaml").read_text())
+    resumed = cli("--resume", "latest", "--no-progress", f"run.out_dir={tmp_path}")
+    assert resumed.returncode == 0 and "resumed from" in resumed.stdout and str(RunDir(tmp_path / "good").root) in \
+        resumed.stdout
+
+
+def test_suite_runs_ablations_as_one_group_and_prints_the_table(tmp_path):
+    proc = subprocess.run([sys.executable, "experiments/suite.py", "--preset", "tiny", "--ablations", "full",
+                           "no_dropout", "--no-progress", "train.max_steps=2", f"run.out_dir={tmp_path}"],
+                          cwd=ROOT, capture_output=True, text=True, env=os.environ)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    header = next(line for line in proc.stdout.splitlines() if line.startswith("metric"))
+    assert "full" in header and "no_dropout" in header
+    assert "val/loss" in proc.stdout and f"sae/{HOOK}/fve" in proc.stdout
+    groups = {(p / "config.yaml").read_text().split("group: ")[1].split()[0] for p in tmp_path.iterdir()}
+    assert len(groups) == 1 and len(list(tmp_path.iterdir())) == 2
+    bad = subprocess.run([sys.executable, "experiments/suite.py", "--preset", "tiny", "--ablations", "nope"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown ablation" in bad.stderr

@@ -1,0 +1,55 @@
+"""Resume safety: a different experiment is refused (with the reason where a field gives one), safe changes are
+recorded; under chrono the horizon (train.max_steps) may not change."""
+
+import json
+
+from helpers import cli
+
+from chrono_membench.logging import read_metrics
+from chrono_membench.safety import config_changes
+
+ARGS = ["--preset", "tiny", "--no-progress", "train.max_steps=4", "checkpointing.checkpoint_every_n_steps=2"]
+
+
+def test_resume_refuses_a_different_experiment_and_records_safe_changes(tmp_path):
+    first = cli(*ARGS, f"run.out_dir={tmp_path}", "run.name=r")
+    assert first.returncode == 0, first.stderr[-2000:]
+    for override, key in (("data.seq_len=32", "data.seq_len"), ("sae.expansion=2", "sae.expansion"),
+                          ("run.seed=7", "run.seed"), ("model.tiny_d_model=32", "model.tiny_d_model")):
+        refused = cli("--resume", str(tmp_path / "r"), override)
+        assert refused.returncode == 2 and "different experiment" in refused.stderr and key in refused.stderr
+    refused = cli("--resume", str(tmp_path / "r"), "--ablation", "no_dropout")
+    assert refused.returncode == 2 and "chrono.dropout_p_max" in refused.stderr and "run.ablation" in refused.stderr
+    safe = cli("--resume", str(tmp_path / "r"), "train.eval_every=2", "train.log_every=2", "--no-progress")
+    assert safe.returncode == 0, safe.stderr[-2000:]
+    record = json.loads((tmp_path / "r" / "resume_log.jsonl").read_text().splitlines()[-1])
+    assert record["changed"] == {"train.eval_every": 2, "train.log_every": 2}
+    assert record["was"] == {"train.eval_every": 4, "train.log_every": 1}
+
+
+def test_chrono_runs_refuse_a_new_horizon_others_may_extend(tmp_path):
+    first = cli(*ARGS, f"run.out_dir={tmp_path}", "run.name=chrono")
+    assert first.returncode == 0, first.stderr[-2000:]
+    refused = cli("--resume", str(tmp_path / "chrono"), "train.max_steps=6")
+    assert refused.returncode == 2 and "train.max_steps: 4 → 6" in refused.stderr
+    assert "time buckets" in refused.stderr and "Traceback" not in refused.stderr
+    plain = cli(*ARGS, "chrono.enabled=false", f"run.out_dir={tmp_path}", "run.name=plain")
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    longer = cli("--resume", str(tmp_path / "plain"), "train.max_steps=6", "--no-progress")
+    assert longer.returncode == 0, longer.stderr[-2000:]
+    record = json.loads((tmp_path / "plain" / "resume_log.jsonl").read_text().splitlines()[-1])
+    assert record["changed"] == {"train.max_steps": 6} and record["was"] == {"train.max_steps": 4}
+    assert max(r["step"] for r in read_metrics(tmp_path / "plain" / "metrics.jsonl")) == 6
+
+
+def test_the_rules_live_on_the_config_fields():
+    base = {"train": {"max_steps": 4, "log_every": 1}, "chrono": {"enabled": True}, "data": {"seq_len": 64}}
+    changed = lambda **sections: {s: {**base[s], **sections.get(s, {})} for s in base}  # noqa: E731
+    unsafe, safe = config_changes(base, changed(train={"log_every": 5}))
+    assert unsafe == {} and safe == ["train.log_every"]
+    unsafe, _ = config_changes(base, changed(data={"seq_len": 32}))
+    assert unsafe == {"data.seq_len": ""}  # not marked safe: a different experiment, no further reason needed
+    unsafe, _ = config_changes(base, changed(train={"max_steps": 8}))
+    assert "time buckets" in unsafe["train.max_steps"]
+    no_chrono = {**base, "chrono": {"enabled": False}}
+    assert config_changes(no_chrono, {**no_chrono, "train": {"max_steps": 8, "log_every": 1}}) == ({}, ["train.max_steps"])
