@@ -53,3 +53,14 @@ def wait_for_step(run_dir, step, proc, timeout=120):
             return
         time.sleep(0.05)
     raise AssertionError(f"run did not reach step {step}")
+
+
+def load_script(relative_path: str):
+    """A script of the repository (benchmarks/, experiments/) as a module, without touching sys.path."""
+    import importlib.util
+
+    path = ROOT / relative_path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

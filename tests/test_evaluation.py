@@ -1,4 +1,4 @@
-"""The chrono signals inside a tiny training run: every key logged, matrices on disk with the right shapes."""
+"""Evaluation inside a tiny training run: every key logged (the keys metric_keys lists), purity matrices on disk."""
 
 import json
 
@@ -7,12 +7,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 import chrono_membench.train as train_mod
+from chrono_membench import metric_keys as K
 from chrono_membench.config import load_config
 from chrono_membench.logging import read_metrics
 
 HOOK = "blocks.1.hook_resid_post"
-
-
 
 
 def test_chrono_keys_purity_files_and_probe_table(tmp_path):
@@ -29,6 +28,11 @@ def test_chrono_keys_purity_files_and_probe_table(tmp_path):
     for bucket in ("b0", "b1", "unseen"):
         expected |= {f"mem/exact_match/{bucket}", f"mem/token_match/{bucket}", f"mem/loss/{bucket}"}
     assert expected <= keys, expected - keys
+    # Every key the run logged is one metric_keys lists (what plan.py counts): a new metric is added there.
+    listed = set(K.chrono_step_keys([HOOK], 2, diversity=True))
+    listed |= set(K.eval_keys([HOOK], ["b0", "b1", "unseen"], ["1", "3", "control"]))
+    listed |= {K.train(n) for n in K.TRAIN} | {K.chrono(HOOK, n) for n in K.DRIFT if n != "hungarian_mcs"}
+    assert {k for k in keys if not k.startswith("data/")} - {"step"} == listed
     final = {k: v for r in metrics for k, v in r.items()}
     assert 0 <= final["chrono/attn_diversity/mean"] <= 1 and final["chrono/attn_entropy/mean"] > 0
     assert 0 <= final["mem/canary_exposure/control"] <= 4  # log2(16)

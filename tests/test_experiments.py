@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import yaml
 from helpers import HOOK, ROOT, cli
 
 from chrono_membench.run_dir import RunDir
@@ -52,7 +53,9 @@ def test_suite_runs_ablations_as_one_group_and_prints_the_table(tmp_path):
     header = next(line for line in proc.stdout.splitlines() if line.startswith("metric"))
     assert "full" in header and "no_dropout" in header
     assert "val/loss" in proc.stdout and f"sae/{HOOK}/fve" in proc.stdout
-    groups = {(p / "config.yaml").read_text().split("group: ")[1].split()[0] for p in tmp_path.iterdir()}
+    configs = [yaml.safe_load((p / "config.yaml").read_text()) for p in tmp_path.iterdir()]
+    assert {c["run"]["ablation"] for c in configs} == {"full", "no_dropout"}
+    groups = {c["logging"]["group"] or c["run"]["preset"] for c in configs}
     assert len(groups) == 1 and len(list(tmp_path.iterdir())) == 2
     bad = subprocess.run([sys.executable, "experiments/suite.py", "--preset", "tiny", "--ablations", "nope"],
                          cwd=ROOT, capture_output=True, text=True)

@@ -1,4 +1,4 @@
-"""Issue 5's hand-made cases: attention diversity, purity, reservoir sampling, extraction, exposure."""
+"""The probe set (reservoir per time bucket, exact resume) and the canary schedule."""
 
 
 import numpy as np

@@ -2,29 +2,26 @@
 
 import pytest
 import torch
+import yaml
+from helpers import HOOK, series, train_tiny
 from safetensors.torch import load_file
 from sae_lens import SAE
 
 import chrono_membench.train as train_mod
+from chrono_membench import hooks
 from chrono_membench.checkpoint import latest_good_checkpoint
-from chrono_membench.config import load_config
-from chrono_membench.logging import read_metrics
+from chrono_membench.config import ConfigError, load_config
 from chrono_membench.model import load_model
 from chrono_membench.sae import SAEBank
 
-HOOK = "blocks.1.hook_resid_post"
-
-
-
 
 def run(tmp_path, name, *overrides, ablation=None):
-    cfg = load_config("tiny", overrides=list(overrides), ablation=ablation)
-    train_mod.train(cfg, tmp_path / name, progress=False)
-    return read_metrics(tmp_path / name / "metrics.jsonl")
+    return train_tiny(tmp_path / name, *overrides, ablation=ablation)
 
 
-def series(metrics, key):
-    return [(r["step"], r[key]) for r in metrics if key in r]
+def bank_for(cfg, model, hook_points):
+    return SAEBank(cfg.sae, cfg.chrono, cfg.train.max_steps, hooks.activation_widths(model, hook_points),
+                   torch.device("cpu"))
 
 
 def test_sae_bank_leaves_the_lm_bitwise_unchanged(tmp_path):
@@ -32,7 +29,7 @@ def test_sae_bank_leaves_the_lm_bitwise_unchanged(tmp_path):
     run(tmp_path, "without", "train.max_steps=6", "checkpointing.checkpoint_every_n_steps=6", "sae.enabled=false")
     a = latest_good_checkpoint(tmp_path / "with")[1]["model"]
     b = latest_good_checkpoint(tmp_path / "without")[1]["model"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert a and a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_sae_learns_and_logs_every_key(tmp_path):
@@ -47,7 +44,8 @@ def test_sae_learns_and_logs_every_key(tmp_path):
     assert "chrono/temporal_dropout_rate" in keys
     fve, mse = series(m, f"sae/{HOOK}/fve"), series(m, f"sae/{HOOK}/mse")
     assert fve[-1][1] > fve[0][1] + 0.2 and mse[-1][1] < 0.7 * mse[0][1]
-    assert all(v == 8.0 for _, v in series(m, f"sae/{HOOK}/l0"))  # topk, k=8 in the tiny preset
+    l0 = series(m, f"sae/{HOOK}/l0")
+    assert len(l0) == 6 and all(v == 8.0 for _, v in l0)  # topk, k=8 in the tiny preset
 
 
 def test_ablations_switch_exactly_their_mechanism(tmp_path):
@@ -58,13 +56,15 @@ def test_ablations_switch_exactly_their_mechanism(tmp_path):
     assert rates == pytest.approx(expected)
     assert any(v > 0 for _, v in series(full, f"chrono/{HOOK}/alignment_loss"))
     no_dropout = run(tmp_path, "nd", *common, ablation="no_dropout")
-    assert all(v == 0.0 for _, v in series(no_dropout, "chrono/temporal_dropout_rate"))
-    assert all(v == 0.0 for _, v in series(no_dropout, f"chrono/{HOOK}/dropped_frac"))
+    for key in ("chrono/temporal_dropout_rate", f"chrono/{HOOK}/dropped_frac"):
+        logged = series(no_dropout, key)
+        assert len(logged) == 8 and all(v == 0.0 for _, v in logged), key
     no_align = run(tmp_path, "na", *common, ablation="no_alignment")
-    assert all(v == 0.0 for _, v in series(no_align, f"chrono/{HOOK}/alignment_loss"))
+    align = series(no_align, f"chrono/{HOOK}/alignment_loss")
+    assert len(align) == 8 and all(v == 0.0 for _, v in align)
     assert series(no_align, f"chrono/{HOOK}/mmcs") and series(no_align, f"chrono/{HOOK}/hungarian_mcs")
-    cfg_text = (tmp_path / "na" / "config.yaml").read_text()
-    assert "ablation: no_alignment" in cfg_text and "alignment_weight: 0.0" in cfg_text
+    saved = yaml.safe_load((tmp_path / "na" / "config.yaml").read_text())
+    assert saved["run"]["ablation"] == "no_alignment" and saved["chrono"]["alignment_weight"] == 0.0
 
 
 def test_artifacts_load_with_sae_lens_and_match_the_bank(tmp_path):
@@ -80,25 +80,30 @@ def test_artifacts_load_with_sae_lens_and_match_the_bank(tmp_path):
     loaded = SAE.load_from_disk(str(step_dir / "sae_blocks_1_hook_resid_post"))
     # The bank, restored from the checkpoint, reconstructs raw activations exactly as the saved SAE does.
     model, _ = load_model(cfg.model)
-    bank = SAEBank(cfg, model.cfg.d_model, model.cfg.n_layers, torch.device("cpu"))
+    bank = bank_for(cfg, model, [HOOK])
     bank.load_state_dict(latest_good_checkpoint(tmp_path / "r")[1]["saes"])
     raw = torch.randn(64, cfg.model.tiny_d_model) * 3
     s = bank.scale(HOOK)
     with torch.no_grad():
         torch.testing.assert_close(loaded(raw), bank.saes[HOOK](raw * s) / s, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(loaded(raw), bank.reconstruct(HOOK, raw), atol=1e-4, rtol=1e-4)
 
 
 def test_two_hook_points_and_bad_hook_names(tmp_path):
     m = run(tmp_path, "two", "train.max_steps=2", "train.chrono_every=2",
             "sae.hook_points=[blocks.0.hook_resid_post, blocks.1.hook_resid_post]")
     assert {"sae/blocks.0.hook_resid_post/fve", f"sae/{HOOK}/fve"} <= set().union(*m)
-    cfg = load_config("tiny", overrides=["sae.hook_points=[blocks.7.hook_resid_post]"])
-    with pytest.raises(ValueError, match="sae.hook_points: 'blocks.7.hook_resid_post'"):
-        SAEBank(cfg, 64, 2, torch.device("cpu"))
+    with pytest.raises(ConfigError, match="sae.hook_points: 'blocks.1.hook_resid' is not a supported hook point"):
+        load_config("tiny", overrides=["sae.hook_points=[blocks.1.hook_resid]"])
+    with pytest.raises(ConfigError, match="'blocks.7.hook_resid_post' names layer 7, but the model has layers 0..1"):
+        train_mod.train(load_config("tiny", overrides=["sae.hook_points=[blocks.7.hook_resid_post]"]), tmp_path / "bad",
+                        progress=False)
+    assert not (tmp_path / "bad").exists()  # refused before it trained: nothing left behind
 
 
 @pytest.mark.parametrize("arch", ["standard", "jumprelu", "batchtopk"])
 def test_other_sae_lens_architectures_train(tmp_path, arch):
     m = run(tmp_path, arch, f"sae.architecture={arch}", "train.max_steps=4", "train.chrono_every=2")
-    assert all(torch.isfinite(torch.tensor(v)) for _, v in series(m, f"sae/{HOOK}/mse"))
+    mse = series(m, f"sae/{HOOK}/mse")
+    assert len(mse) == 2 and all(torch.isfinite(torch.tensor(v)) for _, v in mse)
     assert (tmp_path / arch / "artifacts" / "step_00000004" / "sae_blocks_1_hook_resid_post" / "cfg.json").exists()

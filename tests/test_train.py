@@ -1,30 +1,20 @@
+"""The loop: LR schedule, grad accumulation, a run's outputs, Muon, MFU, bitwise kill/resume, skipped steps."""
+
 import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
+from helpers import ROOT, losses, tiny
 
 import chrono_membench.train as train_mod
 from chrono_membench.checkpoint import latest_good_checkpoint, list_checkpoints
-from chrono_membench.config import load_config
+from chrono_membench.evaluation import lm_loss
 from chrono_membench.logging import read_metrics
 from chrono_membench.model import load_model
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-
-
-def tiny(*overrides):
-    return load_config("tiny", overrides=list(overrides))
-
-
-def losses(run_dir, key="train/loss"):
-    return {r["step"]: r[key] for r in read_metrics(run_dir / "metrics.jsonl") if key in r}
 
 
 def test_lr_schedule_values():
@@ -45,7 +35,7 @@ def test_loss_falls_on_a_repeated_batch():
     src = torch.zeros_like(tokens)
     first = None
     for _ in range(30):
-        loss = train_mod.lm_loss(model(tokens), tokens, src)
+        loss = lm_loss(model(tokens), tokens, src)
         loss.backward()
         opt.step()
         opt.zero_grad()
@@ -59,11 +49,11 @@ def test_grad_accumulation_equals_one_big_batch():
     tokens = torch.randint(0, 1000, (4, 24))
     src = torch.zeros_like(tokens)
     params = [p for p in model.parameters() if p.requires_grad]
-    train_mod.lm_loss(model(tokens), tokens, src).backward()
+    lm_loss(model(tokens), tokens, src).backward()
     big = [p.grad.clone() for p in params]
     model.zero_grad()
     for part in tokens.split(1):
-        (train_mod.lm_loss(model(part), part, src[:1]) / 4).backward()
+        (lm_loss(model(part), part, src[:1]) / 4).backward()
     for a, p in zip(big, params):
         torch.testing.assert_close(p.grad, a, atol=1e-6, rtol=1e-4)
 
@@ -91,8 +81,16 @@ def test_run_writes_everything_and_val_improves(tmp_path):
 
 
 def test_muon_path_runs(tmp_path):
-    summary = train_mod.train(tiny("train.optimizer=muon", "train.max_steps=4"), tmp_path / "m", progress=False)
+    cfg = tiny("train.optimizer=muon", "train.max_steps=4")
+    summary = train_mod.train(cfg, tmp_path / "m", progress=False)
     assert summary.steps == 4 and summary.last_loss < summary.first_loss
+    muon, adamw = latest_good_checkpoint(tmp_path / "m")[1]["optim"]  # Muon really stepped the hidden matrices
+    assert muon["param_groups"][0]["adjust_lr_fn"] == "match_rms_adamw" and muon["param_groups"][0]["base_lr"] == 0.02
+    hf = load_model(cfg.model)[0].original_model
+    hidden = [p for n, p in hf.named_parameters() if p.ndim == 2 and "embed" not in n]
+    assert len(muon["param_groups"][0]["params"]) == len(hidden) and len(muon["state"]) == len(hidden)
+    assert all("momentum_buffer" in st for st in muon["state"].values())
+    assert "exp_avg" in next(iter(adamw["state"].values()))  # embeddings and norms: AdamW
 
 
 def test_mfu_counts_the_model_flops_against_the_given_peak(tmp_path):

@@ -70,6 +70,6 @@ class Batches:
 
     def load_state_dict(self, state: dict) -> None:
         self.stream.load_state_dict(state["stream"])
-        self.seen = SeenLog(state["seen_log"], state["last_counted"])
+        self.seen = SeenLog({uid: list(entry) for uid, entry in state["seen_log"].items()}, state["last_counted"])
         if self.probes is not None:
             self.probes.load_state_dict(state["probes"])

@@ -1,4 +1,4 @@
-"""Hand-made cases for the chrono and SAE metric functions."""
+"""Feature alignment and decoder drift on hand-made decoders (DESIGN.md §4.2)."""
 
 
 import pytest

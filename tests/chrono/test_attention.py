@@ -1,4 +1,4 @@
-"""Issue 5's hand-made cases: attention diversity, purity, reservoir sampling, extraction, exposure."""
+"""Attention diversity and entropy on hand-made patterns (DESIGN.md §4.3)."""
 
 
 import pytest

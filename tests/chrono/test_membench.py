@@ -1,4 +1,4 @@
-"""Issue 5's hand-made cases: attention diversity, purity, reservoir sampling, extraction, exposure."""
+"""Memorisation probes: extraction on a copying model and a random one, canary exposure (DESIGN.md §4.5)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Issue 5's hand-made cases: attention diversity, purity, reservoir sampling, extraction, exposure."""
+"""Purity matrices and summaries on hand-made activations (DESIGN.md §4.4)."""
 
 
 import pytest

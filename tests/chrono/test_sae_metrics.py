@@ -1,4 +1,4 @@
-"""Hand-made cases for the chrono and SAE metric functions."""
+"""SAE quality metrics (FVE, L0, CE recovered) on hand-made cases."""
 
 
 import pytest

@@ -1,4 +1,4 @@
-"""Hand-made cases for the chrono and SAE metric functions."""
+"""The temporal-dropout schedule and inverted dropout (DESIGN.md §4.1)."""
 
 import math
 

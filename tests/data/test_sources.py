@@ -1,3 +1,5 @@
+"""The four sources: the bundled sample, local parquet/jsonl in the hub schema, clear errors."""
+
 import json
 
 import pyarrow as pa

@@ -1,3 +1,5 @@
+"""The stream: mixture shares, epochs, the hash split, packing, exact resume."""
+
 import collections
 import json
 

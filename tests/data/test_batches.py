@@ -1,0 +1,59 @@
+"""Global batches: the seen log (first, last, exposures), probe offers, canaries, and this rank's rows."""
+
+import torch
+
+from chrono_membench.config import load_config
+from chrono_membench.data import Batches, MixtureStream
+from chrono_membench.data.batches import SeenLog
+from chrono_membench.distributed import Dist
+from chrono_membench.probes import Canaries, ProbeSet
+
+
+def test_seen_log_counts_exposures_not_rows():
+    log = SeenLog()
+    assert log.record("a", stream_index=0, step=1)  # first sight
+    assert not log.record("a", stream_index=0, step=1)  # the same occurrence continuing into the next row
+    log.record("b", 1, 2)
+    assert not log.record("a", stream_index=5, step=3)  # a new epoch: the same document again
+    assert log.entries == {"a": [1, 3, 2], "b": [2, 2, 1]}
+
+
+def test_batches_bookkeep_the_global_batch_and_split_it_over_ranks(tokenizer):
+    cfg = load_config("tiny", overrides=["chrono.canary_repetitions=[4]", "train.max_steps=4"])
+    make = lambda micro_batch, d: Batches(MixtureStream(cfg.data, tokenizer), micro_batch,  # noqa: E731
+                                          ProbeSet(2, 2, 4, 0), Canaries(cfg, tokenizer, 0), d)
+    alone, ranks = make(4, Dist()), [make(2, Dist(r, 2)) for r in range(2)]
+    canary = torch.tensor(alone.canaries.sequence(0))
+    for step in range(1, 5):
+        whole = alone.next(step, 0)
+        parts = [b.next(step, 0) for b in ranks]
+        for key in ("tokens", "source_index"):  # rows r, r+N, … of the same global batch, canaries included
+            assert torch.equal(whole[key][0::2], parts[0][key]) and torch.equal(whole[key][1::2], parts[1][key])
+        inserted = len(alone.canaries.schedule.get(step, []))  # 4 insertions over the first half of training
+        assert torch.equal(whole["tokens"][0, :len(canary)], canary) == (inserted > 0)
+    for b in ranks:  # every rank keeps the seen log and the probe set of the whole global batch
+        assert b.seen.entries == alone.seen.entries and b.probes.state_dict() == alone.probes.state_dict()
+    assert sum(len(v) for v in alone.canaries.schedule.values()) == 4
+    firsts = {first for first, _, _ in alone.seen.entries.values()}
+    assert 1 in firsts and firsts <= {1, 2, 3, 4}  # a long document can fill a whole step
+    assert all(n >= 1 for _, _, n in alone.seen.entries.values()) and len(alone.seen) > 4
+
+
+def test_n_ranks_see_exactly_what_one_process_with_n_times_the_micro_batch_sees(tokenizer):
+    cfg = load_config("tiny")
+    one = Batches(MixtureStream(cfg.data, tokenizer), 4)
+    ranks = [Batches(MixtureStream(cfg.data, tokenizer), 2, d=Dist(r, 2)) for r in range(2)]
+    for step in (1, 2):
+        whole = one.next(step, 0)["tokens"]
+        parts = [b.next(step, 0)["tokens"] for b in ranks]
+        assert torch.equal(whole[0::2], parts[0]) and torch.equal(whole[1::2], parts[1])
+
+
+def test_state_round_trips(tokenizer):
+    cfg = load_config("tiny")
+    a = Batches(MixtureStream(cfg.data, tokenizer), 2, ProbeSet(2, 2, 4, 0))
+    a.next(1, 0)
+    b = Batches(MixtureStream(cfg.data, tokenizer), 2, ProbeSet(2, 2, 4, 0))
+    b.load_state_dict(a.state_dict())
+    assert torch.equal(a.next(2, 0)["tokens"], b.next(2, 0)["tokens"])
+    assert a.seen.entries == b.seen.entries and a.probes.state_dict()["buckets"] == b.probes.state_dict()["buckets"]

@@ -1,0 +1,65 @@
+"""Hook points: every kind fires through the bridge, widths are measured, splicing a replacement takes effect."""
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from chrono_membench import hooks
+from chrono_membench.config import ConfigError
+from chrono_membench.data.stream import PAD_SOURCE
+from chrono_membench.model import boot_bridge
+
+KINDS = [f"blocks.1.{kind}" for kind in hooks.HOOK_KINDS]
+
+
+@pytest.fixture(scope="module")
+def bridge(tokenizer):
+    """A tiny Llama whose heads are narrower than the residual stream: 4 heads × 8 = 32, d_model 64, MLP 96."""
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=4, head_dim=8, tie_word_embeddings=True,
+                         architectures=["LlamaForCausalLM"])
+    torch.manual_seed(0)
+    return boot_bridge(LlamaForCausalLM(config), tokenizer)
+
+
+def test_widths_are_measured_not_assumed(bridge):
+    widths = hooks.activation_widths(bridge, KINDS)
+    assert widths == {**{h: 64 for h in KINDS}, "blocks.1.attn.hook_z": 32}
+
+
+def test_replacing_each_kind_changes_the_output_and_capture_flattens(bridge):
+    tokens = torch.randint(0, 1000, (2, 6))
+    with torch.no_grad():
+        clean = bridge(tokens)
+        for hook in KINDS:
+            # the identity splice (flatten → unflatten) leaves the logits as they are; zeroing the hook changes them
+            same = bridge.run_with_hooks(tokens, fwd_hooks=[(hook, lambda a, hook: hooks.unflatten(hooks.flatten(a), a))])
+            zeroed = bridge.run_with_hooks(tokens, fwd_hooks=[(hook, lambda a, hook: torch.zeros_like(a))])
+            torch.testing.assert_close(same, clean)
+            assert not torch.allclose(zeroed, clean), hook
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    mask[1, 3:] = False
+    with torch.no_grad(), hooks.capture(bridge, KINDS, mask) as captured:
+        bridge(tokens)
+    widths = hooks.activation_widths(bridge, KINDS)
+    for hook in KINDS:
+        assert [t.shape for t in captured[hook]] == [(9, widths[hook])]  # 6 + 3 masked-in tokens
+
+
+def test_bad_names_and_layers_name_the_allowed_forms():
+    hooks.check_hook_points(KINDS, n_layers=2)
+    for bad in ("blocks.1.hook_resid", "blocks.x.hook_resid_post", "blocks.1.attn.hook_pattern", "hook_embed"):
+        with pytest.raises(ConfigError, match=f"'{bad}' is not a supported hook point; allowed: "
+                                              r"blocks.<layer>.hook_resid_pre, .*blocks.<layer>.attn.hook_z"):
+            hooks.check_hook_points([bad], n_layers=2)
+    with pytest.raises(ConfigError, match="names layer 2, but the model has layers 0..1"):
+        hooks.check_hook_points(["blocks.2.hook_mlp_out"], n_layers=2)
+    with pytest.raises(ConfigError, match="twice"):
+        hooks.check_hook_forms(["blocks.0.hook_mlp_out", "blocks.0.hook_mlp_out"])
+
+
+def test_names_and_mask():
+    assert hooks.default_hook_points(30) == ["blocks.15.hook_resid_post"]
+    assert hooks.file_name("blocks.6.attn.hook_z") == "blocks_6_attn_hook_z"
+    sources = torch.tensor([[0, 1, 2], [3, PAD_SOURCE, PAD_SOURCE]])
+    assert hooks.token_mask(torch.zeros(2, 3, dtype=torch.long), sources).tolist() == [[True] * 3, [True, False, False]]
