@@ -15,6 +15,7 @@ from typing import ClassVar, Literal
 import yaml
 
 from chrono_membench.data.sources import SOURCE_NAMES
+from chrono_membench.errors import ConfigError
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "experiments" / "configs"
 
@@ -26,10 +27,6 @@ ABLATIONS: dict[str, dict[str, float]] = {
     "no_diversity": {"chrono.diversity_weight": 0.0},
     "baseline": {"chrono.dropout_p_max": 0.0, "chrono.alignment_weight": 0.0, "chrono.diversity_weight": 0.0},
 }
-
-
-class ConfigError(ValueError):
-    """A bad configuration value; the message is one line naming the field and what is allowed."""
 
 
 # Field rules, kept on the fields themselves (dataclasses metadata):
@@ -191,7 +188,7 @@ class SAEConfig(_Section):
 
     def __post_init__(self):
         super().__post_init__()
-        from chrono_membench.hooks import check_hook_forms
+        from chrono_membench.hooks import check_hook_forms  # lazily: hooks needs torch, config does not
 
         check_hook_forms(self.hook_points)
 

@@ -20,24 +20,21 @@ from contextlib import contextmanager
 
 import torch
 
+from chrono_membench.data.sources import PAD_SOURCE
+from chrono_membench.errors import ConfigError
+
 HOOK_KINDS = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_mlp_out", "hook_attn_out", "attn.hook_z")
 _FORM = re.compile(r"^blocks\.(\d+)\.(" + "|".join(re.escape(k) for k in HOOK_KINDS) + r")$")
 ALLOWED_FORMS = ", ".join(f"blocks.<layer>.{k}" for k in HOOK_KINDS)
-
-
-def _error(message: str) -> Exception:
-    from chrono_membench.config import ConfigError  # config imports this module: import late
-
-    return ConfigError(message)
 
 
 def check_hook_forms(hook_points: list[str]) -> None:
     """Names only (the layer range needs the model: check_hook_points). Raises ConfigError naming the forms."""
     for hook in hook_points:
         if not _FORM.match(hook):
-            raise _error(f"sae.hook_points: {hook!r} is not a supported hook point; allowed: {ALLOWED_FORMS}")
+            raise ConfigError(f"sae.hook_points: {hook!r} is not a supported hook point; allowed: {ALLOWED_FORMS}")
     if len(set(hook_points)) != len(hook_points):
-        raise _error(f"sae.hook_points lists a hook point twice: {hook_points}")
+        raise ConfigError(f"sae.hook_points lists a hook point twice: {hook_points}")
 
 
 def check_hook_points(hook_points: list[str], n_layers: int) -> None:
@@ -45,7 +42,7 @@ def check_hook_points(hook_points: list[str], n_layers: int) -> None:
     for hook in hook_points:
         layer = int(_FORM.match(hook).group(1))
         if layer >= n_layers:
-            raise _error(f"sae.hook_points: {hook!r} names layer {layer}, but the model has layers 0..{n_layers - 1}; "
+            raise ConfigError(f"sae.hook_points: {hook!r} names layer {layer}, but the model has layers 0..{n_layers - 1}; "
                          f"allowed: {ALLOWED_FORMS}")
 
 
@@ -84,14 +81,12 @@ def activation_widths(model, hook_points: list[str]) -> dict[str, int]:
         model(torch.zeros(1, 2, dtype=torch.long, device=device))
     missing = [h for h in hook_points if h not in widths]
     if missing:
-        raise _error(f"sae.hook_points: {missing} did not fire in a forward through this model")
+        raise ConfigError(f"sae.hook_points: {missing} did not fire in a forward through this model")
     return widths
 
 
 def token_mask(tokens: torch.Tensor, source_index: torch.Tensor) -> torch.Tensor:
     """[batch, pos] bool: the tokens an SAE trains and is measured on. For now every real (non-padding) token."""
-    from chrono_membench.data.stream import PAD_SOURCE
-
     return source_index != PAD_SOURCE
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import filelock
 
-from chrono_membench.config import ConfigError
+from chrono_membench.errors import ConfigError
 
 
 class RunWriteError(OSError):

@@ -11,7 +11,7 @@ import importlib
 
 _EXPORTS = {
     "SOURCES": "sources", "SOURCE_NAMES": "sources", "DataSourceError": "sources", "SourceRecords": "sources",
-    "PAD_SOURCE": "stream", "Document": "stream", "MixtureStream": "stream", "Row": "stream", "collate": "stream",
+    "PAD_SOURCE": "sources", "Document": "stream", "MixtureStream": "stream", "Row": "stream", "collate": "stream",
     "is_validation": "stream", "Batches": "batches",
 }
 __all__ = list(_EXPORTS)

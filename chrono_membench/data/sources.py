@@ -91,6 +91,7 @@ SOURCES: dict[str, Source] = {
     )
 }
 SOURCE_NAMES = tuple(SOURCES)  # the one list of sources; a token's source id is its index here
+PAD_SOURCE = -1  # source id of padding tokens (only the last partial row of a finite stream)
 
 
 def hub_offline() -> bool:

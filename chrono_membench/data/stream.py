@@ -18,9 +18,8 @@ import numpy as np
 import torch
 
 from chrono_membench.config import DataConfig
-from chrono_membench.data.sources import SOURCE_NAMES, SOURCES, DataSourceError, SourceRecords
+from chrono_membench.data.sources import PAD_SOURCE, SOURCE_NAMES, SOURCES, DataSourceError, SourceRecords
 
-PAD_SOURCE = -1  # source index of padding tokens (only the last partial row of a finite stream)
 
 
 def is_validation(source: str, key: str, val_percent: int) -> bool:
