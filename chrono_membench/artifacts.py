@@ -4,6 +4,7 @@
                                                    takes raw activations; SAE.load_from_disk reads it)
     artifacts/step_N/features_<hook>.safetensors   fp16 unit decoder rows, firing frequency, mean activation
     artifacts/step_N/purity_<hook>.safetensors     fp16 temporal, source, share-normalised source purity
+    artifacts/step_N/density_<hook>.safetensors    latents' firing frequency on the eval panel, log10 histogram
     probe_set.json                                 the probe documents, decoded (also a wandb Table)
 
 Each writer returns (path, wandb artifact name, artifact type) for the logger to upload.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 
+import torch
 from safetensors.torch import save_file
 
 from chrono_membench.data.sources import SOURCE_NAMES
@@ -21,6 +23,7 @@ from chrono_membench.probes import ProbeSet
 from chrono_membench.run_dir import RunDir, atomic_write
 
 Written = list[tuple]  # (path, artifact name, artifact type)
+DENSITY_BINS = 40  # log10 firing frequency from −10 to 0, 0.25 a bin
 
 
 def write_sae_artifacts(run_dir: RunDir, step: int, saes, save_sae: bool, save_features: bool, rank: int = 0) -> Written:
@@ -45,11 +48,20 @@ def write_sae_artifacts(run_dir: RunDir, step: int, saes, save_sae: bool, save_f
     return written
 
 
-def write_purity(run_dir: RunDir, step: int, matrices: dict, rank: int = 0) -> Written:
-    """purity_<hook>.safetensors (fp16) per SAE, by rank 0. A failed write (full disk) raises RunWriteError."""
+def write_purity(run_dir: RunDir, step: int, matrices: dict, density: dict | None = None, rank: int = 0) -> Written:
+    """purity_<hook>.safetensors (fp16) per SAE, and density_<hook>.safetensors (each latent's firing frequency on
+    the eval panel's tokens, and the histogram of its log10), by rank 0. A full disk raises RunWriteError."""
     if rank != 0:
         return []
     directory, previous, written = run_dir.artifacts(step), run_dir.latest_checkpoint_path(), []
+    for hook, frequency in (density or {}).items():
+        path = directory / f"density_{file_name(hook)}.safetensors"
+        log10 = frequency.clamp(min=1e-10).log10()  # never-firing latents land in the lowest bin (−10)
+        counts = torch.histc(log10, bins=DENSITY_BINS, min=-10, max=0)
+        with atomic_write(path, reference=previous) as tmp:
+            save_file({"firing_frequency": frequency.cpu().contiguous(), "log10_histogram": counts.cpu(),
+                       "bin_edges": torch.linspace(-10, 0, DENSITY_BINS + 1)}, str(tmp), metadata={"hook": hook})
+        written.append((path, f"density-{file_name(hook)}", "density"))
     for hook, m in matrices.items():
         path = directory / f"purity_{file_name(hook)}.safetensors"
         tensors = {"temporal": m["temporal"], "source": m["source"], "source_share_normalised": m["source_share"]}

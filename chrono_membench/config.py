@@ -184,13 +184,20 @@ class SAEConfig(_Section):
     k: int = _field(32, POSITIVE)
     l1_coefficient: float = 5.0
     lr: float = _field(3e-4, ABOVE_ZERO)  # sae-lens's default; short runs (demo, tiny) need more
-    dead_window: int = _field(100_000, POSITIVE)  # tokens without firing before a latent counts as dead
+    # tokens without firing before a latent counts as dead: 10M (Gao et al.); short presets scale it down
+    dead_window: int = _field(10_000_000, POSITIVE)
+    # tokens above this × the running median activation norm are masked (attention sinks); 0 turns it off
+    outlier_norm_factor: float = 10.0
+    eval_tokens: int = _field(16_384, POSITIVE)  # validation tokens for the SAE eval panel (CE/KL splice, FVE, …)
+    seed_baseline: bool = False  # a second SAE per hook (another seed) on the same activations: the drift floor
 
     def __post_init__(self):
         super().__post_init__()
         from chrono_membench.hooks import check_hook_forms  # lazily: hooks needs torch, config does not
 
         check_hook_forms(self.hook_points)
+        if self.outlier_norm_factor < 0:
+            raise ConfigError(f"sae.outlier_norm_factor must be >= 0 (0: off), got {self.outlier_norm_factor}")
 
 
 @dataclass

@@ -60,6 +60,20 @@ class Dist:
             tensor.copy_(on_device)
         return tensor
 
+    def cat(self, values: torch.Tensor) -> torch.Tensor:
+        """A 1-D tensor of each rank's values, concatenated in rank order (lengths may differ between ranks)."""
+        if self.world == 1:
+            return values
+        n = torch.tensor([len(values)], device=self.comm_device)
+        sizes = [torch.zeros_like(n) for _ in range(self.world)]
+        dist.all_gather(sizes, n)
+        longest = int(max(s.item() for s in sizes))
+        padded = torch.zeros(longest, dtype=values.dtype, device=self.comm_device)
+        padded[:len(values)] = values
+        parts = [torch.zeros_like(padded) for _ in range(self.world)]
+        dist.all_gather(parts, padded)
+        return torch.cat([p[:int(s.item())] for p, s in zip(parts, sizes)]).to(values.device)
+
     def average_grads(self, params) -> None:
         """Average .grad over ranks, in one flat buffer (gloo has no AVG op, so SUM then divide)."""
         if self.world == 1:

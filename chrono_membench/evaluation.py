@@ -20,9 +20,8 @@ from chrono_membench.chrono.membench import exposure, extraction_scores, sequenc
 from chrono_membench.chrono.purity import (
     column_sums, mean_activation_matrix, purity_matrix, purity_summary, share_normalised,
 )
-from chrono_membench.chrono.sae_metrics import ce_loss_recovered
 from chrono_membench.data.sources import SOURCE_NAMES
-from chrono_membench.data.stream import PAD_SOURCE
+from chrono_membench.data.sources import PAD_SOURCE
 from chrono_membench.distributed import ALONE, Dist
 from chrono_membench.probes import UNSEEN, Canaries, ProbeSet
 from chrono_membench.sae import SAEBank
@@ -60,19 +59,81 @@ def validation_loss(model, val: dict[str, torch.Tensor], micro_batch: int, autoc
 
 
 @torch.no_grad()
-def sae_splice_metrics(model, saes: SAEBank, tokens: torch.Tensor, sources: torch.Tensor, autocast) -> dict[str, float]:
-    """CE-loss recovered with each SAE's reconstruction spliced in at its hook (zero-ablation as the floor)."""
-    loss = lambda logits: lm_loss(logits, tokens, sources).item()  # noqa: E731
-    with autocast:
-        clean = loss(model(tokens))
-        out = {}
+def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens: int, micro_batch: int,
+                   autocast) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """The SAE core eval panel (sae-lens's evals / SAEBench definitions) per hook, on the first ⌈n_tokens / seq_len⌉
+    validation rows, over the tokens the SAE mask keeps (position 0, BOS, outlier norms left out):
+        ce_recovered  (CE_zero − CE_SAE) / (CE_zero − CE_clean)     kl_div_score  (KL_zero − KL_SAE) / KL_zero
+        ce_delta      CE_SAE − CE_clean (nats)                       l2_ratio      mean ‖x̂‖ / ‖x‖ (shrinkage)
+        fve           1 − E‖x − x̂‖² / (E‖x‖² − ‖E x‖²)               l0            mean active latents per token
+    The SAE is spliced in at the kept positions (masked ones keep their activation; zero-ablation zeroes every
+    position, as sae-lens does); CE and KL count a position iff its input token is kept (sae-lens's ignore-token
+    rule). → (metrics, {hook: firing frequency [d_sae] over the kept tokens}) for the density histogram."""
+    rows = min(len(val["tokens"]), math.ceil(n_tokens / val["tokens"].shape[1]))
+    sums = {h: torch.zeros(len(PANEL_SUMS), dtype=torch.float64) for h in saes.hook_points}
+    sum_x = {h: 0.0 for h in saes.hook_points}
+    fires = {h: torch.zeros(saes.saes[h].cfg.d_sae, dtype=torch.float64) for h in saes.hook_points}
+    for start in range(0, rows, micro_batch):
+        tokens, sources = val["tokens"][start:start + micro_batch], val["source_index"][start:start + micro_batch]
+        base = saes.base_mask(tokens, sources)
+        with autocast:
+            clean, cache = model.run_with_cache(tokens, names_filter=lambda n: n in saes.hook_points)
+        clean_logp = clean.float().log_softmax(-1)
+        ce_clean = _token_ce(clean_logp, tokens)
         for hook in saes.hook_points:
-            splice = lambda act, hook, h=hook: hooks.unflatten(saes.reconstruct(h, hooks.flatten(act)), act)  # noqa: E731
-            zero = lambda act, hook: torch.zeros_like(act)  # noqa: E731
-            ce_sae = loss(model.run_with_hooks(tokens, fwd_hooks=[(hook, splice)]))
-            ce_zero = loss(model.run_with_hooks(tokens, fwd_hooks=[(hook, zero)]))
-            out[K.sae(hook, "ce_recovered")] = ce_loss_recovered(clean, ce_sae, ce_zero)
-    return out
+            act = cache[hook]
+            flat = hooks.flatten(act).float()
+            keep = base.flatten() & ~saes.outliers(hook, flat)
+            x = flat[keep]
+            latents = saes.encode(hook, x)
+            x_hat = saes.decode(hook, latents)
+            recon = flat.clone()
+            recon[keep] = x_hat
+
+            def splice(activation, hook, recon=recon):
+                return hooks.unflatten(recon, activation)
+
+            with autocast:
+                spliced = model.run_with_hooks(tokens, fwd_hooks=[(hook, splice)]).float().log_softmax(-1)
+                zeroed = model.run_with_hooks(tokens, fwd_hooks=[(hook, lambda a, hook: torch.zeros_like(a))])
+            zeroed = zeroed.float().log_softmax(-1)
+            pos = keep.view_as(base)  # the positions counted
+            target_ok = pos[:, :-1] & (sources[:, 1:] != PAD_SOURCE)
+            norm_x = x.norm(dim=-1)
+            sums[hook] += torch.tensor([
+                (ce_clean * target_ok).sum(), (_token_ce(spliced, tokens) * target_ok).sum(),
+                (_token_ce(zeroed, tokens) * target_ok).sum(), target_ok.sum(),
+                (_kl(clean_logp, spliced) * pos).sum(), (_kl(clean_logp, zeroed) * pos).sum(),
+                (x_hat.norm(dim=-1) / torch.where(norm_x < 1e-4, 1.0, norm_x)).sum(), (latents != 0).sum(),
+                x.pow(2).sum(), (x - x_hat).pow(2).sum(), len(x)], dtype=torch.float64)
+            sum_x[hook] = sum_x[hook] + x.double().sum(0)
+            fires[hook] += (latents != 0).sum(0).double().cpu()
+    metrics, density = {}, {}
+    for hook, s in sums.items():
+        v = dict(zip(PANEL_SUMS, s.tolist()))
+        n, m = max(v["tokens"], 1), max(v["targets"], 1)
+        ce_clean, ce_sae, ce_zero = v["ce_clean"] / m, v["ce_sae"] / m, v["ce_zero"] / m
+        variance = v["sq_norm"] / n - (sum_x[hook] / n).pow(2).sum().item()
+        panel = {"ce_recovered": (ce_zero - ce_sae) / (ce_zero - ce_clean),
+                 "kl_div_score": (v["kl_zero"] - v["kl_sae"]) / v["kl_zero"], "ce_delta": ce_sae - ce_clean,
+                 "l2_ratio": v["l2_ratio"] / n, "eval_fve": 1 - v["sq_residual"] / n / variance, "eval_l0": v["l0"] / n}
+        metrics.update({K.sae(hook, name): panel[name] for name in K.SAE_EVAL})
+        density[hook] = (fires[hook] / n).float()
+    return metrics, density
+
+
+PANEL_SUMS = ("ce_clean", "ce_sae", "ce_zero", "targets", "kl_sae", "kl_zero", "l2_ratio", "l0", "sq_norm",
+              "sq_residual", "tokens")
+
+
+def _token_ce(log_probs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """[B, T-1]: −log p(token t+1 | ≤ t)."""
+    return -log_probs[:, :-1].gather(-1, tokens[:, 1:, None]).squeeze(-1)
+
+
+def _kl(clean_log_probs: torch.Tensor, new_log_probs: torch.Tensor) -> torch.Tensor:
+    """[B, T]: KL(clean ‖ new) per position, as sae-lens's evals compute it."""
+    return (clean_log_probs.exp() * (clean_log_probs - new_log_probs)).sum(-1)
 
 
 @torch.no_grad()
@@ -175,8 +236,8 @@ def probe_metrics(model, saes: SAEBank | None, probes: ProbeSet, canaries: Canar
 
 def purity(model, saes: SAEBank, n_cols: int, column_names: list[str], docs, col, source, weight, token_share,
            autocast, d: Dist = ALONE) -> dict:
-    """Latent activation mass on probe tokens per time column and per source (position 0, the BOS or
-    attention-sink token, is left out: its huge norm would dominate every latent). docs [B, T] with their
+    """Latent activation mass on probe tokens per time column and per source, over the tokens the SAE mask keeps
+    (position 0, BOS and outlier-norm attention sinks would dominate every latent). docs [B, T] with their
     column, source and weight (0: a padding document, counted nowhere); sums are reduced over ranks."""
     n_src = len(SOURCE_NAMES)
     col = torch.where(weight > 0, col, n_cols)  # padding documents go to an extra column, dropped below
@@ -186,11 +247,14 @@ def purity(model, saes: SAEBank, n_cols: int, column_names: list[str], docs, col
         chunk = docs[start:start + EVAL_CHUNK]
         with autocast:
             _, cache = model.run_with_cache(chunk, names_filter=lambda n: n in saes.hook_points)
-        tok_col = col[start:start + EVAL_CHUNK, None].expand(-1, chunk.shape[1] - 1).flatten()
-        tok_src = source[start:start + EVAL_CHUNK, None].expand(-1, chunk.shape[1] - 1).flatten()
+        tok_col = col[start:start + EVAL_CHUNK, None].expand(-1, chunk.shape[1]).flatten()
+        tok_src = source[start:start + EVAL_CHUNK, None].expand(-1, chunk.shape[1]).flatten()
+        base = saes.base_mask(chunk, torch.zeros_like(chunk)).flatten()  # probe windows hold no padding
         for hook in saes.hook_points:
-            acts = saes.encode(hook, hooks.flatten(cache[hook][:, 1:]))
-            for k, (index, n) in enumerate(((tok_col, n_cols), (tok_src, n_src))):
+            flat = hooks.flatten(cache[hook])
+            keep = base & ~saes.outliers(hook, flat)
+            acts = saes.encode(hook, flat[keep])
+            for k, (index, n) in enumerate(((tok_col[keep], n_cols), (tok_src[keep], n_src))):
                 s, c = column_sums(acts, index, n + 1)
                 sums[hook][2 * k] = sums[hook][2 * k] + s[:n]
                 sums[hook][2 * k + 1] = sums[hook][2 * k + 1] + c[:n]

@@ -85,9 +85,15 @@ def activation_widths(model, hook_points: list[str]) -> dict[str, int]:
     return widths
 
 
-def token_mask(tokens: torch.Tensor, source_index: torch.Tensor) -> torch.Tensor:
-    """[batch, pos] bool: the tokens an SAE trains and is measured on. For now every real (non-padding) token."""
-    return source_index != PAD_SOURCE
+def token_mask(tokens: torch.Tensor, source_index: torch.Tensor, bos_token_id: int | None = None) -> torch.Tensor:
+    """[batch, pos] bool: the tokens an SAE may train and be measured on: real (non-padding) tokens, except
+    position 0 of every row and BOS tokens (attention sinks: their activation norms are orders of magnitude
+    above the rest and would dominate every SAE number). Outlier norms elsewhere are the SAE bank's to mask."""
+    mask = source_index != PAD_SOURCE
+    mask[:, 0] = False
+    if bos_token_id is not None:
+        mask &= tokens != bos_token_id
+    return mask
 
 
 @contextmanager

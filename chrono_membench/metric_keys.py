@@ -11,10 +11,13 @@ from __future__ import annotations
 
 TRAIN = ("loss", "ppl", "lr", "grad_norm", "tokens_per_s", "skipped_steps")  # + "mfu" where a peak is known
 VAL = ("loss", "ppl")
-SAE_STEP = ("mse", "sparsity", "fve", "l0", "dead_frac")  # at the chrono cadence, on the step's tokens
-SAE_EVAL = ("ce_recovered",)  # at eval, on validation rows
-CHRONO_STEP = ("alignment_loss", "dropped_frac")  # per hook, at the chrono cadence
+SAE_STEP = ("mse", "sparsity", "fve", "l0", "dead_frac")  # at the chrono cadence, on the step's kept tokens
+SAE_MASK = ("masked_frac",)  # at the chrono cadence: the share of real tokens the SAE mask left out
+# at eval, the core panel on sae.eval_tokens validation tokens (sae-lens / SAEBench definitions)
+SAE_EVAL = ("ce_recovered", "kl_div_score", "ce_delta", "l2_ratio", "eval_fve", "eval_l0")
+CHRONO_STEP = ("alignment_loss", "alignment_share", "dropped_frac")  # per hook, at the chrono cadence
 DRIFT = ("mmcs", "self_match_frac", "hungarian_mcs")  # per hook, at each checkpoint after the first
+CROSS_SEED = ("cross_seed_mcs",)  # per hook, at each checkpoint, with sae.seed_baseline
 PURITY = ("temporal_purity", "temporal_purity_gt50", "source_purity", "source_purity_share_norm")  # per hook, eval
 MEM_SCORES = ("exact_match", "token_match", "loss")  # per probe column, at eval
 TIMING = ("time/eval_s", "time/attn_metrics_s", "train/tokens_per_s")  # wall-clock: differ between identical runs
@@ -71,7 +74,8 @@ def hook_of(key: str) -> str | None:
 def chrono_step_keys(hooks: list[str], n_layers: int, diversity: bool) -> list[str]:
     keys = [DROPOUT_RATE, ATTN_DIVERSITY_MEAN, ATTN_ENTROPY_MEAN, "time/attn_metrics_s"]
     keys += [attn_layer(l) for l in range(n_layers)] + ([ATTN_TRAIN_TERM] if diversity else [])
-    return keys + [sae(h, n) for h in hooks for n in SAE_STEP] + [chrono(h, n) for h in hooks for n in CHRONO_STEP]
+    keys += [sae(h, n) for h in hooks for n in SAE_STEP + SAE_MASK]
+    return keys + [chrono(h, n) for h in hooks for n in CHRONO_STEP]
 
 
 def eval_keys(hooks: list[str], columns: list[str], canary_labels: list[str]) -> list[str]:

@@ -4,32 +4,40 @@ The LM forward of every micro-step captures the hooked activations (detached: th
 gradients, and there is no second LM forward; the bank itself runs no LM forward and writes no files).
 After the LM's optimiser step, each SAE takes one step on everything captured for that update, with its own
 Adam. The SAE architecture comes from sae-lens's registry (`topk`, `standard`, `jumprelu`, `batchtopk`); this
-module only adds what "alongside" needs: running activation-norm normalisation, temporal dropout on the
-latents (through sae-lens's own `hook_sae_acts_post`), the feature-alignment loss to the last checkpoint's
-decoder, and dead-latent tracking.
+module adds what "alongside" needs:
+- the token mask: position 0, BOS tokens and tokens whose norm exceeds `sae.outlier_norm_factor` × the running
+  median norm (attention sinks) are left out of training, the norm estimate, dead-latent counts and metrics;
+- running activation-norm normalisation;
+- temporal dropout on the latents, applied to the reconstruction the MSE sees and nowhere else (the
+  dead-latent auxiliary loss, the sparsity penalty, BatchTopK's threshold and the firing statistics all see the
+  undropped latents);
+- the feature-alignment loss to the last checkpoint's decoder, in the reconstruction's own units;
+- dead-latent tracking, drift between checkpoints over alive latents, and an optional second SAE per hook with
+  another seed (`sae.seed_baseline`): the noise floor of the drift numbers.
 """
 
 from __future__ import annotations
 
 import copy
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from sae_lens.registry import get_sae_training_class
+from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE
 from sae_lens.saes.sae import TrainCoefficientConfig, TrainStepInput
 
 from chrono_membench import hooks
 from chrono_membench import metric_keys as K
-from chrono_membench.chrono.alignment import alignment_loss, decoder_drift, hungarian_similarity, unit_rows
+from chrono_membench.chrono.alignment import alignment_loss, decoder_drift, matched_similarity, unit_rows
 from chrono_membench.chrono.sae_metrics import fraction_of_variance_explained, l0
 from chrono_membench.chrono.temporal_dropout import inverted_dropout, temporal_dropout_rate
 from chrono_membench.config import ChronoConfig, SAEConfig
 from chrono_membench.distributed import ALONE, Dist
 
-NORM_EMA = 0.99  # running mean-norm estimate: slow enough to be stable, fast enough to follow the LM's drift
-HUNGARIAN_MAX_LATENTS = 8192  # linear_sum_assignment is O(F³): beyond this the matched cosine is not computed
+NORM_EMA = 0.99  # running mean-norm and median-norm estimates: stable, yet they follow the LM's drift
 SPARSITY_LOSS_KEYS = ("l1_loss", "l0_loss")  # sae-lens's names for the architecture's sparsity penalty
+BASELINE_SEED_OFFSET = 1_000  # the seed-baseline SAE's init seed: run.seed + this
 
 
 def _sae_config_kwargs(cfg: SAEConfig) -> dict:
@@ -41,57 +49,111 @@ def _sae_config_kwargs(cfg: SAEConfig) -> dict:
 
 
 @dataclass
-class HookState:
-    """Everything about one hook point's SAE besides its weights, saved with every checkpoint."""
-    norm_ema: float | None = None  # running mean ‖x‖ of raw activations
-    tokens_since_fired: torch.Tensor | None = None  # [F] int64
-    anchor_unit: torch.Tensor | None = None  # [F, D] unit decoder rows at the last checkpoint
-    anchor_alive: torch.Tensor | None = None  # [F] bool, latents alive at the last checkpoint
-    fire_count: torch.Tensor | None = None  # [F] tokens on which each latent fired, since the last checkpoint
-    act_sum: torch.Tensor | None = None  # [F] sum of activations, since the last checkpoint
+class LatentState:
+    """What one SAE tracks besides its weights (saved with every checkpoint)."""
+    tokens_since_fired: torch.Tensor  # [F] int64
+    fire_count: torch.Tensor  # [F] tokens on which each latent fired, since the last checkpoint
+    act_sum: torch.Tensor  # [F] sum of activations, since the last checkpoint
     tokens_seen: int = 0
-    last_metrics: dict = field(default_factory=dict)
+    anchor: torch.Tensor | None = None  # [F, D] decoder rows at the last checkpoint (alignment, drift)
+    anchor_alive: torch.Tensor | None = None  # [F] bool, latents alive at the last checkpoint
+
+    @classmethod
+    def empty(cls, d_sae: int, device) -> LatentState:
+        return cls(torch.zeros(d_sae, dtype=torch.long, device=device), torch.zeros(d_sae, device=device),
+                   torch.zeros(d_sae, device=device))
+
+
+@dataclass
+class HookState:
+    """Per hook point, shared by its SAEs (they see the same activations)."""
+    norm_ema: float | None = None  # running mean ‖x‖ of the kept raw activations
+    median_norm: float | None = None  # running median ‖x‖ of the unmasked tokens: the outlier reference
+    masked: int = 0  # tokens masked since the last metrics, of `real`
+    real: int = 0
+
+
+def training_forward(sae, step_input: TrainStepInput, p: float, generator: torch.Generator | None,
+                     update_state: bool = True) -> tuple[torch.Tensor, dict, torch.Tensor, torch.Tensor, float]:
+    """sae-lens's training_forward_pass with temporal dropout between encoder and decoder, on the MSE's path only.
+    → (loss, losses, undropped latents, undropped reconstruction, realised dropped fraction). update_state=False
+    (metrics) changes nothing in the SAE (BatchTopK's running threshold stays)."""
+    x = step_input.sae_in
+    feature_acts, hidden_pre = sae.encode_with_hidden_pre(x)
+    dropped = inverted_dropout(feature_acts, p, generator) if p > 0 else feature_acts
+    sae_out = sae.decode(dropped)
+    losses = {"mse_loss": sae.mse_loss_fn(sae_out, x).sum(dim=-1).mean()}
+    clean_out = sae.decode(feature_acts) if p > 0 else sae_out  # the aux (dead-latent) loss fits this residual
+    losses.update(sae.calculate_aux_loss(step_input=step_input, feature_acts=feature_acts, hidden_pre=hidden_pre,
+                                         sae_out=clean_out))
+    if update_state and isinstance(sae, BatchTopKTrainingSAE):
+        sae.update_topk_threshold(feature_acts.detach())  # from the undropped latents
+    with torch.no_grad():
+        on = feature_acts != 0
+        frac = ((on & (dropped == 0)).sum() / on.sum().clamp(min=1)).item() if p > 0 else 0.0
+    return sum(losses.values()), losses, feature_acts, clean_out, frac
 
 
 class SAEBank:
-    """widths: hook point → activation width (hooks.activation_widths). d_sae = sae.expansion × width."""
+    """widths: hook point → activation width (hooks.activation_widths). d_sae = sae.expansion × width.
+    bos_token_id: the BOS token to mask, where the tokenizer adds one (None otherwise)."""
 
     def __init__(self, cfg: SAEConfig, chrono: ChronoConfig, max_steps: int, widths: dict[str, int],
-                 device: torch.device, seed: int = 0, dist: Dist = ALONE):
+                 device: torch.device, seed: int = 0, dist: Dist = ALONE, bos_token_id: int | None = None):
         self.cfg, self.chrono, self.max_steps = cfg, chrono, max_steps
-        self.device, self.dist = device, dist
+        self.device, self.dist, self.seed, self.bos_token_id = device, dist, seed, bos_token_id
         self.hook_points = list(widths)
-        sae_cls, sae_cfg_cls = get_sae_training_class(cfg.architecture)
-        self.saes: dict[str, torch.nn.Module] = {}
-        with torch.random.fork_rng(devices=[]):  # SAE init must not shift the global RNG the LM run uses
-            torch.manual_seed(seed)
-            for hook, width in widths.items():
-                sae_cfg = sae_cfg_cls(d_in=width, d_sae=cfg.expansion * width, device=str(device),
-                                      **_sae_config_kwargs(cfg))
-                sae_cfg.metadata.hook_name = hook
-                self.saes[hook] = sae_cls(sae_cfg).to(device)
-        self.optimizer = torch.optim.Adam([p for s in self.saes.values() for p in s.parameters()], lr=cfg.lr)
-        # Temporal dropout's own RNG. The same seed on every rank: each rank draws equal-sized masks for its own
-        # tokens, so the generators stay identical and one saved state resumes them all exactly.
-        self.generator = torch.Generator(device=device).manual_seed(seed + 1)
-        self.state = {
-            h: HookState(tokens_since_fired=torch.zeros(s.cfg.d_sae, dtype=torch.long, device=device),
-                         fire_count=torch.zeros(s.cfg.d_sae, device=device), act_sum=torch.zeros(s.cfg.d_sae, device=device))
-            for h, s in self.saes.items()
-        }
-        self.previous_decoder: dict[str, torch.Tensor] = {}  # decoder at the previous checkpoint, for drift
+        self.saes = self._build(widths, seed)
+        self.baselines = self._build(widths, seed + BASELINE_SEED_OFFSET) if cfg.seed_baseline else {}
+        params = [p for s in [*self.saes.values(), *self.baselines.values()] for p in s.parameters()]
+        self.optimizer = torch.optim.Adam(params, lr=cfg.lr)
+        self.state = {h: HookState() for h in self.hook_points}
+        self.latents = {(h, i): LatentState.empty(s.cfg.d_sae, device) for h in self.hook_points
+                        for i, s in enumerate(self._members(h))}
         self._captured: dict[str, list[torch.Tensor]] = {h: [] for h in self.hook_points}
         self.n_steps = 0
 
+    def _build(self, widths: dict[str, int], seed: int) -> dict:
+        sae_cls, sae_cfg_cls = get_sae_training_class(self.cfg.architecture)
+        saes = {}
+        with torch.random.fork_rng(devices=[]):  # SAE init must not shift the global RNG the LM run uses
+            torch.manual_seed(seed)
+            for hook, width in widths.items():
+                sae_cfg = sae_cfg_cls(d_in=width, d_sae=self.cfg.expansion * width, device=str(self.device),
+                                      **_sae_config_kwargs(self.cfg))
+                sae_cfg.metadata.hook_name = hook
+                saes[hook] = sae_cls(sae_cfg).to(self.device)
+        return saes
+
+    def _members(self, hook: str) -> list:
+        """The SAEs of a hook: the one the harness reports on, then the seed baseline if configured."""
+        return [self.saes[hook]] + ([self.baselines[hook]] if hook in self.baselines else [])
+
+    # ---- the token mask
+    def base_mask(self, tokens: torch.Tensor, source_index: torch.Tensor) -> torch.Tensor:
+        """[batch, pos] bool: real tokens that are neither at position 0 nor a BOS token."""
+        return hooks.token_mask(tokens, source_index, self.bos_token_id)
+
+    def outliers(self, hook: str, raw: torch.Tensor) -> torch.Tensor:
+        """[tokens] bool: norm above sae.outlier_norm_factor × the running median norm at this hook."""
+        median = self.state[hook].median_norm
+        if median is None or self.cfg.outlier_norm_factor <= 0:
+            return torch.zeros(len(raw), dtype=torch.bool, device=raw.device)
+        return raw.float().norm(dim=-1) > self.cfg.outlier_norm_factor * median
+
     # ---- capture during the LM forward
     @contextmanager
-    def capture(self, model, mask: torch.Tensor | None = None):
-        """Keep the detached activations of every hook point (the tokens where mask [batch, pos] is true) from
-        the LM forwards inside this context, for the next step()."""
+    def capture(self, model, tokens: torch.Tensor, source_index: torch.Tensor):
+        """Keep the detached activations of every hook point at the unmasked positions of this forward's batch,
+        for the next step()."""
+        mask = self.base_mask(tokens, source_index)
+        real = int((source_index != hooks.PAD_SOURCE).sum())
         with hooks.capture(model, self.hook_points, mask) as captured:
             yield
         for hook, tensors in captured.items():
             self._captured[hook] += tensors
+            self.state[hook].masked += real - sum(len(t) for t in tensors)
+            self.state[hook].real += real
 
     def discard_captured(self) -> None:
         """The LM update was skipped (non-finite): its activations are not trained on."""
@@ -107,6 +169,11 @@ class SAEBank:
     def encode(self, hook: str, raw: torch.Tensor) -> torch.Tensor:
         """Latent activations [tokens, d_sae] of raw activations [tokens, width] (scaled as in training)."""
         return self.saes[hook].encode(raw.float() * self.scale(hook))
+
+    @torch.no_grad()
+    def decode(self, hook: str, latents: torch.Tensor) -> torch.Tensor:
+        """The reconstruction of latents [tokens, d_sae] (from encode), in the raw activations' units."""
+        return self.saes[hook].decode(latents) / self.scale(hook)
 
     @torch.no_grad()
     def reconstruct(self, hook: str, raw: torch.Tensor) -> torch.Tensor:
@@ -129,48 +196,56 @@ class SAEBank:
             out[name] = c
         return out
 
+    def _dropout_generator(self, member: int) -> torch.Generator:
+        """Temporal dropout's masks: a generator seeded from (seed, SAE step, rank, member), so nothing needs
+        saving to resume them exactly, whatever number of tokens each rank kept."""
+        seed = ((self.seed * 1_000_003 + self.n_steps) * 64 + self.dist.rank) * 2 + member
+        return torch.Generator(device=self.device).manual_seed(seed)
+
     # ---- one SAE step after each LM update
     def step(self, lm_step: int, with_metrics: bool) -> dict[str, float]:
         """Train every SAE one step on the activations captured since the last call; return metrics if asked.
-        Under torchrun each rank holds its own tokens' activations: the norm estimate, the firing statistics
-        and the gradients are reduced over ranks (so the SAEs stay identical) and the metrics averaged."""
+        Under torchrun each rank holds its own tokens' activations: the norm and median estimates, the firing
+        statistics and the gradients are reduced over ranks (the SAEs stay identical), the metrics averaged."""
         d = self.dist
         p = temporal_dropout_rate(lm_step, self.max_steps, self.chrono.dropout_p_max)
         metrics: dict[str, float] = {K.DROPOUT_RATE: p} if with_metrics else {}
         total_loss = 0.0
-        for hook, sae in self.saes.items():
+        for hook in self.hook_points:
             st = self.state[hook]
             raw = torch.cat(self._captured[hook]).float()
             self._captured[hook].clear()
-            norm = d.mean(raw.norm(dim=-1).mean())
+            norms = raw.norm(dim=-1)
+            median = d.cat(norms).median().item()  # over every rank's tokens: the same on all of them
+            st.median_norm = median if st.median_norm is None else NORM_EMA * st.median_norm + (1 - NORM_EMA) * median
+            outlier = self.outliers(hook, raw)
+            raw, norms = raw[~outlier], norms[~outlier]
+            st.masked += int(outlier.sum())
+            norm_sum, count = d.sum_(torch.stack([norms.sum(), torch.tensor(float(len(norms)))]).double()).tolist()
+            norm = norm_sum / max(count, 1.0)
             st.norm_ema = norm if st.norm_ema is None else NORM_EMA * st.norm_ema + (1 - NORM_EMA) * norm
             x = raw * self.scale(hook)
-            dead = st.tokens_since_fired >= self.cfg.dead_window
-            if with_metrics:  # measured before the update, without dropout: the SAE as it is at this step
-                metrics.update(self._metrics(hook, sae, x, dead))
-            dropped: dict = {}
-            step_input = TrainStepInput(sae_in=x, coefficients=self._coefficients(sae), dead_neuron_mask=dead,
-                                        n_training_steps=self.n_steps, is_logging_step=with_metrics)
-            with sae.hooks(fwd_hooks=[("hook_sae_acts_post", self._dropout_hook(p, dropped))] if p > 0 else []):
-                out = sae.training_forward_pass(step_input)
-            loss = out.loss
-            align = torch.zeros((), device=self.device)
-            if st.anchor_unit is not None and self.chrono.alignment_weight > 0:
-                align = alignment_loss(sae.W_dec, st.anchor_unit, st.anchor_alive)
-                loss = loss + self.chrono.alignment_weight * align
-            total_loss = total_loss + loss
-            with torch.no_grad():
-                acts = dropped.get("acts", out.feature_acts)
-                fires = d.sum_(torch.stack([(acts != 0).sum(0).float(), acts.sum(0)]))  # [2, F], all ranks' tokens
-                n_tokens = len(x) * d.world
-                st.tokens_since_fired += n_tokens
-                st.tokens_since_fired[fires[0] > 0] = 0
-                st.fire_count += fires[0]
-                st.act_sum += fires[1]
-                st.tokens_seen += n_tokens
+            for member, sae in enumerate(self._members(hook)):
+                lat = self.latents[hook, member]
+                dead = lat.tokens_since_fired >= self.cfg.dead_window
+                step_input = TrainStepInput(sae_in=x, coefficients=self._coefficients(sae), dead_neuron_mask=dead,
+                                            n_training_steps=self.n_steps, is_logging_step=with_metrics)
+                if with_metrics and member == 0:  # before the update, without dropout: the SAE as it is now
+                    metrics.update(self._metrics(hook, sae, step_input, dead))
+                loss, _, acts, _, dropped_frac = training_forward(sae, step_input, p, self._dropout_generator(member))
+                align = torch.zeros((), device=self.device)
+                if lat.anchor is not None and self.chrono.alignment_weight > 0:
+                    align = alignment_loss(sae.W_dec, lat.anchor, lat.anchor_alive, acts.detach().pow(2).mean(0))
+                    loss = loss + self.chrono.alignment_weight * align
+                total_loss = total_loss + loss
+                self._count_firing(lat, acts.detach(), len(x))
+                if with_metrics and member == 0:
+                    metrics[K.chrono(hook, "alignment_loss")] = align.item()
+                    metrics[K.chrono(hook, "alignment_share")] = (self.chrono.alignment_weight * align / loss).item()
+                    metrics[K.chrono(hook, "dropped_frac")] = dropped_frac
             if with_metrics:
-                metrics[K.chrono(hook, "alignment_loss")] = align.item()
-                metrics[K.chrono(hook, "dropped_frac")] = dropped.get("frac", 0.0)
+                metrics[K.sae(hook, "masked_frac")] = st.masked / max(1, st.real)
+                st.masked = st.real = 0
         total_loss.backward()
         d.average_grads(p for group in self.optimizer.param_groups for p in group["params"])
         self.optimizer.step()
@@ -178,75 +253,80 @@ class SAEBank:
         self.n_steps += 1
         return d.mean_dict(metrics)
 
-    def _dropout_hook(self, p: float, record: dict):
-        """Temporal dropout on sae-lens's own hook_sae_acts_post, so its training_forward_pass decodes the
-        dropped latents; `record` keeps the undropped activations and the realised dropped fraction."""
-        def drop(acts, hook):
-            record["acts"] = acts.detach()  # firing statistics describe the encoder, not the dropout
-            out = inverted_dropout(acts, p, self.generator)
-            record["frac"] = ((acts != 0) & (out == 0)).sum().item() / max(1, (acts != 0).sum().item())
-            return out
-        return drop
+    def _count_firing(self, lat: LatentState, acts: torch.Tensor, n: int) -> None:
+        fires = self.dist.sum_(torch.stack([(acts != 0).sum(0).float(), acts.sum(0)]))  # [2, F], all ranks' tokens
+        n_tokens = int(self.dist.sum_(torch.tensor([float(n)], device=self.dist.comm_device)).item())
+        lat.tokens_since_fired += n_tokens
+        lat.tokens_since_fired[fires[0] > 0] = 0
+        lat.fire_count += fires[0]
+        lat.act_sum += fires[1]
+        lat.tokens_seen += n_tokens
 
     @torch.no_grad()
-    def _metrics(self, hook: str, sae, x: torch.Tensor, dead: torch.Tensor) -> dict[str, float]:
-        out = sae.training_forward_pass(TrainStepInput(
-            sae_in=x, coefficients=self._coefficients(sae), dead_neuron_mask=dead,
-            n_training_steps=self.n_steps, is_logging_step=True))
-        sparsity = next((out.losses[k].item() for k in SPARSITY_LOSS_KEYS if k in out.losses), l0(out.feature_acts))
-        values = {"mse": out.losses["mse_loss"].item(), "sparsity": sparsity,
-                  "fve": fraction_of_variance_explained(x, out.sae_out), "l0": l0(out.feature_acts),
+    def _metrics(self, hook: str, sae, step_input: TrainStepInput, dead: torch.Tensor) -> dict[str, float]:
+        _, losses, acts, out, _ = training_forward(sae, step_input, 0.0, None, update_state=False)
+        sparsity = next((losses[k].item() for k in SPARSITY_LOSS_KEYS if k in losses), l0(acts))
+        values = {"mse": losses["mse_loss"].item(), "sparsity": sparsity,
+                  "fve": fraction_of_variance_explained(step_input.sae_in, out), "l0": l0(acts),
                   "dead_frac": dead.float().mean().item()}
         return {K.sae(hook, name): values[name] for name in K.SAE_STEP}
 
-    # ---- at each checkpoint: drift, anchors, artifacts
+    # ---- at each checkpoint: drift, anchors
+    def alive(self, hook: str, member: int = 0) -> torch.Tensor:
+        return self.latents[hook, member].tokens_since_fired < self.cfg.dead_window
+
     @torch.no_grad()
     def on_checkpoint(self) -> dict[str, float]:
-        """Drift against the previous checkpoint's decoder; then the current decoder becomes the new anchor."""
+        """Drift against the previous checkpoint's decoder over latents alive at both (a dead row never moves);
+        the cross-seed floor; then the current decoder becomes the new anchor."""
         metrics = {}
-        for hook, sae in self.saes.items():
-            st, W = self.state[hook], sae.W_dec.detach()
-            if hook in self.previous_decoder:
-                drift = decoder_drift(W, self.previous_decoder[hook])
+        for hook in self.hook_points:
+            lat, W, alive = self.latents[hook, 0], self.saes[hook].W_dec.detach(), self.alive(hook)
+            if lat.anchor is not None:
+                both = alive & lat.anchor_alive
+                drift = decoder_drift(W[both], lat.anchor[both])
                 metrics[K.chrono(hook, "mmcs")] = drift["mmcs"]
                 metrics[K.chrono(hook, "self_match_frac")] = drift["self_match_frac"]
-                if self.chrono.alignment_weight == 0 and len(W) <= HUNGARIAN_MAX_LATENTS:
-                    metrics[K.chrono(hook, "hungarian_mcs")] = hungarian_similarity(W, self.previous_decoder[hook])
-            self.previous_decoder[hook] = W.clone()
-            st.anchor_unit = unit_rows(W).clone()
-            st.anchor_alive = st.tokens_since_fired < self.cfg.dead_window
+                metrics[K.chrono(hook, "hungarian_mcs")] = matched_similarity(W[both], lat.anchor[both])
+            if hook in self.baselines:
+                other = self.baselines[hook].W_dec.detach()[self.alive(hook, 1)]
+                metrics[K.chrono(hook, "cross_seed_mcs")] = matched_similarity(W[alive], other)
+            for member, sae in enumerate(self._members(hook)):
+                self.latents[hook, member].anchor = sae.W_dec.detach().clone()
+                self.latents[hook, member].anchor_alive = self.alive(hook, member)
         return metrics
 
     def feature_stats(self, hook: str) -> dict[str, torch.Tensor]:
         """Per-latent statistics since the last checkpoint: unit decoder rows, firing frequency, mean activation
         when firing; and the number of tokens they cover."""
-        st, sae = self.state[hook], self.saes[hook]
-        return {"decoder_unit": unit_rows(sae.W_dec.detach()), "firing_frequency": st.fire_count / max(1, st.tokens_seen),
-                "mean_activation": st.act_sum / st.fire_count.clamp(min=1), "tokens": st.tokens_seen}
+        lat, sae = self.latents[hook, 0], self.saes[hook]
+        return {"decoder_unit": unit_rows(sae.W_dec.detach()), "firing_frequency": lat.fire_count / max(1, lat.tokens_seen),
+                "mean_activation": lat.act_sum / lat.fire_count.clamp(min=1), "tokens": lat.tokens_seen}
 
     def reset_feature_stats(self) -> None:
         """After each checkpoint's artifacts (on every rank): firing statistics restart for the next interval."""
-        for st in self.state.values():
-            st.fire_count.zero_()
-            st.act_sum.zero_()
-            st.tokens_seen = 0
+        for lat in self.latents.values():
+            lat.fire_count.zero_()
+            lat.act_sum.zero_()
+            lat.tokens_seen = 0
 
     # ---- resume
     def state_dict(self) -> dict:
         return {
             "saes": {h: s.state_dict() for h, s in self.saes.items()},
+            "baselines": {h: s.state_dict() for h, s in self.baselines.items()},
             "optimizer": self.optimizer.state_dict(),
-            "generator": self.generator.get_state(),
             "state": {h: vars(st) for h, st in self.state.items()},
-            "previous_decoder": self.previous_decoder,
+            "latents": {f"{h}#{m}": vars(lat) for (h, m), lat in self.latents.items()},
             "n_steps": self.n_steps,
         }
 
     def load_state_dict(self, state: dict) -> None:
-        for hook, sae in self.saes.items():
-            sae.load_state_dict(state["saes"][hook])
+        for saes, key in ((self.saes, "saes"), (self.baselines, "baselines")):
+            for hook, sae in saes.items():
+                sae.load_state_dict(state[key][hook])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
         self.state = {h: HookState(**s) for h, s in state["state"].items()}
-        self.previous_decoder = state["previous_decoder"]
+        self.latents = {(k.rsplit("#", 1)[0], int(k.rsplit("#", 1)[1])): LatentState(**v)
+                        for k, v in state["latents"].items()}
         self.n_steps = state["n_steps"]

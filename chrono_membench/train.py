@@ -31,9 +31,10 @@ from chrono_membench.artifacts import write_probe_set, write_purity, write_sae_a
 from chrono_membench.checkpoint import TrainState
 from chrono_membench.config import Config, dump_config, read_yaml
 from chrono_membench.data import Batches, MixtureStream, collate
+from chrono_membench.data.stream import adds_bos
 from chrono_membench.distributed import Dist
 from chrono_membench.evaluation import (
-    attention_metrics, capture_patterns, diversity_term, lm_loss, probe_metrics, sae_splice_metrics, validation_loss,
+    attention_metrics, capture_patterns, diversity_term, lm_loss, probe_metrics, sae_eval_panel, validation_loss,
 )
 from chrono_membench.logging import make_logger, truncate_metrics
 from chrono_membench.mfu import flops_per_token, peak_flops
@@ -134,7 +135,8 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
         hook_points = list(cfg.sae.hook_points) or hooks.default_hook_points(model.cfg.n_layers)
         hooks.check_hook_points(hook_points, model.cfg.n_layers)
         widths = hooks.activation_widths(model, hook_points)
-        saes = SAEBank(cfg.sae, cfg.chrono, t.max_steps, widths, device, cfg.run.seed, d)
+        bos = tokenizer.bos_token_id if adds_bos(tokenizer) else None  # SmolLM2 adds none: position 0 still masked
+        saes = SAEBank(cfg.sae, cfg.chrono, t.max_steps, widths, device, cfg.run.seed, d, bos)
     val_rows = [r for _, r in zip(range(cfg.data.val_rows), MixtureStream(cfg.data, tokenizer, "val", repeat=False))]
     val = {k: v.to(device) for k, v in collate(val_rows).items()}
     chrono = cfg.chrono.enabled
@@ -188,17 +190,17 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
             if fresh and (step % t.eval_every == 0 or last):
                 t_eval = time.perf_counter()
                 metrics = validation_loss(model, val, t.micro_batch, autocast, d)
-                if saes is not None:  # on the first validation micro-batch
-                    n = t.micro_batch
-                    metrics.update(sae_splice_metrics(model, saes, val["tokens"][:n], val["source_index"][:n], autocast))
-                matrices = {}
+                matrices, density = {}, {}
+                if saes is not None:
+                    panel, density = sae_eval_panel(model, saes, val, cfg.sae.eval_tokens, t.micro_batch, autocast)
+                    metrics.update(panel)
                 if probes is not None:
                     chrono_metrics, matrices = probe_metrics(model, saes, probes, canaries,
                                                              stream.stats()["token_share"], autocast, device, d)
                     metrics.update(chrono_metrics)
                 metrics["time/eval_s"] = time.perf_counter() - t_eval
                 logger.log(step, metrics)
-                for artifact in write_purity(run_dir, step, matrices, d.rank):
+                for artifact in write_purity(run_dir, step, matrices, density, d.rank):
                     logger.log_artifact(*artifact)
                 summary.val_ppl.append((step, metrics[K.val("ppl")]))
             saved_path = None
@@ -235,7 +237,7 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
                     forward.enter_context(autocast)
                     forward.enter_context(distributed.no_sync(trained, d, sync))
                     if saes is not None:
-                        forward.enter_context(saes.capture(model, hooks.token_mask(batch["tokens"], batch["source_index"])))
+                        forward.enter_context(saes.capture(model, batch["tokens"], batch["source_index"]))
                     patterns = forward.enter_context(capture_patterns(model)) if diversity_weight > 0 else None
                     logits = trained(batch["tokens"])
                 loss = lm_loss(logits, batch["tokens"], batch["source_index"])

@@ -38,7 +38,8 @@ def test_full_disk_during_an_artifact_write(tmp_path, monkeypatch):
 
     def fill(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] > 3:  # purity at steps 0 and 4 and features at 4 fit; at step 8 the disk is full
+        # eval: density then purity (steps 0, 4, 8); checkpoint: features (4, 8). The 7th write, purity at 8, fails.
+        if calls["n"] > 6:
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(*args, **kwargs)
 

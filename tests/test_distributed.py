@@ -78,7 +78,10 @@ def assert_same_training(run_dir, reference, rel=1e-4):
                 "chrono/blocks.1.hook_resid_post/temporal_purity", "chrono/blocks.1.hook_resid_post/source_purity"):
         got, want = series(run_dir, key), series(reference, key)
         assert len(got) == len(want) > 0, key
-        assert got == pytest.approx(want, rel=rel, abs=rel / 10), key
+        # Purity summaries average over latents whose top-k membership can flip on a near-tie: SAE weights that
+        # agree to ~4e-6 (asserted below at rel) moved them by 2.5e-4 once (measured), so they get 10 × rel.
+        tolerance = 10 * rel if "purity" in key else rel
+        assert got == pytest.approx(want, rel=tolerance, abs=tolerance / 10), key
     a, b = final_checkpoint(run_dir), final_checkpoint(reference)
     for key, value in b["model"].items():
         torch.testing.assert_close(a["model"][key], value, rtol=rel, atol=rel / 10, msg=key)

@@ -31,7 +31,7 @@ def test_chrono_keys_purity_files_and_probe_table(tmp_path):
     # Every key the run logged is one metric_keys lists (what plan.py counts): a new metric is added there.
     listed = set(K.chrono_step_keys([HOOK], 2, diversity=True))
     listed |= set(K.eval_keys([HOOK], ["b0", "b1", "unseen"], ["1", "3", "control"]))
-    listed |= {K.train(n) for n in K.TRAIN} | {K.chrono(HOOK, n) for n in K.DRIFT if n != "hungarian_mcs"}
+    listed |= {K.train(n) for n in K.TRAIN} | {K.chrono(HOOK, n) for n in K.DRIFT}
     assert {k for k in keys if not k.startswith("data/")} - {"step"} == listed
     final = {k: v for r in metrics for k, v in r.items()}
     assert 0 <= final["chrono/attn_diversity/mean"] <= 1 and final["chrono/attn_entropy/mean"] > 0

@@ -141,7 +141,7 @@ class MixtureStream:
         }
         self.rng = np.random.default_rng(cfg.seed if seed is None else seed)
         self.eos = tokenizer.eos_token_id
-        self.bos = tokenizer.bos_token_id if _adds_bos(tokenizer) else None
+        self.bos = tokenizer.bos_token_id if adds_bos(tokenizer) else None
         self.next_doc_index = 0
         self.docs_per_source = {n: 0 for n in self.names}
         self.tokens_per_source = {n: 0 for n in self.names}
@@ -245,7 +245,7 @@ class MixtureStream:
         }
 
 
-def _adds_bos(tokenizer) -> bool:
+def adds_bos(tokenizer) -> bool:
     """Whether the model expects a BOS (Gemma does, SmolLM2 does not): ask its own tokenizer."""
     bos = tokenizer.bos_token_id
     return bos is not None and tokenizer("a")["input_ids"][:1] == [bos]
