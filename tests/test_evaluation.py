@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
@@ -60,3 +61,55 @@ def test_chrono_off_and_no_diversity_change_only_what_they_should(tmp_path):
     train_mod.train(nd, tmp_path / "nd", progress=False)
     keys = set().union(*read_metrics(tmp_path / "nd" / "metrics.jsonl"))
     assert "chrono/attn_diversity/mean" in keys and "chrono/attn_diversity/train_term" not in keys
+
+
+def test_sae_eval_panel_agrees_with_sae_lens_own_evals():
+    """The same model, SAE and tokens through sae_lens.evals (get_recons_loss with ignore_tokens, and its
+    ExplainedVarianceCalculator) and through our panel: position 0 holds a token found nowhere else, so sae-lens's
+    ignore-token mask and our position-0 mask are the same tokens."""
+    from contextlib import nullcontext
+
+    from sae_lens.evals import ExplainedVarianceCalculator, get_recons_loss
+    from sae_lens.training.activation_scaler import ActivationScaler
+
+    from chrono_membench import hooks
+    from chrono_membench.evaluation import sae_eval_panel
+    from chrono_membench.model import load_model
+    from chrono_membench.sae import SAEBank
+
+    cfg = load_config("tiny", overrides=["sae.outlier_norm_factor=0"])
+    model, _ = load_model(cfg.model)
+    bank = SAEBank(cfg.sae, cfg.chrono, 8, hooks.activation_widths(model, [HOOK]), torch.device("cpu"))
+    torch.manual_seed(0)
+    tokens = torch.randint(100, 1000, (4, 32))
+    tokens[:, 0] = 7  # the ignored token
+    sources = torch.zeros_like(tokens)
+    for _ in range(30):  # a few SAE steps so the SAE is neither random nor perfect
+        with bank.capture(model, tokens, sources), torch.no_grad():
+            model(tokens)
+        bank.step(1, with_metrics=False)
+    ours, density = sae_eval_panel(model, bank, {"tokens": tokens, "source_index": sources}, 4 * 32, 2, nullcontext())
+    with torch.no_grad():
+        ref = get_recons_loss(bank.inference_sae(HOOK), model, ActivationScaler(), tokens, compute_kl=True,
+                              compute_ce_loss=True, ignore_tokens=[7])
+    keep = tokens != 7
+    mean = {k: v[keep[:, :v.shape[1]]].mean().item() for k, v in ref.items()}  # CE: one position shorter
+    ce_score = (mean["ce_loss_with_ablation"] - mean["ce_loss_with_sae"]) / (
+        mean["ce_loss_with_ablation"] - mean["ce_loss_without_sae"])
+    kl_score = (mean["kl_div_with_ablation"] - mean["kl_div_with_sae"]) / mean["kl_div_with_ablation"]
+    assert ours[f"sae/{HOOK}/ce_recovered"] == pytest.approx(ce_score, rel=1e-4)
+    assert ours[f"sae/{HOOK}/kl_div_score"] == pytest.approx(kl_score, rel=1e-4)
+    assert ours[f"sae/{HOOK}/ce_delta"] == pytest.approx(mean["ce_loss_with_sae"] - mean["ce_loss_without_sae"],
+                                                        rel=1e-3, abs=1e-6)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n == HOOK)
+        x = cache[HOOK][keep]
+        latents = bank.inference_sae(HOOK).encode(x)
+        x_hat = bank.inference_sae(HOOK).decode(latents)
+    fve = ExplainedVarianceCalculator()
+    fve.add_batch(x_hat, x)
+    assert ours[f"sae/{HOOK}/eval_fve"] == pytest.approx(fve.compute(), rel=1e-4, abs=1e-5)
+    assert ours[f"sae/{HOOK}/eval_l0"] == pytest.approx((latents != 0).sum(-1).float().mean().item())
+    shrinkage = (x_hat.norm(dim=-1) / x.norm(dim=-1)).mean().item()  # sae-lens's l2_ratio formula
+    assert ours[f"sae/{HOOK}/l2_ratio"] == pytest.approx(shrinkage, rel=1e-4)
+    torch.testing.assert_close(density[HOOK], (latents != 0).float().mean(0))

@@ -107,3 +107,104 @@ def test_other_sae_lens_architectures_train(tmp_path, arch):
     mse = series(m, f"sae/{HOOK}/mse")
     assert len(mse) == 2 and all(torch.isfinite(torch.tensor(v)) for _, v in mse)
     assert (tmp_path / arch / "artifacts" / "step_00000004" / "sae_blocks_1_hook_resid_post" / "cfg.json").exists()
+
+
+def unit_bank(arch="topk", **sae_overrides):
+    """A bank on one 16-wide hook, no LM: activations are fed to it directly."""
+    from chrono_membench.config import ChronoConfig, SAEConfig
+
+    sae_cfg = SAEConfig(architecture=arch, expansion=4, k=4, lr=1e-3, dead_window=64, **sae_overrides)
+    return SAEBank(sae_cfg, ChronoConfig(dropout_p_max=0.5), 10, {"h": 16}, torch.device("cpu"), seed=0)
+
+
+def test_a_huge_norm_token_changes_nothing_the_sae_learns_or_reports():
+    torch.manual_seed(0)
+    x = torch.randn(256, 16) + 2.0
+    sink = torch.randn(1, 16) * 100 * x.norm(dim=-1).median()  # an attention sink's norm (≈ 100× the median)
+    clean, sunk = unit_bank(), unit_bank()
+    clean._captured["h"], sunk._captured["h"] = [x], [torch.cat([x[:100], sink, x[100:]])]
+    for bank in (clean, sunk):
+        bank.state["h"].real = 256
+    a, b = clean.step(1, with_metrics=True), sunk.step(1, with_metrics=True)
+    assert b.pop("sae/h/masked_frac") > 0 and a.pop("sae/h/masked_frac") == 0
+    assert a == b  # loss, MSE, FVE, L0, dead fraction, alignment: all as if the sink were not there
+    for name, value in clean.saes["h"].state_dict().items():
+        assert torch.equal(value, sunk.saes["h"].state_dict()[name]), name
+    assert clean.state["h"].norm_ema == sunk.state["h"].norm_ema
+
+
+def test_position_zero_and_planted_huge_norm_tokens_mid_row_are_masked(tmp_path):
+    """A tiny model whose residual stream gets 100× norms at two positions mid-row (as Gemma's BOS tokens do):
+    the SAE trains on neither them nor position 0, and says how much it left out."""
+    cfg = load_config("tiny")
+    model, _ = load_model(cfg.model)
+    bank = bank_for(cfg, model, [HOOK])
+    tokens = torch.randint(0, 1000, (2, 64))
+    sources = torch.zeros(2, 64, dtype=torch.long)
+    def plant(act, hook):
+        out = act.clone()
+        out[:, [10, 40]] *= 100
+        return out
+
+    with torch.no_grad(), model.hooks(fwd_hooks=[("blocks.1.hook_resid_pre", plant)]), bank.capture(model, tokens, sources):
+        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n == HOOK)
+    captured = torch.cat(bank._captured[HOOK])
+    assert len(captured) == 2 * 63  # position 0 never captured
+    metrics = bank.step(1, with_metrics=True)
+    assert metrics[f"sae/{HOOK}/masked_frac"] == pytest.approx(6 / 128)  # 2 × (position 0 + the 2 planted)
+    planted = cache[HOOK][:, [10, 40]].flatten(0, 1)
+    assert bank.outliers(HOOK, planted).all()
+    assert not bank.outliers(HOOK, cache[HOOK][:, 1:10].flatten(0, 1)).any()
+
+
+@pytest.mark.parametrize("arch", ["topk", "batchtopk"])
+def test_temporal_dropout_touches_only_the_reconstruction_the_mse_sees(arch):
+    from sae_lens.saes.sae import TrainStepInput
+
+    from chrono_membench.sae import training_forward
+
+    torch.manual_seed(0)
+    x = torch.randn(128, 16)
+    outputs = {}
+    for p in (0.0, 0.5):
+        bank = unit_bank(arch)
+        sae = bank.saes["h"]
+        dead = torch.zeros(sae.cfg.d_sae, dtype=torch.bool)
+        dead[::2] = True  # half the latents dead: the aux loss is active
+        step_input = TrainStepInput(x, {}, dead, n_training_steps=0, is_logging_step=False)
+        _, losses, acts, clean_out, frac = training_forward(sae, step_input, p, torch.Generator().manual_seed(1))
+        outputs[p] = (losses, acts, clean_out, frac, getattr(sae, "topk_threshold", None))
+    (l0_, a0, o0, f0, t0), (l5, a5, o5, f5, t5) = outputs[0.0], outputs[0.5]
+    assert f0 == 0 and 0.3 < f5 < 0.7  # the realised dropped fraction
+    assert not torch.isclose(l5["mse_loss"], l0_["mse_loss"])  # the MSE sees the dropped reconstruction …
+    if arch == "topk":  # … the dead-latent aux loss fits the undropped one's residual
+        assert l0_["auxiliary_reconstruction_loss"] > 0
+        torch.testing.assert_close(l5["auxiliary_reconstruction_loss"], l0_["auxiliary_reconstruction_loss"])
+    torch.testing.assert_close(a5, a0)  # firing statistics: the encoder's, undropped
+    torch.testing.assert_close(o5, o0)
+    if arch == "batchtopk":  # the running threshold follows undropped activations
+        torch.testing.assert_close(t5, t0)
+
+
+def test_the_metrics_pass_changes_no_state():
+    bank = unit_bank("batchtopk")
+    bank._captured["h"] = [torch.randn(64, 16)]
+    before = {k: v.clone() for k, v in bank.saes["h"].state_dict().items()}
+    from sae_lens.saes.sae import TrainStepInput
+
+    step_input = TrainStepInput(torch.randn(64, 16), {}, None, n_training_steps=0, is_logging_step=False)
+    bank._metrics("h", bank.saes["h"], step_input, torch.zeros(64, dtype=torch.bool))
+    for name, value in bank.saes["h"].state_dict().items():
+        assert torch.equal(value, before[name]), name
+
+
+def test_drift_is_measured_in_every_arm_over_alive_latents_with_a_cross_seed_floor(tmp_path):
+    m = run(tmp_path, "r", "train.max_steps=8", "sae.seed_baseline=true", ablation="no_alignment")
+    for key in ("hungarian_mcs", "mmcs", "self_match_frac"):
+        assert len(series(m, f"chrono/{HOOK}/{key}")) == 1, key  # checkpoint 8 against checkpoint 4
+    floor = series(m, f"chrono/{HOOK}/cross_seed_mcs")
+    assert len(floor) == 2 and all(0 < v < 1 for _, v in floor)  # two seeds learn different latents
+    full = run(tmp_path, "f", "train.max_steps=8")
+    assert series(full, f"chrono/{HOOK}/hungarian_mcs")  # alignment on: measured all the same
+    share = [v for _, v in series(full, f"chrono/{HOOK}/alignment_share")]
+    assert share and max(share) > 0
