@@ -12,30 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-
 from chrono_membench.config import ABLATIONS, ConfigError, load_config
-from chrono_membench.logging import read_metrics
+from chrono_membench.logging import final_table
 
 SUITE = ["full", "no_dropout", "no_alignment", "no_diversity"]
-
-
-def final_values(run_dir: Path) -> dict[str, float]:
-    """The last logged value of every numeric key."""
-    last: dict[str, float] = {}
-    for record in read_metrics(run_dir / "metrics.jsonl"):
-        last.update({k: v for k, v in record.items() if isinstance(v, (int, float)) and k != "step"})
-    return last
-
-
-def table(runs: dict[str, Path], prefixes=("val/", "sae/", "chrono/", "train/loss")) -> str:
-    finals = {name: final_values(path) for name, path in runs.items()}
-    keys = sorted({k for f in finals.values() for k in f if k.startswith(prefixes) and "/layer_" not in k})
-    width = max(map(len, keys), default=10)
-    lines = [f"{'metric':<{width}}  " + "  ".join(f"{n:>13}" for n in finals)]
-    for key in keys:
-        cells = [f"{finals[n][key]:>13.5g}" if key in finals[n] else f"{'-':>13}" for n in finals]
-        lines.append(f"{key:<{width}}  " + "  ".join(cells))
-    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -50,8 +30,9 @@ def main(argv=None) -> int:
         unknown = [a for a in args.ablations if a not in ABLATIONS]
         if unknown:
             raise ConfigError(f"unknown ablation {unknown[0]!r}; allowed: {', '.join(ABLATIONS)}")
-        configs = {a: load_config(args.preset, overrides=[*args.overrides, f"logging.group={group}",
-                                                          f"run.name={group}-{a}"], ablation=a)
+        # the cross-seed SAE gives every drift number its noise floor (an explicit override wins)
+        overrides = ["sae.seed_baseline=true", *args.overrides, f"logging.group={group}"]
+        configs = {a: load_config(args.preset, overrides=[*overrides, f"run.name={group}-{a}"], ablation=a)
                    for a in args.ablations}  # all validated before the first run starts
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -65,7 +46,7 @@ def main(argv=None) -> int:
         train(cfg, run_dir, progress=not args.no_progress)
         runs[ablation] = run_dir
     print(f"\nwandb group {group}; run directories: {', '.join(str(p) for p in runs.values())}\n")
-    print(table(runs))
+    print(final_table(runs))
     return 0
 
 
