@@ -55,7 +55,7 @@ def main() -> None:
     def one_step(bank, diversity, with_metrics):
         start = time.perf_counter()
         for batch in batches:
-            with bank.capture(model) if bank is not None else nullcontext(), \
+            with bank.capture(model, batch["tokens"], batch["source_index"]) if bank is not None else nullcontext(), \
                     capture_patterns(model) if diversity else nullcontext() as patterns:
                 loss = lm_loss(model(batch["tokens"]), batch["tokens"], batch["source_index"])
             if diversity:

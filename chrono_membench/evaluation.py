@@ -21,6 +21,7 @@ from chrono_membench.chrono.purity import (
     column_sums, mean_activation_matrix, purity_matrix, purity_summary, share_normalised,
 )
 from chrono_membench.data.sources import SOURCE_NAMES
+from chrono_membench.chrono.sae_metrics import ce_loss_recovered
 from chrono_membench.data.sources import PAD_SOURCE
 from chrono_membench.distributed import ALONE, Dist
 from chrono_membench.probes import UNSEEN, Canaries, ProbeSet
@@ -114,7 +115,7 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
         n, m = max(v["tokens"], 1), max(v["targets"], 1)
         ce_clean, ce_sae, ce_zero = v["ce_clean"] / m, v["ce_sae"] / m, v["ce_zero"] / m
         variance = v["sq_norm"] / n - (sum_x[hook] / n).pow(2).sum().item()
-        panel = {"ce_recovered": (ce_zero - ce_sae) / (ce_zero - ce_clean),
+        panel = {"ce_recovered": ce_loss_recovered(ce_clean, ce_sae, ce_zero),
                  "kl_div_score": (v["kl_zero"] - v["kl_sae"]) / v["kl_zero"], "ce_delta": ce_sae - ce_clean,
                  "l2_ratio": v["l2_ratio"] / n, "eval_fve": 1 - v["sq_residual"] / n / variance, "eval_l0": v["l0"] / n}
         metrics.update({K.sae(hook, name): panel[name] for name in K.SAE_EVAL})

@@ -136,10 +136,11 @@ class SAEBank:
 
     def outliers(self, hook: str, raw: torch.Tensor) -> torch.Tensor:
         """[tokens] bool: norm above sae.outlier_norm_factor × the running median norm at this hook."""
-        median = self.state[hook].median_norm
-        if median is None or self.cfg.outlier_norm_factor <= 0:
+        norms = raw.float().norm(dim=-1)
+        if self.cfg.outlier_norm_factor <= 0 or len(raw) == 0:
             return torch.zeros(len(raw), dtype=torch.bool, device=raw.device)
-        return raw.float().norm(dim=-1) > self.cfg.outlier_norm_factor * median
+        median = self.state[hook].median_norm  # before the first SAE step: the median of these activations
+        return norms > self.cfg.outlier_norm_factor * (median if median is not None else norms.median().item())
 
     # ---- capture during the LM forward
     @contextmanager
