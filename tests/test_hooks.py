@@ -62,4 +62,6 @@ def test_names_and_mask():
     assert hooks.default_hook_points(30) == ["blocks.15.hook_resid_post"]
     assert hooks.file_name("blocks.6.attn.hook_z") == "blocks_6_attn_hook_z"
     sources = torch.tensor([[0, 1, 2], [3, PAD_SOURCE, PAD_SOURCE]])
-    assert hooks.token_mask(torch.zeros(2, 3, dtype=torch.long), sources).tolist() == [[True] * 3, [True, False, False]]
+    tokens = torch.tensor([[5, 6, 2], [5, 2, 2]])
+    assert hooks.token_mask(tokens, sources).tolist() == [[False, True, True], [False, False, False]]  # position 0
+    assert hooks.token_mask(tokens, sources, bos_token_id=2).tolist() == [[False, True, False], [False] * 3]  # BOS
