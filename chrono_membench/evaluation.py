@@ -101,13 +101,13 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
             pos = keep.view_as(base)  # the positions counted
             target_ok = pos[:, :-1] & (sources[:, 1:] != PAD_SOURCE)
             norm_x = x.norm(dim=-1)
-            sums[hook] += torch.tensor([
+            sums[hook] += torch.stack([t.double() for t in (
                 (ce_clean * target_ok).sum(), (_token_ce(spliced, tokens) * target_ok).sum(),
                 (_token_ce(zeroed, tokens) * target_ok).sum(), target_ok.sum(),
                 (_kl(clean_logp, spliced) * pos).sum(), (_kl(clean_logp, zeroed) * pos).sum(),
                 (x_hat.norm(dim=-1) / torch.where(norm_x < 1e-4, 1.0, norm_x)).sum(), (latents != 0).sum(),
-                x.pow(2).sum(), (x - x_hat).pow(2).sum(), len(x)], dtype=torch.float64)
-            sum_x[hook] = sum_x[hook] + x.double().sum(0)
+                x.pow(2).sum(), (x - x_hat).pow(2).sum(), x.new_tensor(len(x)))]).cpu()
+            sum_x[hook] = sum_x[hook] + x.double().sum(0).cpu()
             fires[hook] += (latents != 0).sum(0).double().cpu()
     metrics, density = {}, {}
     for hook, s in sums.items():
