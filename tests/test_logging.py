@@ -51,29 +51,32 @@ class FakeRun:
         self.finished = True
 
 
-def test_failed_artifact_uploads_are_counted_and_retried(tmp_path):
+@pytest.fixture
+def failed_upload(tmp_path):
+    """A logger whose wandb run (fake) has just failed to upload artifact "first": → (logger, fake run, file)."""
     logger = MetricsLogger(tmp_path, {}, "disabled", "p", "g", "full", "r")
     logger.wandb_run = fake = FakeRun()
     (tmp_path / "a.bin").write_bytes(b"x")
     with pytest.warns(UserWarning, match="will retry"):
         logger.log_artifact(tmp_path / "a.bin", "first", "features")
+    return logger, fake, tmp_path / "a.bin"
+
+
+def test_failed_artifact_uploads_are_counted_and_retried(failed_upload):
+    logger, fake, path = failed_upload
     assert logger.artifact_failures == 1 and len(logger.pending_artifacts) == 1
     assert logger.health() == {"logging/artifact_upload_failures": 1, "logging/artifacts_pending": 1}
     fake.fail = False
-    logger.log_artifact(tmp_path / "a.bin", "second", "features")
+    logger.log_artifact(path, "second", "features")
     assert fake.uploaded == ["first", "second"] and not logger.pending_artifacts
     logger.close()
 
 
-def test_the_last_checkpoints_failed_upload_is_retried_at_close(tmp_path):
-    logger = MetricsLogger(tmp_path, {}, "disabled", "p", "g", "full", "r")
-    logger.wandb_run = fake = FakeRun()
-    (tmp_path / "a.bin").write_bytes(b"x")
-    with pytest.warns(UserWarning, match="will retry"):
-        logger.log_artifact(tmp_path / "a.bin", "last", "sae")
+def test_the_last_checkpoints_failed_upload_is_retried_at_close(failed_upload):
+    logger, fake, _ = failed_upload  # "first" failed at the last checkpoint; no later upload retries it
     fake.fail = False  # the network came back before the run ended
     logger.close()
-    assert fake.uploaded == ["last"] and fake.finished and not logger.pending_artifacts
+    assert fake.uploaded == ["first"] and fake.finished and not logger.pending_artifacts
 
 
 def test_null_logger_has_the_real_loggers_interface():

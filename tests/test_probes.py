@@ -41,21 +41,6 @@ def test_reservoir_keeps_k_per_bucket_and_resumes_exactly():
     assert np.allclose(kept / 400, 5 / 20, atol=0.08)
 
 
-def copy_model(docs):
-    """A model 'forced to copy': it predicts, at every position, the next token of whichever document the
-    prefix belongs to."""
-    table = {tuple(d[:32].tolist()): d for d in docs}
-
-    def logits(tokens):
-        out = torch.full((*tokens.shape, 1000), -10.0)
-        for b, row in enumerate(tokens):
-            doc = table[tuple(row[:32].tolist())]
-            for t in range(tokens.shape[1]):
-                if t + 1 < len(doc):
-                    out[b, t, doc[t + 1]] = 10.0
-        return out
-    return logits
-
 
 def test_canary_schedule_and_insertion(tokenizer):
     cfg = load_config("tiny", overrides=["chrono.canary_repetitions=[1, 4]", "train.max_steps=20", "chrono.canary_length=5"])

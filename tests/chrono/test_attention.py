@@ -19,18 +19,3 @@ def test_js_diversity_identical_heads_zero_disjoint_one_hot_one():
     assert attention_entropy(uniform).item() == pytest.approx(3.0)  # bits
     assert head_js_diversity(one_hot, torch.tensor([0])).item() == pytest.approx(1.0, abs=1e-6)
 
-
-def copy_model(docs):
-    """A model 'forced to copy': it predicts, at every position, the next token of whichever document the
-    prefix belongs to."""
-    table = {tuple(d[:32].tolist()): d for d in docs}
-
-    def logits(tokens):
-        out = torch.full((*tokens.shape, 1000), -10.0)
-        for b, row in enumerate(tokens):
-            doc = table[tuple(row[:32].tolist())]
-            for t in range(tokens.shape[1]):
-                if t + 1 < len(doc):
-                    out[b, t, doc[t + 1]] = 10.0
-        return out
-    return logits

@@ -33,18 +33,3 @@ def test_purity_hand_made():
     # Share normalisation: equal activation on a 90 % and a 10 % source favours the rare one.
     assert share_normalised(torch.tensor([[1.0, 1.0]]), torch.tensor([0.9, 0.1]))[0].tolist() == pytest.approx([0.1, 0.9])
 
-
-def copy_model(docs):
-    """A model 'forced to copy': it predicts, at every position, the next token of whichever document the
-    prefix belongs to."""
-    table = {tuple(d[:32].tolist()): d for d in docs}
-
-    def logits(tokens):
-        out = torch.full((*tokens.shape, 1000), -10.0)
-        for b, row in enumerate(tokens):
-            doc = table[tuple(row[:32].tolist())]
-            for t in range(tokens.shape[1]):
-                if t + 1 < len(doc):
-                    out[b, t, doc[t + 1]] = 10.0
-        return out
-    return logits

@@ -13,17 +13,6 @@ from chrono_membench.data.sources import SAMPLE_DIR
 
 
 
-@pytest.fixture(scope="module")
-def records():
-    """Open each bundled source once for the module (opening is the slow part)."""
-    return {name: SourceRecords(src, "sample") for name, src in SOURCES.items()}
-
-
-def make_stream(tokenizer, records, **kw):
-    cfg = DataConfig(seq_len=kw.pop("seq_len", 64), shuffle_buffer=kw.pop("shuffle_buffer", 50), **kw)
-    return MixtureStream(cfg, tokenizer, records=records)
-
-
 def test_sample_documents_have_the_expected_shape(records):
     docs = {name: list(SOURCES[name].documents(iter(records[name]), 40)) for name in SOURCES}
     assert all(len(d) >= 500 for d in docs.values()), {k: len(v) for k, v in docs.items()}

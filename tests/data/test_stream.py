@@ -3,18 +3,11 @@
 import collections
 import json
 
-import pytest
 
 from chrono_membench.config import DataConfig
-from chrono_membench.data import PAD_SOURCE, SOURCES, MixtureStream, SourceRecords, is_validation
+from chrono_membench.data import PAD_SOURCE, MixtureStream, is_validation
 
 
-
-
-@pytest.fixture(scope="module")
-def records():
-    """Open each bundled source once for the module (opening is the slow part)."""
-    return {name: SourceRecords(src, "sample") for name, src in SOURCES.items()}
 
 
 def make_stream(tokenizer, records, **kw):

@@ -1,0 +1,10 @@
+"""The bundled sample's sources, opened once per module (opening is the slow part)."""
+
+import pytest
+
+from chrono_membench.data import SOURCES, SourceRecords
+
+
+@pytest.fixture(scope="module")
+def records():
+    return {name: SourceRecords(src, "sample") for name, src in SOURCES.items()}
