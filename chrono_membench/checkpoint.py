@@ -113,9 +113,10 @@ def write(run_dir: RunDir, step: int, payload: dict[str, object], keep_last: int
         tmp.mkdir()
         files = {}
         for name, obj in payload.items():
-            with open(payload_file(tmp, name), "wb") as f:
+            path = payload_file(tmp, name)
+            with open(path, "wb") as f:
                 torch.save(obj, f)
-            files[payload_file(tmp, name).name] = _sha256(payload_file(tmp, name))
+            files[path.name] = _sha256(path)
         (tmp / MANIFEST).write_text(json.dumps({"step": step, "files": files}, indent=1))
     for old in run_dir.list_checkpoints()[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
@@ -149,7 +150,7 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict[str, object]:
 
 def latest_good_checkpoint(run_dir: RunDir | Path, map_location="cpu") -> tuple[Path, dict] | None:
     """The newest checkpoint that verifies and loads; corrupt ones are skipped with a warning."""
-    for path in reversed(RunDir(run_dir.root if isinstance(run_dir, RunDir) else run_dir).list_checkpoints()):
+    for path in reversed(RunDir(run_dir).list_checkpoints()):
         try:
             return path, load_checkpoint(path, map_location)
         except Exception as e:
@@ -158,7 +159,7 @@ def latest_good_checkpoint(run_dir: RunDir | Path, map_location="cpu") -> tuple[
 
 
 def list_checkpoints(run_dir: RunDir | Path) -> list[Path]:
-    return RunDir(run_dir.root if isinstance(run_dir, RunDir) else run_dir).list_checkpoints()
+    return RunDir(run_dir).list_checkpoints()
 
 
 def payload_file(path: Path, name: str) -> Path:

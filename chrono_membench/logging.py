@@ -88,7 +88,7 @@ class NullLogger:
 class MetricsLogger(NullLogger):
     def __init__(self, run_dir: RunDir | Path, config: dict, wandb_mode: str, project: str, group: str,
                  job_type: str, run_name: str):
-        run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+        run_dir = RunDir(run_dir)
         self.path = run_dir.metrics
         self._file = open(self.path, "a")
         self.pending_artifacts: list[tuple[Path, str, str]] = []  # failed uploads, retried with the next and at close

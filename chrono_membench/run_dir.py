@@ -101,8 +101,8 @@ def atomic_write(final: Path, reference: Path | None = None, shared_cache: bool 
 class RunDir:
     """The paths of one run. It creates nothing on its own: writers create what they write."""
 
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
+    def __init__(self, root: str | Path | RunDir):
+        self.root = root.root if isinstance(root, RunDir) else Path(root)
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.root)!r})"

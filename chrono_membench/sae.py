@@ -33,6 +33,7 @@ from chrono_membench.chrono.alignment import alignment_loss, decoder_drift, matc
 from chrono_membench.chrono.sae_metrics import fraction_of_variance_explained, l0
 from chrono_membench.chrono.temporal_dropout import inverted_dropout, temporal_dropout_rate
 from chrono_membench.config import ChronoConfig, SAEConfig
+from chrono_membench.data.sources import PAD_SOURCE
 from chrono_membench.distributed import ALONE, Dist
 
 NORM_EMA = 0.99  # running mean-norm and median-norm estimates: stable, yet they follow the LM's drift
@@ -148,7 +149,7 @@ class SAEBank:
         """Keep the detached activations of every hook point at the unmasked positions of this forward's batch,
         for the next step()."""
         mask = self.base_mask(tokens, source_index)
-        real = int((source_index != hooks.PAD_SOURCE).sum())
+        real = int((source_index != PAD_SOURCE).sum())
         with hooks.capture(model, self.hook_points, mask) as captured:
             yield
         for hook, tensors in captured.items():

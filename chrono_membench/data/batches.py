@@ -39,9 +39,6 @@ class SeenLog:
             self.last_counted = stream_index
         return first
 
-    def __contains__(self, uid: str) -> bool:
-        return uid in self.entries
-
     def __len__(self) -> int:
         return len(self.entries)
 
