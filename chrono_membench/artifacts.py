@@ -17,9 +17,8 @@ import json
 import torch
 from safetensors.torch import save_file
 
-from chrono_membench.data.sources import SOURCE_NAMES
 from chrono_membench.hooks import file_name
-from chrono_membench.probes import ProbeSet
+from chrono_membench.probes import PREFIX_TOKENS, ProbeSet
 from chrono_membench.run_dir import RunDir, atomic_write
 
 Written = list[tuple]  # (path, artifact name, artifact type)
@@ -64,11 +63,11 @@ def write_purity(run_dir: RunDir, step: int, matrices: dict, density: dict | Non
         written.append((path, f"density-{file_name(hook)}", "density"))
     for hook, m in matrices.items():
         path = directory / f"purity_{file_name(hook)}.safetensors"
-        tensors = {"temporal": m["temporal"], "source": m["source"], "source_share_normalised": m["source_share"]}
+        tensors = {k: m[k] for k in ("temporal", "source") if k in m}
         with atomic_write(path, reference=previous) as tmp:
             save_file({k: v.half().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
                       metadata={"hook": hook, "temporal_columns": json.dumps(m["columns"]),
-                                "source_columns": json.dumps(list(SOURCE_NAMES))})
+                                "source_columns": json.dumps(m.get("source_columns", []))})
         written.append((path, f"purity-{file_name(hook)}", "purity"))
     return written
 
@@ -77,7 +76,8 @@ def write_probe_set(run_dir: RunDir, probes: ProbeSet, tokenizer, logger, rank: 
     """The probe set as probe_set.json and as a wandb Table, by rank 0."""
     if rank != 0:
         return
-    columns = ["bucket", "uid", "source", "first_step", "text"]
-    rows = [[name, p.uid, p.source, p.first_step, tokenizer.decode(p.tokens)] for name, ps in probes.columns() for p in ps]
+    columns = ["bucket", "uid", "source", "step", "row", "offset", "ref_loss", "context", "scored"]
+    rows = [[name, p.uid, p.source, p.step, p.row, p.offset, p.ref_loss, tokenizer.decode(p.tokens[:PREFIX_TOKENS]),
+             tokenizer.decode(p.tokens[PREFIX_TOKENS:])] for name, ps in probes.columns() for p in ps]
     run_dir.write_text(run_dir.probe_set, json.dumps([dict(zip(columns, r)) for r in rows], indent=1))
     logger.log_table("probe_set", columns, rows)

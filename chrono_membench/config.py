@@ -99,7 +99,8 @@ class DataConfig(_Section):
     seq_len: int = _field(1024, POSITIVE)
     val_percent: int = 15  # hash(source, key) mod 100 < val_percent → validation
     val_rows: int = _field(8, POSITIVE)  # rows of packed validation documents used for val loss
-    shuffle_buffer: int = _field(1000, POSITIVE)  # documents; each source is reshuffled every epoch
+    # hub streams only (documents): local and sample files are read in a fresh permutation every epoch
+    shuffle_buffer: int = _field(100_000, POSITIVE)
     sentences_per_passage: int = _field(40, POSITIVE)  # bookcorpus: consecutive sentences grouped into one passage
     seed: int = 0
 
@@ -207,12 +208,17 @@ class ChronoConfig(_Section):
     alignment_weight: float = 0.1
     diversity_weight: float = 0.01
     n_buckets: int = _field(10, POSITIVE)
-    probe_per_bucket: int = _field(32, POSITIVE)
+    # 256 windows per bucket: a 5 % exact-match rate then has a 95 % interval of about ±2.7 points (32: ±7.5)
+    probe_per_bucket: int = _field(256, POSITIVE)
     probe_queries: int = _field(32, POSITIVE)  # query positions per micro-batch the diversity regulariser looks at
-    canary_repetitions: list[int] = _field(None, factory=list)  # e.g. [1, 8]: one canary per entry
+    reference_loss: bool = True  # keep the step-0 model for the reference-difference MIA score and the DiD profile
+    purity_permutations: int = _field(100, POSITIVE)  # shuffles of document → column labels for the purity null
+    canary_repetitions: list[int] = _field(None, factory=list)  # e.g. [1, 8]: insertion counts, one cell each
+    canary_per_count: int = _field(4, POSITIVE)  # secrets per repetition count
+    canary_controls: int = _field(8, POSITIVE)  # secrets never inserted (exposure's null)
     canary_length: int = _field(12, POSITIVE)  # random tokens per secret
     canary_candidates: int = _field(127, POSITIVE)  # random reference secrets the true one is ranked against
-    canary_until: float = _field(0.5, UNIT)  # insertions are spread over the first this fraction of training
+    canary_until: float = _field(0.5, UNIT)  # every count's last insertion is at this fraction of training
     enabled: bool = True  # attention diversity, probe set, purity, memorisation probes
 
     def __post_init__(self):
@@ -248,6 +254,30 @@ class Config:
     chrono: ChronoConfig = field(default_factory=ChronoConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     checkpointing: CheckpointingConfig = field(default_factory=CheckpointingConfig)
+
+    def __post_init__(self):
+        if self.chrono.enabled and self.chrono.canary_repetitions:
+            self.canary_steps()  # the insertion counts must fit: refuse before any heavy work
+
+    def canary_steps(self) -> tuple[int, int]:
+        """(first, last) canary insertion step: the first step after warmup (insertions during warmup would
+        see a learning rate near 0), and chrono.canary_until of training, where every count ends."""
+        t, c = self.train, self.chrono
+        first, last = round(t.warmup_frac * t.max_steps) + 1, max(1, round(c.canary_until * t.max_steps))
+        most = max(c.canary_repetitions, default=0)
+        if last - first + 1 < most:
+            raise ConfigError(
+                f"chrono.canary_repetitions: {most} insertions need {most} steps between the end of warmup (step "
+                f"{first}) and chrono.canary_until * train.max_steps (step {last}); raise chrono.canary_until or "
+                f"train.max_steps, or lower the repetitions")
+        at_last = c.canary_per_count * len(c.canary_repetitions)  # every count's last insertion is at step `last`
+        per_row = self.data.seq_len // (c.canary_length + 8)  # + the prefix "The secret code is" and EOS
+        if at_last > per_row * t.micro_batch:
+            raise ConfigError(
+                f"chrono.canary_per_count: {at_last} canaries are inserted at step {last}, but {t.micro_batch} rows "
+                f"(train.micro_batch) of data.seq_len={self.data.seq_len} hold at most {per_row * t.micro_batch}; "
+                f"lower chrono.canary_per_count or chrono.canary_length")
+        return first, last
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -1,8 +1,9 @@
-"""Evaluation: validation loss, the SAE splice, attention diversity, purity, memorisation probes, canaries.
+"""Evaluation: the LM loss, validation loss, the SAE core eval panel, attention diversity (probe_eval.py holds
+the probe set's metrics: memorisation, membership inference, canaries, purity).
 
 Everything here returns metric dicts (keys from metric_keys) and tensors; nothing writes files. The metric
-arithmetic lives in chrono/ as pure functions; this module gathers the tensors they need from the model,
-the SAEs and the probe set, batched and under torch.no_grad (except the training-time diversity term).
+arithmetic lives in chrono/ as pure functions; this module gathers the tensors they need from the model and the
+SAEs, batched and under torch.no_grad (except the training-time diversity term).
 """
 
 from __future__ import annotations
@@ -16,18 +17,10 @@ import torch.nn.functional as F
 from chrono_membench import hooks
 from chrono_membench import metric_keys as K
 from chrono_membench.chrono.attention import attention_entropy, head_js_diversity
-from chrono_membench.chrono.membench import exposure, extraction_scores, sequence_nll
-from chrono_membench.chrono.purity import (
-    column_sums, mean_activation_matrix, purity_matrix, purity_summary, share_normalised,
-)
-from chrono_membench.data.sources import SOURCE_NAMES
 from chrono_membench.chrono.sae_metrics import ce_loss_recovered
 from chrono_membench.data.sources import PAD_SOURCE
 from chrono_membench.distributed import ALONE, Dist
-from chrono_membench.probes import UNSEEN, Canaries, ProbeSet
 from chrono_membench.sae import SAEBank
-
-EVAL_CHUNK = 16  # probe documents per forward
 
 
 def lm_loss(logits: torch.Tensor, tokens: torch.Tensor, source_index: torch.Tensor) -> torch.Tensor:
@@ -138,16 +131,20 @@ def _kl(clean_log_probs: torch.Tensor, new_log_probs: torch.Tensor) -> torch.Ten
 
 
 @torch.no_grad()
-def attention_metrics(model, tokens: torch.Tensor, autocast) -> dict[str, float]:
-    """Per-layer head diversity and mean attention entropy on a fixed batch; only the patterns are cached."""
+def attention_metrics(model, tokens: torch.Tensor, source_index: torch.Tensor, autocast) -> dict[str, float]:
+    """Per-layer head diversity (also with the sink key 0 left out) and mean attention entropy on a fixed batch,
+    padded keys and queries masked; only the patterns are cached."""
     names = hooks.pattern_names(model.cfg.n_layers)
+    valid = source_index != PAD_SOURCE
     with autocast:
         _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
     out, entropies = {}, []
     for l, name in enumerate(names):
-        out[K.attn_layer(l)] = head_js_diversity(cache[name]).item()
-        entropies.append(attention_entropy(cache[name]).item())
-    out[K.ATTN_DIVERSITY_MEAN] = sum(out.values()) / len(names)
+        for nosink in (False, True):
+            out[K.attn_layer(l, nosink)] = head_js_diversity(cache[name], valid=valid, drop_sink=nosink).item()
+        entropies.append(attention_entropy(cache[name], valid=valid).item())
+    out[K.ATTN_DIVERSITY_MEAN] = sum(out[K.attn_layer(l)] for l in range(len(names))) / len(names)
+    out[K.ATTN_DIVERSITY_NOSINK_MEAN] = sum(out[K.attn_layer(l, True)] for l in range(len(names))) / len(names)
     out[K.ATTN_ENTROPY_MEAN] = sum(entropies) / len(entropies)
     return out
 
@@ -160,112 +157,11 @@ def capture_patterns(model):
         yield patterns
 
 
-def diversity_term(patterns: list[torch.Tensor], n_queries: int, generator: torch.Generator) -> torch.Tensor:
-    """mean over layers of head diversity on a random subset of query positions (DESIGN.md §4.3)."""
+def diversity_term(patterns: list[torch.Tensor], n_queries: int, generator: torch.Generator,
+                   source_index: torch.Tensor | None = None) -> torch.Tensor:
+    """mean over layers of head diversity on a random subset of query positions (DESIGN.md §4.3); padding
+    (source_index PAD_SOURCE) is masked."""
     T = patterns[0].shape[2]
     query_index = torch.randperm(T, generator=generator)[:n_queries].to(patterns[0].device)
-    return torch.stack([head_js_diversity(p, query_index) for p in patterns]).mean()
-
-
-def _logits_fn(model, autocast):
-    def logits(tokens):
-        with autocast:
-            return torch.cat([model(chunk).float() for chunk in tokens.split(EVAL_CHUNK)])
-    return logits
-
-
-def _generate_fn(model, autocast):
-    def generate(prefix, n_tokens):
-        with autocast:
-            return torch.cat([model.generate(chunk, max_new_tokens=n_tokens, do_sample=False, stop_at_eos=False,
-                                             verbose=False, use_past_kv_cache=True, prepend_bos=False)[:, -n_tokens:]
-                              for chunk in prefix.split(EVAL_CHUNK)])
-    return generate
-
-
-@torch.no_grad()
-def probe_metrics(model, saes: SAEBank | None, probes: ProbeSet, canaries: Canaries | None,
-                  token_share: dict[str, float], autocast, device, d: Dist = ALONE) -> tuple[dict[str, float], dict]:
-    """Memorisation per time bucket, canary exposure, and (with SAEs) purity matrices and their summaries.
-    Returns (scalars, {hook: {"temporal": P [F, C], "source": S [F, 4], "columns": [...]}}).
-    Under torchrun the probe documents are split over ranks and the per-column sums reduced (the canaries,
-    a few short sequences, run on every rank)."""
-    metrics: dict[str, float] = {}
-    columns = probes.columns()
-    logits = _logits_fn(model, autocast)
-    if columns:
-        probes_flat = [p for _, ps in columns for p in ps]
-        index, weight = d.padded_share(len(probes_flat))
-        docs = torch.tensor([probes_flat[i].tokens for i in index], device=device)
-        col = torch.tensor([c for c, (_, ps) in enumerate(columns) for _ in ps])[index].to(device)
-        weight = weight.to(device)
-        scores = extraction_scores(logits, docs, generate_fn=_generate_fn(model, autocast))
-        keys = sorted(scores)
-        sums = torch.zeros(len(columns), len(keys) + 1, dtype=torch.float64, device=device)  # per key, then count
-        for k, key in enumerate(keys + ["count"]):
-            values = weight if key == "count" else scores[key] * weight
-            sums[:, k].index_add_(0, col, values.double())
-        sums = d.sum_(sums)
-        for c, (name, _) in enumerate(columns):
-            for k, key in enumerate(keys):
-                metrics[K.mem(key, name)] = (sums[c, k] / sums[c, -1]).item()
-        unseen = [c for c, (n, _) in enumerate(columns) if n == UNSEEN]
-        if unseen and len(columns) > 1:
-            loss, count = sums[:, keys.index("loss")], sums[:, -1]
-            seen = torch.arange(len(columns), device=device) != unseen[0]
-            metrics[K.MEM_LOSS_GAP] = (loss[unseen[0]] / count[unseen[0]] - loss[seen].sum() / count[seen].sum()).item()
-    if canaries:
-        for i, label in enumerate(canaries.labels()):
-            prefix = torch.tensor(canaries.prefix, device=device)
-            nll = sequence_nll(logits, prefix, torch.cat([canaries.secrets[i:i + 1], canaries.reference]).to(device))
-            metrics[K.canary(label)] = exposure(nll[0].item(), nll[1:])
-    matrices = {}
-    if saes is not None and columns:
-        source = torch.tensor([SOURCE_NAMES.index(probes_flat[i].source) for i in index], device=device)
-        matrices = purity(model, saes, len(columns), [name for name, _ in columns], docs, col, source, weight,
-                          token_share, autocast, d)
-        for hook, m in matrices.items():
-            present = m["source_present"]
-            t, s = purity_summary(m["temporal"]), purity_summary(m["source"][:, present])
-            s_share = purity_summary(m["source_share"][:, present])
-            summaries = {"temporal_purity": t["mean_normalised"], "temporal_purity_gt50": t["frac_gt50"],
-                         "source_purity": s["mean_normalised"], "source_purity_share_norm": s_share["mean_normalised"]}
-            # Purity over a single column (e.g. only "unseen" before training starts) is undefined: not logged.
-            metrics.update({K.chrono(hook, k): v for k, v in summaries.items() if v == v})
-    return metrics, matrices
-
-
-def purity(model, saes: SAEBank, n_cols: int, column_names: list[str], docs, col, source, weight, token_share,
-           autocast, d: Dist = ALONE) -> dict:
-    """Latent activation mass on probe tokens per time column and per source, over the tokens the SAE mask keeps
-    (position 0, BOS and outlier-norm attention sinks would dominate every latent). docs [B, T] with their
-    column, source and weight (0: a padding document, counted nowhere); sums are reduced over ranks."""
-    n_src = len(SOURCE_NAMES)
-    col = torch.where(weight > 0, col, n_cols)  # padding documents go to an extra column, dropped below
-    source = torch.where(weight > 0, source, n_src)
-    sums = {h: [0, 0, 0, 0] for h in saes.hook_points}  # time sums, time counts, source sums, source counts
-    for start in range(0, len(docs), EVAL_CHUNK):
-        chunk = docs[start:start + EVAL_CHUNK]
-        with autocast:
-            _, cache = model.run_with_cache(chunk, names_filter=lambda n: n in saes.hook_points)
-        tok_col = col[start:start + EVAL_CHUNK, None].expand(-1, chunk.shape[1]).flatten()
-        tok_src = source[start:start + EVAL_CHUNK, None].expand(-1, chunk.shape[1]).flatten()
-        base = saes.base_mask(chunk, torch.zeros_like(chunk)).flatten()  # probe windows hold no padding
-        for hook in saes.hook_points:
-            flat = hooks.flatten(cache[hook])
-            keep = base & ~saes.outliers(hook, flat)
-            acts = saes.encode(hook, flat[keep])
-            for k, (index, n) in enumerate(((tok_col[keep], n_cols), (tok_src[keep], n_src))):
-                s, c = column_sums(acts, index, n + 1)
-                sums[hook][2 * k] = sums[hook][2 * k] + s[:n]
-                sums[hook][2 * k + 1] = sums[hook][2 * k + 1] + c[:n]
-    share = torch.tensor([token_share.get(s, 0.0) for s in SOURCE_NAMES], device=docs.device)
-    out = {}
-    for hook, parts in sums.items():
-        ts, tc, ss, sc = (d.sum_(p) for p in parts)
-        M_time, M_source = mean_activation_matrix(ts, tc), mean_activation_matrix(ss, sc)
-        present = sc > 0  # sources with probe tokens: summaries skip the all-zero columns of the others
-        out[hook] = {"temporal": purity_matrix(M_time), "source": purity_matrix(M_source),
-                     "source_share": share_normalised(M_source, share.clamp_min(1e-12)), "source_present": present,
-                     "columns": column_names}
-    return out
+    valid = source_index != PAD_SOURCE if source_index is not None else None
+    return torch.stack([head_js_diversity(p, query_index, valid) for p in patterns]).mean()

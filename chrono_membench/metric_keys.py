@@ -18,13 +18,19 @@ SAE_EVAL = ("ce_recovered", "kl_div_score", "ce_delta", "l2_ratio", "eval_fve", 
 CHRONO_STEP = ("alignment_loss", "alignment_share", "dropped_frac")  # per hook, at the chrono cadence
 DRIFT = ("mmcs", "self_match_frac", "hungarian_mcs")  # per hook, at each checkpoint after the first
 CROSS_SEED = ("cross_seed_mcs",)  # per hook, at each checkpoint, with sae.seed_baseline
-PURITY = ("temporal_purity", "temporal_purity_gt50", "source_purity", "source_purity_share_norm")  # per hook, eval
-MEM_SCORES = ("exact_match", "token_match", "loss")  # per probe column, at eval
+# per hook, at eval: observed, permutation null, excess = observed − null; the number of columns used
+PURITY = tuple(f"{kind}_purity{part}" for kind in ("temporal", "source", "temporal_stratified")
+               for part in ("", "_null", "_excess")) + ("temporal_purity_gt50", "purity_columns")
+MEM_SCORES = ("exact_match", "token_match", "loss")  # per probe column, each with _lo / _hi (95 % interval)
+MIA_SCORES = ("loss", "zlib", "min_k", "ref")  # membership scores (MIMIR): per bucket vs unseen
+EXPOSURE_BINS = ("1", "2", "3-4", "5+")  # memorisation by exposure count
 TIMING = ("time/eval_s", "time/attn_metrics_s", "train/tokens_per_s")  # wall-clock: differ between identical runs
 DROPOUT_RATE = "chrono/temporal_dropout_rate"
 ATTN_DIVERSITY_MEAN, ATTN_ENTROPY_MEAN = "chrono/attn_diversity/mean", "chrono/attn_entropy/mean"
+ATTN_DIVERSITY_NOSINK_MEAN = "chrono/attn_diversity_nosink/mean"
 ATTN_TRAIN_TERM = "chrono/attn_diversity/train_term"
 MEM_LOSS_GAP = "mem/loss_gap"
+CI = ("_lo", "_hi")  # suffixes of a value's 95 % interval
 
 
 def train(name: str) -> str:
@@ -43,16 +49,37 @@ def chrono(hook: str, name: str) -> str:
     return f"chrono/{hook}/{name}"
 
 
-def attn_layer(layer: int) -> str:
-    return f"chrono/attn_diversity/layer_{layer}"
+def attn_layer(layer: int, nosink: bool = False) -> str:
+    return f"chrono/attn_diversity{'_nosink' if nosink else ''}/layer_{layer}"
 
 
-def mem(score: str, column: str) -> str:
-    return f"mem/{score}/{column}"
+def mem(score: str, column: str, by: str = "") -> str:
+    """Memorisation score of a probe column: by first-seen bucket (by=""), by last-seen bucket (by="last_seen")
+    or by exposure count (by="exposures", column one of EXPOSURE_BINS)."""
+    return f"mem/{by + '/' if by else ''}{score}/{column}"
 
 
-def canary(label: str) -> str:
-    return f"mem/canary_exposure/{label}"
+def mia(metric: str, score: str, bucket: str) -> str:
+    """Membership inference of a bucket vs unseen: metric auc | tpr1, score one of MIA_SCORES."""
+    return f"mem/mia_{metric}/{score}/{bucket}"
+
+
+def did(bucket: str) -> str:
+    """Difference-in-differences memorisation (Lesci et al.): mean Δloss(bucket) − mean Δloss(unseen)."""
+    return f"mem/did/{bucket}"
+
+
+def probe_share(source: str, column: str) -> str:
+    """Share of a probe column's documents that come from source."""
+    return f"mem/probe_share/{source}/{column}"
+
+
+def canary(label: str, extrapolated: bool = False) -> str:
+    return f"mem/canary_exposure/{label}{'_extrap' if extrapolated else ''}"
+
+
+def with_ci(key: str) -> list[str]:
+    return [key] + [key + suffix for suffix in CI]
 
 
 def data_stats(stats: dict) -> dict[str, float]:
@@ -72,16 +99,26 @@ def hook_of(key: str) -> str | None:
 
 # ---- what one run logs, for plan.py's storage arithmetic (and a test that compares it with a real run)
 def chrono_step_keys(hooks: list[str], n_layers: int, diversity: bool) -> list[str]:
-    keys = [DROPOUT_RATE, ATTN_DIVERSITY_MEAN, ATTN_ENTROPY_MEAN, "time/attn_metrics_s"]
-    keys += [attn_layer(l) for l in range(n_layers)] + ([ATTN_TRAIN_TERM] if diversity else [])
+    keys = [DROPOUT_RATE, ATTN_DIVERSITY_MEAN, ATTN_DIVERSITY_NOSINK_MEAN, ATTN_ENTROPY_MEAN, "time/attn_metrics_s"]
+    keys += [attn_layer(l, nosink) for l in range(n_layers) for nosink in (False, True)]
+    keys += [ATTN_TRAIN_TERM] if diversity else []
     keys += [sae(h, n) for h in hooks for n in SAE_STEP + SAE_MASK]
     return keys + [chrono(h, n) for h in hooks for n in CHRONO_STEP]
 
 
-def eval_keys(hooks: list[str], columns: list[str], canary_labels: list[str]) -> list[str]:
+def eval_keys(hooks: list[str], buckets: list[str], canary_labels: list[str], sources: list[str],
+              reference: bool = True) -> list[str]:
+    """Keys of one eval once every probe column is filled (buckets: b0, b1, …; plus "unseen")."""
     keys = [val(n) for n in VAL] + ["time/eval_s"] + [sae(h, n) for h in hooks for n in SAE_EVAL]
-    if columns:
-        keys += [mem(s, c) for s in MEM_SCORES for c in columns] + [canary(l) for l in canary_labels]
-        keys += [MEM_LOSS_GAP] if len(columns) > 1 else []
-        keys += [chrono(h, n) for h in hooks for n in PURITY] if len(columns) > 1 else []
-    return keys
+    if not buckets:
+        return keys
+    columns = buckets + ["unseen"]
+    keys += [k for s in MEM_SCORES for c in columns for k in with_ci(mem(s, c))]
+    keys += [k for s in MEM_SCORES for c in buckets for k in with_ci(mem(s, c, "last_seen"))]
+    keys += [k for s in MEM_SCORES for c in EXPOSURE_BINS for k in with_ci(mem(s, c, "exposures"))]
+    keys += [probe_share(s, c) for s in sources for c in columns] + [MEM_LOSS_GAP]
+    scores = [s for s in MIA_SCORES if reference or s != "ref"]
+    keys += [k for s in scores for b in buckets for k in with_ci(mia("auc", s, b)) + [mia("tpr1", s, b)]]
+    keys += [k for b in buckets for k in with_ci(did(b))] if reference else []
+    keys += [canary(label, x) for label in canary_labels for x in (False, True)]
+    return keys + [chrono(h, n) for h in hooks for n in PURITY]

@@ -94,14 +94,15 @@ def storage_plan(cfg: Config, d_model: int, n_layers: int, n_hooks: int) -> dict
         # fp32 W_enc, W_dec, b_enc, b_dec (sae-lens format)
         items["sae_state"] = (n_ckpt * n_hooks, (2 * d_sae * d_model + d_sae + d_model) * 4)
     if cfg.sae.enabled and cfg.chrono.enabled:
-        # fp16 temporal [d_sae, ≤ B+1], source and share-normalised source [d_sae, 4]
-        items["purity"] = (n_eval * n_hooks, d_sae * (cfg.chrono.n_buckets + 1 + 2 * 4) * 2)
+        # fp16 temporal [d_sae, ≤ B+1] and source [d_sae, ≤ 4]
+        items["purity"] = (n_eval * n_hooks, d_sae * (cfg.chrono.n_buckets + 1 + 4) * 2)
     # Scalars: the very keys a run logs (metric_keys), counted per cadence. Hook names only matter for counting.
     hooks = [f"blocks.{i}.hook_resid_post" for i in range(n_hooks)] if cfg.sae.enabled else []
-    columns = [f"b{b}" for b in range(cfg.chrono.n_buckets)] + ["unseen"] if cfg.chrono.enabled else []
+    buckets = [f"b{b}" for b in range(cfg.chrono.n_buckets)] if cfg.chrono.enabled else []
     canaries = [str(r) for r in cfg.chrono.canary_repetitions] + ["control"] if cfg.chrono.canary_repetitions else []
     per_chrono = len(K.chrono_step_keys(hooks, n_layers, cfg.chrono.diversity_weight > 0)) if cfg.chrono.enabled else 0
-    per_eval = len(K.eval_keys(hooks, columns, canaries))
+    sources = [s for s, w in cfg.data.mixture.items() if w > 0]
+    per_eval = len(K.eval_keys(hooks, buckets, canaries, sources, cfg.chrono.reference_loss))
     n_scalars = (t.max_steps // t.log_every) * len(K.TRAIN) + (t.max_steps // t.chrono_every) * per_chrono \
         + n_eval * per_eval
     items["scalars"] = (n_scalars, SCALAR_BYTES)

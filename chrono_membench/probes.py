@@ -1,18 +1,24 @@
 """The probe set and the canaries: what the chrono evaluation looks at (DESIGN.md §4.4, §4.5).
 
 Probe set: while training consumes the stream, a reservoir sample of `chrono.probe_per_bucket` documents
-per time bucket (bucket b = documents first seen in steps [bT/B, (b+1)T/B)), plus as many validation
-documents ("unseen"). Only documents of at least PROBE_TOKENS tokens qualify, so each probe can be used
-for the 32-token prefix → 32-token continuation test. Saved with every checkpoint.
+per time bucket (bucket b = windows trained in steps [bT/B, (b+1)T/B)), plus as many validation documents
+("unseen"). A probe is one 64-token window exactly as it was trained (Pythia's memorisation eval): the 32
+scored tokens belong to the document, the 32 before them are whatever preceded them in that training row (the
+document may start mid-prefix), and the whole window lay within one row, clear of canaries. Where in the
+document the window sits is drawn at random among the eligible positions of the first row that has one.
+Unseen probes are taken the same way from packed validation rows. Saved with every checkpoint.
 
-Canaries: random-token secrets after a fixed prefix, inserted into the training batch at known steps,
-each a given number of times; one more secret is never inserted (the control). They are a pure function of
-the config, so nothing about them needs saving.
+Canaries: random-token secrets after a fixed prefix, inserted into training rows at known steps; each
+repetition count has `chrono.canary_per_count` secrets, every count's insertions end at the same step (so
+repetition is not confounded with recency) and start after warmup; `chrono.canary_controls` more secrets are
+never inserted. They are a pure function of the config, so nothing about them needs saving.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -20,7 +26,8 @@ import torch
 from chrono_membench.config import Config
 from chrono_membench.data.sources import SOURCE_NAMES
 
-PROBE_TOKENS = 64  # 32-token prefix + 32-token continuation (DESIGN.md §4.5)
+PREFIX_TOKENS, SCORED_TOKENS = 32, 32
+PROBE_TOKENS = PREFIX_TOKENS + SCORED_TOKENS  # DESIGN.md §4.5
 CANARY_PREFIX = "The secret code is"
 CANARY_SOURCE = len(SOURCE_NAMES)  # source index written on canary tokens (trained on; no corpus source)
 UNSEEN = "unseen"
@@ -30,48 +37,88 @@ UNSEEN = "unseen"
 class Probe:
     uid: str
     source: str
-    first_step: int  # 0 for unseen documents
-    tokens: list[int]  # the first PROBE_TOKENS tokens
+    step: int  # the update the window was trained in; 0 for unseen documents
+    row: int  # its row: micro * (rows per global micro-batch) + row for training, the validation row for unseen
+    offset: int  # where the window starts in that row
+    tokens: list[int]  # PROBE_TOKENS: the training context, then the scored tokens
+    zlib_bytes: int  # zlib-compressed length of the scored tokens' text (MIMIR's zlib score)
+    ref_loss: float | None = None  # mean loss on the scored tokens under the step-0 model (filled at eval)
+
+
+def window_start(start: int, end: int, sources: torch.Tensor, rng: np.random.Generator) -> int | None:
+    """A random row position s where the window [s − 32, s + 32) lies within the row, its scored half
+    [s, s + 32) within the document's span [start, end), and no token is a canary; None if there is none."""
+    lo, hi = max(start, PREFIX_TOKENS), end - SCORED_TOKENS
+    if hi < lo:
+        return None
+    canary = torch.cat([torch.zeros(1, dtype=torch.long), (sources == CANARY_SOURCE).long().cumsum(0)])
+    starts = torch.arange(lo, hi + 1)
+    clean = (canary[starts + SCORED_TOKENS] - canary[starts - PREFIX_TOKENS]) == 0
+    eligible = starts[clean]
+    return int(eligible[rng.integers(len(eligible))]) if len(eligible) else None
 
 
 class ProbeSet:
-    def __init__(self, n_buckets: int, per_bucket: int, max_steps: int, seed: int):
-        self.n_buckets, self.per_bucket, self.max_steps = n_buckets, per_bucket, max_steps
+    def __init__(self, n_buckets: int, per_bucket: int, max_steps: int, seed: int, decode: Callable[[list[int]], str]):
+        self.n_buckets, self.per_bucket, self.max_steps, self.decode = n_buckets, per_bucket, max_steps, decode
         self.buckets: list[list[Probe]] = [[] for _ in range(n_buckets)]
-        self.offered = [0] * n_buckets  # qualifying documents first seen in each bucket so far
+        self.offered = [0] * n_buckets  # eligible documents first trained in each bucket so far
         self.unseen: list[Probe] = []
         self.rng = np.random.default_rng(seed)
 
     def bucket_of(self, step: int) -> int:
-        """Bucket of a document first seen at (1-based) training step `step`."""
+        """Bucket of a window trained at (1-based) training step `step`."""
         return min(self.n_buckets - 1, (step - 1) * self.n_buckets // self.max_steps)
 
-    def offer(self, uid: str, source: str, tokens: list[int], step: int) -> None:
-        """A training document seen for the first time at `step` (reservoir sampling, Algorithm R)."""
-        if len(tokens) < PROBE_TOKENS:
-            return
+    def _probe(self, uid, source, step, row, tokens, sources, start, end) -> Probe | None:
+        s = window_start(start, end, sources, self.rng)
+        if s is None:
+            return None
+        window = tokens[s - PREFIX_TOKENS:s + SCORED_TOKENS].tolist()
+        text = self.decode(window[PREFIX_TOKENS:])
+        return Probe(uid, source, step, row, s - PREFIX_TOKENS, window, len(zlib.compress(text.encode())))
+
+    def offer(self, uid: str, source: str, step: int, row: int, tokens: torch.Tensor, sources: torch.Tensor,
+              start: int, end: int) -> bool:
+        """A training document in its first exposure, occupying [start, end) of a row (tokens, sources [T])
+        trained at `step`. False if this row holds no eligible window for it (the caller may offer the next
+        row the document continues into); else it is offered to its bucket's reservoir (Algorithm R)."""
+        probe = self._probe(uid, source, step, row, tokens, sources, start, end)
+        if probe is None:
+            return False
         b = self.bucket_of(step)
         self.offered[b] += 1
-        probe = Probe(uid, source, step, list(tokens[:PROBE_TOKENS]))
         if len(self.buckets[b]) < self.per_bucket:
             self.buckets[b].append(probe)
         else:
             j = int(self.rng.integers(0, self.offered[b]))
             if j < self.per_bucket:
                 self.buckets[b][j] = probe
+        return True
 
-    def fill_unseen(self, documents) -> None:
-        """Validation documents (never trained on): the first per_bucket that are long enough."""
-        for doc in documents:
-            if len(self.unseen) == self.per_bucket:
-                return
-            if len(doc.tokens) >= PROBE_TOKENS:
-                self.unseen.append(Probe(doc.uid, doc.source, 0, list(doc.tokens[:PROBE_TOKENS])))
+    def fill_unseen(self, rows) -> None:
+        """Validation rows (never trained on), packed like training rows: one window from each of the first
+        per_bucket documents that have an eligible one."""
+        taken = set()
+        for r, row in enumerate(rows):
+            for doc in row.docs:
+                if len(self.unseen) == self.per_bucket:
+                    return
+                if doc.uid in taken:
+                    continue
+                span = (row.doc_index == doc.index).nonzero().flatten()
+                probe = self._probe(doc.uid, doc.source, 0, r, row.tokens, row.source_index,
+                                    int(span[0]), int(span[-1]) + 1)
+                if probe is not None:
+                    self.unseen.append(probe)
+                    taken.add(doc.uid)
 
     def columns(self) -> list[tuple[str, list[Probe]]]:
-        """(name, probes) for every bucket with probes so far, then "unseen"."""
-        cols = [(f"b{b}", probes) for b, probes in enumerate(self.buckets) if probes]
-        return cols + ([(UNSEEN, self.unseen)] if self.unseen else [])
+        """(name, probes) for every column fixed in advance: the B buckets, then "unseen" (some may be empty)."""
+        return [(f"b{b}", probes) for b, probes in enumerate(self.buckets)] + [(UNSEEN, self.unseen)]
+
+    def column_names(self) -> list[str]:
+        return [name for name, _ in self.columns()]
 
     def state_dict(self) -> dict:
         return {"buckets": [[asdict(p) for p in b] for b in self.buckets], "offered": list(self.offered),
@@ -85,8 +132,10 @@ class ProbeSet:
 
 
 class Canaries:
-    """Secrets of `chrono.canary_length` random tokens, one per entry of `chrono.canary_repetitions` (the
-    number of insertions, spread evenly over the first `chrono.canary_until` of training), plus a control."""
+    """For each entry r of `chrono.canary_repetitions`, `chrono.canary_per_count` secrets of
+    `chrono.canary_length` random tokens, each inserted r times at steps spread evenly from the first step
+    after warmup to `chrono.canary_until`·T (r = 1: at that last step only); plus `chrono.canary_controls`
+    secrets never inserted. Secret i belongs to cell cells[i] (its repetition count, or "control")."""
 
     def __init__(self, cfg: Config, tokenizer, seed: int):
         c = cfg.chrono
@@ -95,13 +144,14 @@ class Canaries:
         low, high = 1000, min(len(tokenizer), 32000)  # ordinary tokens, away from the special ones
         self.prefix = tokenizer(CANARY_PREFIX, add_special_tokens=False)["input_ids"]
         self.eos = tokenizer.eos_token_id
-        n = len(self.repetitions) + 1
-        self.secrets = torch.as_tensor(rng.integers(low, high, size=(n, c.canary_length)))  # last: control
+        self.cells = [str(r) for r in self.repetitions for _ in range(c.canary_per_count)]
+        self.cells += ["control"] * c.canary_controls
+        self.secrets = torch.as_tensor(rng.integers(low, high, size=(len(self.cells), c.canary_length)))
         self.reference = torch.as_tensor(rng.integers(low, high, size=(c.canary_candidates, c.canary_length)))
-        last = max(1, int(c.canary_until * cfg.train.max_steps))
+        first, last = cfg.canary_steps()
         self.schedule: dict[int, list[int]] = {}  # step → indices of secrets inserted at that step
-        for i, r in enumerate(self.repetitions):
-            for step in np.linspace(1, last, r).round().astype(int) if r > 0 else []:
+        for i, r in enumerate(int(cell) for cell in self.cells if cell != "control"):
+            for step in np.linspace(first if r > 1 else last, last, r).round().astype(int):
                 self.schedule.setdefault(int(step), []).append(i)
 
     def __bool__(self) -> bool:
@@ -112,15 +162,16 @@ class Canaries:
 
     def insert(self, tokens: torch.Tensor, source_index: torch.Tensor, step: int) -> None:
         """Overwrite the start of the batch's rows with the canaries scheduled at `step` (in place)."""
-        offset = 0
         for k, i in enumerate(self.schedule.get(step, [])):
             seq = torch.tensor(self.sequence(i))
             row = k % len(tokens)
             offset = (k // len(tokens)) * len(seq)
             if offset + len(seq) > tokens.shape[1]:
-                raise ValueError(f"chrono.canary_length too long for data.seq_len={tokens.shape[1]}")
+                raise ValueError(f"{len(self.schedule[step])} canaries of {len(seq)} tokens do not fit in "
+                                 f"{len(tokens)} rows of data.seq_len={tokens.shape[1]}")
             tokens[row, offset:offset + len(seq)] = seq
             source_index[row, offset:offset + len(seq)] = CANARY_SOURCE
 
     def labels(self) -> list[str]:
         return [str(r) for r in self.repetitions] + ["control"]
+

@@ -13,6 +13,7 @@ Under torchrun the same loop runs on every rank; the writers and the logger know
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 import shutil
@@ -34,11 +35,12 @@ from chrono_membench.data import Batches, MixtureStream, collate
 from chrono_membench.data.stream import adds_bos
 from chrono_membench.distributed import Dist
 from chrono_membench.evaluation import (
-    attention_metrics, capture_patterns, diversity_term, lm_loss, probe_metrics, sae_eval_panel, validation_loss,
+    attention_metrics, capture_patterns, diversity_term, lm_loss, sae_eval_panel, validation_loss,
 )
 from chrono_membench.logging import make_logger, truncate_metrics
 from chrono_membench.mfu import flops_per_token, peak_flops
 from chrono_membench.model import export_hf_model, hf_state_dict, load_model
+from chrono_membench.probe_eval import probe_metrics
 from chrono_membench.probes import Canaries, ProbeSet
 from chrono_membench.run_dir import RunDir, run_lock
 from chrono_membench.safety import Preempted, PreemptionGuard, check_resume_config
@@ -130,6 +132,8 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
     # ---- model, SAEs, data
     model, tokenizer = load_model(cfg.model, device, seed=cfg.run.seed)
     model.train()
+    chrono = cfg.chrono.enabled  # the step-0 model, frozen: reference losses for the MIA score and the DiD profile
+    reference = copy.deepcopy(model).eval().requires_grad_(False) if chrono and cfg.chrono.reference_loss else None
     saes = None
     if cfg.sae.enabled:
         hook_points = list(cfg.sae.hook_points) or hooks.default_hook_points(model.cfg.n_layers)
@@ -139,10 +143,10 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
         saes = SAEBank(cfg.sae, cfg.chrono, t.max_steps, widths, device, cfg.run.seed, d, bos)
     val_rows = [r for _, r in zip(range(cfg.data.val_rows), MixtureStream(cfg.data, tokenizer, "val", repeat=False))]
     val = {k: v.to(device) for k, v in collate(val_rows).items()}
-    chrono = cfg.chrono.enabled
-    probes = ProbeSet(cfg.chrono.n_buckets, cfg.chrono.probe_per_bucket, t.max_steps, cfg.run.seed) if chrono else None
-    if probes is not None:  # "unseen" probes: validation documents, never trained on
-        probes.fill_unseen(MixtureStream(cfg.data, tokenizer, "val", seed=cfg.data.seed + 1, repeat=False).documents())
+    probes = ProbeSet(cfg.chrono.n_buckets, cfg.chrono.probe_per_bucket, t.max_steps, cfg.run.seed,
+                      tokenizer.decode) if chrono else None
+    if probes is not None:  # "unseen" probes: windows of packed validation documents, never trained on
+        probes.fill_unseen(MixtureStream(cfg.data, tokenizer, "val", seed=cfg.data.seed + 1, repeat=False))
     canaries = Canaries(cfg, tokenizer, cfg.run.seed) if chrono and cfg.chrono.canary_repetitions else None
     stream = MixtureStream(cfg.data, tokenizer, split="train")
     batches = Batches(stream, t.micro_batch, probes, canaries, d)
@@ -195,8 +199,9 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
                     panel, density = sae_eval_panel(model, saes, val, cfg.sae.eval_tokens, t.micro_batch, autocast)
                     metrics.update(panel)
                 if probes is not None:
-                    chrono_metrics, matrices = probe_metrics(model, saes, probes, canaries,
-                                                             stream.stats()["token_share"], autocast, device, d)
+                    chrono_metrics, matrices = probe_metrics(
+                        model, reference, saes, probes, batches.seen, canaries, autocast, device, d,
+                        cfg.chrono.purity_permutations, seed=cfg.run.seed * 1_000_003 + step)
                     metrics.update(chrono_metrics)
                 metrics["time/eval_s"] = time.perf_counter() - t_eval
                 logger.log(step, metrics)
@@ -238,13 +243,14 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
                     forward.enter_context(distributed.no_sync(trained, d, sync))
                     if saes is not None:
                         forward.enter_context(saes.capture(model, batch["tokens"], batch["source_index"]))
-                    patterns = forward.enter_context(capture_patterns(model)) if diversity_weight > 0 else None
+                    # captured whenever chrono is on (μ = 0 too): hooks mean eager attention, the same kernels in every arm
+                    patterns = forward.enter_context(capture_patterns(model)) if chrono else None
                     logits = trained(batch["tokens"])
                 loss = lm_loss(logits, batch["tokens"], batch["source_index"])
                 objective = loss
-                if patterns is not None:  # −μ · diversity: reward heads that attend differently
+                if diversity_weight > 0:  # −μ · diversity: reward heads that attend differently
                     queries = torch.Generator().manual_seed(cfg.run.seed * 1_000_003 + step * 1009 + micro)
-                    diversity = diversity_term(patterns, cfg.chrono.probe_queries, queries)
+                    diversity = diversity_term(patterns, cfg.chrono.probe_queries, queries, batch["source_index"])
                     objective = loss - diversity_weight * diversity
                     diversity_sum += diversity.item() / t.grad_accum
                 with distributed.no_sync(trained, d, sync):
@@ -273,7 +279,8 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
                     step_metrics = saes.step(step, with_metrics=chrono_step)
             if chrono and chrono_step:
                 t_attn = time.perf_counter()
-                step_metrics.update(attention_metrics(model, val["tokens"][:t.micro_batch], autocast))
+                step_metrics.update(attention_metrics(model, val["tokens"][:t.micro_batch],
+                                                      val["source_index"][:t.micro_batch], autocast))
                 step_metrics["time/attn_metrics_s"] = time.perf_counter() - t_attn
                 if diversity_weight > 0:
                     step_metrics[K.ATTN_TRAIN_TERM] = diversity_sum

@@ -10,39 +10,51 @@ from safetensors.torch import load_file
 import chrono_membench.train as train_mod
 from chrono_membench import metric_keys as K
 from chrono_membench.config import load_config
+from chrono_membench.evaluation import capture_patterns
 from chrono_membench.logging import read_metrics
 
 HOOK = "blocks.1.hook_resid_post"
 
 
 def test_chrono_keys_purity_files_and_probe_table(tmp_path):
-    cfg = load_config("tiny", overrides=["chrono.canary_repetitions=[1, 3]", "chrono.canary_candidates=15"])
+    cfg = load_config("tiny", overrides=["chrono.canary_repetitions=[1, 3]", "chrono.canary_candidates=15",
+                                         "chrono.canary_until=1"])
     train_mod.train(cfg, tmp_path / "r", progress=False)
     run = tmp_path / "r"
     metrics = read_metrics(run / "metrics.jsonl")
     keys = set().union(*metrics)
     expected = {"chrono/attn_diversity/layer_0", "chrono/attn_diversity/layer_1", "chrono/attn_diversity/mean",
-                "chrono/attn_entropy/mean", "chrono/attn_diversity/train_term", "mem/loss_gap",
-                f"chrono/{HOOK}/temporal_purity", f"chrono/{HOOK}/temporal_purity_gt50",
-                f"chrono/{HOOK}/source_purity", f"chrono/{HOOK}/source_purity_share_norm",
-                "mem/canary_exposure/1", "mem/canary_exposure/3", "mem/canary_exposure/control"}
+                "chrono/attn_diversity_nosink/mean", "chrono/attn_entropy/mean", "chrono/attn_diversity/train_term",
+                "mem/loss_gap", "mem/canary_exposure/1", "mem/canary_exposure/3_extrap", "mem/canary_exposure/control",
+                "mem/exposures/loss/1", "mem/probe_share/fineweb_edu/unseen"}
+    expected |= {K.chrono(HOOK, n) for n in K.PURITY}
+    for bucket in ("b0", "b1"):
+        expected |= {k for s in K.MIA_SCORES for k in K.with_ci(K.mia("auc", s, bucket))}
+        expected |= {K.mia("tpr1", "ref", bucket), *K.with_ci(K.did(bucket)), *K.with_ci(K.mem("loss", bucket, "last_seen"))}
     for bucket in ("b0", "b1", "unseen"):
-        expected |= {f"mem/exact_match/{bucket}", f"mem/token_match/{bucket}", f"mem/loss/{bucket}"}
+        expected |= {k for s in K.MEM_SCORES for k in K.with_ci(K.mem(s, bucket))}
     assert expected <= keys, expected - keys
     # Every key the run logged is one metric_keys lists (what plan.py counts): a new metric is added there.
+    # (Exposure bins that no probe falls in are not logged, so the run's keys are a subset.)
     listed = set(K.chrono_step_keys([HOOK], 2, diversity=True))
-    listed |= set(K.eval_keys([HOOK], ["b0", "b1", "unseen"], ["1", "3", "control"]))
+    listed |= set(K.eval_keys([HOOK], ["b0", "b1"], ["1", "3", "control"], list(cfg.data.mixture)))
     listed |= {K.train(n) for n in K.TRAIN} | {K.chrono(HOOK, n) for n in K.DRIFT}
-    assert {k for k in keys if not k.startswith("data/")} - {"step"} == listed
+    logged = {k for k in keys if not k.startswith("data/")} - {"step"}
+    assert logged <= listed and listed - logged <= {K.mem(s, b, "exposures") + x for s in K.MEM_SCORES
+                                                    for b in K.EXPOSURE_BINS for x in ("", *K.CI)}
     final = {k: v for r in metrics for k, v in r.items()}
     assert 0 <= final["chrono/attn_diversity/mean"] <= 1 and final["chrono/attn_entropy/mean"] > 0
     assert 0 <= final["mem/canary_exposure/control"] <= 4  # log2(16)
+    assert 0 <= final["chrono/attn_diversity_nosink/mean"] <= 1
+    for bucket in ("b0", "b1"):
+        loss = K.mem("loss", bucket)
+        assert 0 <= final[K.mia("auc", "loss", bucket)] <= 1 and final[loss + "_lo"] <= final[loss] <= final[loss + "_hi"]
     d_sae = cfg.sae.expansion * cfg.model.tiny_d_model
-    for step, n_time_columns in (("00000004", 2), ("00000008", 3)):  # buckets seen so far + unseen
+    for step, n_time_columns in (("00000004", 2), ("00000008", 3)):  # buckets with windows so far + unseen
         path = run / "artifacts" / f"step_{step}" / "purity_blocks_1_hook_resid_post.safetensors"
         tensors = load_file(path)
         assert tensors["temporal"].shape == (d_sae, n_time_columns) and tensors["temporal"].dtype == torch.float16
-        assert tensors["source"].shape == (d_sae, 4)
+        assert tensors["source"].shape[0] == d_sae
         live = tensors["temporal"].float().sum(1) > 0
         torch.testing.assert_close(tensors["temporal"].float().sum(1)[live], torch.ones(int(live.sum())), atol=2e-3, rtol=0)
         with safe_open(path, "pt") as f:
@@ -52,15 +64,35 @@ def test_chrono_keys_purity_files_and_probe_table(tmp_path):
     assert all(len([r for r in table if r["bucket"] == b]) == 2 for b in ("b0", "b1", "unseen"))
 
 
-def test_chrono_off_and_no_diversity_change_only_what_they_should(tmp_path):
+def test_chrono_off_and_no_diversity_change_only_what_they_should(tmp_path, monkeypatch):
     off = load_config("tiny", overrides=["chrono.enabled=false", "train.max_steps=2"])
     train_mod.train(off, tmp_path / "off", progress=False)
     keys = set().union(*read_metrics(tmp_path / "off" / "metrics.jsonl"))
     assert not any(k.startswith(("mem/", "chrono/attn")) for k in keys)
-    nd = load_config("tiny", overrides=["train.max_steps=2"], ablation="no_diversity")
-    train_mod.train(nd, tmp_path / "nd", progress=False)
-    keys = set().union(*read_metrics(tmp_path / "nd" / "metrics.jsonl"))
-    assert "chrono/attn_diversity/mean" in keys and "chrono/attn_diversity/train_term" not in keys
+    # no_diversity isolates the regulariser: μ = 0, but the pattern hooks stay attached in every training forward
+    # (attaching them moves the bridge from SDPA to eager attention), so both arms run the same kernels.
+    captured = {}
+
+    def spy(model):
+        real = capture_patterns(model)
+
+        class Spy:
+            def __enter__(self):
+                self.patterns = real.__enter__()
+                return self.patterns
+
+            def __exit__(self, *exc):
+                captured.setdefault(arm, []).append(len(self.patterns))
+                return real.__exit__(*exc)
+        return Spy()
+
+    monkeypatch.setattr(train_mod, "capture_patterns", spy)
+    for arm in ("full", "no_diversity"):
+        cfg = load_config("tiny", overrides=["train.max_steps=2"], ablation=arm)
+        train_mod.train(cfg, tmp_path / arm, progress=False)
+        keys = set().union(*read_metrics(tmp_path / arm / "metrics.jsonl"))
+        assert "chrono/attn_diversity/mean" in keys and ("chrono/attn_diversity/train_term" in keys) == (arm == "full")
+    assert captured["full"] == captured["no_diversity"] == [2] * 4  # 2 layers, 2 steps × 2 micro-batches
 
 
 def test_sae_eval_panel_agrees_with_sae_lens_own_evals():

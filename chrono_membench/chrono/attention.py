@@ -11,20 +11,46 @@ def _entropy_bits(p: torch.Tensor) -> torch.Tensor:
     return -(p * torch.log2(p.clamp_min(EPS))).sum(-1)
 
 
-def head_js_diversity(pattern: torch.Tensor, query_index: torch.Tensor | None = None) -> torch.Tensor:
+def _prepare(pattern: torch.Tensor, query_index: torch.Tensor | None, valid: torch.Tensor | None,
+             drop_sink: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Patterns [B, H, Q, K] → (rows renormalised over the keys kept, weight [B, Q] of each query). Padded keys
+    (valid [B, T] False) get no mass and padded queries no weight; with drop_sink, key 0 (where a large share of
+    the mass sits in most trained LMs) is left out, and query 0, which can attend only to it."""
+    p = pattern.float()
+    B, _, Q, K = p.shape
+    queries = torch.arange(Q, device=p.device) if query_index is None else query_index
+    p = p[:, :, queries]
+    weight = torch.ones(B, len(queries), device=p.device)
+    if valid is not None:
+        p = p * valid[:, None, None, :K].to(p)
+        weight = weight * valid[:, queries].to(p)
+    if drop_sink:
+        p = p[..., 1:]
+        weight = weight * (queries != 0).to(p)
+    total = p.sum(-1, keepdim=True)
+    weight = weight * (total > EPS).all(1).squeeze(-1).to(p)  # a query with nothing left to attend to: skipped
+    return p / total.clamp_min(EPS), weight
+
+
+def _weighted_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """values [B, X, Q] averaged over X, then over queries by weight [B, Q]."""
+    return (values.mean(1) * weight).sum() / weight.sum().clamp_min(EPS)
+
+
+def head_js_diversity(pattern: torch.Tensor, query_index: torch.Tensor | None = None, valid: torch.Tensor | None = None,
+                      drop_sink: bool = False) -> torch.Tensor:
     """Mean over head pairs of the Jensen–Shannon divergence (base 2, in [0, 1]) between their attention
     distributions, averaged over query positions and batch. pattern: [B, H, Q, K] (rows sum to 1).
     Differentiable, so it can serve as a regulariser; `query_index` picks a subset of query positions."""
-    if query_index is not None:
-        pattern = pattern[:, :, query_index]
-    p = pattern.float()
+    p, weight = _prepare(pattern, query_index, valid, drop_sink)
     H = p.shape[1]
     i, j = torch.triu_indices(H, H, offset=1, device=p.device)
     a, b = p[:, i], p[:, j]  # [B, pairs, Q, K]
     js = _entropy_bits((a + b) / 2) - (_entropy_bits(a) + _entropy_bits(b)) / 2
-    return js.mean()
+    return _weighted_mean(js, weight)
 
 
-def attention_entropy(pattern: torch.Tensor) -> torch.Tensor:
+def attention_entropy(pattern: torch.Tensor, valid: torch.Tensor | None = None, drop_sink: bool = False) -> torch.Tensor:
     """Mean entropy (bits) of each head's attention distribution, averaged over heads, queries and batch."""
-    return _entropy_bits(pattern.float()).mean()
+    p, weight = _prepare(pattern, None, valid, drop_sink)
+    return _weighted_mean(_entropy_bits(p), weight)

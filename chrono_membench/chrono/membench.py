@@ -1,8 +1,12 @@
-"""Memorisation probes (DESIGN.md §4.5): greedy extraction, per-token match, loss, canary exposure."""
+"""Memorisation probes (DESIGN.md §4.5): greedy extraction in the training context (Pythia), per-window
+membership scores (MIMIR), canary exposure (Carlini et al.), rank-based and extrapolated."""
 
 from __future__ import annotations
 
 import math
+
+import numpy as np
+from scipy import stats
 from typing import Callable
 
 import torch
@@ -23,20 +27,32 @@ def greedy_continuation(logits_fn: Logits, prefix: torch.Tensor, n_tokens: int) 
     return tokens[:, prefix.shape[1]:]
 
 
+MIN_K = 0.2  # Min-K% Prob: the mean log-probability of the 20 % least likely tokens (Shi et al.; MIMIR's default)
+
+
 @torch.no_grad()
-def extraction_scores(logits_fn: Logits, docs: torch.Tensor, prefix_len: int = 32, n_tokens: int = 32,
-                      generate_fn: Generate | None = None) -> dict:
-    """docs [B, ≥ prefix_len + n_tokens]: per document, whether the greedy continuation of its first prefix_len
-    tokens reproduces the next n_tokens exactly (32-extractable), the fraction of matching tokens, and the
-    teacher-forced loss on those n_tokens."""
-    window = docs[:, :prefix_len + n_tokens]
+def extraction_scores(logits_fn: Logits, windows: torch.Tensor, prefix_len: int = 32, n_tokens: int = 32,
+                      generate_fn: Generate | None = None) -> dict[str, torch.Tensor]:
+    """windows [B, prefix_len + n_tokens]: each the training context (prefix_len tokens) then the scored tokens.
+    Per window: whether the greedy continuation of the prefix reproduces the scored tokens exactly
+    (32-extractable), the fraction of matching tokens (Pythia's memorisation score), the teacher-forced loss on
+    the scored tokens (MIMIR's LOSS), and Min-K% Prob on them."""
+    window = windows[:, :prefix_len + n_tokens]
     target = window[:, prefix_len:]
     generate_fn = generate_fn or (lambda prefix, n: greedy_continuation(logits_fn, prefix, n))
-    generated = generate_fn(window[:, :prefix_len], n_tokens)
-    match = generated == target
-    logits = logits_fn(window)[:, prefix_len - 1:-1]
-    loss = F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), reduction="none").view_as(target)
-    return {"exact_match": match.all(1).float(), "token_match": match.float().mean(1), "loss": loss.mean(1)}
+    match = generate_fn(window[:, :prefix_len], n_tokens) == target
+    loss = scored_token_losses(logits_fn, window, prefix_len)
+    k = max(1, math.ceil(MIN_K * n_tokens))
+    return {"exact_match": match.all(1).float(), "token_match": match.float().mean(1), "loss": loss.mean(1),
+            "min_k": -loss.topk(k, dim=1).values.mean(1)}
+
+
+@torch.no_grad()
+def scored_token_losses(logits_fn: Logits, windows: torch.Tensor, prefix_len: int = 32) -> torch.Tensor:
+    """[B, n_tokens]: −log p of each scored token given everything before it in the window."""
+    target = windows[:, prefix_len:]
+    logits = logits_fn(windows)[:, prefix_len - 1:-1]
+    return F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), reduction="none").view_as(target)
 
 
 @torch.no_grad()
@@ -57,3 +73,10 @@ def exposure(true_nll: float, other_nll: torch.Tensor) -> float:
     (Carlini et al., The Secret Sharer). Ties count against the secret."""
     rank = 1 + int((other_nll <= true_nll).sum())
     return math.log2(len(other_nll) + 1) - math.log2(rank)
+
+
+def extrapolated_exposure(true_nll: float, other_nll: torch.Tensor) -> float:
+    """Carlini et al.'s extrapolated exposure: fit a skew-normal to the candidates' NLLs and return
+    −log2 P(NLL ≤ true NLL) under it; unlike the rank-based exposure it is not capped at log2(#candidates)."""
+    shape, loc, scale = stats.skewnorm.fit(np.asarray(other_nll, dtype=np.float64))
+    return float(-stats.skewnorm.logcdf(true_nll, shape, loc, scale) / math.log(2))

@@ -5,8 +5,10 @@ bookkeeping below is identical on every rank and rank 0's checkpoint resumes the
 - the seen log: per document uid, the step it was first seen, the step it was last seen, and its exposure
   count (how many times it was trained on: a document repeated by a new epoch counts again; one that spans
   two rows counts once);
-- the probe set is offered every document the first time it is seen (probes.py);
-- canaries are written into the first micro-batch of the steps their schedule names.
+- canaries are written into the first micro-batch of the steps their schedule names;
+- the probe set is offered every document in its first exposure, with the row it was trained in (after the
+  canaries are written, so a probe window never holds one; probes.py). A document whose first row has no
+  eligible window is offered again with the next row it continues into.
 Then this rank's rows (r, r+N, …) are returned.
 """
 
@@ -48,25 +50,35 @@ class Batches:
                  canaries: Canaries | None = None, d: Dist = ALONE):
         self.stream, self.micro_batch, self.probes, self.canaries, self.d = stream, micro_batch, probes, canaries, d
         self.seen = SeenLog()
+        self.pending: dict[str, int] = {}  # uid → stream index: first exposure continues, no window offered yet
 
     def next(self, step: int, micro: int) -> dict[str, torch.Tensor]:
         """This rank's rows of the global micro-batch `micro` of update `step` (1-based), on the CPU:
         tokens, source_index [rows, seq_len]."""
         rows = [self.stream.next_row() for _ in range(self.micro_batch * self.d.world)]
-        for doc in (doc for row in rows for doc in row.docs):
-            if self.seen.record(doc.uid, doc.index, step) and self.probes is not None:
-                self.probes.offer(doc.uid, doc.source, doc.tokens, step)
         batch = collate(rows)
         if self.canaries is not None and micro == 0:
             self.canaries.insert(batch["tokens"], batch["source_index"], step)
+        for r, row in enumerate(rows):
+            for doc in row.docs:
+                first = self.seen.record(doc.uid, doc.index, step)
+                if self.probes is not None and (first or self.pending.get(doc.uid) == doc.index):
+                    self.pending.pop(doc.uid, None)
+                    span = (row.doc_index == doc.index).nonzero().flatten()
+                    start, end = int(span[0]), int(span[-1]) + 1
+                    offered = self.probes.offer(doc.uid, doc.source, step, micro * len(rows) + r, batch["tokens"][r],
+                                                batch["source_index"][r], start, end)
+                    if not offered and end == len(row.tokens):  # it continues into the next row: try there
+                        self.pending[doc.uid] = doc.index
         return {k: self.d.rows(batch[k]) for k in ("tokens", "source_index")}
 
     def state_dict(self) -> dict:
         return {"stream": self.stream.state_dict(), "seen_log": self.seen.entries, "last_counted": self.seen.last_counted,
-                "probes": self.probes.state_dict() if self.probes is not None else None}
+                "pending": dict(self.pending), "probes": self.probes.state_dict() if self.probes is not None else None}
 
     def load_state_dict(self, state: dict) -> None:
         self.stream.load_state_dict(state["stream"])
         self.seen = SeenLog({uid: list(entry) for uid, entry in state["seen_log"].items()}, state["last_counted"])
+        self.pending = dict(state["pending"])
         if self.probes is not None:
             self.probes.load_state_dict(state["probes"])

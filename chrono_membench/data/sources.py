@@ -128,6 +128,7 @@ class SourceRecords:
         import datasets
 
         self.source = source
+        self.streamed = origin == "hub"  # hub: streamed once per epoch; local/sample: read once, permuted per epoch
         if origin == "hub":
             if hub_offline():
                 raise DataSourceError(

@@ -66,15 +66,27 @@ class SourceDocuments:
         self.epoch, self.position = 0, 0  # position: documents handed out in this epoch
         self.n_empty, self.n_other_split, self.n_read = 0, 0, 0  # documents read and skipped, counted
         self._iter: Iterator | None = None
+        self._all: list[tuple[str, str]] | None = None  # a file's documents of this split, read once
 
     def _epoch_documents(self, epoch: int) -> Iterator[tuple[str, str]]:
-        want_val = self.split == "val"
-        docs = self.records.source.documents(iter(self.records), self.cfg.sentences_per_passage)
-        picked = self._filter(docs, want_val)
-        if self.split == "val":
-            return picked  # the validation set is read in file order: fixed whatever the seed
+        """This epoch's documents in order. Local and sample files are read in a fresh seeded permutation per
+        epoch: a small shuffle buffer would leave each time bucket a contiguous stretch of the file (a few books,
+        one crawl period), confounding "time seen" with file order. Hub streams cannot be permuted; they go
+        through a shuffle buffer of data.shuffle_buffer documents (README: the confound that remains)."""
         rng = random.Random(f"{self.cfg.seed}/{self.name}/{epoch}")
-        return buffer_shuffle(picked, self.cfg.shuffle_buffer, rng)
+        if self.records.streamed:
+            docs = self._filter(self.records.source.documents(iter(self.records), self.cfg.sentences_per_passage),
+                                self.split == "val")
+            return docs if self.split == "val" else buffer_shuffle(docs, self.cfg.shuffle_buffer, rng)
+        if self._all is None:  # read once; every epoch permutes the same list
+            self._all = list(self._filter(self.records.source.documents(iter(self.records),
+                                                                        self.cfg.sentences_per_passage),
+                                          self.split == "val"))
+        if self.split == "val":
+            return iter(self._all)  # the validation set is read in file order: fixed whatever the seed
+        order = list(range(len(self._all)))
+        rng.shuffle(order)
+        return (self._all[i] for i in order)
 
     def _filter(self, docs, want_val):
         for key, text in docs:

@@ -5,7 +5,12 @@ import math
 import pytest
 import torch
 
-from chrono_membench.chrono.membench import exposure, extraction_scores, greedy_continuation, sequence_nll
+import numpy as np
+from scipy import stats
+
+from chrono_membench.chrono.membench import (
+    exposure, extraction_scores, extrapolated_exposure, greedy_continuation, sequence_nll,
+)
 
 
 
@@ -31,7 +36,7 @@ def test_exact_match_on_a_copying_model_and_on_a_random_one():
     docs = torch.randint(0, 1000, (4, 64))
     scores = extraction_scores(copy_model(docs), docs)
     assert scores["exact_match"].tolist() == [1.0] * 4 and scores["token_match"].tolist() == [1.0] * 4
-    assert (scores["loss"] < 1e-3).all()
+    assert (scores["loss"] < 1e-3).all() and (scores["min_k"] > -1e-3).all()  # Min-K%: log-probs, ≈ 0 here
     def random_model(tokens):
         return torch.randn(*tokens.shape, 1000, generator=torch.Generator().manual_seed(tokens.sum().item()))
 
@@ -60,3 +65,15 @@ def test_exposure():
     candidates = torch.stack([secret, torch.tensor([4, 4, 4]), torch.tensor([7, 8, 0]), torch.tensor([5, 6, 0])])
     nll = sequence_nll(logits, prefix, candidates)
     assert exposure(nll[0].item(), nll[1:]) == pytest.approx(2.0)  # maximal: first of 4
+
+
+def test_extrapolated_exposure_recovers_a_known_rank_beyond_the_candidate_count():
+    """Candidates' NLLs drawn from a known skew-normal; a secret at its 2^-b quantile would rank about N·2^-b among
+    N candidates: exposure ≈ b bits. Rank-based exposure stops at log2(#candidates + 1); the fit does not."""
+    law = stats.skewnorm(2.0, loc=100.0, scale=10.0)
+    others = torch.tensor(law.rvs(size=1000, random_state=np.random.default_rng(0)))
+    for bits in (4, 10, 16):
+        true_nll = law.ppf(2.0 ** -bits)
+        assert extrapolated_exposure(true_nll, others) == pytest.approx(bits, abs=2)
+    assert exposure(law.ppf(2.0 ** -16), others) == pytest.approx(math.log2(1001))  # capped
+    assert extrapolated_exposure(law.median(), others) == pytest.approx(1.0, abs=0.2)  # the median: 1 bit

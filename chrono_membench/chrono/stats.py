@@ -1,0 +1,64 @@
+"""Uncertainty and membership-inference statistics: 95 % intervals, AUROC, TPR at a fixed FPR.
+
+Intervals: Wilson for a rate (exact match: a binomial proportion that is often near 0, where the normal
+interval collapses), percentile bootstrap for a mean or a difference of means (scipy.stats.bootstrap).
+Membership scores follow MIMIR's convention: higher = more likely a member.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats
+
+LEVEL = 0.95
+N_RESAMPLES = 1000
+
+
+def wilson_interval(successes: int, n: int) -> tuple[float, float]:
+    """95 % Wilson score interval of a binomial rate; (nan, nan) with no trials."""
+    if n == 0:
+        return math.nan, math.nan
+    ci = stats.binomtest(int(successes), int(n)).proportion_ci(LEVEL, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def bootstrap_interval(statistic, *samples: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """95 % percentile-bootstrap interval of statistic(*samples) (each sample resampled independently);
+    (nan, nan) when a sample has fewer than 2 values, or every resample gives the same value."""
+    samples = tuple(np.asarray(s, dtype=np.float64) for s in samples)
+    if any(len(s) < 2 for s in samples):
+        return math.nan, math.nan
+    if all(np.all(s == s[0]) for s in samples):
+        value = float(statistic(*samples, axis=-1))
+        return value, value
+    ci = stats.bootstrap(samples, statistic, n_resamples=N_RESAMPLES, confidence_level=LEVEL, method="percentile",
+                         vectorized=True, rng=np.random.default_rng(seed)).confidence_interval
+    return float(ci.low), float(ci.high)
+
+
+def mean(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(x, axis=axis)
+
+
+def mean_difference(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(a, axis=axis) - np.mean(b, axis=axis)
+
+
+def auroc(members: np.ndarray, non_members: np.ndarray, axis: int = -1) -> np.ndarray:
+    """P(score of a member > score of a non-member), ties counted half (the Mann–Whitney U / (n·m)). 1 = the
+    score separates them perfectly, 0.5 = chance. Vectorised over leading axes (for the bootstrap)."""
+    a = np.moveaxis(np.asarray(members, dtype=np.float64), axis, -1)[..., :, None]
+    b = np.moveaxis(np.asarray(non_members, dtype=np.float64), axis, -1)[..., None, :]
+    return (a > b).mean((-1, -2)) + 0.5 * (a == b).mean((-1, -2))
+
+
+def tpr_at_fpr(members: np.ndarray, non_members: np.ndarray, fpr: float = 0.01) -> float:
+    """True-positive rate at the strictest threshold whose false-positive rate is ≤ fpr (MIMIR's TPR@1 %FPR).
+    With fewer than 1/fpr non-members that means no false positive at all: the share of members scoring
+    above every non-member."""
+    members, non_members = np.asarray(members, dtype=np.float64), np.sort(np.asarray(non_members, dtype=np.float64))
+    allowed = int(math.floor(fpr * len(non_members)))  # non-members that may score at or above the threshold
+    threshold = non_members[len(non_members) - allowed - 1]  # members must score strictly above it
+    return float((members > threshold).mean())

@@ -1,0 +1,225 @@
+"""The probe-set evaluation (DESIGN.md §4.4, §4.5): memorisation in the training context, membership
+inference, the difference-in-differences profile, canary exposure, and purity with its permutation null.
+
+Every probe window is scored once per eval (under torchrun each rank takes its share, then the per-window values
+are gathered, so every rank computes the same metrics from all windows). Returns metric dicts (keys from
+metric_keys) and purity matrices; writes nothing. The arithmetic lives in chrono/ (membench, purity, stats).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from chrono_membench import hooks
+from chrono_membench import metric_keys as K
+from chrono_membench.chrono.membench import (
+    exposure, extraction_scores, extrapolated_exposure, scored_token_losses, sequence_nll,
+)
+from chrono_membench.chrono.purity import purity_with_null, stratified_purity
+from chrono_membench.chrono.stats import auroc, bootstrap_interval, mean, mean_difference, tpr_at_fpr, wilson_interval
+from chrono_membench.data.batches import SeenLog
+from chrono_membench.data.sources import SOURCE_NAMES
+from chrono_membench.distributed import ALONE, Dist
+from chrono_membench.probes import PREFIX_TOKENS, UNSEEN, Canaries, Probe, ProbeSet
+from chrono_membench.sae import SAEBank
+
+EVAL_CHUNK = 16  # probe windows per forward
+
+
+def logits_fn(model, autocast):
+    def logits(tokens):
+        with autocast:
+            return torch.cat([model(chunk).float() for chunk in tokens.split(EVAL_CHUNK)])
+    return logits
+
+
+def generate_fn(model, autocast):
+    def generate(prefix, n_tokens):
+        with autocast:
+            return torch.cat([model.generate(chunk, max_new_tokens=n_tokens, do_sample=False, stop_at_eos=False,
+                                             verbose=False, use_past_kv_cache=True, prepend_bos=False)[:, -n_tokens:]
+                              for chunk in prefix.split(EVAL_CHUNK)])
+    return generate
+
+
+def _gather(d: Dist, index: torch.Tensor, weight: torch.Tensor, values: torch.Tensor, n: int) -> torch.Tensor:
+    """Per-window values [n_local, ...] of this rank's padded share → [n, ...] for every window, in order."""
+    real = (weight > 0).cpu()
+    index, values = d.cat(index[real].to(values.device)), values[real.to(values.device)]
+    flat = d.cat(values.flatten(1) if values.ndim > 1 else values)
+    out = torch.empty((n, *values.shape[1:]), dtype=values.dtype, device=values.device)
+    out[index] = flat.view(len(index), *values.shape[1:])
+    return out
+
+
+@torch.no_grad()
+def fill_reference_losses(reference, probes: list[Probe], autocast, device, d: Dist = ALONE) -> None:
+    """Loss of each probe's scored tokens under the step-0 model, for the probes that have none yet (a probe
+    enters the set when its window is trained; its reference loss is computed at the next eval)."""
+    todo = [p for p in probes if p.ref_loss is None]
+    if not todo:
+        return
+    index, weight = d.padded_share(len(todo))
+    windows = torch.tensor([todo[i].tokens for i in index], device=device)
+    loss = scored_token_losses(logits_fn(reference, autocast), windows).mean(1)
+    for p, value in zip(todo, _gather(d, index, weight, loss, len(todo)).tolist()):
+        p.ref_loss = value
+
+
+def _with_ci(key: str, value: float, interval: tuple[float, float]) -> dict[str, float]:
+    return {key: value, key + K.CI[0]: interval[0], key + K.CI[1]: interval[1]}
+
+
+def _score_group(scores: dict[str, np.ndarray], rows: np.ndarray, column: str, by: str = "") -> dict[str, float]:
+    """Exact-match rate (Wilson interval), memorisation score and loss (bootstrap intervals) of the windows `rows`."""
+    if not rows.any():
+        return {}
+    out = {}
+    hits, n = int(scores["exact_match"][rows].sum()), int(rows.sum())
+    out.update(_with_ci(K.mem("exact_match", column, by), hits / n, wilson_interval(hits, n)))
+    for name in ("token_match", "loss"):
+        x = scores[name][rows]
+        out.update(_with_ci(K.mem(name, column, by), float(x.mean()), bootstrap_interval(mean, x)))
+    return out
+
+
+def exposure_bin(n: int) -> str:
+    return "1" if n <= 1 else "2" if n == 2 else "3-4" if n <= 4 else "5+"
+
+
+def membership_scores(scores: dict[str, np.ndarray], zlib_bytes: np.ndarray, ref_loss: np.ndarray | None
+                      ) -> dict[str, np.ndarray]:
+    """MIMIR's scores, signed so that higher = more likely a training member: −LOSS, −LOSS / zlib bytes of the
+    text, Min-K% Prob, and −(LOSS − reference LOSS) (the step-0 model's loss on the same window)."""
+    out = {"loss": -scores["loss"], "zlib": -scores["loss"] / np.maximum(zlib_bytes, 1), "min_k": scores["min_k"]}
+    if ref_loss is not None:
+        out["ref"] = -(scores["loss"] - ref_loss)
+    return out
+
+
+@torch.no_grad()
+def probe_metrics(model, reference, saes: SAEBank | None, probes: ProbeSet, seen: SeenLog, canaries: Canaries | None,
+                  autocast, device, d: Dist = ALONE, permutations: int = 100, seed: int = 0) -> tuple[dict, dict]:
+    """Every probe-set metric of one eval → (scalars, {hook: purity matrices and their column names})."""
+    columns = probes.columns()
+    flat = [p for _, ps in columns for p in ps]
+    metrics: dict[str, float] = {}
+    if canaries:
+        metrics.update(canary_exposures(model, canaries, autocast, device))
+    if not flat:
+        return metrics, {}
+    if reference is not None:
+        fill_reference_losses(reference, flat, autocast, device, d)
+    names = [name for name, _ in columns]
+    col = np.array([c for c, (_, ps) in enumerate(columns) for _ in ps])
+    index, weight = d.padded_share(len(flat))
+    windows = torch.tensor([flat[i].tokens for i in index], device=device)
+    local = extraction_scores(logits_fn(model, autocast), windows, generate_fn=generate_fn(model, autocast))
+    scores = {k: _gather(d, index, weight.to(device), v, len(flat)).double().cpu().numpy() for k, v in local.items()}
+
+    # memorisation by first-seen bucket (the column), last-seen bucket, exposure count; probe documents' sources
+    entries = [seen.entries.get(p.uid, [0, 0, 0]) for p in flat]
+    last_col = np.array([probes.bucket_of(e[1]) if p.step else -1 for p, e in zip(flat, entries)])
+    exposure_col = np.array([exposure_bin(e[2]) if p.step else "" for p, e in zip(flat, entries)])
+    source = np.array([p.source for p in flat])
+    for c, name in enumerate(names):
+        metrics.update(_score_group(scores, col == c, name))
+        if name != UNSEEN:
+            metrics.update(_score_group(scores, last_col == c, name, "last_seen"))
+        if (col == c).any():
+            metrics.update({K.probe_share(s, name): float((source[col == c] == s).mean()) for s in SOURCE_NAMES})
+    for b in K.EXPOSURE_BINS:
+        metrics.update(_score_group(scores, exposure_col == b, b, "exposures"))
+
+    # membership inference and the DiD profile: each bucket's windows against the unseen ones
+    unseen = col == names.index(UNSEEN)
+    ref_loss = np.array([p.ref_loss for p in flat], dtype=np.float64) if reference is not None else None
+    member = membership_scores(scores, np.array([p.zlib_bytes for p in flat]), ref_loss)
+    if unseen.any() and (~unseen).any():
+        metrics[K.MEM_LOSS_GAP] = float(scores["loss"][unseen].mean() - scores["loss"][~unseen].mean())
+    for c, name in enumerate(names):
+        rows = col == c
+        if name == UNSEEN or not rows.any() or not unseen.any():
+            continue
+        for score, values in member.items():
+            a, b = values[rows], values[unseen]
+            metrics.update(_with_ci(K.mia("auc", score, name), float(auroc(a, b)), bootstrap_interval(auroc, a, b)))
+            metrics[K.mia("tpr1", score, name)] = tpr_at_fpr(a, b)
+        if ref_loss is not None:  # Δloss = loss now − loss at step 0; DiD = mean Δ(bucket) − mean Δ(unseen)
+            delta = scores["loss"] - ref_loss
+            a, b = delta[rows], delta[unseen]
+            metrics.update(_with_ci(K.did(name), float(a.mean() - b.mean()), bootstrap_interval(mean_difference, a, b)))
+
+    matrices = {}
+    if saes is not None:
+        doc_sums, doc_tokens = probe_activation_sums(model, saes, windows, autocast)
+        generator = torch.Generator().manual_seed(seed)
+        src = torch.tensor([SOURCE_NAMES.index(s) for s in source])
+        for hook in saes.hook_points:
+            S = _gather(d, index, weight.to(device), doc_sums[hook], len(flat)).cpu()
+            n = _gather(d, index, weight.to(device), doc_tokens[hook], len(flat)).cpu()
+            m, summary = purity_summaries(S, n, torch.as_tensor(col), src, permutations, generator)
+            metrics.update({K.chrono(hook, k): v for k, v in summary.items()})
+            if m:
+                m["columns"] = [names[i] for i in m.pop("temporal_labels")]
+                m["source_columns"] = [SOURCE_NAMES[i] for i in m.pop("source_labels")]
+                matrices[hook] = m
+    return metrics, matrices
+
+
+def purity_summaries(S: torch.Tensor, n: torch.Tensor, col: torch.Tensor, src: torch.Tensor, permutations: int,
+                     generator: torch.Generator) -> tuple[dict, dict[str, float]]:
+    """(matrices, summaries) of the temporal purity (columns: buckets + unseen that have windows), the source
+    purity, and the temporal purity within each source, each with its permutation null and excess."""
+    matrices, out = {}, {}
+    for kind, labels, strata in (("temporal", col, None), ("source", src, None), ("temporal_stratified", col, src)):
+        got = (stratified_purity(S, n, labels, strata, permutations, generator) if strata is not None
+               else purity_with_null(S, n, labels, permutations, generator))
+        if got is None:  # fewer than two columns (e.g. only "unseen" at step 0): purity is undefined, not logged
+            continue
+        out.update({f"{kind}_purity": got["observed"], f"{kind}_purity_null": got["null"],
+                    f"{kind}_purity_excess": got["excess"]})
+        if strata is None:
+            matrices[kind], matrices[f"{kind}_labels"] = got["matrix"], got["labels"].tolist()
+        if kind == "temporal":
+            out["temporal_purity_gt50"], out["purity_columns"] = got["gt50"], float(got["columns"])
+    return (matrices if "temporal" in matrices else {}), out
+
+
+@torch.no_grad()
+def probe_activation_sums(model, saes: SAEBank, windows: torch.Tensor, autocast) -> tuple[dict, dict]:
+    """Per window and SAE: summed latent activations over its scored tokens (run in their training context)
+    that the SAE mask keeps, and how many there are → ({hook: [W, F]}, {hook: [W]})."""
+    sums = {h: [] for h in saes.hook_points}
+    counts = {h: [] for h in saes.hook_points}
+    for chunk in windows.split(EVAL_CHUNK):
+        with autocast:
+            _, cache = model.run_with_cache(chunk, names_filter=lambda name: name in saes.hook_points)
+        scored = torch.zeros_like(chunk, dtype=torch.bool)
+        scored[:, PREFIX_TOKENS:] = True
+        base = saes.base_mask(chunk, torch.zeros_like(chunk)) & scored  # windows hold no padding
+        for hook in saes.hook_points:
+            flat = hooks.flatten(cache[hook])
+            keep = (base.flatten() & ~saes.outliers(hook, flat)).view_as(chunk)
+            acts = torch.zeros(keep.numel(), saes.saes[hook].cfg.d_sae, device=flat.device)
+            acts[keep.flatten()] = saes.encode(hook, flat[keep.flatten()]).float()
+            sums[hook].append(acts.view(*chunk.shape, -1).sum(1))
+            counts[hook].append(keep.sum(1).float())
+    return {h: torch.cat(v) for h, v in sums.items()}, {h: torch.cat(v) for h, v in counts.items()}
+
+
+@torch.no_grad()
+def canary_exposures(model, canaries: Canaries, autocast, device) -> dict[str, float]:
+    """Mean exposure per repetition cell (and of the never-inserted controls, the null), rank-based and
+    extrapolated. The candidates' NLLs are computed once and shared by every secret."""
+    logits = logits_fn(model, autocast)
+    prefix = torch.tensor(canaries.prefix, device=device)
+    nll = sequence_nll(logits, prefix, torch.cat([canaries.secrets, canaries.reference]).to(device)).cpu()
+    secrets, others = nll[:len(canaries.secrets)], nll[len(canaries.secrets):]
+    out = {}
+    for label in canaries.labels():
+        cell = [i for i, c in enumerate(canaries.cells) if c == label]
+        out[K.canary(label)] = float(np.mean([exposure(secrets[i].item(), others) for i in cell]))
+        out[K.canary(label, True)] = float(np.mean([extrapolated_exposure(secrets[i].item(), others) for i in cell]))
+    return out

@@ -1,0 +1,56 @@
+"""Intervals and membership-inference statistics on hand-made score sets."""
+
+import math
+
+import numpy as np
+import pytest
+
+from chrono_membench.chrono.stats import (
+    auroc, bootstrap_interval, mean, mean_difference, tpr_at_fpr, wilson_interval,
+)
+from chrono_membench.probe_eval import membership_scores
+
+
+def test_auroc_and_tpr_on_separable_identical_and_reversed_scores():
+    rng = np.random.default_rng(0)
+    low, high = rng.normal(0, 1, 200), rng.normal(10, 1, 200)
+    assert auroc(high, low) == 1.0 and tpr_at_fpr(high, low) == 1.0
+    same = rng.normal(0, 1, 200)
+    assert auroc(same, same) == 0.5 and auroc(np.ones(5), np.ones(7)) == 0.5
+    assert auroc(low, high) == 0.0 and tpr_at_fpr(low, high) == 0.0
+    # 1 % FPR with 300 non-members allows 3 of them at or above the threshold.
+    non = np.arange(300.0)
+    assert tpr_at_fpr(np.array([296.5, 297.5, 299.5, 250.0]), non) == 0.75
+    # Bootstrap interval of the AUROC of two draws from one law covers 0.5.
+    lo, hi = bootstrap_interval(auroc, rng.normal(0, 1, 64), rng.normal(0, 1, 64))
+    assert lo < 0.5 < hi and hi - lo < 0.4
+
+
+def test_wilson_and_bootstrap_intervals():
+    lo, hi = wilson_interval(0, 32)
+    assert lo == 0.0 and 0.05 < hi < 0.15  # a 0/32 rate cannot be told from ~10 %
+    lo, hi = wilson_interval(16, 32)
+    assert lo < 0.5 < hi and hi - lo == pytest.approx(2 * 1.96 * math.sqrt(0.25 / 32), abs=0.02)
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+    x = np.random.default_rng(1).normal(3.0, 1.0, 400)
+    lo, hi = bootstrap_interval(mean, x)
+    assert lo < 3.0 < hi and hi - lo == pytest.approx(2 * 1.96 / 20, rel=0.2)
+    assert all(math.isnan(v) for v in bootstrap_interval(mean, x[:1]))
+
+
+def test_difference_in_differences_is_zero_when_seen_and_unseen_move_alike():
+    rng = np.random.default_rng(2)
+    # losses on a 1/8-nat grid so that the differences below are exact in floating point
+    ref_seen, ref_unseen = (np.round(rng.normal(m, 0.5, 256) * 8) / 8 for m in (3.0, 4.0))  # unseen text is harder
+    shift = -0.75  # training lowered every loss alike: no membership signal
+    now_seen, now_unseen = ref_seen + shift, ref_unseen + shift
+    d_seen, d_unseen = now_seen - ref_seen, now_unseen - ref_unseen
+    assert mean_difference(d_seen, d_unseen) == pytest.approx(0.0, abs=1e-12)
+    scores = membership_scores({"loss": np.concatenate([now_seen, now_unseen]), "min_k": np.zeros(512)},
+                               np.full(512, 40), np.concatenate([ref_seen, ref_unseen]))
+    ref = scores["ref"]
+    assert auroc(ref[:256], ref[256:]) == 0.5  # the reference score sees no membership either...
+    assert auroc(scores["loss"][:256], scores["loss"][256:]) > 0.85  # ...where LOSS mistakes easy text for members
+    d_seen_mem = d_seen - 0.3  # seen windows now lose 0.3 nats more: DiD = −0.3, and the reference score finds them
+    assert mean_difference(d_seen_mem, d_unseen) == pytest.approx(-0.3)
+    assert auroc(-d_seen_mem, -d_unseen) == 1.0
