@@ -29,10 +29,10 @@ def main() -> None:
     print(save_figure(table, args.out, "ablations_table"))
     write_json(args.out, "ablations_final", finals)
     hooks = sorted({K.hook_of(k) for r in runs for k in r.keys("sae/")} - {None})
-    panels = [K.val("loss"), K.MEM_LOSS_GAP, K.ATTN_DIVERSITY_MEAN, K.DROPOUT_RATE]
+    panels = [K.val("loss"), K.MEM_LOSS_GAP, K.ATTN_DIVERSITY_MEAN, K.ATTN_DIVERSITY_NOSINK_MEAN, K.DROPOUT_RATE]
     for hook in hooks:
         panels += [K.sae(hook, "fve"), K.sae(hook, "ce_recovered"), K.chrono(hook, "alignment_loss"),
-                   K.chrono(hook, "mmcs"), K.chrono(hook, "temporal_purity"), K.chrono(hook, "source_purity")]
+                   K.chrono(hook, "mmcs"), K.chrono(hook, "temporal_purity_excess"), K.chrono(hook, "source_purity_excess")]
     print(save_figure(curves_figure(runs, panels, "Ablations over training"), args.out, "ablations_curves"))
 
 

@@ -1,10 +1,14 @@
-"""Memorisation against time: exact match, token match and loss per time bucket vs steps since the bucket
-was seen (forgetting curves), the unseen−seen loss gap over training, canary exposure by repetition count.
+"""Memorisation against time, with 95 % intervals: Pythia's scores per time bucket vs steps since the bucket was
+trained (forgetting curves); membership inference per bucket vs unseen (AUROC of the four MIMIR scores, 0.5 =
+chance); the difference-in-differences profile (Lesci et al.) over training; memorisation by exposure count and by
+last-seen bucket; canary exposure by repetition count, rank-based and extrapolated, beside the never-inserted controls.
 
     python analysis/memorisation.py runs/<name> --out figures/
 """
 
 from __future__ import annotations
+
+import math
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -13,12 +17,27 @@ from common import parse_args, save_figure
 
 from chrono_membench import metric_keys as K
 
-METRICS = K.MEM_SCORES
-
 
 def bucket_start(bucket: str, n_buckets: int, max_steps: int) -> float:
-    """First step of bucket b<k> (documents first seen in [kT/B, (k+1)T/B))."""
+    """First step of bucket b<k> (windows trained in [kT/B, (k+1)T/B))."""
     return int(bucket[1:]) * max_steps / n_buckets
+
+
+def error_bars(values, lows, highs) -> dict:
+    """plotly error_y from a value's _lo / _hi series (nan where the interval is undefined)."""
+    up = [h - v if h == h else 0 for v, h in zip(values, highs)]
+    down = [v - lo if lo == lo else 0 for v, lo in zip(values, lows)]
+    return {"type": "data", "array": up, "arrayminus": down, "visible": True}
+
+
+def with_interval(run, key: str) -> tuple[list[int], list[float], dict]:
+    steps, values = run.series(key)
+    lo, hi = dict(zip(*run.series(key + K.CI[0]))), dict(zip(*run.series(key + K.CI[1])))
+    return steps, values, error_bars(values, [lo.get(s, math.nan) for s in steps], [hi.get(s, math.nan) for s in steps])
+
+
+def bucket_order(names) -> list[str]:
+    return sorted(names, key=lambda b: (b == "unseen", int(b[1:]) if b[1:].isdigit() else 0))
 
 
 def main() -> None:
@@ -26,34 +45,54 @@ def main() -> None:
     for run in args.loaded:
         chrono, train = run.config.get("chrono", {}), run.config.get("train", {})
         n_buckets, max_steps = chrono.get("n_buckets", 10), train.get("max_steps", 1)
-        fig = make_subplots(rows=2, cols=3, subplot_titles=[
-            "exact match (32-extractable)", "token match", "loss on the continuation",
-            "loss gap (unseen − seen)", "canary exposure (bits) over training", "final canary exposure"])
-        buckets = sorted({k.split("/")[-1] for k in run.keys(K.mem("loss", ""))})
-        for col, metric in enumerate(METRICS, start=1):
-            for bucket in buckets:
-                steps, values = run.series(K.mem(metric, bucket))
-                if bucket == "unseen":
-                    x = steps  # never seen: plotted against the training step
-                else:
-                    x = [s - bucket_start(bucket, n_buckets, max_steps) for s in steps]
-                fig.add_trace(go.Scatter(x=x, y=values, mode="lines+markers", name=f"{metric} {bucket}",
-                                         legendgroup=bucket), row=1, col=col)
-        steps, values = run.series(K.MEM_LOSS_GAP)
-        fig.add_trace(go.Scatter(x=steps, y=values, mode="lines+markers", name="loss gap"), row=2, col=1)
+        fig = make_subplots(rows=3, cols=3, subplot_titles=[
+            "exact match (32-extractable)", "memorisation score (token match)", "loss on the scored 32 tokens",
+            "MIA AUROC per bucket vs unseen (final)", "DiD: Δloss(bucket) − Δloss(unseen)", "loss by exposure count (final)",
+            "loss by last-seen bucket (final)", "canary exposure (final; bits)", "unseen − seen loss gap"])
         final = run.final()
-        labels = sorted({k.split("/")[-1] for k in run.keys(K.canary(""))},
+        buckets = bucket_order({k.split("/")[-1] for k in run.keys("mem/loss/") if not k.endswith(K.CI)})
+        for col, metric in enumerate(K.MEM_SCORES, start=1):
+            for bucket in buckets:
+                steps, values, err = with_interval(run, K.mem(metric, bucket))
+                x = steps if bucket == "unseen" else [s - bucket_start(bucket, n_buckets, max_steps) for s in steps]
+                fig.add_trace(go.Scatter(x=x, y=values, error_y=err, mode="lines+markers", name=f"{metric} {bucket}",
+                                         legendgroup=bucket), row=1, col=col)
+        seen = [b for b in buckets if b != "unseen"]
+        for score in K.MIA_SCORES:
+            keys = [K.mia("auc", score, b) for b in seen if K.mia("auc", score, b) in final]
+            if keys:
+                values = [final[k] for k in keys]
+                fig.add_trace(go.Scatter(x=[k.split("/")[-1] for k in keys], y=values, mode="markers", name=f"AUROC {score}",
+                                         error_y=error_bars(values, [final.get(k + K.CI[0], math.nan) for k in keys],
+                                                            [final.get(k + K.CI[1], math.nan) for k in keys])),
+                              row=2, col=1)
+        fig.add_hline(y=0.5, line_dash="dash", annotation_text="chance", row=2, col=1)
+        for bucket in seen:
+            steps, values, err = with_interval(run, K.did(bucket))
+            fig.add_trace(go.Scatter(x=steps, y=values, error_y=err, mode="lines+markers", name=f"DiD {bucket}"),
+                          row=2, col=2)
+        fig.add_hline(y=0.0, line_dash="dash", row=2, col=2)
+        for row, col, by, columns in ((2, 3, "exposures", list(K.EXPOSURE_BINS)), (3, 1, "last_seen", seen)):
+            keys = [K.mem("loss", c, by) for c in columns if K.mem("loss", c, by) in final]
+            if keys:
+                values = [final[k] for k in keys]
+                fig.add_trace(go.Bar(x=[k.split("/")[-1] for k in keys], y=values, name=f"loss by {by}",
+                                     error_y=error_bars(values, [final.get(k + K.CI[0], math.nan) for k in keys],
+                                                        [final.get(k + K.CI[1], math.nan) for k in keys])),
+                              row=row, col=col)
+        labels = sorted({k.split("/")[-1] for k in run.keys("mem/canary_exposure/") if not k.endswith("_extrap")},
                         key=lambda r: (r == "control", int(r) if r.isdigit() else 0))
-        for label in labels:
-            steps, values = run.series(K.canary(label))
-            fig.add_trace(go.Scatter(x=steps, y=values, mode="lines+markers", name=f"canary ×{label}"), row=2, col=2)
-        if labels:
-            fig.add_trace(go.Bar(x=[f"×{l}" for l in labels], y=[final[K.canary(l)] for l in labels],
-                                 name="final exposure"), row=2, col=3)
+        for extrapolated in (False, True):
+            if labels:
+                fig.add_trace(go.Bar(x=[f"×{l}" if l != "control" else l for l in labels],
+                                     y=[final.get(K.canary(l, extrapolated), math.nan) for l in labels],
+                                     name="extrapolated (skew-normal)" if extrapolated else "rank-based"), row=3, col=2)
+        steps, values = run.series(K.MEM_LOSS_GAP)
+        fig.add_trace(go.Scatter(x=steps, y=values, mode="lines+markers", name="loss gap"), row=3, col=3)
         fig.update_xaxes(title_text="steps since the bucket started (unseen: step)", row=1)
-        fig.update_xaxes(title_text="step", row=2, col=1)
         fig.update_xaxes(title_text="step", row=2, col=2)
-        fig.update_layout(title=f"Memorisation · {run.label}", height=850, template="plotly_white")
+        fig.update_xaxes(title_text="step", row=3, col=3)
+        fig.update_layout(title=f"Memorisation · {run.label}", height=1200, template="plotly_white")
         print(save_figure(fig, args.out, f"memorisation_{run.label}"))
 
 

@@ -1,5 +1,6 @@
 """Temporal and source purity matrices at a chosen step (latents sorted by their dominant column), and the
-purity summaries over training.
+purity summaries over training beside their permutation nulls (what chance alone gives with these columns and
+documents): temporal, source, and temporal within each source.
 
     python analysis/purity_heatmaps.py runs/<name> --out figures/ [--step N] [--max-latents 400]
 """
@@ -18,7 +19,7 @@ from common import parse_args, save_figure
 from chrono_membench import metric_keys as K
 from chrono_membench.hooks import file_name
 
-SUMMARIES = K.PURITY
+KINDS = ("temporal", "source", "temporal_stratified")
 
 
 def sorted_live(matrix: torch.Tensor, max_latents: int) -> tuple[torch.Tensor, list[int]]:
@@ -44,12 +45,15 @@ def main() -> None:
             continue
         for path in sorted(chosen[-1].glob("purity_*.safetensors")):
             with safe_open(path, "pt") as f:
-                meta, temporal, source = f.metadata(), f.get_tensor("temporal").float(), f.get_tensor("source").float()
+                meta, temporal = f.metadata(), f.get_tensor("temporal").float()
+                source = f.get_tensor("source").float() if "source" in f.keys() else None
             hook, step = meta["hook"], int(chosen[-1].name.split("_")[1])
             titles = ["temporal purity P[i, bucket]", "source purity S[i, source]"]
             fig = make_subplots(rows=1, cols=2, subplot_titles=titles)
             for col, (matrix, names) in enumerate(((temporal, json.loads(meta["temporal_columns"])),
                                                    (source, json.loads(meta["source_columns"]))), start=1):
+                if matrix is None:  # one source only among the probes
+                    continue
                 m, latents = sorted_live(matrix, args.max_latents)
                 fig.add_trace(go.Heatmap(z=m.tolist(), x=names, y=[str(i) for i in latents], zmin=0, zmax=1,
                                          colorscale="Viridis", name="temporal" if col == 1 else "source",
@@ -58,11 +62,13 @@ def main() -> None:
             fig.update_layout(title=f"Purity at step {step} · {run.label} · {hook}", height=800, template="plotly_white")
             print(save_figure(fig, args.out, f"purity_heatmaps_{run.label}_{file_name(hook)}"))
             curves = go.Figure()
-            for key in SUMMARIES:
-                s, v = run.series(K.chrono(hook, key))
-                curves.add_trace(go.Scatter(x=s, y=v, name=key, mode="lines+markers"))
-            curves.update_layout(title=f"Purity summaries over training · {run.label} · {hook}", xaxis_title="step",
-                                 template="plotly_white")
+            for kind, colour in zip(KINDS, ("#1f77b4", "#ff7f0e", "#2ca02c")):
+                for suffix, dash in (("", "solid"), ("_null", "dash")):
+                    s, v = run.series(K.chrono(hook, f"{kind}_purity{suffix}"))
+                    curves.add_trace(go.Scatter(x=s, y=v, name=f"{kind}{' null' if suffix else ''}", mode="lines+markers",
+                                                line={"color": colour, "dash": dash}))
+            curves.update_layout(title=f"Purity (solid) vs its permutation null (dashed) · {run.label} · {hook}",
+                                 xaxis_title="step", yaxis_title="mean normalised purity", template="plotly_white")
             print(save_figure(curves, args.out, f"purity_curves_{run.label}_{file_name(hook)}"))
 
 

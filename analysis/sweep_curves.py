@@ -17,7 +17,7 @@ from chrono_membench import metric_keys as K
 from chrono_membench.logging import final_values
 
 PANELS = ("fve", "ce_recovered", "kl_div_score", "hungarian_mcs", "self_match_frac", "cross_seed_mcs",
-          "alignment_share", "temporal_purity")
+          "alignment_share", "temporal_purity_excess")
 
 
 def main() -> None:
