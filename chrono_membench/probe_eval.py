@@ -47,7 +47,7 @@ def _gather(d: Dist, index: torch.Tensor, weight: torch.Tensor, values: torch.Te
     """Per-window values [n_local, ...] of this rank's padded share → [n, ...] for every window, in order."""
     real = (weight > 0).cpu()
     index, values = d.cat(index[real].to(values.device)), values[real.to(values.device)]
-    flat = d.cat(values.flatten(1) if values.ndim > 1 else values)
+    flat = d.cat(values.flatten())
     out = torch.empty((n, *values.shape[1:]), dtype=values.dtype, device=values.device)
     out[index] = flat.view(len(index), *values.shape[1:])
     return out

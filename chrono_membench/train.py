@@ -13,7 +13,6 @@ Under torchrun the same loop runs on every rank; the writers and the logger know
 
 from __future__ import annotations
 
-import copy
 import math
 import random
 import shutil
@@ -132,8 +131,10 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
     # ---- model, SAEs, data
     model, tokenizer = load_model(cfg.model, device, seed=cfg.run.seed)
     model.train()
-    chrono = cfg.chrono.enabled  # the step-0 model, frozen: reference losses for the MIA score and the DiD profile
-    reference = copy.deepcopy(model).eval().requires_grad_(False) if chrono and cfg.chrono.reference_loss else None
+    chrono = cfg.chrono.enabled
+    reference = None  # the step-0 model, frozen, for reference losses (a deepcopy of a bridge shares its modules' state)
+    if chrono and cfg.chrono.reference_loss:
+        reference = load_model(cfg.model, device, seed=cfg.run.seed)[0].eval().requires_grad_(False)
     saes = None
     if cfg.sae.enabled:
         hook_points = list(cfg.sae.hook_points) or hooks.default_hook_points(model.cfg.n_layers)

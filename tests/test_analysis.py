@@ -50,15 +50,17 @@ def test_purity_heatmaps(runs, tmp_path):
     render("purity_heatmaps", [runs / "full"], tmp_path)
     page = html(tmp_path, "purity_heatmaps_full_blocks_1_hook_resid_post")
     assert '"type":"heatmap"' in page and '"unseen"' in page and '"fineweb_edu"' in page
-    assert '"name":"temporal_purity"' in html(tmp_path, "purity_curves_full_blocks_1_hook_resid_post")
+    curves = html(tmp_path, "purity_curves_full_blocks_1_hook_resid_post")
+    assert '"name":"temporal"' in curves and '"name":"temporal null"' in curves and '"name":"source null"' in curves
 
 
 def test_memorisation(runs, tmp_path):
     render("memorisation", [runs / "full"], tmp_path)
     page = html(tmp_path, "memorisation_full")
-    for name in ("exact_match b0", "token_match unseen", "loss b1", "loss gap", "canary ×1", "canary ×3",
-                 "canary ×control", "final exposure"):
+    for name in ("exact_match b0", "token_match unseen", "loss b1", "loss gap", "AUROC loss", "AUROC ref", "DiD b0",
+                 "loss by exposures", "loss by last_seen", "rank-based", "extrapolated (skew-normal)"):
         assert f'"name":"{name}"' in page, name
+    assert '"arrayminus"' in page  # the intervals are drawn
 
 
 def test_compare_ablations_and_report(runs, tmp_path):

@@ -18,7 +18,7 @@ def test_payload_holds_what_resume_needs(tmp_path):
     assert set(ckpt) == {"model", "optim", "state", "saes"}
     state = ckpt["state"]
     assert state["step"] == 4 and state["world_size"] == 1 and state["skipped"] == 0
-    assert set(state["batches"]) == {"stream", "seen_log", "last_counted", "probes"}
+    assert set(state["batches"]) == {"stream", "seen_log", "last_counted", "pending", "probes"}
     assert {"python", "numpy", "torch"} <= set(state["rng"])
     assert all(entry[2] >= 1 for entry in state["batches"]["seen_log"].values())  # every seen document counted
 

@@ -64,6 +64,29 @@ def test_chrono_keys_purity_files_and_probe_table(tmp_path):
     assert all(len([r for r in table if r["bucket"] == b]) == 2 for b in ("b0", "b1", "unseen"))
 
 
+def test_reference_losses_are_the_step_0_models(tmp_path):
+    """Windows enter the probe set while the model trains; their reference loss must still be the untouched
+    step-0 model's (a deepcopy of a bridge shares its modules' state with the live model: it would not be)."""
+    from chrono_membench.checkpoint import latest_good_checkpoint
+    from chrono_membench.chrono.membench import scored_token_losses
+    from chrono_membench.model import load_model
+
+    cfg = load_config("tiny", overrides=["sae.enabled=false"])
+    train_mod.train(cfg, tmp_path / "r", progress=False)
+    _, ckpt = latest_good_checkpoint(tmp_path / "r")
+    probes = ckpt["state"]["batches"]["probes"]
+    windows = [p for bucket in probes["buckets"] for p in bucket] + probes["unseen"]
+    assert any(p["step"] > 1 for p in windows) and all(p["ref_loss"] is not None for p in windows)
+    step0, _ = load_model(cfg.model, seed=cfg.run.seed)
+    with torch.no_grad():
+        losses = scored_token_losses(step0, torch.tensor([p["tokens"] for p in windows])).mean(1)
+    torch.testing.assert_close(losses, torch.tensor([p["ref_loss"] for p in windows]), rtol=1e-4, atol=1e-4)
+    trained, _ = load_model(load_config("tiny", overrides=[f"model.name=local:{tmp_path / 'r' / 'final_model'}"]).model)
+    with torch.no_grad():
+        now = scored_token_losses(trained, torch.tensor([p["tokens"] for p in windows])).mean(1)
+    assert (now - losses).abs().max() > 1e-2  # training moved the losses: the comparison above can fail
+
+
 def test_chrono_off_and_no_diversity_change_only_what_they_should(tmp_path, monkeypatch):
     off = load_config("tiny", overrides=["chrono.enabled=false", "train.max_steps=2"])
     train_mod.train(off, tmp_path / "off", progress=False)
