@@ -92,7 +92,8 @@ class RunConfig(_Section):
 @dataclass
 class DataConfig(_Section):
     SECTION: ClassVar[str] = "data"
-    origin: Literal["sample", "local", "hub"] = "sample"  # sample: bundled data/sample; local: local_dir; hub
+    # sample: real text built by data/build_sample.py; synthetic: the committed template text (tests); local; hub
+    origin: Literal["sample", "synthetic", "local", "hub"] = "sample"
     local_dir: str = ""
     mixture: dict[str, float] = _field(None, factory=lambda: {"fineweb_edu": 0.4, "wikitext103": 0.3,
                                                                "orca_math": 0.2, "bookcorpus": 0.1})
@@ -103,6 +104,9 @@ class DataConfig(_Section):
     shuffle_buffer: int = _field(100_000, POSITIVE)
     sentences_per_passage: int = _field(40, POSITIVE)  # bookcorpus: consecutive sentences grouped into one passage
     seed: int = 0
+    # origin=sample: what text each source holds (data/sample/provenance.json), filled in by the trainer so that
+    # config.yaml records it and a resume on a rebuilt sample is refused
+    provenance: dict[str, str] = _field(None, factory=dict)
 
     def __post_init__(self):
         super().__post_init__()

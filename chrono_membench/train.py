@@ -31,6 +31,7 @@ from chrono_membench.artifacts import write_probe_set, write_purity, write_sae_a
 from chrono_membench.checkpoint import TrainState
 from chrono_membench.config import Config, dump_config, read_yaml
 from chrono_membench.data import Batches, MixtureStream, collate
+from chrono_membench.data.sources import sample_provenance
 from chrono_membench.data.stream import adds_bos
 from chrono_membench.distributed import Dist
 from chrono_membench.evaluation import (
@@ -119,6 +120,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
 def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemption: PreemptionGuard,
            d: Dist, device: torch.device) -> Summary:
     t_start, t = time.perf_counter(), cfg.train
+    cfg.data.provenance = sample_provenance() if cfg.data.origin == "sample" else {}  # into config.yaml
     if resume and run_dir.config.exists():  # before anything heavy: same experiment, or refuse
         check_resume_config(run_dir, read_yaml(run_dir.config), cfg.to_dict(), write_log=d.main)
     if d.main:

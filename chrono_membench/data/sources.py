@@ -9,13 +9,15 @@ streaming mode, so nothing is cached or materialised.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-SAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / "sample"
+DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+SAMPLE_DIR, SYNTHETIC_DIR = DATA_DIR / "sample", DATA_DIR / "synthetic"  # real text (built at install); templates
 
 
 class DataSourceError(RuntimeError):
@@ -94,6 +96,14 @@ SOURCE_NAMES = tuple(SOURCES)  # the one list of sources; a token's source id is
 PAD_SOURCE = -1  # source id of padding tokens (only the last partial row of a finite stream)
 
 
+def sample_provenance() -> dict[str, str]:
+    """source → "real: <text> (<package>)" or "synthetic: …", from data/sample/provenance.json ({} if not built)."""
+    path = SAMPLE_DIR / "provenance.json"
+    if not path.exists():
+        return {}
+    return {name: f"{p['kind']}: {p['text']} ({p['package']})" for name, p in json.loads(path.read_text()).items()}
+
+
 def hub_offline() -> bool:
     return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
 
@@ -146,7 +156,11 @@ class SourceRecords:
                     + _offline_advice(source)
                 ) from None
         else:
-            directory = SAMPLE_DIR if origin == "sample" else Path(local_dir)
+            directory = {"sample": SAMPLE_DIR, "synthetic": SYNTHETIC_DIR}.get(origin) or Path(local_dir)
+            if origin == "sample" and not (SAMPLE_DIR / "provenance.json").exists():
+                raise DataSourceError(
+                    f"the offline sample is not built ({SAMPLE_DIR} is missing): run `python data/build_sample.py` "
+                    f"(scripts/install.sh does), or use data.origin=synthetic for the committed template text")
             files = local_files(source, directory)
             self.where = ", ".join(map(str, files))
             for f in files:

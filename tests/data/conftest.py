@@ -7,4 +7,4 @@ from chrono_membench.data import SOURCES, SourceRecords
 
 @pytest.fixture(scope="module")
 def records():
-    return {name: SourceRecords(src, "sample") for name, src in SOURCES.items()}
+    return {name: SourceRecords(src, "synthetic") for name, src in SOURCES.items()}

@@ -1,4 +1,4 @@
-"""The four sources: the bundled sample, local parquet/jsonl in the hub schema, clear errors."""
+"""The four sources: the synthetic and real-text samples, local parquet/jsonl in the hub schema, clear errors."""
 
 import json
 
@@ -8,7 +8,9 @@ import pytest
 
 from chrono_membench.config import DataConfig
 from chrono_membench.data import SOURCES, DataSourceError, MixtureStream, SourceRecords, is_validation
-from chrono_membench.data.sources import SAMPLE_DIR
+from chrono_membench.data.sources import SYNTHETIC_DIR
+
+from helpers import load_script
 
 
 
@@ -18,7 +20,36 @@ def test_sample_documents_have_the_expected_shape(records):
     assert all(len(d) >= 500 for d in docs.values()), {k: len(v) for k, v in docs.items()}
     assert all(t.startswith("Question: ") and "\nAnswer: " in t for _, t in docs["orca_math"])
     assert all(t.startswith(f"= {k} =") for k, t in docs["wikitext103"])
-    assert sum(f.stat().st_size for f in SAMPLE_DIR.iterdir()) < 10_000_000
+    assert sum(f.stat().st_size for f in SYNTHETIC_DIR.iterdir()) < 10_000_000
+
+
+def test_build_sample_falls_back_per_source_with_a_warning(tmp_path):
+    """One source's package missing: that source gets the synthetic text (a warning names the package), the others
+    their real text; provenance says which is which, and the stream reads the result."""
+    build = load_script("data/build_sample.py")
+
+    def missing(cache):
+        raise build.Unavailable("pip download evals failed: no such package")
+
+    readers = {"fineweb_edu": missing,
+               "wikitext103": lambda cache: ([{"text": " = Ada = \n"}, {"text": " Ada wrote the first program . \n"}],
+                                            {"text": "t", "package": "p", "licence": "l"}),
+               "orca_math": lambda cache: ([{"question": "1 + 1?", "answer": "2"}], {"text": "t", "package": "p", "licence": "l"}),
+               "bookcorpus": lambda cache: ([{"text": "It was a dark night."}], {"text": "t", "package": "p", "licence": "l"})}
+    with pytest.warns(UserWarning, match=r"fineweb_edu: real text unavailable \(PyPI evals.*synthetic sample for fineweb_edu only"):
+        provenance = build.build(tmp_path / "sample", tmp_path / "cache", readers)
+    assert {k: v["kind"] for k, v in provenance.items()} == {"fineweb_edu": "synthetic", "wikitext103": "real",
+                                                             "orca_math": "real", "bookcorpus": "real"}
+    assert (tmp_path / "sample" / "fineweb_edu.jsonl").read_bytes() == (SYNTHETIC_DIR / "fineweb_edu.jsonl").read_bytes()
+    assert json.loads((tmp_path / "sample" / "provenance.json").read_text()) == provenance
+    wiki = SourceRecords(SOURCES["wikitext103"], "local", tmp_path / "sample")
+    assert list(SOURCES["wikitext103"].documents(iter(wiki), 40)) == [("Ada", "= Ada =\n Ada wrote the first program .")]
+
+
+def test_sentences_split_like_bookcorpus():
+    build = load_script("data/build_sample.py")
+    text = "Mr. Darcy bowed. \"Indeed!\" said she. Was it so? It was."
+    assert build.sentences(text) == ["Mr. Darcy bowed.", "\"Indeed!\" said she.", "Was it so?", "It was."]
 
 
 def test_local_parquet_in_hub_schema(tmp_path, tokenizer):

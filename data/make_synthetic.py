@@ -1,6 +1,9 @@
-"""Write the bundled offline sample: a small corpus per source, in each hub dataset's own schema.
+"""Write the synthetic sample: a small template-generated corpus per source, in each hub dataset's own schema.
 
-    python data/make_sample.py            # rewrites data/sample/*.jsonl, deterministically
+    python data/make_synthetic.py            # rewrites data/synthetic/*.jsonl, deterministically
+
+The tests read it (`data.origin=synthetic`: small, fast, committed); `data/build_sample.py` falls back to it, per
+source, where the real text cannot be had. It is not real text: every chrono signal on it is trivial or empty.
 
 All text is written by this project from templates and a small table of public facts. The four sources are
 kept distinct in style (explanatory web prose; WikiText articles with ` = Title = ` headings; worked word
@@ -14,7 +17,7 @@ import json
 import random
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent / "sample"
+OUT = Path(__file__).resolve().parent / "synthetic"
 
 # name, symbol, atomic number, group/category, year isolated or named, state at room temperature
 ELEMENTS = [
