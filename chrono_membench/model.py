@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,10 @@ import torch
 
 from chrono_membench.config import ModelConfig
 from chrono_membench.run_dir import atomic_write
+
+# The bridge's KV-cached generate passes `past_key_values`, which transformers 5 deprecates with a warning per
+# call; nothing a user of this harness can act on.
+warnings.filterwarnings("ignore", message=r".*`past_key_values` is deprecated", category=FutureWarning)
 
 CACHE_DIR = Path(os.environ.get("CHRONO_MEMBENCH_CACHE", Path.home() / ".cache" / "chrono_membench"))
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

@@ -117,10 +117,52 @@ def main(argv=None) -> int:
         (before_step, before), (after_step, after) = summary.val_ppl[0], summary.val_ppl[-1]
         print(f"val ppl      step {before_step}: {before:.3f} → step {after_step}: {after:.3f}")
     print(f"skipped steps {summary.skipped_steps}")
+    for line in headline(run_dir):
+        print(line)
     print(f"run dir      {run_dir}  (metrics.jsonl, config.yaml, checkpoints/, final_model/)")
     if summary.wandb_dir is not None:
         print(f"wandb        {summary.wandb_dir}\n             sync with: wandb sync {summary.wandb_dir}")
+    print(f"next         python analysis/report.py {run_dir} --out report/")
     return 0
+
+
+def headline(run_dir: Path) -> list[str]:
+    """The run's chrono results at its last eval: SAE quality, memorisation and membership per bucket, canary
+    exposure, purity over its null. Intervals are 95 %; what each number means is in the README's metric tables."""
+    from chrono_membench import metric_keys as K
+    from chrono_membench.logging import final_values
+
+    f, lines = final_values(run_dir), []
+
+    def ci(key: str, fmt: str = ".2f") -> str:
+        if key not in f:
+            return "-"
+        lo, hi = f.get(key + K.CI[0], float("nan")), f.get(key + K.CI[1], float("nan"))
+        return f"{f[key]:{fmt}}" + (f" [{lo:{fmt}}, {hi:{fmt}}]" if lo == lo else "")
+
+    for hook in sorted({K.hook_of(k) for k in f} - {None}):
+        if K.sae(hook, "eval_fve") in f:
+            lines.append(f"SAE {hook}: FVE {f[K.sae(hook, 'eval_fve')]:.3f}, CE recovered "
+                         f"{f[K.sae(hook, 'ce_recovered')]:.3f}, L0 {f[K.sae(hook, 'eval_l0')]:.0f}, dead "
+                         f"{f.get(K.sae(hook, 'dead_frac'), float('nan')):.2f}")
+        if K.chrono(hook, "temporal_purity_excess") in f:
+            lines.append("  purity − permutation null: " + ", ".join(
+                f"{kind} {f.get(K.chrono(hook, kind + '_purity_excess'), float('nan')):+.3f}"
+                for kind in ("temporal", "temporal_stratified", "source")))
+    buckets = sorted({k.split("/")[-1] for k in f if k.startswith("mem/loss/") and not k.endswith(K.CI)},
+                     key=lambda b: (b == "unseen", b))
+    if buckets:
+        lines.append("memorisation (probe windows in their training context; 95 % intervals):")
+        for b in buckets:
+            extra = "" if b == "unseen" else f"  MIA AUROC(ref) {ci(K.mia('auc', 'ref', b))}  DiD {ci(K.did(b), '+.3f')}"
+            lines.append(f"  {b:>7}: loss {ci(K.mem('loss', b))}  exact {ci(K.mem('exact_match', b))}{extra}")
+        if K.MEM_LOSS_GAP in f:
+            lines.append(f"  unseen − seen loss gap {f[K.MEM_LOSS_GAP]:+.3f} nats")
+    cells = [k.split("/")[-1] for k in f if k.startswith("mem/canary_exposure/") and not k.endswith("_extrap")]
+    if cells:
+        lines.append("canary exposure (bits; rank-based / extrapolated): " + ", ".join(
+            f"×{c}: {f[K.canary(c)]:.1f} / {f.get(K.canary(c, True), float('nan')):.1f}" for c in cells))
+    return lines
 
 
 if __name__ == "__main__":

@@ -35,6 +35,11 @@ def test_malformed_preset_missing_package_offline_hub_give_clear_errors(tmp_path
 def test_a_run_that_fails_before_training_leaves_nothing_and_resume_latest_skips_it(tmp_path):
     good = cli("--preset", "tiny", "--no-progress", "train.max_steps=2", f"run.out_dir={tmp_path}", "run.name=good")
     assert good.returncode == 0, good.stderr[-2000:]
+    # the closing summary tells the chrono story and the next command; no deprecation noise from generate
+    for line in ("SAE blocks.1.hook_resid_post: FVE", "purity − permutation null", "b0: loss", "unseen − seen loss gap",
+                 "next         python analysis/report.py"):
+        assert line in good.stdout, line
+    assert "past_key_values" not in good.stderr
     dead = cli("--preset", "tiny", "data.origin=hub", f"run.out_dir={tmp_path}", "run.name=dead",
                env={"HF_HUB_OFFLINE": "1"})
     assert dead.returncode == 2 and not (tmp_path / "dead").exists()
