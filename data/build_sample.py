@@ -138,7 +138,7 @@ def novels(cache: Path) -> tuple[list[dict], dict]:
     except (Unavailable, KeyError) as e:
         warnings.warn(f"bookcorpus: Moby-Dick left out ({e})", stacklevel=1)
     records = []
-    for name, text in books.items():  # paragraphs joined; one sentence per record, as BookCorpus stores them
+    for text in books.values():  # paragraphs joined; one sentence per record, as BookCorpus stores them
         records += [{"text": s} for s in sentences(text.replace("\n\n", " \n "))]
     return records, {"text": f"public-domain novels: {', '.join(books)}; one sentence per record",
                      "package": "Debian r-cran-janeaustenr (+ r-cran-tokenizers for Moby-Dick)",

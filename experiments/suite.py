@@ -1,8 +1,14 @@
-"""Run the ablation study: full, no_dropout, no_alignment, no_diversity as one wandb group, then print the
-final metrics side by side.
+"""Run the ablation study: full, no_dropout, no_alignment, no_diversity as one wandb group, each arm over
+--seeds seeds, then print per metric each arm's mean with its 95 % interval over seeds, its difference to `full`
+with Welch's interval, and whether that difference is distinguishable from seed noise.
 
-    python experiments/suite.py --preset demo [key=value ...]
+    python experiments/suite.py --preset demo --seeds 3 [key=value ...]
     python experiments/suite.py --preset tiny --ablations full no_dropout train.max_steps=6
+
+Seed i sets run.seed = preset's + i (SAE initialisation, probe-window and canary draws, the regulariser's query
+positions, torch's RNG) and data.seed = preset's + i (the mixture's draws and every epoch's permutation, hence
+which documents land in which time bucket). The LM is dropout-free, so on one device a fixed pair of seeds
+reproduces a run; the seed-to-seed spread is the data order's and the SAE initialisation's.
 """
 
 from __future__ import annotations
@@ -12,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from chrono_membench.comparison import seed_overrides, seed_table
 from chrono_membench.config import ABLATIONS, ConfigError, load_config
-from chrono_membench.logging import final_table
 
 SUITE = ["full", "no_dropout", "no_alignment", "no_diversity"]
 
@@ -22,6 +28,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="demo")
     parser.add_argument("--ablations", nargs="+", default=SUITE)
+    parser.add_argument("--seeds", type=int, default=1, help="seeds per arm (3 or more for intervals)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args(argv)
@@ -32,21 +39,25 @@ def main(argv=None) -> int:
             raise ConfigError(f"unknown ablation {unknown[0]!r}; allowed: {', '.join(ABLATIONS)}")
         # the cross-seed SAE gives every drift number its noise floor (an explicit override wins)
         overrides = ["sae.seed_baseline=true", *args.overrides, f"logging.group={group}"]
-        configs = {a: load_config(args.preset, overrides=[*overrides, f"run.name={group}-{a}"], ablation=a)
-                   for a in args.ablations}  # all validated before the first run starts
+        if args.seeds < 1:
+            raise ConfigError(f"--seeds must be a positive integer, got {args.seeds}")
+        base = load_config(args.preset, overrides=overrides)
+        configs = {(a, i): load_config(args.preset, overrides=[*overrides, *seed_overrides(base, i),
+                                                               f"run.name={group}-{a}-s{i}"], ablation=a)
+                   for a in args.ablations for i in range(args.seeds)}  # all validated before the first run starts
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     from chrono_membench.train import train
 
-    runs = {}
-    for ablation, cfg in configs.items():
-        print(f"\n=== {ablation} ===")
+    runs: dict[str, list[Path]] = {}
+    for (ablation, i), cfg in configs.items():
+        print(f"\n=== {ablation} · seed {i} (run.seed={cfg.run.seed}, data.seed={cfg.data.seed}) ===")
         run_dir = Path(cfg.run.out_dir) / cfg.run.name
         train(cfg, run_dir, progress=not args.no_progress)
-        runs[ablation] = run_dir
-    print(f"\nwandb group {group}; run directories: {', '.join(str(p) for p in runs.values())}\n")
-    print(final_table(runs))
+        runs.setdefault(ablation, []).append(run_dir)
+    print(f"\nwandb group {group}; run directories under {Path(cfg.run.out_dir)}\n")
+    print(seed_table(runs, baseline=args.ablations[0]))
     return 0
 
 

@@ -4,8 +4,10 @@
     python experiments/sweep.py --preset demo chrono.alignment_weight=0,1 chrono.dropout_p_max=0,0.1 train.max_steps=20
 
 An override whose value holds commas (outside brackets) is a swept axis (at most two); the others apply to every
-run. Runs are named <group>-<key>=<value>[-<key>=<value>]; `analysis/sweep_curves.py` plots each final metric
-against the swept value.
+run. Runs are named <group>-<key>=<value>[-<key>=<value>][-s<seed>]; `analysis/sweep_curves.py` plots each final
+metric against the swept value. With --seeds N every point runs N seeds (as experiments/suite.py: run.seed and
+data.seed moved by i) and the table gives each point's mean with its 95 % interval and its difference to the
+first point.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from chrono_membench.comparison import seed_overrides, seed_table
 from chrono_membench.config import ConfigError, load_config, parse_override
-from chrono_membench.logging import final_table
 
 
 def split_axes(overrides: list[str]) -> tuple[dict[str, list[str]], list[str]]:
@@ -41,18 +43,22 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="demo")
     parser.add_argument("--ablation", default=None)
+    parser.add_argument("--seeds", type=int, default=1, help="seeds per point (3 or more for intervals)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args(argv)
     group = f"{args.preset}-sweep-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         axes, fixed = split_axes(args.overrides)
+        if args.seeds < 1:
+            raise ConfigError(f"--seeds must be a positive integer, got {args.seeds}")
         configs = {}
-        for values in itertools.product(*axes.values()):
+        for values, i in itertools.product(itertools.product(*axes.values()), range(args.seeds)):
             point = [f"{k}={v}" for k, v in zip(axes, values)]
-            name = f"{group}-" + "-".join(point).replace("/", "_")
+            name = f"{group}-" + "-".join(point).replace("/", "_") + (f"-s{i}" if args.seeds > 1 else "")
             configs[name] = (dict(parse_override(p) for p in point), load_config(
-                args.preset, overrides=[*fixed, *point, f"logging.group={group}", f"run.name={name}"],
+                args.preset, overrides=[*fixed, *point, *seed_overrides(load_config(args.preset, overrides=fixed), i),
+                                        f"logging.group={group}", f"run.name={name}"],
                 ablation=args.ablation))  # every point validated before the first run starts
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -65,11 +71,12 @@ def main(argv=None) -> int:
         run_dir = Path(cfg.run.out_dir) / cfg.run.name
         train(cfg, run_dir, progress=not args.no_progress)
         label = ",".join(f"{k.split('.')[-1]}={v}" for k, v in point.items())
-        runs[label], points[str(run_dir)] = run_dir, point
+        runs.setdefault(label, []).append(run_dir)
+        points[str(run_dir)] = point
     out = Path(configs[next(iter(configs))][1].run.out_dir) / f"{group}.json"
     out.write_text(json.dumps({"group": group, "axes": axes, "runs": points}, indent=1))
     print(f"\nwandb group {group}; sweep index {out}\n")
-    print(final_table(runs))
+    print(seed_table(runs, baseline=next(iter(runs))))
     return 0
 
 

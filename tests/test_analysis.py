@@ -1,5 +1,6 @@
 """Each analysis script renders on a tiny run made here, and its HTML holds the expected traces."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +16,11 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    for ablation in ("full", "no_alignment"):
+    for name, ablation, seed in (("full", "full", 0), ("no_alignment", "no_alignment", 0), ("full-s1", "full", 1)):
         cfg = load_config("tiny", ablation=ablation, overrides=["chrono.canary_repetitions=[1, 3]",
-                                                              "chrono.canary_candidates=15"])
-        train_mod.train(cfg, out / ablation, progress=False)
+                                                              "chrono.canary_candidates=15", f"run.seed={seed}",
+                                                              f"data.seed={seed}"])
+        train_mod.train(cfg, out / name, progress=False)
     return out
 
 
@@ -64,9 +66,16 @@ def test_memorisation(runs, tmp_path):
 
 
 def test_compare_ablations_and_report(runs, tmp_path):
-    render("compare_ablations", [runs / "full", runs / "no_alignment"], tmp_path)
-    assert '"type":"table"' in html(tmp_path, "ablations_table")
-    assert '"name":"chrono/blocks.1.hook_resid_post/alignment_loss · no_alignment"' in html(tmp_path, "ablations_curves")
+    render("compare_ablations", [runs / "full", runs / "full-s1", runs / "no_alignment"], tmp_path)
+    table = html(tmp_path, "ablations_table")
+    assert '"type":"table"' in table and "one seed: no interval" in table  # no_alignment has one seed
+    summary = json.loads((tmp_path / "ablations_final.json").read_text())
+    val = {r["arm"]: r for r in summary["rows"] if r["metric"] == "val/loss"}
+    assert val["full"]["seeds"] == 2 and val["full"]["low"] <= val["full"]["mean"] <= val["full"]["high"]
+    assert summary["baseline"] == "full" and "diff" in val["no_alignment"]
+    curves = html(tmp_path, "ablations_curves")
+    assert '"name":"chrono/blocks.1.hook_resid_post/alignment_loss · no_alignment"' in curves
+    assert '"name":"val/loss · full 95 %"' in curves  # the seed band of the two-seed arm
     report = tmp_path / "report"
     render("report", [runs / "full", runs / "no_alignment"], report)
     index = (report / "index.html").read_text()

@@ -21,7 +21,8 @@ def test_presets_load_and_carry_seed_values():
 
 
 def test_overrides_are_typed():
-    cfg = load_config("demo", overrides=["train.max_steps=20", "train.lr=1e-3", "sae.hook_points=[blocks.1.hook_resid_post]"])
+    cfg = load_config("demo", overrides=["train.max_steps=20", "train.lr=1e-3",
+                                         "sae.hook_points=[blocks.1.hook_resid_post]"])
     assert cfg.train.max_steps == 20 and cfg.train.lr == 1e-3
     assert cfg.sae.hook_points == ["blocks.1.hook_resid_post"]
 

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import yaml
-from helpers import HOOK, ROOT, cli
+from helpers import ROOT, cli
 
 from chrono_membench.run_dir import RunDir
 
@@ -50,18 +50,21 @@ def test_a_run_that_fails_before_training_leaves_nothing_and_resume_latest_skips
         resumed.stdout
 
 
-def test_suite_runs_ablations_as_one_group_and_prints_the_table(tmp_path):
+def test_suite_runs_ablations_over_seeds_as_one_group_and_prints_intervals(tmp_path):
     proc = subprocess.run([sys.executable, "experiments/suite.py", "--preset", "tiny", "--ablations", "full",
-                           "no_dropout", "--no-progress", "train.max_steps=2", f"run.out_dir={tmp_path}"],
+                           "no_dropout", "--seeds", "2", "--no-progress", "train.max_steps=2", f"run.out_dir={tmp_path}"],
                           cwd=ROOT, capture_output=True, text=True, env=os.environ)
     assert proc.returncode == 0, proc.stderr[-2000:]
     header = next(line for line in proc.stdout.splitlines() if line.startswith("metric"))
-    assert "full" in header and "no_dropout" in header
-    assert "val/loss" in proc.stdout and f"sae/{HOOK}/fve" in proc.stdout
+    assert "mean [95 % CI]" in header and "− full" in header and "verdict" in header
+    loss_rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("val/loss ")]
+    assert [(r[1], r[2]) for r in loss_rows] == [("full", "2"), ("no_dropout", "2")]
+    assert "seed noise" in proc.stdout or "differs" in proc.stdout
     configs = [yaml.safe_load((p / "config.yaml").read_text()) for p in tmp_path.iterdir()]
-    assert {c["run"]["ablation"] for c in configs} == {"full", "no_dropout"}
+    assert sorted((c["run"]["ablation"], c["run"]["seed"], c["data"]["seed"]) for c in configs) == [
+        ("full", 0, 0), ("full", 1, 1), ("no_dropout", 0, 0), ("no_dropout", 1, 1)]
     groups = {c["logging"]["group"] or c["run"]["preset"] for c in configs}
-    assert len(groups) == 1 and len(list(tmp_path.iterdir())) == 2
+    assert len(groups) == 1 and len(list(tmp_path.iterdir())) == 4
     bad = subprocess.run([sys.executable, "experiments/suite.py", "--preset", "tiny", "--ablations", "nope"],
                          cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown ablation" in bad.stderr

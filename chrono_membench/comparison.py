@@ -1,0 +1,85 @@
+"""Comparing arms (ablations, sweep points) over seeds: per metric, each arm's mean with a 95 % t-interval over its
+seeds, and its difference to the baseline arm with Welch's 95 % interval. A difference whose interval contains 0
+is "not distinguishable from seed noise"; with one seed per arm there is no interval and the table says so.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from chrono_membench.logging import final_values
+
+NOISE = "not distinguishable from seed noise"
+
+
+def seed_overrides(base, i: int) -> list[str]:
+    """Seed i of a comparison: run.seed and data.seed of the base Config each moved by i (none for seed 0)."""
+    return [f"run.seed={base.run.seed + i}", f"data.seed={base.data.seed + i}"] if i else []
+
+
+def mean_interval(values: list[float]) -> tuple[float, float, float]:
+    """(mean, low, high): a 95 % t-interval over seeds; (mean, nan, nan) with fewer than 2 values."""
+    x = np.asarray(values, dtype=np.float64)
+    if len(x) < 2:
+        return float(x.mean()), math.nan, math.nan
+    half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    return float(x.mean()), float(x.mean() - half), float(x.mean() + half)
+
+
+def difference_interval(arm: list[float], base: list[float]) -> tuple[float, float, float]:
+    """(mean difference arm − base, low, high): Welch's 95 % interval; nan bounds with fewer than 2 seeds a side."""
+    a, b = np.asarray(arm, dtype=np.float64), np.asarray(base, dtype=np.float64)
+    diff = float(a.mean() - b.mean())
+    if len(a) < 2 or len(b) < 2:
+        return diff, math.nan, math.nan
+    if np.all(a == a[0]) and np.all(b == b[0]):  # no spread on either side: the difference is exact
+        return diff, diff, diff
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    return diff, float(ci.low), float(ci.high)
+
+
+def verdict(low: float, high: float) -> str:
+    if math.isnan(low):
+        return "one seed: no interval"
+    return NOISE if low <= 0 <= high else "differs"
+
+
+def compare(arms: dict[str, list[dict[str, float]]], keys: list[str], baseline: str) -> list[dict]:
+    """One row per (metric, arm): arms maps an arm to one final-metrics dict per seed."""
+    rows = []
+    for key in keys:
+        base = [f[key] for f in arms.get(baseline, []) if key in f]
+        for arm, finals in arms.items():
+            values = [f[key] for f in finals if key in f]
+            if not values:
+                continue
+            mean, low, high = mean_interval(values)
+            row = {"metric": key, "arm": arm, "seeds": len(values), "mean": mean, "low": low, "high": high}
+            if arm != baseline and base:
+                d, d_low, d_high = difference_interval(values, base)
+                row.update({"diff": d, "diff_low": d_low, "diff_high": d_high, "verdict": verdict(d_low, d_high)})
+            rows.append(row)
+    return rows
+
+
+def seed_table(runs: dict[str, list[Path]], baseline: str, prefixes=("val/", "sae/", "chrono/", "mem/", "train/loss")
+               ) -> str:
+    """Arms (each a list of seed run directories) → a text table: mean [95 % interval] per arm, and per arm but the
+    baseline its difference to the baseline [interval] and the verdict."""
+    arms = {arm: [final_values(p) for p in paths] for arm, paths in runs.items()}
+    keys = sorted({k for finals in arms.values() for f in finals for k in f
+                   if k.startswith(prefixes) and "/layer_" not in k and not k.endswith(("_lo", "_hi"))})
+    rows = compare(arms, keys, baseline)
+    width = max((len(r["metric"]) for r in rows), default=10)
+    lines = [f"{'metric':<{width}}  {'arm':<14} {'n':>2}  {'mean [95 % CI]':<30} "
+             f"{'− ' + baseline + ' [95 % CI]':<32} verdict"]
+    for r in rows:
+        ci = f"{r['mean']:.4g} [{r['low']:.4g}, {r['high']:.4g}]" if r["low"] == r["low"] else f"{r['mean']:.4g}"
+        diff = (f"{r['diff']:+.3g} [{r['diff_low']:+.3g}, {r['diff_high']:+.3g}]" if r.get("diff_low", math.nan) ==
+                r.get("diff_low", math.nan) else (f"{r['diff']:+.3g}" if "diff" in r else ""))
+        lines.append(f"{r['metric']:<{width}}  {r['arm']:<14} {r['seeds']:>2}  {ci:<30} {diff:<32} {r.get('verdict', '')}")
+    return "\n".join(lines)
