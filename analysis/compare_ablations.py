@@ -43,7 +43,8 @@ def band_figure(arms: dict[str, list], keys: list[str], title: str, cols: int = 
             stats = [mean_interval([s[step] for s in series]) for step in steps]
             where = {"row": j // cols + 1, "col": j % cols + 1}
             if len(runs) > 1:
-                fig.add_trace(go.Scatter(x=steps + steps[::-1], y=[h for _, _, h in stats] + [lo for _, lo, _ in stats][::-1],
+                band = [h for _, _, h in stats] + [lo for _, lo, _ in stats][::-1]
+                fig.add_trace(go.Scatter(x=steps + steps[::-1], y=band,
                                          fill="toself", fillcolor=colour, opacity=0.2, line={"width": 0},
                                          name=f"{key} · {arm} 95 %", legendgroup=arm, showlegend=False), **where)
             fig.add_trace(go.Scatter(x=steps, y=[m for m, _, _ in stats], mode="lines+markers", line={"color": colour},

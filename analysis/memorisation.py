@@ -47,7 +47,8 @@ def main() -> None:
         n_buckets, max_steps = chrono.get("n_buckets", 10), train.get("max_steps", 1)
         fig = make_subplots(rows=3, cols=3, subplot_titles=[
             "exact match (32-extractable)", "memorisation score (token match)", "loss on the scored 32 tokens",
-            "MIA AUROC per bucket vs unseen (final)", "DiD: Δloss(bucket) − Δloss(unseen)", "loss by exposure count (final)",
+            "MIA AUROC per bucket vs unseen (final)", "DiD: Δloss(bucket) − Δloss(unseen) (dotted: within sources)",
+            "loss by exposure count (final)",
             "loss by last-seen bucket (final)", "canary exposure (final; bits)", "unseen − seen loss gap"])
         final = run.final()
         buckets = bucket_order({k.split("/")[-1] for k in run.keys("mem/loss/") if not k.endswith(K.CI)})
@@ -68,9 +69,10 @@ def main() -> None:
                               row=2, col=1)
         fig.add_hline(y=0.5, line_dash="dash", annotation_text="chance", row=2, col=1)
         for bucket in seen:
-            steps, values, err = with_interval(run, K.did(bucket))
-            fig.add_trace(go.Scatter(x=steps, y=values, error_y=err, mode="lines+markers", name=f"DiD {bucket}"),
-                          row=2, col=2)
+            for stratified, dash in ((False, "solid"), (True, "dot")):
+                steps, values, err = with_interval(run, K.did(bucket, stratified))
+                fig.add_trace(go.Scatter(x=steps, y=values, error_y=err, mode="lines+markers", line={"dash": dash},
+                                         name=f"DiD{' within sources' if stratified else ''} {bucket}"), row=2, col=2)
         fig.add_hline(y=0.0, line_dash="dash", row=2, col=2)
         for row, col, by, columns in ((2, 3, "exposures", list(K.EXPOSURE_BINS)), (3, 1, "last_seen", seen)):
             keys = [K.mem("loss", c, by) for c in columns if K.mem("loss", c, by) in final]

@@ -64,9 +64,10 @@ def mia(metric: str, score: str, bucket: str) -> str:
     return f"mem/mia_{metric}/{score}/{bucket}"
 
 
-def did(bucket: str) -> str:
-    """Difference-in-differences memorisation (Lesci et al.): mean Δloss(bucket) − mean Δloss(unseen)."""
-    return f"mem/did/{bucket}"
+def did(bucket: str, stratified: bool = False) -> str:
+    """Difference-in-differences memorisation (Lesci et al.): mean Δloss(bucket) − mean Δloss(unseen); stratified:
+    within each source, weighted by the bucket's source mix."""
+    return f"mem/did{'_stratified' if stratified else ''}/{bucket}"
 
 
 def probe_share(source: str, column: str) -> str:
@@ -119,6 +120,6 @@ def eval_keys(hooks: list[str], buckets: list[str], canary_labels: list[str], so
     keys += [probe_share(s, c) for s in sources for c in columns] + [MEM_LOSS_GAP]
     scores = [s for s in MIA_SCORES if reference or s != "ref"]
     keys += [k for s in scores for b in buckets for k in with_ci(mia("auc", s, b)) + [mia("tpr1", s, b)]]
-    keys += [k for b in buckets for k in with_ci(did(b))] if reference else []
+    keys += [k for b in buckets for s in (False, True) for k in with_ci(did(b, s))] if reference else []
     keys += [canary(label, x) for label in canary_labels for x in (False, True)]
     return keys + [chrono(h, n) for h in hooks for n in PURITY]

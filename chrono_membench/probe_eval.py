@@ -17,7 +17,9 @@ from chrono_membench.chrono.membench import (
     exposure, extraction_scores, extrapolated_exposure, scored_token_losses, sequence_nll,
 )
 from chrono_membench.chrono.purity import purity_with_null, stratified_purity
-from chrono_membench.chrono.stats import auroc, bootstrap_interval, mean, mean_difference, tpr_at_fpr, wilson_interval
+from chrono_membench.chrono.stats import (
+    auroc, bootstrap_interval, mean, mean_difference, stratified_difference, tpr_at_fpr, wilson_interval,
+)
 from chrono_membench.data.batches import SeenLog
 from chrono_membench.data.sources import SOURCE_NAMES
 from chrono_membench.distributed import ALONE, Dist
@@ -150,6 +152,9 @@ def probe_metrics(model, reference, saes: SAEBank | None, probes: ProbeSet, seen
             delta = scores["loss"] - ref_loss
             a, b = delta[rows], delta[unseen]
             metrics.update(_with_ci(K.did(name), float(a.mean() - b.mean()), bootstrap_interval(mean_difference, a, b)))
+            # the same within each source, weighted by the bucket's mix: fine-tuning moves sources' losses unequally
+            value, low, high = stratified_difference(a, source[rows], b, source[unseen])
+            metrics.update(_with_ci(K.did(name, stratified=True), value, (low, high)))
 
     matrices = {}
     if saes is not None:

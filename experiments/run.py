@@ -154,7 +154,8 @@ def headline(run_dir: Path) -> list[str]:
     if buckets:
         lines.append("memorisation (probe windows in their training context; 95 % intervals):")
         for b in buckets:
-            extra = "" if b == "unseen" else f"  MIA AUROC(ref) {ci(K.mia('auc', 'ref', b))}  DiD {ci(K.did(b), '+.3f')}"
+            extra = "" if b == "unseen" else (f"  MIA AUROC(ref) {ci(K.mia('auc', 'ref', b))}  DiD within sources "
+                                              f"{ci(K.did(b, True), '+.3f')}")
             lines.append(f"  {b:>7}: loss {ci(K.mem('loss', b))}  exact {ci(K.mem('exact_match', b))}{extra}")
         if K.MEM_LOSS_GAP in f:
             lines.append(f"  unseen − seen loss gap {f[K.MEM_LOSS_GAP]:+.3f} nats")

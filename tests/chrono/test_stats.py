@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from chrono_membench.chrono.stats import (
-    auroc, bootstrap_interval, mean, mean_difference, tpr_at_fpr, wilson_interval,
+    auroc, bootstrap_interval, mean, mean_difference, stratified_difference, tpr_at_fpr, wilson_interval,
 )
 from chrono_membench.probe_eval import membership_scores
 
@@ -54,3 +54,20 @@ def test_difference_in_differences_is_zero_when_seen_and_unseen_move_alike():
     d_seen_mem = d_seen - 0.3  # seen windows now lose 0.3 nats more: DiD = −0.3, and the reference score finds them
     assert mean_difference(d_seen_mem, d_unseen) == pytest.approx(-0.3)
     assert auroc(-d_seen_mem, -d_unseen) == 1.0
+
+
+def test_stratified_difference_removes_a_difference_of_source_mix():
+    """Two sources move by −1.0 and −0.2 nats alike in bucket and unseen: no membership signal. The bucket is mostly
+    the first source, unseen mostly the second, so the plain difference of means says −0.48; within sources it is 0."""
+    rng = np.random.default_rng(3)
+    noise = lambda n: rng.normal(0, 0.01, n)  # noqa: E731
+    bucket = np.concatenate([-1.0 + noise(80), -0.2 + noise(20)])
+    bucket_src = np.array([0] * 80 + [1] * 20)
+    unseen = np.concatenate([-1.0 + noise(20), -0.2 + noise(80)])
+    unseen_src = np.array([0] * 20 + [1] * 80)
+    assert mean_difference(bucket, unseen) == pytest.approx(-0.48, abs=0.01)
+    value, low, high = stratified_difference(bucket, bucket_src, unseen, unseen_src)
+    assert value == pytest.approx(0.0, abs=0.01) and low < 0 < high
+    value, low, high = stratified_difference(bucket - 0.3, bucket_src, unseen, unseen_src)  # a real signal
+    assert value == pytest.approx(-0.3, abs=0.01) and high < 0
+    assert math.isnan(stratified_difference(bucket, bucket_src, unseen, unseen_src + 5)[0])  # no shared source
