@@ -154,7 +154,8 @@ def probe_metrics(model, reference, saes: SAEBank | None, probes: ProbeSet, seen
             metrics.update(_with_ci(K.did(name), float(a.mean() - b.mean()), bootstrap_interval(mean_difference, a, b)))
             # the same within each source, weighted by the bucket's mix: fine-tuning moves sources' losses unequally
             value, low, high = stratified_difference(a, source[rows], b, source[unseen])
-            metrics.update(_with_ci(K.did(name, stratified=True), value, (low, high)))
+            if value == value:  # nan: no source has windows on both sides yet
+                metrics.update(_with_ci(K.did(name, stratified=True), value, (low, high)))
 
     matrices = {}
     if saes is not None:
