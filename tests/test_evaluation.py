@@ -35,13 +35,15 @@ def test_chrono_keys_purity_files_and_probe_table(tmp_path):
         expected |= {k for s in K.MEM_SCORES for k in K.with_ci(K.mem(s, bucket))}
     assert expected <= keys, expected - keys
     # Every key the run logged is one metric_keys lists (what plan.py counts): a new metric is added there.
-    # (Exposure bins that no probe falls in are not logged, so the run's keys are a subset.)
+    # (Exposure bins no probe falls in, and the within-source DiD while no source has windows on both sides, are not
+    # logged, so the run's keys are a subset.)
     listed = set(K.chrono_step_keys([HOOK], 2, diversity=True))
     listed |= set(K.eval_keys([HOOK], ["b0", "b1"], ["1", "3", "control"], list(cfg.data.mixture)))
     listed |= {K.train(n) for n in K.TRAIN} | {K.chrono(HOOK, n) for n in K.DRIFT}
     logged = {k for k in keys if not k.startswith("data/")} - {"step"}
-    assert logged <= listed and listed - logged <= {K.mem(s, b, "exposures") + x for s in K.MEM_SCORES
-                                                    for b in K.EXPOSURE_BINS for x in ("", *K.CI)}
+    optional = {K.mem(s, b, "exposures") + x for s in K.MEM_SCORES for b in K.EXPOSURE_BINS for x in ("", *K.CI)}
+    optional |= {k for b in ("b0", "b1") for k in K.with_ci(K.did(b, stratified=True))}
+    assert logged <= listed and listed - logged <= optional
     final = {k: v for r in metrics for k, v in r.items()}
     assert 0 <= final["chrono/attn_diversity/mean"] <= 1 and final["chrono/attn_entropy/mean"] > 0
     assert 0 <= final["mem/canary_exposure/control"] <= 4  # log2(16)
