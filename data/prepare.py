@@ -16,6 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from chrono_membench.data.sources import _ARTICLE_HEADING, SOURCES, DataSourceError, SourceRecords
+from chrono_membench.run_dir import atomic_write
 
 SENTENCES_PER_PASSAGE = 40
 
@@ -47,9 +48,8 @@ def prepare(name: str, n: int, out: Path) -> Path:
                 break
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.parquet"
-    tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(pa.Table.from_pylist(rows), tmp)
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        pq.write_table(pa.Table.from_pylist(rows), tmp)
     return path
 
 

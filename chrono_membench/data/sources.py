@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from chrono_membench.run_dir import atomic_write
+
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 SAMPLE_DIR, SYNTHETIC_DIR = DATA_DIR / "sample", DATA_DIR / "synthetic"  # real text (built at install); templates
 
@@ -94,6 +96,14 @@ SOURCES: dict[str, Source] = {
 }
 SOURCE_NAMES = tuple(SOURCES)  # the one list of sources; a token's source id is its index here
 PAD_SOURCE = -1  # source id of padding tokens (only the last partial row of a finite stream)
+
+
+def write_jsonl(path: Path, records: Iterable[dict]) -> None:
+    """Records as JSON lines in a source's hub schema (what the sample, synthetic and local origins read),
+    written whole or not at all."""
+    with atomic_write(path) as tmp, open(tmp, "w") as f:
+        for rec in records:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
 
 def sample_provenance() -> dict[str, str]:
