@@ -106,9 +106,7 @@ class ProbeSet:
                     return
                 if doc.uid in taken:
                     continue
-                span = (row.doc_index == doc.index).nonzero().flatten()
-                probe = self._probe(doc.uid, doc.source, 0, r, row.tokens, row.source_index,
-                                    int(span[0]), int(span[-1]) + 1)
+                probe = self._probe(doc.uid, doc.source, 0, r, row.tokens, row.source_index, *row.span(doc))
                 if probe is not None:
                     self.unseen.append(probe)
                     taken.add(doc.uid)

@@ -64,8 +64,7 @@ class Batches:
                 first = self.seen.record(doc.uid, doc.index, step)
                 if self.probes is not None and (first or self.pending.get(doc.uid) == doc.index):
                     self.pending.pop(doc.uid, None)
-                    span = (row.doc_index == doc.index).nonzero().flatten()
-                    start, end = int(span[0]), int(span[-1]) + 1
+                    start, end = row.span(doc)
                     offered = self.probes.offer(doc.uid, doc.source, step, micro * len(rows) + r, batch["tokens"][r],
                                                 batch["source_index"][r], start, end)
                     if not offered and end == len(row.tokens):  # it continues into the next row: try there

@@ -137,6 +137,11 @@ class Row:
     source_index: torch.Tensor  # [seq_len] int64, index into SOURCE_NAMES; PAD_SOURCE for padding
     docs: list[Document] = field(default_factory=list)  # documents with tokens in this row (text dropped, ids kept)
 
+    def span(self, doc: Document) -> tuple[int, int]:
+        """[start, end) of the document's tokens in this row (they are contiguous: documents are packed)."""
+        where = (self.doc_index == doc.index).nonzero().flatten()
+        return int(where[0]), int(where[-1]) + 1
+
 
 class MixtureStream:
     """Packed rows of EOS-separated documents drawn from the weighted mixture of sources."""
