@@ -1,5 +1,7 @@
 """The probe set (training-context windows, reservoir per time bucket, exact resume) and the canary schedule."""
 
+import zlib
+
 import numpy as np
 import pytest
 import torch
@@ -41,7 +43,8 @@ def test_probe_prefix_is_what_preceded_it_in_its_training_row():
     assert (p.step, p.row) == (3, 5) and len(p.tokens) == PROBE_TOKENS
     assert p.tokens == tokens[p.offset:p.offset + PROBE_TOKENS].tolist()  # the exact training context
     assert p.offset + PREFIX_TOKENS >= 120  # the scored half is the document's; the prefix may start before it
-    assert p.zlib_bytes > 0 and p.ref_loss is None
+    # MIMIR's zlib score divides by the zlib-compressed size of the scored text
+    assert p.zlib_bytes == len(zlib.compress(decode(p.tokens[PREFIX_TOKENS:]).encode())) and p.ref_loss is None
 
 
 def test_reservoir_keeps_k_per_bucket_and_resumes_exactly():

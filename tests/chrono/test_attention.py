@@ -1,6 +1,8 @@
 """Attention diversity and entropy on hand-made patterns (DESIGN.md §4.3)."""
 
 
+import math
+
 import pytest
 import torch
 
@@ -19,3 +21,19 @@ def test_js_diversity_identical_heads_zero_disjoint_one_hot_one():
     assert attention_entropy(uniform).item() == pytest.approx(3.0)  # bits
     assert head_js_diversity(one_hot, torch.tensor([0])).item() == pytest.approx(1.0, abs=1e-6)
 
+
+
+def test_sink_excluded_and_padding_masked():
+    # two heads that differ only in how much they put on key 0 (the sink); elsewhere the same shape
+    rest = torch.tensor([0.5, 0.3, 0.2])
+    a = torch.cat([torch.tensor([0.9]), 0.1 * rest])
+    b = torch.cat([torch.tensor([0.1]), 0.9 * rest])
+    pattern = torch.stack([a, b])[None, :, None, :].expand(1, 2, 4, 4).clone()  # [B, H, Q, K]
+    assert head_js_diversity(pattern).item() > 0.3
+    assert head_js_diversity(pattern, drop_sink=True).item() == pytest.approx(0.0, abs=1e-6)
+    # a padded key gets no mass: two heads that differ only there agree once it is masked
+    p = torch.full((1, 2, 3, 4), 0.25)
+    p[0, 1] = torch.tensor([0.2, 0.2, 0.2, 0.4])
+    valid = torch.tensor([[True, True, True, False]])
+    assert head_js_diversity(p).item() > 0 and head_js_diversity(p, valid=valid).item() == pytest.approx(0.0, abs=1e-6)
+    assert attention_entropy(p[:, :1], valid=valid).item() == pytest.approx(math.log2(3))  # uniform over 3 real keys

@@ -77,3 +77,20 @@ def test_extrapolated_exposure_recovers_a_known_rank_beyond_the_candidate_count(
         assert extrapolated_exposure(true_nll, others) == pytest.approx(bits, abs=2)
     assert exposure(law.ppf(2.0 ** -16), others) == pytest.approx(math.log2(1001))  # capped
     assert extrapolated_exposure(law.median(), others) == pytest.approx(1.0, abs=0.2)  # the median: 1 bit
+
+
+def test_min_k_is_the_mean_log_prob_of_the_least_likely_20_percent():
+    """Shi et al.'s Min-K% Prob on known per-token probabilities: the mean log-probability of the ceil(0.2·32) = 7
+    scored tokens the model found least likely."""
+    torch.manual_seed(1)
+    windows = torch.randint(0, 50, (2, 64))
+    bias = torch.randn(2, 64, 50)
+
+    def logits(tokens):
+        return bias[: len(tokens), : tokens.shape[1]]
+
+    scores = extraction_scores(logits, windows, generate_fn=lambda prefix, n: torch.zeros(len(prefix), n, dtype=torch.long))
+    log_p = bias[:, 31:63].log_softmax(-1).gather(-1, windows[:, 32:, None]).squeeze(-1)
+    expected = log_p.sort(dim=1).values[:, :7].mean(1)
+    torch.testing.assert_close(scores["min_k"], expected)
+    torch.testing.assert_close(scores["loss"], -log_p.mean(1))
