@@ -5,6 +5,8 @@
     artifacts/step_N/features_<hook>.safetensors   fp16 unit decoder rows, firing frequency, mean activation
     artifacts/step_N/purity_<hook>.safetensors     fp16 temporal, source, share-normalised source purity
     artifacts/step_N/density_<hook>.safetensors    latents' firing frequency on the eval panel, log10 histogram
+    artifacts/step_N/latents_<hook>.safetensors    per-latent records from the probe windows (latent_records.py)
+    artifacts/step_N/windows.json                  the probe windows those records index (uid, column, tokens)
     probe_set.json                                 the probe documents, decoded (also a wandb Table)
 
 Each writer returns (path, wandb artifact name, artifact type) for the logger to upload.
@@ -81,3 +83,18 @@ def write_probe_set(run_dir: RunDir, probes: ProbeSet, tokenizer, logger, rank: 
              tokenizer.decode(p.tokens[PREFIX_TOKENS:])] for name, ps in probes.columns() for p in ps]
     run_dir.write_text(run_dir.probe_set, json.dumps([dict(zip(columns, r)) for r in rows], indent=1))
     logger.log_table("probe_set", columns, rows)
+
+
+def write_latent_records(run_dir: RunDir, step: int, records: dict, windows: list[dict], rank: int = 0) -> Written:
+    """latents_<hook>.safetensors per SAE and the windows they index (windows.json), by rank 0."""
+    if rank != 0 or not records:
+        return []
+    directory, previous, written = run_dir.artifacts(step), run_dir.latest_checkpoint_path(), []
+    run_dir.write_text(directory / "windows.json", json.dumps(windows))
+    for hook, r in records.items():
+        path = directory / f"latents_{file_name(hook)}.safetensors"
+        tensors = {k: v.cpu().contiguous() for k, v in r.items() if isinstance(v, torch.Tensor)}
+        with atomic_write(path, reference=previous) as tmp:
+            save_file(tensors, str(tmp), metadata={"hook": hook, "columns": json.dumps(r["columns"])})
+        written.append((path, f"latents-{file_name(hook)}", "latents"))
+    return written

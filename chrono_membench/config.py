@@ -224,12 +224,18 @@ class ChronoConfig(_Section):
     canary_length: int = _field(12, POSITIVE)  # random tokens per secret
     canary_candidates: int = _field(127, POSITIVE)  # random reference secrets the true one is ranked against
     canary_until: float = _field(0.5, UNIT)  # every count's last insertion is at this fraction of training
+    plant_file: str = ""  # JSON lines of documents written into training rows at given steps (data/plants.py)
     enabled: bool = True  # attention diversity, probe set, purity, memorisation probes
 
     def __post_init__(self):
         super().__post_init__()
         if any(r < 1 for r in self.canary_repetitions):
             raise ConfigError(f"chrono.canary_repetitions must be positive integers, got {self.canary_repetitions}")
+        if self.plant_file and not Path(self.plant_file).is_file():
+            raise ConfigError(f"chrono.plant_file: no such file {self.plant_file!r}")
+        if self.plant_file:
+            from chrono_membench.data.plants import read_plants
+            read_plants(self.plant_file)  # a bad line is refused here, before any heavy work
 
 
 @dataclass

@@ -17,14 +17,15 @@ SAE_MASK = ("masked_frac",)  # at the chrono cadence: the share of real tokens t
 SAE_EVAL = ("ce_recovered", "kl_div_score", "ce_delta", "l2_ratio", "eval_fve", "eval_l0")
 CHRONO_STEP = ("alignment_loss", "alignment_share", "dropped_frac")  # per hook, at the chrono cadence
 DRIFT = ("mmcs", "self_match_frac", "hungarian_mcs")  # per hook, at each checkpoint after the first
-CROSS_SEED = ("cross_seed_mcs",)  # per hook, at each checkpoint, with sae.seed_baseline
+CROSS_SEED = ("cross_seed_mcs", "hungarian_mcs_seed_baseline")  # per hook, at each checkpoint, with sae.seed_baseline
 # per hook, at eval: observed, permutation null, excess = observed − null; the number of columns used
 PURITY = tuple(f"{kind}_purity{part}" for kind in ("temporal", "source", "temporal_stratified")
                for part in ("", "_null", "_excess")) + ("temporal_purity_gt50", "purity_columns")
 MEM_SCORES = ("exact_match", "token_match", "loss")  # per probe column, each with _lo / _hi (95 % interval)
 MIA_SCORES = ("loss", "zlib", "min_k", "ref")  # membership scores (MIMIR): per bucket vs unseen
 EXPOSURE_BINS = ("1", "2", "3-4", "5+")  # memorisation by exposure count
-TIMING = ("time/eval_s", "time/attn_metrics_s", "train/tokens_per_s")  # wall-clock: differ between identical runs
+# wall-clock: differ between identical runs
+TIMING = ("time/eval_s", "time/attn_metrics_s", "time/latent_records_s", "train/tokens_per_s")
 DROPOUT_RATE = "chrono/temporal_dropout_rate"
 ATTN_DIVERSITY_MEAN, ATTN_ENTROPY_MEAN = "chrono/attn_diversity/mean", "chrono/attn_entropy/mean"
 ATTN_DIVERSITY_NOSINK_MEAN = "chrono/attn_diversity_nosink/mean"

@@ -194,23 +194,33 @@ def purity_summaries(S: torch.Tensor, n: torch.Tensor, col: torch.Tensor, src: t
 
 
 @torch.no_grad()
-def probe_activation_sums(model, saes: SAEBank, windows: torch.Tensor, autocast) -> tuple[dict, dict]:
-    """Per window and SAE: summed latent activations over its scored tokens (run in their training context)
-    that the SAE mask keeps, and how many there are → ({hook: [W, F]}, {hook: [W]})."""
-    sums = {h: [] for h in saes.hook_points}
-    counts = {h: [] for h in saes.hook_points}
+def scored_activations(model, saes: SAEBank, windows: torch.Tensor, autocast):
+    """Per chunk of windows: {hook: (latent activations [chunk, S, F] on its S = PROBE_TOKENS − PREFIX_TOKENS
+    scored tokens, run in their training context; the SAE mask [chunk, S])}; activations are 0 where the mask
+    drops a token (BOS, norm outliers)."""
     for chunk in windows.split(EVAL_CHUNK):
         with autocast:
             _, cache = model.run_with_cache(chunk, names_filter=lambda name: name in saes.hook_points)
-        scored = torch.zeros_like(chunk, dtype=torch.bool)
-        scored[:, PREFIX_TOKENS:] = True
-        base = saes.base_mask(chunk, torch.zeros_like(chunk)) & scored  # windows hold no padding
+        base = saes.base_mask(chunk, torch.zeros_like(chunk))[:, PREFIX_TOKENS:]  # windows hold no padding
+        out = {}
         for hook in saes.hook_points:
-            flat = hooks.flatten(cache[hook])
-            keep = (base.flatten() & ~saes.outliers(hook, flat)).view_as(chunk)
+            flat = hooks.flatten(cache[hook][:, PREFIX_TOKENS:])
+            keep = base.flatten() & ~saes.outliers(hook, flat)
             acts = torch.zeros(keep.numel(), saes.saes[hook].cfg.d_sae, device=flat.device)
-            acts[keep.flatten()] = saes.encode(hook, flat[keep.flatten()]).float()
-            sums[hook].append(acts.view(*chunk.shape, -1).sum(1))
+            acts[keep] = saes.encode(hook, flat[keep]).float()
+            out[hook] = acts.view(len(chunk), -1, acts.shape[-1]), keep.view(len(chunk), -1)
+        yield out
+
+
+@torch.no_grad()
+def probe_activation_sums(model, saes: SAEBank, windows: torch.Tensor, autocast) -> tuple[dict, dict]:
+    """Per window and SAE: summed latent activations over its scored tokens that the SAE mask keeps, and how
+    many there are → ({hook: [W, F]}, {hook: [W]})."""
+    sums = {h: [] for h in saes.hook_points}
+    counts = {h: [] for h in saes.hook_points}
+    for chunk in scored_activations(model, saes, windows, autocast):
+        for hook, (acts, keep) in chunk.items():
+            sums[hook].append(acts.sum(1))
             counts[hook].append(keep.sum(1).float())
     return {h: torch.cat(v) for h, v in sums.items()}, {h: torch.cat(v) for h, v in counts.items()}
 

@@ -29,7 +29,7 @@ from chrono_membench.data.sources import SOURCE_NAMES
 PREFIX_TOKENS, SCORED_TOKENS = 32, 32
 PROBE_TOKENS = PREFIX_TOKENS + SCORED_TOKENS  # DESIGN.md §4.5
 CANARY_PREFIX = "The secret code is"
-CANARY_SOURCE = len(SOURCE_NAMES)  # source index written on canary tokens (trained on; no corpus source)
+INSERTED_SOURCE = len(SOURCE_NAMES)  # source index of inserted tokens, canaries and planted documents (trained on)
 UNSEEN = "unseen"
 
 
@@ -51,7 +51,7 @@ def window_start(start: int, end: int, sources: torch.Tensor, rng: np.random.Gen
     lo, hi = max(start, PREFIX_TOKENS), end - SCORED_TOKENS
     if hi < lo:
         return None
-    canary = torch.cat([torch.zeros(1, dtype=torch.long), (sources == CANARY_SOURCE).long().cumsum(0)])
+    canary = torch.cat([torch.zeros(1, dtype=torch.long), (sources == INSERTED_SOURCE).long().cumsum(0)])
     starts = torch.arange(lo, hi + 1)
     clean = (canary[starts + SCORED_TOKENS] - canary[starts - PREFIX_TOKENS]) == 0
     eligible = starts[clean]
@@ -133,7 +133,8 @@ class Canaries:
     """For each entry r of `chrono.canary_repetitions`, `chrono.canary_per_count` secrets of
     `chrono.canary_length` random tokens, each inserted r times at steps spread evenly from the first step
     after warmup to `chrono.canary_until`·T (r = 1: at that last step only); plus `chrono.canary_controls`
-    secrets never inserted. Secret i belongs to cell cells[i] (its repetition count, or "control")."""
+    secrets never inserted. Secret i belongs to cell cells[i] (its repetition count, or "control").
+    All secrets (hence all sequences) have the same length."""
 
     def __init__(self, cfg: Config, tokenizer, seed: int):
         c = cfg.chrono
@@ -158,6 +159,11 @@ class Canaries:
     def sequence(self, i: int) -> list[int]:
         return self.prefix + self.secrets[i].tolist() + [self.eos]
 
+    def reserved(self, step: int, rows: int) -> list[int]:
+        """Tokens the canaries of `step` take at the start of each of the `rows` rows (see insert)."""
+        n = len(self.schedule.get(step, []))
+        return [len(self.sequence(0)) * len(range(r, n, rows)) for r in range(rows)]
+
     def insert(self, tokens: torch.Tensor, source_index: torch.Tensor, step: int) -> None:
         """Overwrite the start of the batch's rows with the canaries scheduled at `step` (in place)."""
         for k, i in enumerate(self.schedule.get(step, [])):
@@ -168,7 +174,7 @@ class Canaries:
                 raise ValueError(f"{len(self.schedule[step])} canaries of {len(seq)} tokens do not fit in "
                                  f"{len(tokens)} rows of data.seq_len={tokens.shape[1]}")
             tokens[row, offset:offset + len(seq)] = seq
-            source_index[row, offset:offset + len(seq)] = CANARY_SOURCE
+            source_index[row, offset:offset + len(seq)] = INSERTED_SOURCE
 
     def labels(self) -> list[str]:
         return [str(r) for r in self.repetitions] + ["control"]

@@ -32,8 +32,9 @@ from chrono_membench import metric_keys as K
 from chrono_membench.chrono.alignment import alignment_loss, decoder_drift, matched_similarity, unit_rows
 from chrono_membench.chrono.sae_metrics import fraction_of_variance_explained, l0
 from chrono_membench.chrono.temporal_dropout import inverted_dropout, temporal_dropout_rate
-from chrono_membench.config import ChronoConfig, SAEConfig
+from chrono_membench.config import ChronoConfig, Config, SAEConfig
 from chrono_membench.data.sources import PAD_SOURCE
+from chrono_membench.data.stream import adds_bos
 from chrono_membench.distributed import ALONE, Dist
 
 NORM_EMA = 0.99  # running mean-norm and median-norm estimates: stable, yet they follow the LM's drift
@@ -113,6 +114,15 @@ class SAEBank:
                         for i, s in enumerate(self._members(h))}
         self._captured: dict[str, list[torch.Tensor]] = {h: [] for h in self.hook_points}
         self.n_steps = 0
+
+    @classmethod
+    def for_model(cls, cfg: Config, model, tokenizer, device: torch.device, d: Dist = ALONE) -> SAEBank:
+        """A run's bank on `model`: its hook points checked, their widths measured, BOS masked where used."""
+        hook_points = list(cfg.sae.hook_points) or hooks.default_hook_points(model.cfg.n_layers)
+        hooks.check_hook_points(hook_points, model.cfg.n_layers)
+        widths = hooks.activation_widths(model, hook_points)
+        bos = tokenizer.bos_token_id if adds_bos(tokenizer) else None  # SmolLM2 adds none: position 0 still masked
+        return cls(cfg.sae, cfg.chrono, cfg.train.max_steps, widths, device, cfg.run.seed, d, bos)
 
     def _build(self, widths: dict[str, int], seed: int) -> dict:
         sae_cls, sae_cfg_cls = get_sae_training_class(self.cfg.architecture)
@@ -295,7 +305,8 @@ class SAEBank:
     @torch.no_grad()
     def on_checkpoint(self) -> dict[str, float]:
         """Drift against the previous checkpoint's decoder over latents alive at both (a dead row never moves);
-        the cross-seed floor; then the current decoder becomes the new anchor."""
+        the cross-seed floor, and the seed baseline's own matched drift; then the current decoder becomes the
+        new anchor."""
         metrics = {}
         for hook in self.hook_points:
             lat, W, alive = self.latents[hook, 0], self.saes[hook].W_dec.detach(), self.alive(hook)
@@ -308,6 +319,11 @@ class SAEBank:
             if hook in self.baselines:
                 other = self.baselines[hook].W_dec.detach()[self.alive(hook, 1)]
                 metrics[K.chrono(hook, "cross_seed_mcs")] = matched_similarity(W[alive], other)
+                base = self.latents[hook, 1]
+                if base.anchor is not None:  # the same drift for the other seed: how much drift varies by SAE init
+                    both = self.alive(hook, 1) & base.anchor_alive
+                    metrics[K.chrono(hook, "hungarian_mcs_seed_baseline")] = matched_similarity(
+                        self.baselines[hook].W_dec.detach()[both], base.anchor[both])
             for member, sae in enumerate(self._members(hook)):
                 self.latents[hook, member].anchor = sae.W_dec.detach().clone()
                 self.latents[hook, member].anchor_alive = self.alive(hook, member)

@@ -25,15 +25,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from chrono_membench import checkpoint, distributed, hooks
+from chrono_membench import checkpoint, distributed
 from chrono_membench import metric_keys as K
-from chrono_membench.artifacts import write_probe_set, write_purity, write_sae_artifacts
+from chrono_membench.artifacts import write_latent_records, write_probe_set, write_purity, write_sae_artifacts
 from chrono_membench.checkpoint import TrainState
 from chrono_membench.config import Config, dump_config, read_yaml
-from chrono_membench.data import Batches, MixtureStream, collate
+from chrono_membench.data import Batches, MixtureStream, Plants, collate
 from chrono_membench.data.sources import sample_provenance
-from chrono_membench.data.stream import adds_bos
 from chrono_membench.distributed import Dist
+from chrono_membench.latent_records import latent_records
 from chrono_membench.evaluation import (
     attention_metrics, capture_patterns, diversity_term, lm_loss, sae_eval_panel, validation_loss,
 )
@@ -137,13 +137,7 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
     reference = None  # the step-0 model, frozen, for reference losses (a deepcopy of a bridge shares its modules' state)
     if chrono and cfg.chrono.reference_loss:
         reference = load_model(cfg.model, device, seed=cfg.run.seed)[0].eval().requires_grad_(False)
-    saes = None
-    if cfg.sae.enabled:
-        hook_points = list(cfg.sae.hook_points) or hooks.default_hook_points(model.cfg.n_layers)
-        hooks.check_hook_points(hook_points, model.cfg.n_layers)
-        widths = hooks.activation_widths(model, hook_points)
-        bos = tokenizer.bos_token_id if adds_bos(tokenizer) else None  # SmolLM2 adds none: position 0 still masked
-        saes = SAEBank(cfg.sae, cfg.chrono, t.max_steps, widths, device, cfg.run.seed, d, bos)
+    saes = SAEBank.for_model(cfg, model, tokenizer, device, d) if cfg.sae.enabled else None
     val_rows = [r for _, r in zip(range(cfg.data.val_rows), MixtureStream(cfg.data, tokenizer, "val", repeat=False))]
     val = {k: v.to(device) for k, v in collate(val_rows).items()}
     probes = ProbeSet(cfg.chrono.n_buckets, cfg.chrono.probe_per_bucket, t.max_steps, cfg.run.seed,
@@ -151,8 +145,9 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
     if probes is not None:  # "unseen" probes: windows of packed validation documents, never trained on
         probes.fill_unseen(MixtureStream(cfg.data, tokenizer, "val", seed=cfg.data.seed + 1, repeat=False))
     canaries = Canaries(cfg, tokenizer, cfg.run.seed) if chrono and cfg.chrono.canary_repetitions else None
+    plants = Plants.for_run(cfg, canaries, d.world)  # None without chrono.plant_file
     stream = MixtureStream(cfg.data, tokenizer, split="train")
-    batches = Batches(stream, t.micro_batch, probes, canaries, d)
+    batches = Batches(stream, t.micro_batch, probes, canaries, d, plants)
     diversity_weight = cfg.chrono.diversity_weight if chrono else 0.0
 
     # ---- resume: the weights before data parallelism shards them; the rest once the optimisers exist
@@ -218,6 +213,11 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
                     metrics.update(saes.on_checkpoint())  # drift vs the previous checkpoint; new alignment anchors
                     artifacts = write_sae_artifacts(run_dir, step, saes, cfg.checkpointing.save_sae_state,
                                                     cfg.checkpointing.save_features, d.rank)
+                    if probes is not None and cfg.checkpointing.save_features:  # what each latent is (dashboard)
+                        t_records = time.perf_counter()
+                        records, windows = latent_records(model, saes, probes, autocast, device)
+                        artifacts += write_latent_records(run_dir, step, records, windows, d.rank)
+                        metrics["time/latent_records_s"] = time.perf_counter() - t_records
                     saes.reset_feature_stats()
                 logger.log(step, {**metrics, **logger.health()})
                 saved_path = save()

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from chrono_membench.config import ConfigError, load_config
-from chrono_membench.probes import CANARY_SOURCE, PREFIX_TOKENS, PROBE_TOKENS, Canaries, ProbeSet, window_start
+from chrono_membench.probes import INSERTED_SOURCE, PREFIX_TOKENS, PROBE_TOKENS, Canaries, ProbeSet, window_start
 
 T = 256
 
@@ -31,7 +31,7 @@ def test_window_lies_in_one_row_scored_in_the_document_clear_of_canaries():
     assert window_start(0, 63, sources, rng) is None  # the scored half cannot start before row position 32
     assert window_start(0, 64, sources, rng) == 32  # the document fills the row start: the only window
     assert window_start(150, 181, sources, rng) is None  # 31 tokens of the document: none
-    sources[:40] = CANARY_SOURCE  # a canary at the row start: no window may overlap it
+    sources[:40] = INSERTED_SOURCE  # a canary at the row start: no window may overlap it
     assert all(window_start(0, T, sources, rng) - PREFIX_TOKENS >= 40 for _ in range(100))
 
 
@@ -92,7 +92,7 @@ def test_canaries_start_after_warmup_end_together_with_controls(tokenizer):
         seq = c.sequence(i)
         row, offset = k % 2, (k // 2) * len(seq)
         assert tokens[row, offset:offset + len(seq)].tolist() == seq
-        assert (sources[row, offset:offset + len(seq)] == CANARY_SOURCE).all()
+        assert (sources[row, offset:offset + len(seq)] == INSERTED_SOURCE).all()
     assert len({tuple(s.tolist()) for s in c.secrets}) == len(c.secrets)  # every secret differs
 
 

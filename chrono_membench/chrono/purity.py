@@ -40,9 +40,9 @@ def normalised_purity(P: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
 
 def purity_with_null(doc_sums: torch.Tensor, doc_tokens: torch.Tensor, column: torch.Tensor, permutations: int,
                      generator: torch.Generator, chunk: int = 16) -> dict | None:
-    """Observed summary, its permutation null and the excess, over the columns that have documents (column [D]
-    holds arbitrary labels), with the purity matrix P [F, C] and its column labels. None when fewer than 2
-    columns have documents or no latent fires (purity is then undefined)."""
+    """Observed summary, its permutation null, the excess and the one-sided permutation p-value, over the
+    columns that have documents (column [D] holds arbitrary labels), with the purity matrix P [F, C] and its
+    column labels. None when fewer than 2 columns have documents or no latent fires (purity is then undefined)."""
     labels, column = torch.unique(column, return_inverse=True)
     C = len(labels)
     doc_sums, doc_tokens = doc_sums.float(), doc_tokens.float()
@@ -58,8 +58,10 @@ def purity_with_null(doc_sums: torch.Tensor, doc_tokens: torch.Tensor, column: t
         order = torch.stack([torch.randperm(len(column), generator=generator) for _ in range(n)]).to(column.device)
         shuffled = one_hot[order]  # [n, D, C]: each document gets another's label; column sizes kept
         null.append(normalised_purity(purity_matrix(mean_activation_matrix(doc_sums, doc_tokens, shuffled)), live))
-    null_mean = torch.cat(null).mean().item()
-    return {"observed": observed, "null": null_mean, "excess": observed - null_mean, "columns": C,
+    null = torch.cat(null)
+    null_mean = null.mean().item()
+    p_value = (1 + (null >= observed).sum().item()) / (1 + permutations)  # the permutation test's one-sided p
+    return {"observed": observed, "null": null_mean, "excess": observed - null_mean, "p_value": p_value, "columns": C,
             "gt50": (P.max(-1).values[live] > 0.5).float().mean().item(), "matrix": P, "labels": labels}
 
 

@@ -5,9 +5,10 @@ bookkeeping below is identical on every rank and rank 0's checkpoint resumes the
 - the seen log: per document uid, the step it was first seen, the step it was last seen, and its exposure
   count (how many times it was trained on: a document repeated by a new epoch counts again; one that spans
   two rows counts once);
-- canaries are written into the first micro-batch of the steps their schedule names;
+- canaries are written into the first micro-batch of the steps their schedule names, planted documents
+  (chrono.plant_file, data/plants.py) into the micro-batches their placement names;
 - the probe set is offered every document in its first exposure, with the row it was trained in (after the
-  canaries are written, so a probe window never holds one; probes.py). A document whose first row has no
+  insertions are written, so a probe window never holds one; probes.py). A document whose first row has no
   eligible window is offered again with the next row it continues into.
 Then this rank's rows (r, r+N, …) are returned.
 """
@@ -20,6 +21,7 @@ import torch
 
 from chrono_membench.data.stream import MixtureStream, collate
 from chrono_membench.distributed import ALONE, Dist
+from chrono_membench.data.plants import Plants
 from chrono_membench.probes import Canaries, ProbeSet
 
 
@@ -47,8 +49,9 @@ class SeenLog:
 
 class Batches:
     def __init__(self, stream: MixtureStream, micro_batch: int, probes: ProbeSet | None = None,
-                 canaries: Canaries | None = None, d: Dist = ALONE):
+                 canaries: Canaries | None = None, d: Dist = ALONE, plants: Plants | None = None):
         self.stream, self.micro_batch, self.probes, self.canaries, self.d = stream, micro_batch, probes, canaries, d
+        self.plants = plants
         self.seen = SeenLog()
         self.pending: dict[str, int] = {}  # uid → stream index: first exposure continues, no window offered yet
 
@@ -59,6 +62,8 @@ class Batches:
         batch = collate(rows)
         if self.canaries is not None and micro == 0:
             self.canaries.insert(batch["tokens"], batch["source_index"], step)
+        if self.plants is not None:
+            self.plants.insert(batch["tokens"], batch["source_index"], step, micro)
         for r, row in enumerate(rows):
             for doc in row.docs:
                 first = self.seen.record(doc.uid, doc.index, step)

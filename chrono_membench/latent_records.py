@@ -1,0 +1,110 @@
+"""What each latent is, at every checkpoint: per-latent records from the probe windows (the dashboard's data).
+
+With the SAE of the checkpoint on the model of the checkpoint, over the scored tokens of every probe window (in
+their training context, the SAE mask applied, as purity sees them):
+
+    top_act, top_window, top_pos   [F, k]  the k largest activations, the window (index into windows.json) and the
+                                           position in it (PREFIX_TOKENS..PROBE_TOKENS−1) of each
+    hist                           [F, B]  histogram of log10 activation where it fires (HIST_EDGES)
+    density                        [F]     fraction of scored tokens where it fires
+    bucket_profile, source_profile [F, C]  mean activation per token per probe column / source (purity's M)
+    logit_up, logit_up_val (and _down) [F, n]  the tokens its decoder direction most promotes / suppresses
+                                           through the unembedding: (W_dec[i] ∘ w_norm) · W_U, the final norm's
+                                           weight folded in and its scale ignored, as TransformerLens's fold_ln
+                                           and sae-lens's dashboards do (only for hooks of width d_model)
+
+Saved fp16/int as artifacts/step_N/latents_<hook>.safetensors, with windows.json (uid, column, source, step,
+tokens) so the dashboard rebuilds the text. The cost is one more forward over the probe windows per checkpoint
+(time/latent_records_s).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from chrono_membench.chrono.purity import mean_activation_matrix
+from chrono_membench.data.sources import SOURCE_NAMES
+from chrono_membench.probe_eval import scored_activations
+from chrono_membench.probes import PREFIX_TOKENS, ProbeSet
+
+TOP_K, N_LOGITS = 10, 10
+HIST_EDGES = torch.linspace(-3, 2, 26)  # log10 activation, 0.2 a bin; values outside go to the end bins
+
+
+def windows_of(probes: ProbeSet) -> list[dict]:
+    return [{"uid": p.uid, "column": name, "source": p.source, "step": p.step, "tokens": p.tokens}
+            for name, ps in probes.columns() for p in ps]
+
+
+@torch.no_grad()
+def logit_effects(model, W_dec: torch.Tensor, n: int = N_LOGITS, chunk: int = 256) -> dict[str, torch.Tensor]:
+    """Top-n promoted and suppressed tokens of each decoder row [F, d_model] (empty dict for other widths)."""
+    W_U = model.W_U.detach().float()
+    if W_dec.shape[1] != W_U.shape[0]:
+        return {}
+    norm = getattr(getattr(model.original_model, "model", None), "norm", None)
+    ones = torch.ones(1, W_U.shape[0], device=W_U.device)
+    w_norm = norm(ones.to(next(norm.parameters()).dtype)).float()[0] if norm is not None else ones[0]
+    out = {k: [] for k in ("logit_up", "logit_up_val", "logit_down", "logit_down_val")}
+    for rows in W_dec.float().split(chunk):
+        logits = (rows * w_norm) @ W_U
+        up, down = logits.topk(n, dim=-1), logits.topk(n, dim=-1, largest=False)
+        out["logit_up"].append(up.indices.int())
+        out["logit_up_val"].append(up.values)
+        out["logit_down"].append(down.indices.int())
+        out["logit_down_val"].append(down.values)
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+@torch.no_grad()
+def latent_records(model, saes, probes: ProbeSet, autocast, device, k: int = TOP_K) -> tuple[dict, list[dict]]:
+    """({hook: records}, windows) for the current checkpoint; records as in the module docstring."""
+    windows = windows_of(probes)
+    if not windows:
+        return {}, windows
+    tokens = torch.tensor([w["tokens"] for w in windows], device=device)
+    records = {}
+    for hook in saes.hook_points:
+        F = saes.saes[hook].cfg.d_sae
+        records[hook] = {"top_act": torch.zeros(0, F, device=device), "top_index": torch.zeros(0, F, dtype=torch.long,
+                                                                                              device=device),
+                         "hist": torch.zeros(F * (len(HIST_EDGES) + 1), device=device),
+                         "fires": torch.zeros(F, device=device), "sums": [], "counts": []}
+    start = 0
+    for chunk in scored_activations(model, saes, tokens, autocast):
+        for hook, (acts, keep) in chunk.items():
+            r, (c, S, F) = records[hook], acts.shape
+            flat = acts.reshape(c * S, F)
+            index = (torch.arange(c * S, device=device) + start * S)[:, None].expand(-1, F)  # window · S + position
+            both_act = torch.cat([r["top_act"], flat])
+            top = both_act.topk(min(k, len(both_act)), dim=0)
+            r["top_act"], r["top_index"] = top.values, torch.cat([r["top_index"], index]).gather(0, top.indices)
+            firing = flat > 0
+            r["fires"] += firing.sum(0)
+            bins = torch.bucketize(flat[firing].log10(), HIST_EDGES.to(device))
+            latent = firing.nonzero()[:, 1]
+            r["hist"].index_add_(0, latent * (len(HIST_EDGES) + 1) + bins, torch.ones_like(bins, dtype=torch.float))
+            r["sums"].append(acts.sum(1))
+            r["counts"].append(keep.sum(1).float())
+        start += len(next(iter(chunk.values()))[0])
+    columns = sorted({w["column"] for w in windows}, key=[w["column"] for w in windows].index)
+    col = torch.tensor([columns.index(w["column"]) for w in windows], device=device)
+    src = torch.tensor([SOURCE_NAMES.index(w["source"]) for w in windows], device=device)
+    out = {}
+    for hook, r in records.items():
+        S = tokens.shape[1] - PREFIX_TOKENS
+        sums, counts = torch.cat(r["sums"]), torch.cat(r["counts"])
+        F = sums.shape[1]
+        out[hook] = {
+            "top_act": r["top_act"].T.half(), "top_window": (r["top_index"] // S).T.int(),
+            "top_pos": (r["top_index"] % S + PREFIX_TOKENS).T.short(),
+            "hist": r["hist"].view(F, -1).int(), "density": r["fires"] / counts.sum().clamp_min(1),
+            "bucket_profile": mean_activation_matrix(sums, counts, torch.nn.functional.one_hot(col, len(columns))
+                                                     .float()).half(),
+            "source_profile": mean_activation_matrix(sums, counts, torch.nn.functional.one_hot(
+                src, len(SOURCE_NAMES)).float()).half(),
+            **{key: (v.half() if v.is_floating_point() else v)
+               for key, v in logit_effects(model, saes.saes[hook].W_dec.detach() / saes.scale(hook)).items()},
+        }
+        out[hook]["columns"] = columns
+    return out, windows

@@ -1,0 +1,292 @@
+"""Planted-signal validation (experiments/validate.py): plant signals whose truth is known, train, and check that
+each metric recovers them — against criteria fixed here, before any run.
+
+The plan, for T updates with W warmup and D warmdown steps (L = T − D, the last step at full learning rate):
+- dose-response: sets of 64-token documents inserted 1×, 4× and 16×, each set's last insertion at step L (so
+  repetition is not confounded with recency), and a never-inserted set in two halves (the AUROC null, the DiD
+  control);
+- forgetting: two sets inserted 4× on consecutive steps at full learning rate, one right after warmup
+  ("early"), one ending at L − 1 ("late"; step L is full with the dose sets' last insertions): the same count and
+  learning rate, only the time differs;
+- time-local feature: Python source (the standard library's; absent from the mixture) planted once per
+  document, all within the middle time bucket — in the control run spread evenly over the whole run;
+- canaries: chrono.canary_repetitions [1, 4, 16], ending at L.
+Documents come from the validation split (never trained otherwise), less those the run's validation rows and
+unseen probes use. Scores are computed afterwards on the final checkpoint (model, SAEs, probe set) and the step-0
+model, with the harness's own functions.
+"""
+
+from __future__ import annotations
+
+import json
+import sysconfig
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from chrono_membench import metric_keys as K
+from chrono_membench.chrono.membench import extraction_scores, scored_token_losses
+from chrono_membench.chrono.purity import purity_with_null
+from chrono_membench.chrono.stats import auroc, bootstrap_interval, mean_difference
+from chrono_membench.config import Config
+from chrono_membench.data import MixtureStream
+from chrono_membench.data.plants import Plant
+from chrono_membench.data.sources import SOURCE_NAMES, SOURCES, SourceRecords
+from chrono_membench.data.stream import SourceDocuments
+from chrono_membench.probes import PROBE_TOKENS, ProbeSet
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Documents per planted set (never: per half), Python documents, latents selected per purity check."""
+    x16: int = 6
+    x4: int = 8
+    x1: int = 8
+    never: int = 16
+    forget: int = 8
+    code: int = 32
+    latents: int = 10
+
+
+QUICK = Sizes(x16=2, x4=2, x1=2, never=4, forget=2, code=8, latents=4)
+CODE_TOKENS = 127  # + EOS: a Python document's length
+
+
+@dataclass
+class Check:
+    name: str
+    measured: str
+    criterion: str
+    passed: bool
+
+
+# ---- the plan
+def full_lr_steps(cfg: Config) -> tuple[int, int]:
+    """(first, last) 1-based steps at the full learning rate: after warmup, before warmdown."""
+    t = cfg.train
+    return round(t.warmup_frac * t.max_steps) + 1, t.max_steps - round(t.warmdown_frac * t.max_steps)
+
+
+def spread(first: int, last: int, n: int) -> list[int]:
+    """n insertion steps spread evenly over [first, last], the last at `last` (n = 1: at `last` only)."""
+    return [int(s) for s in np.linspace(first if n > 1 else last, last, n).round()]
+
+
+def used_validation_uids(cfg: Config, tokenizer) -> set[str]:
+    """Validation documents the run itself uses: its validation rows and its unseen probes (as train.py draws them)."""
+    rows = [r for _, r in zip(range(cfg.data.val_rows), MixtureStream(cfg.data, tokenizer, "val", repeat=False))]
+    probes = ProbeSet(1, cfg.chrono.probe_per_bucket, cfg.train.max_steps, cfg.run.seed, tokenizer.decode)
+    probes.fill_unseen(MixtureStream(cfg.data, tokenizer, "val", seed=cfg.data.seed + 1, repeat=False))
+    return {d.uid for r in rows for d in r.docs} | {p.uid for p in probes.unseen}
+
+
+def validation_documents(cfg: Config, tokenizer, source: str, n_tokens: int) -> list[tuple[str, list[int]]]:
+    """(uid, first n_tokens tokens) of every validation document of `source` that has that many, in file order."""
+    docs = SourceDocuments(SourceRecords(SOURCES[source], cfg.data.origin, cfg.data.local_dir), cfg.data, "val",
+                           repeat=False)
+    out = []
+    while (got := docs.next()) is not None:
+        ids = tokenizer(got[1], add_special_tokens=False)["input_ids"]
+        if len(ids) >= n_tokens:
+            out.append((f"{source}/{got[0]}", ids[:n_tokens]))
+    return out
+
+
+def python_documents(tokenizer, n: int, rng: np.random.Generator) -> list[tuple[str, list[int]]]:
+    """n pieces of the Python standard library's source, each from its first top-level def or class on."""
+    files = sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))
+    out = []
+    for i in rng.permutation(len(files)):
+        text = files[i].read_text(errors="ignore")
+        start = min((j for j in (text.find("\ndef "), text.find("\nclass ")) if j >= 0), default=-1)
+        ids = tokenizer(text[start + 1:], add_special_tokens=False)["input_ids"] if start >= 0 else []
+        if len(ids) >= CODE_TOKENS:
+            out.append((f"python/{files[i].stem}", ids[:CODE_TOKENS]))
+        if len(out) == n:
+            return out
+    raise RuntimeError(f"only {len(out)} standard-library files have {CODE_TOKENS} tokens of code; {n} wanted")
+
+
+def build_plan(cfg: Config, tokenizer, sizes: Sizes, seed: int = 0) -> dict[str, list[Plant]]:
+    """Set name → its documents with their insertion steps (never-inserted sets: no steps). "code" holds the
+    Python documents with the main run's steps (one bucket); spread_code() gives the control's."""
+    rng = np.random.default_rng(seed)
+    used = used_validation_uids(cfg, tokenizer)
+    pool = [d for s in ("fineweb_edu", "wikitext103") if cfg.data.mixture.get(s, 0) > 0
+            for d in validation_documents(cfg, tokenizer, s, PROBE_TOKENS) if d[0] not in used]
+    pool = [pool[i] for i in rng.permutation(len(pool))]
+    first, last = full_lr_steps(cfg)
+    eos = tokenizer.eos_token_id
+    sets, wants = {}, [("x16", sizes.x16, spread(first, last, 16)), ("x4", sizes.x4, spread(first, last, 4)),
+                       ("x1", sizes.x1, spread(first, last, 1)), ("early", sizes.forget, list(range(first, first + 4))),
+                       ("late", sizes.forget, list(range(last - 4, last))), ("never_a", sizes.never, []),
+                       ("never_b", sizes.never, [])]
+    if len(pool) < sum(n for _, n, _ in wants):
+        raise RuntimeError(f"{len(pool)} unused validation documents of {PROBE_TOKENS}+ tokens; "
+                           f"{sum(n for _, n, _ in wants)} wanted")
+    for name, n, steps in wants:
+        sets[name] = [Plant(f"plant/{name}/{uid}", tokens + [eos], list(steps)) for uid, tokens in pool[:n]]
+        pool = pool[n:]
+    b, B, T = cfg.chrono.n_buckets // 2, cfg.chrono.n_buckets, cfg.train.max_steps
+    lo, hi = b * T // B + 1, (b + 1) * T // B  # the steps of bucket b (ProbeSet.bucket_of)
+    code = python_documents(tokenizer, sizes.code, rng)
+    steps = spread(lo, hi, len(code))
+    sets["code"] = [Plant(f"plant/code/{uid}", tokens + [eos], [s]) for (uid, tokens), s in zip(code, steps)]
+    return sets
+
+
+def spread_code(cfg: Config, sets: dict[str, list[Plant]]) -> dict[str, list[Plant]]:
+    """The control: the same Python documents, one each at steps spread evenly over the whole run."""
+    steps = spread(1, cfg.train.max_steps, len(sets["code"]))
+    return {**sets, "code": [Plant(p.uid, p.tokens, [s]) for p, s in zip(sets["code"], steps)]}
+
+
+def write_plants(path: Path, sets: dict[str, list[Plant]]) -> None:
+    """A chrono.plant_file: the inserted sets' documents (data/plants.py)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(asdict(p)) + "\n" for ps in sets.values() for p in ps if p.steps))
+
+
+def write_plan(path: Path, sets: dict[str, list[Plant]]) -> None:
+    path.write_text(json.dumps({k: [asdict(p) for p in ps] for k, ps in sets.items()}))
+
+
+def read_plan(path: Path) -> dict[str, list[Plant]]:
+    return {k: [Plant(**p) for p in ps] for k, ps in json.loads(path.read_text()).items()}
+
+
+# ---- the checks
+def windows_of(plants: list[Plant]) -> torch.Tensor:
+    return torch.tensor([p.tokens[:PROBE_TOKENS] for p in plants])
+
+
+@torch.no_grad()
+def window_scores(model, reference, windows: torch.Tensor, logits, generate) -> dict[str, np.ndarray]:
+    """Per window: exact match, Pythia's score, loss and the step-0 model's loss (as probe_eval scores probes)."""
+    scores = {k: v.double().cpu().numpy() for k, v in extraction_scores(logits(model), windows,
+                                                                          generate_fn=generate(model)).items()}
+    scores["ref_loss"] = scored_token_losses(logits(reference), windows).mean(1).double().cpu().numpy()
+    scores["ref"] = -(scores["loss"] - scores["ref_loss"])  # MIMIR's reference score: higher = member
+    return scores
+
+
+def _fmt(xs) -> str:
+    return " / ".join(f"{x:.3g}" for x in xs)
+
+
+def dose_response(scores: dict[str, dict[str, np.ndarray]]) -> list[Check]:
+    order = ["never_a", "x1", "x4", "x16"]
+    ref = [scores[s]["ref"].mean() for s in order]
+    pythia = [scores[s]["token_match"].mean() for s in order]
+    exact = [scores[s]["exact_match"].mean() for s in order]
+    aucs = {s: auroc(scores[s]["ref"], scores["never_b"]["ref"]) for s in order}
+    lo, hi = bootstrap_interval(auroc, scores["x16"]["ref"], scores["never_b"]["ref"])
+    n_lo, n_hi = bootstrap_interval(auroc, scores["never_a"]["ref"], scores["never_b"]["ref"])
+    return [
+        Check("dose: reference score never/1×/4×/16×", _fmt(ref), "strictly increasing", bool(np.all(np.diff(ref) > 0))),
+        Check("dose: Pythia score never/1×/4×/16×", f"{_fmt(pythia)} (exact match {_fmt(exact)})",
+              "non-decreasing, 16× > never", bool(np.all(np.diff(pythia) >= 0) and pythia[-1] > pythia[0])),
+        Check("dose: AUROC (ref) vs never 1×/4×/16×", _fmt(aucs[s] for s in ("x1", "x4", "x16")), "non-decreasing",
+              bool(aucs["x1"] <= aucs["x4"] <= aucs["x16"])),
+        Check("dose: AUROC (ref) 16× vs never", f"{aucs['x16']:.3f} [{lo:.3f}, {hi:.3f}]", "95 % lower bound > 0.75",
+              bool(lo > 0.75)),
+        Check("dose: AUROC (ref) never vs never", f"{aucs['never_a']:.3f} [{n_lo:.3f}, {n_hi:.3f}]",
+              "95 % interval holds 0.5", bool(n_lo <= 0.5 <= n_hi)),
+    ]
+
+
+def forgetting(scores: dict[str, dict[str, np.ndarray]]) -> list[Check]:
+    """DiD (Lesci et al.): Δloss = loss now − loss at step 0, per set, minus the never-inserted sets' mean Δ."""
+    delta = {s: v["loss"] - v["ref_loss"] for s, v in scores.items()}
+    control = np.concatenate([delta["never_a"], delta["never_b"]]).mean()
+    early, late = delta["early"].mean() - control, delta["late"].mean() - control
+    lo, hi = bootstrap_interval(mean_difference, delta["late"], delta["early"])
+    return [Check("forgetting: DiD early / late (nats)", f"{early:+.3f} / {late:+.3f}; late − early "
+                  f"{late - early:+.3f} [{lo:+.3f}, {hi:+.3f}]", "late − early < 0, 95 % interval below 0",
+                  bool(hi < 0))]
+
+
+def canaries(final: dict[str, float], controls: int, candidates: int, seed: int = 0) -> list[Check]:
+    """Exposure by repetition, and the controls' mean against its chance distribution (uniform ranks)."""
+    reps = ["1", "4", "16"]
+    rank = [final[K.canary(r)] for r in reps]
+    extrap = [final[K.canary(r, True)] for r in reps]
+    ranks = np.random.default_rng(seed).integers(1, candidates + 2, size=(20_000, controls))
+    chance = (np.log2(candidates + 1) - np.log2(ranks)).mean(1)
+    lo, hi = np.quantile(chance, [0.025, 0.975])
+    control = final[K.canary("control")]
+    return [
+        Check("canaries: exposure 1×/4×/16× (bits)", f"{_fmt(rank)} (extrapolated {_fmt(extrap)})",
+              "extrapolated strictly increasing", bool(np.all(np.diff(extrap) > 0))),
+        Check("canaries: never-inserted controls (bits)", f"{control:.2f}; chance 95 % range [{lo:.2f}, {hi:.2f}]",
+              "inside the chance range", bool(lo <= control <= hi)),
+    ]
+
+
+def selective_latents(S: torch.Tensor, n: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
+    """The k latents whose mean activation per token is highest on the `target` windows relative to the rest."""
+    rate = lambda m: S[m].sum(0) / n[m].sum().clamp_min(1)  # noqa: E731
+    return (rate(target) - rate(~target)).topk(k).indices
+
+
+def concentration(S, n, labels, selected, column, generator, permutations: int = 1000) -> dict:
+    """Purity (with its permutation null) of the selected latents, and the share whose maximum is `column`."""
+    got = purity_with_null(S[:, selected], n, labels, permutations, generator)
+    at = got["labels"].tolist().index(column)
+    share = (got["matrix"].argmax(-1) == at).float().mean().item()
+    return {"share": share, "excess": got["excess"], "p": got["p_value"], "observed": got["observed"]}
+
+
+def time_local(name: str, hook: str, S: torch.Tensor, n: torch.Tensor, bucket: torch.Tensor, is_code: torch.Tensor,
+               planted: int, k: int, main: bool, generator) -> Check:
+    """Latents selected on half the Python windows; temporal purity (time buckets only) on the other half and the
+    ordinary probe windows, each labelled with the bucket it was trained in."""
+    half_a = torch.zeros_like(is_code)
+    half_a[is_code.nonzero().flatten()[::2]] = True
+    select = half_a | ~is_code  # half A of the Python windows against the ordinary ones
+    selected = selective_latents(S[select], n[select], half_a[select], k)
+    keep = ~half_a  # half B and the ordinary windows
+    got = concentration(S[keep], n[keep], bucket[keep], selected, planted, generator)
+    measured = (f"{got['share']:.0%} of top-{k} latents peak in b{planted}; excess {got['excess']:+.3f}, "
+                f"p {got['p']:.3f}")
+    if main:
+        return Check(f"time-local [{hook}] {name}", measured, "≥ 80 % peak there, excess ≥ 0.2, p < 0.01",
+                     got["share"] >= 0.8 and got["excess"] >= 0.2 and got["p"] < 0.01)
+    return Check(f"time-local [{hook}] {name}", measured, "p ≥ 0.05 (no concentration)", got["p"] >= 0.05)
+
+
+def source_purity(hook: str, S: torch.Tensor, n: torch.Tensor, source: torch.Tensor, k: int, generator) -> list[Check]:
+    """Per source: latents selected on even-numbered windows, source purity measured on the odd ones."""
+    half_a = torch.zeros_like(source, dtype=torch.bool)
+    half_a[::2] = True
+    out = []
+    for s in torch.unique(source).tolist():
+        selected = selective_latents(S[half_a], n[half_a], source[half_a] == s, k)
+        got = concentration(S[~half_a], n[~half_a], source[~half_a], selected, s, generator)
+        out.append(Check(f"source purity [{hook}] {SOURCE_NAMES[s]}",
+                         f"{got['share']:.0%} of top-{k} peak there; excess {got['excess']:+.3f}, p {got['p']:.3f}",
+                         "≥ 80 % peak there, p < 0.01", got["share"] >= 0.8 and got["p"] < 0.01))
+    return out
+
+
+def alignment(hook: str, full: list[dict], no_alignment: list[dict]) -> Check:
+    """full vs no_alignment Hungarian-matched drift, per SAE seed (the run's and its seed baseline's), against
+    the within-arm gap between the two seeds (how much drift moves with the SAE's initialisation alone)."""
+    def series(records, name):
+        return np.array([r[K.chrono(hook, name)] for r in records if K.chrono(hook, name) in r])
+    h = {arm: (series(recs, "hungarian_mcs"), series(recs, "hungarian_mcs_seed_baseline"))
+         for arm, recs in (("full", full), ("no_alignment", no_alignment))}
+    effects = [float((h["full"][i] - h["no_alignment"][i]).mean()) for i in (0, 1)]
+    floor = float(np.mean([np.abs(a - b).mean() for a, b in h.values()]))
+    return Check(f"alignment [{hook}]: Hungarian drift full − no_alignment",
+                 f"seed 0 {effects[0]:+.4f}, seed 1 {effects[1]:+.4f}; seed floor {floor:.4f}",
+                 "both seeds' effect > the seed floor", min(effects) > floor)
+
+
+def table(checks: list[Check]) -> str:
+    width = max(len(c.name) for c in checks)
+    lines = [f"{'check':<{width}}  {'result':<6}  measured  (criterion)"]
+    lines += [f"{c.name:<{width}}  {'PASS' if c.passed else 'FAIL':<6}  {c.measured}  ({c.criterion})" for c in checks]
+    return "\n".join(lines)

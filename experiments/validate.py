@@ -1,0 +1,166 @@
+"""Planted-signal validation: does each metric detect an effect whose truth is known?
+
+    python experiments/validate.py                 # the demo model on the real-text sample: 3 runs, ~30 min on CPU
+    python experiments/validate.py --quick         # the tiny random model, the main run only: about a minute
+    python experiments/validate.py --eval-only runs/validate-...   # score finished runs again
+
+Plants (chrono_membench/validation.py has the plan): documents inserted 1×/4×/16× and never; 4× early vs 4× late;
+Python source confined to the middle time bucket (control run: spread over the whole run); canaries 1×/4×/16×.
+Three runs: `main`, `control` (the Python spread out) and `no_alignment` (main with λ_align = 0; the LM trains
+identically, only the SAEs differ). Then one row per check: measured value, PASS/FAIL and the criterion, which is
+fixed in validation.py before any run. Writes validation.json and validation.md in the output directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from contextlib import nullcontext
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from chrono_membench import checkpoint, distributed
+from chrono_membench import validation as V
+from chrono_membench.config import ConfigError, load_config
+from chrono_membench.logging import final_values, read_metrics
+from chrono_membench.probes import PROBE_TOKENS, ProbeSet
+
+RUNS = ("main", "control", "no_alignment")
+
+
+def overrides(preset: str, out: Path, quick: bool, extra: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """(the overrides every run shares, {run: its overrides})."""
+    t = ["train.max_steps=20", "data.seq_len=256"] if quick else ["train.grad_accum=4"]  # room for the plants
+    common = [*t, "chrono.canary_repetitions=[1,4,16]", "chrono.canary_until=0.8", "sae.seed_baseline=true",
+              f"run.out_dir={out}", *extra]
+    common.append(f"train.eval_every={load_config(preset, overrides=common).train.max_steps}")  # step 0 and the end
+    arms = {"main": ["chrono.plant_file=" + str(out / "plants_main.jsonl")],
+            "control": ["chrono.plant_file=" + str(out / "plants_control.jsonl")],
+            "no_alignment": ["chrono.plant_file=" + str(out / "plants_main.jsonl"), "chrono.alignment_weight=0"]}
+    return common, {name: [*common, *arm, f"run.name={name}"] for name, arm in arms.items()
+                    if name == "main" or not quick}
+
+
+def load_final(run_dir: Path, cfg, device):
+    """The final checkpoint's model, SAE bank and probe set, and the step-0 model."""
+    from chrono_membench.model import load_hf_state_dict, load_model
+    from chrono_membench.sae import SAEBank
+
+    _, ckpt = checkpoint.latest_good_checkpoint(run_dir)
+    model, tokenizer = load_model(cfg.model, device, seed=cfg.run.seed)
+    load_hf_state_dict(model, ckpt["model"])
+    reference = load_model(cfg.model, device, seed=cfg.run.seed)[0]
+    saes = SAEBank.for_model(cfg, model, tokenizer, device)
+    saes.load_state_dict(ckpt["saes"])
+    probes = ProbeSet(cfg.chrono.n_buckets, cfg.chrono.probe_per_bucket, cfg.train.max_steps, cfg.run.seed,
+                      tokenizer.decode)
+    probes.load_state_dict(ckpt["state"]["batches"]["probes"])
+    return model.eval(), reference.eval(), saes, probes, tokenizer
+
+
+def temporal_windows(sets, probes: ProbeSet):
+    """The Python windows and the ordinary probe windows of the time buckets: tokens, bucket, is-Python."""
+    code = sets["code"]
+    ordinary = [p for _, ps in probes.columns()[:-1] for p in ps]  # the last column is "unseen"
+    tokens = torch.cat([V.windows_of(code), torch.tensor([p.tokens for p in ordinary])])
+    bucket = torch.tensor([probes.bucket_of(p.steps[0]) for p in code] + [probes.bucket_of(p.step) for p in ordinary])
+    is_code = torch.arange(len(tokens)) < len(code)
+    return tokens, bucket, is_code
+
+
+def source_windows(cfg, tokenizer, exclude: set[str], per_source: int):
+    tokens, source = [], []
+    for s, name in enumerate(V.SOURCE_NAMES):
+        if cfg.data.mixture.get(name, 0) > 0:
+            docs = [t for uid, t in V.validation_documents(cfg, tokenizer, name, PROBE_TOKENS) if uid not in exclude]
+            tokens += docs[:per_source]
+            source += [s] * len(docs[:per_source])
+    return torch.tensor(tokens), torch.tensor(source)
+
+
+def evaluate(out: Path, arms: dict, sizes: V.Sizes) -> list[V.Check]:
+    from chrono_membench.probe_eval import generate_fn, logits_fn, probe_activation_sums
+
+    checks, generator = [], torch.Generator().manual_seed(0)
+    plan = V.read_plan(out / "plan.json")
+    for name in ("main", "control"):
+        if name not in arms:
+            continue
+        cfg = load_config(arms[name][0], overrides=arms[name][1])
+        _, device = distributed.from_environment("none", cfg.run.device)
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+        run_dir = Path(cfg.run.out_dir) / cfg.run.name
+        model, reference, saes, probes, tokenizer = load_final(run_dir, cfg, device)
+        sets = plan if name == "main" else V.spread_code(cfg, plan)
+        tokens, bucket, is_code = temporal_windows(sets, probes)
+        sums, counts = probe_activation_sums(model, saes, tokens.to(device), autocast)
+        planted = probes.bucket_of(plan["code"][0].steps[0])
+        for hook in saes.hook_points:
+            checks.append(V.time_local(name + " run" + ("" if name == "main" else " (spread)"), hook, sums[hook].cpu(),
+                                       counts[hook].cpu(), bucket, is_code, planted, sizes.latents, name == "main",
+                                       generator))
+        if name != "main":
+            continue
+        logits, generate = partial(logits_fn, autocast=autocast), partial(generate_fn, autocast=autocast)
+        scores = {s: V.window_scores(model, reference, V.windows_of(plan[s]).to(device), logits, generate)
+                  for s in ("never_a", "never_b", "x1", "x4", "x16", "early", "late")}
+        checks += V.dose_response(scores) + V.forgetting(scores)
+        checks += V.canaries(final_values(run_dir), cfg.chrono.canary_controls, cfg.chrono.canary_candidates)
+        planted_uids = {p.uid.split("/", 2)[2] for ps in plan.values() for p in ps}
+        tokens, source = source_windows(cfg, tokenizer, planted_uids, 2 * sizes.never)
+        sums, counts = probe_activation_sums(model, saes, tokens.to(device), autocast)
+        for hook in saes.hook_points:
+            checks += V.source_purity(hook, sums[hook].cpu(), counts[hook].cpu(), source, sizes.latents, generator)
+        if "no_alignment" in arms:
+            full = read_metrics(run_dir / "metrics.jsonl")
+            base = read_metrics(Path(cfg.run.out_dir) / "no_alignment" / "metrics.jsonl")
+            checks += [V.alignment(hook, full, base) for hook in saes.hook_points]
+    return checks
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="the tiny random model, main run only (a CI check)")
+    parser.add_argument("--out", type=Path, help="output directory (default runs/validate-<time>)")
+    parser.add_argument("--eval-only", type=Path, help="score the runs already in this directory again")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("overrides", nargs="*", help="key=value for every run")
+    args = parser.parse_intermixed_args(argv)
+    out = (args.eval_only or args.out or Path("runs") / f"validate-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    preset, sizes = ("tiny", V.QUICK) if args.quick else ("demo", V.Sizes())
+    try:
+        common, arms = overrides(preset, out, args.quick, args.overrides)
+        if args.eval_only is None:
+            from chrono_membench.model import load_tokenizer
+            cfg = load_config(preset, overrides=common)
+            plan = V.build_plan(cfg, load_tokenizer(cfg.model), sizes)
+            V.write_plants(out / "plants_main.jsonl", plan)
+            V.write_plants(out / "plants_control.jsonl", V.spread_code(cfg, plan))
+            V.write_plan(out / "plan.json", plan)
+        cfgs = {name: load_config(preset, overrides=o) for name, o in arms.items()}  # all checked before training
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.eval_only is None:
+        from chrono_membench.train import train
+
+        for name, cfg in cfgs.items():
+            print(f"\n=== {name} ===")
+            train(cfg, out / name, progress=not args.no_progress)
+    checks = evaluate(out, {name: (preset, o) for name, o in arms.items()}, sizes)
+    text = V.table(checks)
+    passed, what = sum(c.passed for c in checks), "quick: tiny model, main run only" if args.quick else "demo"
+    print(f"\n{text}\n\n{passed} of {len(checks)} checks pass ({what})")
+    (out / "validation.json").write_text(json.dumps([vars(c) for c in checks], indent=1))
+    (out / "validation.md").write_text("| check | result | measured | criterion |\n|---|---|---|---|\n" + "".join(
+        f"| {c.name} | {'PASS' if c.passed else 'FAIL'} | {c.measured} | {c.criterion} |\n" for c in checks))
+    print(f"written: {out / 'validation.json'}, {out / 'validation.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""The planted-signal validation: its checks on hand-made cases where the truth is known, and validate.py --quick
+end to end on the tiny model (the machinery plants and recovers the trivially strong signals)."""
+
+import json
+
+import numpy as np
+import torch
+
+from chrono_membench import metric_keys as K
+from chrono_membench import validation as V
+from chrono_membench.logging import final_values
+from helpers import HOOK, load_script
+
+
+def test_time_local_check_finds_a_latent_confined_to_the_planted_bucket_and_not_a_spread_one():
+    g = torch.Generator().manual_seed(0)
+    n_code, n_ordinary, F = 16, 30, 20
+    is_code = torch.arange(n_code + n_ordinary) < n_code
+    S = torch.rand(len(is_code), F, generator=g)  # every latent fires a little everywhere
+    S[is_code, 3] += 20.0  # latent 3 fires on the Python windows
+    n = torch.full((len(is_code),), 32.0)
+    ordinary_buckets = torch.arange(n_ordinary) % 3
+    confined = torch.cat([torch.full((n_code,), 1), ordinary_buckets])
+    spread = torch.cat([torch.arange(n_code) % 3, ordinary_buckets])
+    main = V.time_local("main", HOOK, S, n, confined, is_code, planted=1, k=1, main=True, generator=g)
+    control = V.time_local("control", HOOK, S, n, spread, is_code, planted=1, k=1, main=False, generator=g)
+    assert main.passed and "100% of top-1" in main.measured
+    assert control.passed  # the same latent, its documents spread over the buckets: no concentration
+    assert not V.time_local("main", HOOK, S, n, spread, is_code, 1, 1, True, g).passed
+
+
+def test_dose_and_forgetting_checks_pass_on_a_planted_effect_and_fail_without_one():
+    rng = np.random.default_rng(0)
+
+    def scores(shift, n=12):
+        loss = rng.normal(3.0, 0.2, n) - shift
+        ref_loss = loss + shift + rng.normal(0, 0.05, n)
+        return {"loss": loss, "ref_loss": ref_loss, "ref": -(loss - ref_loss), "exact_match": np.zeros(n),
+                "token_match": np.clip(0.1 + shift / 4, 0, 1) + np.zeros(n)}
+    never = scores(0)  # both halves alike: their AUROC is exactly 0.5 (a real pair fails the 95 % check 1 time in 20)
+    effect = {"never_a": never, "never_b": never, "x1": scores(0.3), "x4": scores(1.0), "x16": scores(2.5),
+              "early": scores(0.2), "late": scores(1.0)}
+    assert all(c.passed for c in V.dose_response(effect) + V.forgetting(effect))
+    none = {k: scores(0) for k in effect}
+    assert not any(c.passed for c in V.dose_response(none) if "16× vs never" in c.name)
+    assert not V.forgetting(none)[0].passed
+
+
+def test_alignment_check_compares_the_arm_effect_with_the_seed_floor():
+    def records(primary, baseline):
+        return [{K.chrono(HOOK, "hungarian_mcs"): a, K.chrono(HOOK, "hungarian_mcs_seed_baseline"): b}
+                for a, b in zip(primary, baseline)]
+    no_alignment = records([0.80, 0.90], [0.81, 0.91])  # the two SAE seeds drift within 0.01 of each other
+    assert V.alignment(HOOK, records([0.85, 0.95], [0.86, 0.96]), no_alignment).passed
+    assert not V.alignment(HOOK, records([0.805, 0.905], [0.81, 0.91]), no_alignment).passed
+
+
+def test_canary_check_knows_the_chance_level_of_never_inserted_secrets():
+    final = {K.canary("1"): 2.0, K.canary("4"): 5.0, K.canary("16"): 7.0, K.canary("1", True): 2.1,
+             K.canary("4", True): 9.0, K.canary("16", True): 40.0, K.canary("control"): 1.4}
+    increasing, controls = V.canaries(final, controls=8, candidates=127)
+    assert increasing.passed and controls.passed
+    assert not V.canaries({**final, K.canary("control"): 5.0}, 8, 127)[1].passed  # controls far above chance
+
+
+def test_validate_quick_plants_and_recovers_the_strong_signals(tmp_path):
+    validate = load_script("experiments/validate.py")
+    assert validate.main(["--quick", "--out", str(tmp_path), "--no-progress"]) == 0
+    checks = {c["name"]: c for c in json.loads((tmp_path / "validation.json").read_text())}
+    assert checks["dose: AUROC (ref) 16× vs never"]["passed"]  # 16 insertions: separable from never-inserted
+    final = final_values(tmp_path / "main")
+    assert final[K.canary("16", True)] > final[K.canary("1", True)] > final[K.canary("control", True)]
+    plan = V.read_plan(tmp_path / "plan.json")
+    assert sum(len(p.steps) for p in plan["x16"]) == 16 * len(plan["x16"]) and not plan["never_a"][0].steps
+    assert (tmp_path / "validation.md").read_text().count("PASS") + (tmp_path / "validation.md").read_text().count(
+        "FAIL") == len(checks)
