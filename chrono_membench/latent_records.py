@@ -1,10 +1,12 @@
 """What each latent is, at every checkpoint: per-latent records from the probe windows (the dashboard's data).
 
 With the SAE of the checkpoint on the model of the checkpoint, over the scored tokens of every probe window (in
-their training context, the SAE mask applied, as purity sees them):
+their training context, the SAE mask applied, as purity sees them); activations in the units of the exported
+sae-lens SAE (artifacts/step_N/sae_<hook>/, which takes raw activations; SAEBank.export_units):
 
     top_act, top_window, top_pos   [F, k]  the k largest activations, the window (index into windows.json) and the
                                            position in it (PREFIX_TOKENS..PROBE_TOKENS−1) of each
+    top_ctx                        [F, k, S] the latent's activation on each of those windows' S scored tokens
     hist                           [F, B]  histogram of log10 activation where it fires (HIST_EDGES)
     density                        [F]     fraction of scored tokens where it fires
     bucket_profile, source_profile [F, C]  mean activation per token per probe column / source (purity's M)
@@ -14,8 +16,8 @@ their training context, the SAE mask applied, as purity sees them):
                                            and sae-lens's dashboards do (only for hooks of width d_model)
 
 Saved fp16/int as artifacts/step_N/latents_<hook>.safetensors, with windows.json (uid, column, source, step,
-tokens) so the dashboard rebuilds the text. The cost is one more forward over the probe windows per checkpoint
-(time/latent_records_s).
+tokens) so the dashboard rebuilds the text. The cost is two forwards over the probe windows per checkpoint (the
+second gathers the top windows' per-token activations; time/latent_records_s).
 """
 
 from __future__ import annotations
@@ -71,8 +73,10 @@ def latent_records(model, saes, probes: ProbeSet, autocast, device, k: int = TOP
                          "hist": torch.zeros(F * (len(HIST_EDGES) + 1), device=device),
                          "fires": torch.zeros(F, device=device), "sums": [], "counts": []}
     start = 0
+    units = {hook: saes.export_units(hook) for hook in saes.hook_points}  # the exported sae-lens SAE's values
     for chunk in scored_activations(model, saes, tokens, autocast):
         for hook, (acts, keep) in chunk.items():
+            acts = acts / units[hook]
             r, (c, S, F) = records[hook], acts.shape
             flat = acts.reshape(c * S, F)
             index = (torch.arange(c * S, device=device) + start * S)[:, None].expand(-1, F)  # window · S + position
@@ -87,17 +91,28 @@ def latent_records(model, saes, probes: ProbeSet, autocast, device, k: int = TOP
             r["sums"].append(acts.sum(1))
             r["counts"].append(keep.sum(1).float())
         start += len(next(iter(chunk.values()))[0])
+    # a second pass: each top window's activations on all its scored tokens, for the dashboard's highlighting
+    S = tokens.shape[1] - PREFIX_TOKENS
+    for r in records.values():
+        r["top_window"] = r["top_index"] // S
+        r["top_ctx"] = torch.zeros(*r["top_window"].shape, S, device=device)
+    start = 0
+    for chunk in scored_activations(model, saes, tokens, autocast):
+        for hook, (acts, _) in chunk.items():
+            r, acts = records[hook], acts / units[hook]
+            j, f = ((r["top_window"] >= start) & (r["top_window"] < start + len(acts))).nonzero(as_tuple=True)
+            r["top_ctx"][j, f] = acts[r["top_window"][j, f] - start, :, f]
+        start += len(next(iter(chunk.values()))[0])
     columns = sorted({w["column"] for w in windows}, key=[w["column"] for w in windows].index)
     col = torch.tensor([columns.index(w["column"]) for w in windows], device=device)
     src = torch.tensor([SOURCE_NAMES.index(w["source"]) for w in windows], device=device)
     out = {}
     for hook, r in records.items():
-        S = tokens.shape[1] - PREFIX_TOKENS
         sums, counts = torch.cat(r["sums"]), torch.cat(r["counts"])
         F = sums.shape[1]
         out[hook] = {
-            "top_act": r["top_act"].T.half(), "top_window": (r["top_index"] // S).T.int(),
-            "top_pos": (r["top_index"] % S + PREFIX_TOKENS).T.short(),
+            "top_act": r["top_act"].T.half(), "top_window": r["top_window"].T.int(),
+            "top_pos": (r["top_index"] % S + PREFIX_TOKENS).T.short(), "top_ctx": r["top_ctx"].transpose(0, 1).half(),
             "hist": r["hist"].view(F, -1).int(), "density": r["fires"] / counts.sum().clamp_min(1),
             "bucket_profile": mean_activation_matrix(sums, counts, torch.nn.functional.one_hot(col, len(columns))
                                                      .float()).half(),

@@ -200,6 +200,12 @@ class SAEBank:
         inference.fold_activation_norm_scaling_factor(self.scale(hook))
         return inference
 
+    def export_units(self, hook: str) -> float:
+        """What the exported SAE's latents are divided by, relative to training: the activation scale for SAEs
+        that multiply their pre-activations by ‖W_dec‖ (sae-lens's default for TopK; folding the scale into
+        W_dec divides them by it), else 1. The dashboard's records are in the exported units."""
+        return self.scale(hook) if getattr(self.saes[hook].cfg, "rescale_acts_by_decoder_norm", False) else 1.0
+
     def _coefficients(self, sae) -> dict[str, float]:
         out = {}
         for name, c in sae.get_coefficients().items():

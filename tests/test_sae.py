@@ -87,6 +87,9 @@ def test_artifacts_load_with_sae_lens_and_match_the_bank(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded(raw), bank.saes[HOOK](raw * s) / s, atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(loaded(raw), bank.reconstruct(HOOK, raw), atol=1e-4, rtol=1e-4)
+        # its latents are the bank's over export_units (sae-lens's fold divides TopK's by the scale)
+        assert bank.export_units(HOOK) == s
+        torch.testing.assert_close(loaded.encode(raw), bank.encode(HOOK, raw) / s, atol=1e-4, rtol=1e-4)
 
 
 def test_two_hook_points_and_bad_hook_names(tmp_path):

@@ -1,0 +1,158 @@
+"""Feature dashboards through training time: one self-contained page per run and SAE, opened offline.
+
+    python analysis/feature_dashboard.py runs/<name> --out report/ [--hook H] [--max-latents 2000] [--latent 7 ...]
+
+Reads each checkpoint's latents_<hook>.safetensors and windows.json (chrono_membench/latent_records.py) and the
+decoder rows of features_<hook>.safetensors, and writes report/dashboard_<hook>/index.html: a latent picker (by
+id, drift, temporal purity, density), the latents born and died between checkpoints, and for the chosen latent one
+column per checkpoint — its top probe contexts with each scored token shaded by the latent's activation (the
+32-token training context before them in grey), its activation histogram, the tokens its decoder direction
+promotes and suppresses, its time-bucket and source profile, and its decoder cosine to the previous checkpoint.
+Panel design after SAE-Vis / sae-dashboard (top contexts, histogram, logit tables); plotly's JS is inlined once
+and per-latent data sits in blocks of BLOCK latents under data/, loaded on demand (works from file://), so a run
+with 18k latents and 10 checkpoints stays a small page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+from pathlib import Path
+
+import torch
+import yaml
+from safetensors import safe_open
+
+from chrono_membench.config import config_from_dict
+from chrono_membench.data.sources import SOURCE_NAMES
+from chrono_membench.hooks import file_name
+from chrono_membench.model import load_tokenizer
+
+BLOCK = 256
+PAGE = Path(__file__).with_name("feature_dashboard.html")  # the page's HTML and JS; data is filled in
+CONTEXT_BEFORE = 12  # prefix tokens shown before the scored half
+
+
+def read_checkpoints(run: Path, hook: str) -> list[dict]:
+    """Per checkpoint with latent records: step, records (tensors), columns, windows, unit decoder rows."""
+    out = []
+    for directory in sorted((run / "artifacts").glob("step_*")):
+        path = directory / f"latents_{file_name(hook)}.safetensors"
+        if not path.exists():
+            continue
+        with safe_open(str(path), "pt") as f:
+            records = {k: f.get_tensor(k) for k in f.keys()}
+            columns = json.loads(f.metadata()["columns"])
+        decoder = None
+        features = directory / f"features_{file_name(hook)}.safetensors"
+        if features.exists():
+            with safe_open(str(features), "pt") as f:
+                decoder = f.get_tensor("decoder_unit").float()
+        out.append({"step": int(directory.name.split("_")[1]), "records": records, "columns": columns,
+                    "windows": json.loads((directory / "windows.json").read_text()), "decoder": decoder})
+    return out
+
+
+def summary(checkpoints: list[dict]) -> dict[str, torch.Tensor]:
+    """Per latent: density at the last checkpoint, max density, temporal purity (max share of its bucket profile
+    at the last checkpoint), drift (1 − cosine of its decoder row, first → last checkpoint)."""
+    last = checkpoints[-1]["records"]
+    density = torch.stack([c["records"]["density"] for c in checkpoints])
+    profile = last["bucket_profile"].float()
+    purity = profile.max(-1).values / profile.sum(-1).clamp_min(1e-12)
+    decoders = [c["decoder"] for c in checkpoints if c["decoder"] is not None]
+    drift = 1 - (decoders[0] * decoders[-1]).sum(-1) if len(decoders) > 1 else torch.zeros(len(purity))
+    return {"density": density[-1], "max_density": density.max(0).values, "purity": purity, "drift": drift,
+            "alive": density > 0}
+
+
+def latent_data(i: int, checkpoints: list[dict], tokens_text) -> list[dict]:
+    """The latent's panel data, one entry per checkpoint (what the page draws)."""
+    out, previous = [], None
+    for c in checkpoints:
+        r, windows = c["records"], c["windows"]
+        contexts = []
+        for j in range(r["top_act"].shape[1]):
+            act = float(r["top_act"][i, j])
+            if act <= 0:
+                break
+            w = windows[int(r["top_window"][i, j])]
+            scored = r["top_ctx"][i, j].float().tolist()
+            prefix = w["tokens"][len(w["tokens"]) - len(scored) - CONTEXT_BEFORE:len(w["tokens"]) - len(scored)]
+            contexts.append({"act": round(act, 3), "uid": w["uid"], "column": w["column"], "source": w["source"],
+                             "step": w["step"], "pos": int(r["top_pos"][i, j]),
+                             "prefix": tokens_text(prefix), "scored": tokens_text(w["tokens"][-len(scored):]),
+                             "scored_act": [round(a, 3) for a in scored]})
+        cosine = None
+        if c["decoder"] is not None and previous is not None:
+            cosine = round(float(c["decoder"][i] @ previous[i]), 4)
+        previous = c["decoder"] if c["decoder"] is not None else previous
+        entry = {"step": c["step"], "density": float(r["density"][i]), "contexts": contexts, "cosine_prev": cosine,
+                 "hist": r["hist"][i].tolist(), "columns": c["columns"],
+                 "bucket_profile": [round(float(x), 4) for x in r["bucket_profile"][i]],
+                 "source_profile": [round(float(x), 4) for x in r["source_profile"][i]]}
+        if "logit_up" in r:
+            entry["logit_up"] = list(zip(tokens_text(r["logit_up"][i].tolist()), r["logit_up_val"][i].float().tolist()))
+            entry["logit_down"] = list(zip(tokens_text(r["logit_down"][i].tolist()),
+                                           r["logit_down_val"][i].float().tolist()))
+        out.append(entry)
+    return out
+
+
+def births_and_deaths(alive: torch.Tensor, steps: list[int], chosen: set[int]) -> list[dict]:
+    return [{"step": steps[c], "born": [i for i in (alive[c] & ~alive[c - 1]).nonzero().flatten().tolist() if i in chosen],
+             "died": [i for i in (~alive[c] & alive[c - 1]).nonzero().flatten().tolist() if i in chosen]}
+            for c in range(1, len(steps))]
+
+
+def write_dashboard(run: Path, hook: str, out: Path, max_latents: int = 2000, extra: tuple[int, ...] = ()) -> Path:
+    import plotly.offline
+
+    checkpoints = read_checkpoints(run, hook)
+    if not checkpoints:
+        raise SystemExit(f"error: {run} has no latent records for {hook} (artifacts/step_*/latents_"
+                         f"{file_name(hook)}.safetensors; runs before this version, or save_features=false)")
+    tokenizer = load_tokenizer(config_from_dict(yaml.safe_load((run / "config.yaml").read_text())).model)
+
+    def tokens_text(ids):
+        return [tokenizer.decode([t]) for t in ids]
+    s = summary(checkpoints)
+    ever = s["alive"].any(0)
+    ranked = sorted(ever.nonzero().flatten().tolist(), key=lambda i: -float(s["max_density"][i]))
+    chosen = sorted(set(ranked[:max_latents]) | set(extra))
+    directory = out / f"dashboard_{file_name(hook)}"
+    (directory / "data").mkdir(parents=True, exist_ok=True)
+    for block in sorted({i // BLOCK for i in chosen}):
+        data = {i: latent_data(i, checkpoints, tokens_text) for i in chosen if i // BLOCK == block}
+        (directory / "data" / f"block_{block}.js").write_text(
+            f"window.DASH = window.DASH || {{}}; Object.assign(window.DASH, {json.dumps(data)});")
+    table = [{"id": i, "density": round(float(s["density"][i]), 5), "purity": round(float(s["purity"][i]), 3),
+              "drift": round(float(s["drift"][i]), 4)} for i in chosen]
+    meta = {"run": run.name, "hook": hook, "steps": [c["step"] for c in checkpoints], "block": BLOCK, "table": table,
+            "changes": births_and_deaths(s["alive"], [c["step"] for c in checkpoints], set(chosen)),
+            "n_latents": len(s["density"]), "n_shown": len(chosen), "sources": list(SOURCE_NAMES)}
+    page = PAGE.read_text().replace("__PLOTLY__", plotly.offline.get_plotlyjs()).replace("__META__", json.dumps(meta))
+    page = page.replace("__TITLE__", html.escape(f"{run.name} · {hook}"))
+    (directory / "index.html").write_text(page)
+    return directory / "index.html"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--hook", action="append", help="SAE hook point(s); default: every one with records")
+    parser.add_argument("--max-latents", type=int, default=2000, help="latents with data (the densest ever alive)")
+    parser.add_argument("--latent", type=int, action="append", default=[], help="always include this latent")
+    args = parser.parse_args(argv)
+    hooks = args.hook or sorted({safe_open(str(p), "pt").metadata()["hook"]
+                                 for p in (args.run / "artifacts").glob("step_*/latents_*.safetensors")})
+    if not hooks:
+        raise SystemExit(f"error: {args.run} has no latent records (artifacts/step_*/latents_*.safetensors)")
+    for hook in hooks:
+        print(write_dashboard(args.run, hook, args.out, args.max_latents, tuple(args.latent)))
+
+
+if __name__ == "__main__":
+    main()
