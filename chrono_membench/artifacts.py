@@ -7,6 +7,8 @@
     artifacts/step_N/density_<hook>.safetensors    latents' firing frequency on the eval panel, log10 histogram
     artifacts/step_N/latents_<hook>.safetensors    per-latent records from the probe windows (latent_records.py)
     artifacts/step_N/windows.json                  the probe windows those records index (uid, column, tokens)
+    artifacts/step_N/memorisation_latents_<hook>.json  latents whose prefix activation best separates memorised
+                                                   probe windows (within-bucket AUROC), best first
     probe_set.json                                 the probe documents, decoded (also a wandb Table)
 
 Each writer returns (path, wandb artifact name, artifact type) for the logger to upload.
@@ -64,6 +66,12 @@ def write_purity(run_dir: RunDir, step: int, matrices: dict, density: dict | Non
                        "bin_edges": torch.linspace(-10, 0, DENSITY_BINS + 1)}, str(tmp), metadata={"hook": hook})
         written.append((path, f"density-{file_name(hook)}", "density"))
     for hook, m in matrices.items():
+        if "memorisation_latents" in m:  # [(latent, within-bucket AUROC)], best first
+            path = directory / f"memorisation_latents_{file_name(hook)}.json"
+            run_dir.write_text(path, json.dumps({"hook": hook, "latents": m["memorisation_latents"]}))
+            written.append((path, f"memorisation-latents-{file_name(hook)}", "memorisation_latents"))
+        if "temporal" not in m:
+            continue
         path = directory / f"purity_{file_name(hook)}.safetensors"
         tensors = {k: m[k] for k in ("temporal", "source") if k in m}
         with atomic_write(path, reference=previous) as tmp:

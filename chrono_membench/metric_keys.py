@@ -21,6 +21,7 @@ CROSS_SEED = ("cross_seed_mcs", "hungarian_mcs_seed_baseline")  # per hook, at e
 # per hook, at eval: observed, permutation null, excess = observed − null; the number of columns used
 PURITY = tuple(f"{kind}_purity{part}" for kind in ("temporal", "source", "temporal_stratified")
                for part in ("", "_null", "_excess")) + ("temporal_purity_gt50", "purity_columns")
+MEM_LATENTS = tuple(f"memorisation_latents_{k}" for k in ("auc_max", "auc_max_null", "auc_max_p"))  # with reference
 MEM_SCORES = ("exact_match", "token_match", "loss")  # per probe column, each with _lo / _hi (95 % interval)
 MIA_SCORES = ("loss", "zlib", "min_k", "ref")  # membership scores (MIMIR): per bucket vs unseen
 EXPOSURE_BINS = ("1", "2", "3-4", "5+")  # memorisation by exposure count
@@ -123,4 +124,4 @@ def eval_keys(hooks: list[str], buckets: list[str], canary_labels: list[str], so
     keys += [k for s in scores for b in buckets for k in with_ci(mia("auc", s, b)) + [mia("tpr1", s, b)]]
     keys += [k for b in buckets for s in (False, True) for k in with_ci(did(b, s))] if reference else []
     keys += [canary(label, x) for label in canary_labels for x in (False, True)]
-    return keys + [chrono(h, n) for h in hooks for n in PURITY]
+    return keys + [chrono(h, n) for h in hooks for n in PURITY + (MEM_LATENTS if reference else ())]

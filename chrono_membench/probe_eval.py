@@ -16,6 +16,7 @@ from chrono_membench import metric_keys as K
 from chrono_membench.chrono.membench import (
     exposure, extraction_scores, extrapolated_exposure, scored_token_losses, sequence_nll,
 )
+from chrono_membench.chrono.latent_auc import memorisation_latents
 from chrono_membench.chrono.purity import purity_with_null, stratified_purity
 from chrono_membench.chrono.stats import (
     auroc, bootstrap_interval, mean, mean_difference, stratified_difference, tpr_at_fpr, wilson_interval,
@@ -159,9 +160,10 @@ def probe_metrics(model, reference, saes: SAEBank | None, probes: ProbeSet, seen
 
     matrices = {}
     if saes is not None:
-        doc_sums, doc_tokens = probe_activation_sums(model, saes, windows, autocast)
+        doc_sums, doc_tokens, prefix_means = probe_activation_sums(model, saes, windows, autocast)
         generator = torch.Generator().manual_seed(seed)
         src = torch.tensor([SOURCE_NAMES.index(s) for s in source])
+        memorised = top_decile_within(member["ref"], col) if "ref" in member else None
         for hook in saes.hook_points:
             S = _gather(d, index, weight.to(device), doc_sums[hook], len(flat)).cpu()
             n = _gather(d, index, weight.to(device), doc_tokens[hook], len(flat)).cpu()
@@ -171,7 +173,25 @@ def probe_metrics(model, reference, saes: SAEBank | None, probes: ProbeSet, seen
                 m["columns"] = [names[i] for i in m.pop("temporal_labels")]
                 m["source_columns"] = [SOURCE_NAMES[i] for i in m.pop("source_labels")]
                 matrices[hook] = m
+            if memorised is not None:  # latents whose prefix activation tells memorised windows from the rest
+                X = _gather(d, index, weight.to(device), prefix_means[hook], len(flat)).cpu()
+                got = memorisation_latents(X[~unseen], memorised[~unseen], col[~unseen], permutations, seed)
+                if got is not None:
+                    metrics.update({K.chrono(hook, f"memorisation_latents_{k}"): got[k]
+                                    for k in ("auc_max", "auc_max_null", "auc_max_p")})
+                    matrices.setdefault(hook, {})["memorisation_latents"] = got["table"]
     return metrics, matrices
+
+
+def top_decile_within(score: np.ndarray, column: np.ndarray) -> np.ndarray:
+    """The "memorised" windows: the top 10 % (at least one) of each column by the reference-difference score
+    (exact matches are too rare at fine-tuning scale to label with)."""
+    out = np.zeros(len(score), dtype=bool)
+    for c in np.unique(column):
+        rows = np.flatnonzero(column == c)
+        k = max(1, int(round(0.1 * len(rows))))
+        out[rows[np.argsort(-score[rows])[:k]]] = True
+    return out
 
 
 def purity_summaries(S: torch.Tensor, n: torch.Tensor, col: torch.Tensor, src: torch.Tensor, permutations: int,
@@ -194,17 +214,17 @@ def purity_summaries(S: torch.Tensor, n: torch.Tensor, col: torch.Tensor, src: t
 
 
 @torch.no_grad()
-def scored_activations(model, saes: SAEBank, windows: torch.Tensor, autocast):
-    """Per chunk of windows: {hook: (latent activations [chunk, S, F] on its S = PROBE_TOKENS − PREFIX_TOKENS
-    scored tokens, run in their training context; the SAE mask [chunk, S])}; activations are 0 where the mask
-    drops a token (BOS, norm outliers)."""
+def scored_activations(model, saes: SAEBank, windows: torch.Tensor, autocast, start: int = PREFIX_TOKENS):
+    """Per chunk of windows: {hook: (latent activations [chunk, S, F] on the window's tokens from `start` on
+    (default: the S scored tokens), run in their training context; the SAE mask [chunk, S])}; activations are
+    0 where the mask drops a token (position 0, BOS, norm outliers)."""
     for chunk in windows.split(EVAL_CHUNK):
         with autocast:
             _, cache = model.run_with_cache(chunk, names_filter=lambda name: name in saes.hook_points)
-        base = saes.base_mask(chunk, torch.zeros_like(chunk))[:, PREFIX_TOKENS:]  # windows hold no padding
+        base = saes.base_mask(chunk, torch.zeros_like(chunk))[:, start:]  # windows hold no padding
         out = {}
         for hook in saes.hook_points:
-            flat = hooks.flatten(cache[hook][:, PREFIX_TOKENS:])
+            flat = hooks.flatten(cache[hook][:, start:])
             keep = base.flatten() & ~saes.outliers(hook, flat)
             acts = torch.zeros(keep.numel(), saes.saes[hook].cfg.d_sae, device=flat.device)
             acts[keep] = saes.encode(hook, flat[keep]).float()
@@ -213,16 +233,16 @@ def scored_activations(model, saes: SAEBank, windows: torch.Tensor, autocast):
 
 
 @torch.no_grad()
-def probe_activation_sums(model, saes: SAEBank, windows: torch.Tensor, autocast) -> tuple[dict, dict]:
-    """Per window and SAE: summed latent activations over its scored tokens that the SAE mask keeps, and how
-    many there are → ({hook: [W, F]}, {hook: [W]})."""
-    sums = {h: [] for h in saes.hook_points}
-    counts = {h: [] for h in saes.hook_points}
-    for chunk in scored_activations(model, saes, windows, autocast):
+def probe_activation_sums(model, saes: SAEBank, windows: torch.Tensor, autocast) -> tuple[dict, dict, dict]:
+    """Per window and SAE: summed latent activations over its scored tokens that the SAE mask keeps, how many
+    there are, and the mean activation over its kept prefix tokens → ({hook: [W, F]}, {hook: [W]}, {hook: [W, F]})."""
+    sums, counts, prefix = ({h: [] for h in saes.hook_points} for _ in range(3))
+    for chunk in scored_activations(model, saes, windows, autocast, start=0):
         for hook, (acts, keep) in chunk.items():
-            sums[hook].append(acts.sum(1))
-            counts[hook].append(keep.sum(1).float())
-    return {h: torch.cat(v) for h, v in sums.items()}, {h: torch.cat(v) for h, v in counts.items()}
+            sums[hook].append(acts[:, PREFIX_TOKENS:].sum(1))
+            counts[hook].append(keep[:, PREFIX_TOKENS:].sum(1).float())
+            prefix[hook].append(acts[:, :PREFIX_TOKENS].sum(1) / keep[:, :PREFIX_TOKENS].sum(1, keepdim=True).clamp_min(1))
+    return tuple({h: torch.cat(v) for h, v in d.items()} for d in (sums, counts, prefix))
 
 
 @torch.no_grad()
