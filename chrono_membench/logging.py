@@ -76,6 +76,8 @@ class NullLogger:
 
     def log_table(self, name: str, columns: list[str], rows: list[list]) -> None: ...
 
+    def log_panels(self, step: int, matrices: dict, hooks: list[str]) -> None: ...
+
     def health(self) -> dict[str, float]:
         """Upload counters worth logging (none without wandb)."""
         return {}
@@ -104,6 +106,9 @@ class MetricsLogger(NullLogger):
                 config=config, mode=mode, resume="allow", settings=wandb.Settings(silent=True),
             )
             self.wandb_dir = Path(self.wandb_run.dir).parent
+            from chrono_membench.panels import SUMMARIES
+            for pattern, summary in SUMMARIES.items():
+                self.wandb_run.define_metric(pattern, summary=summary)
         except Exception as e:  # no network, no login, broken install: keep training
             self._wandb_failed(e)
 
@@ -143,6 +148,20 @@ class MetricsLogger(NullLogger):
                 self.artifact_failures += 1
                 self.pending_artifacts.append(item)
                 warnings.warn(f"wandb artifact {item[1]} not uploaded ({type(e).__name__}: {e}); will retry", stacklevel=2)
+
+    def log_panels(self, step: int, matrices: dict, hooks: list[str]) -> None:
+        """The eval's interactive plotly panels (panels.py), from metrics.jsonl so far and the purity matrices."""
+        if self.wandb_run is None:
+            return
+        try:
+            import wandb
+
+            from chrono_membench.panels import eval_panels
+            self._file.flush()
+            figures = eval_panels(read_metrics(self.path), matrices, hooks, step)
+            self.wandb_run.log({name: wandb.Plotly(fig) for name, fig in figures.items()}, step=step)
+        except Exception as e:
+            warnings.warn(f"wandb panels not logged at step {step} ({type(e).__name__}: {e})", stacklevel=2)
 
     def log_table(self, name: str, columns: list[str], rows: list[list]) -> None:
         if self.wandb_run is None:

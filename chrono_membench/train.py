@@ -203,6 +203,7 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
                     metrics.update(chrono_metrics)
                 metrics["time/eval_s"] = time.perf_counter() - t_eval
                 logger.log(step, metrics)
+                logger.log_panels(step, matrices, saes.hook_points if saes is not None else [])
                 for artifact in write_purity(run_dir, step, matrices, density, d.rank):
                     logger.log_artifact(*artifact)
                 summary.val_ppl.append((step, metrics[K.val("ppl")]))

@@ -64,3 +64,24 @@ def load_script(relative_path: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def wandb_records(run_file):
+    """The protobuf records of an offline run's .wandb transaction log, read with wandb's own Record message
+    (the file is in LevelDB's log format after a 7-byte header; wandb 0.31's Python has no reader of its own)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data, pos, block, pending = Path(run_file).read_bytes(), 7, 32768, b""
+    while pos + 7 <= len(data):
+        room = block - pos % block
+        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        if room < 7 or (kind == 0 and length == 0):  # block trailer / padding
+            pos += room
+            continue
+        pending += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # FULL or LAST: a whole record
+            record = pb.Record()
+            record.ParseFromString(pending)
+            pending = b""
+            yield record

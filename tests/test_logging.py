@@ -85,3 +85,29 @@ def test_null_logger_has_the_real_loggers_interface():
     null = NullLogger()
     null.log(1, {"train/loss": 1.0})
     assert null.health() == {} and null.wandb_dir is None
+
+
+def test_offline_wandb_run_carries_plotly_panels_and_metric_summaries(tmp_path):
+    import json
+
+    import plotly.io
+
+    from helpers import HOOK, train_tiny, wandb_records
+
+    train_tiny(tmp_path / "r", "logging.wandb_mode=offline", "train.max_steps=12")  # drift exists from step 8 on
+    run_file = next((tmp_path / "r" / "wandb").glob("offline-run-*/run-*.wandb"))
+    panels, summaries = {}, {}
+    for record in wandb_records(run_file):
+        kind = record.WhichOneof("record_type")
+        if kind == "history":
+            for item in record.history.item:
+                key = item.key or "/".join(item.nested_key)
+                if key.startswith("panels/") and key.endswith("/path"):
+                    panels.setdefault(key[:-len("/path")], []).append(json.loads(item.value_json))
+        elif kind == "metric":
+            summaries[record.metric.glob_name or record.metric.name] = record.metric.summary
+    assert set(panels) >= {f"panels/purity/{HOOK}", "panels/memorisation", "panels/drift"}
+    assert len(panels["panels/memorisation"]) == 4  # one per eval: steps 0, 4, 8, 12
+    figure = plotly.io.from_json((run_file.parent / "files" / panels[f"panels/purity/{HOOK}"][-1]).read_text())
+    assert figure.data[0].type == "heatmap" and len(figure.data[0].z) > 0
+    assert summaries["train/loss"].min and summaries["mem/canary_exposure/*"].max

@@ -1,0 +1,77 @@
+"""Interactive plotly panels logged to the wandb run at every eval (they appear in the run's workspace; offline
+runs carry them until `wandb sync`): what a user would otherwise open locally with analysis/.
+
+    panels/purity/<hook>     the temporal purity matrix of this eval (live latents sorted by dominant column)
+    panels/memorisation      loss on each time bucket's probe windows over training, and the DiD profile
+    panels/drift             Hungarian-matched decoder similarity between checkpoints (and the seed baseline's)
+
+Built from the run's metrics.jsonl history and the eval's purity matrices; metric summaries are declared with
+wandb's define_metric (min for losses, max for exposure and AUROC).
+"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+from chrono_membench import metric_keys as K
+
+SUMMARIES = {"train/loss": "min", "val/loss": "min", "val/ppl": "min", "mem/canary_exposure/*": "max",
+             "mem/mia_auc/*": "max"}  # wandb takes glob suffixes only
+MAX_LATENTS = 512  # rows of the purity heatmap (a panel, not the artifact: that keeps every latent)
+
+
+def series(history: list[dict], key: str) -> tuple[list[int], list[float]]:
+    points = [(r["step"], r[key]) for r in history if isinstance(r.get(key), (int, float))]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def purity_figure(matrix: torch.Tensor, columns: list[str], hook: str, step: int) -> go.Figure:
+    live = matrix.sum(-1) > 0
+    P = matrix[live].float()
+    order = torch.argsort(P.argmax(-1) * 2 - P.max(-1).values)[:MAX_LATENTS]  # by dominant column, purest first
+    fig = go.Figure(go.Heatmap(z=P[order].numpy(), x=columns, colorscale="Viridis", zmin=0, zmax=1))
+    fig.update_layout(title=f"temporal purity, {hook}, step {step} ({int(live.sum())} live latents)",
+                      yaxis_title="latent (sorted)", xaxis_title="probe column")
+    return fig
+
+
+def memorisation_figure(history: list[dict]) -> go.Figure | None:
+    keys = sorted({k for r in history for k in r if k.startswith("mem/loss/") and not k.endswith(K.CI)
+                   and k.count("/") == 2})
+    if not keys:
+        return None
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("probe loss per column", "DiD (Δloss bucket − unseen)"))
+    for key in keys:
+        fig.add_trace(go.Scatter(x=series(history, key)[0], y=series(history, key)[1], name=key.split("/")[-1],
+                                 mode="lines+markers"), row=1, col=1)
+        did = K.did(key.split("/")[-1])
+        if any(did in r for r in history):
+            fig.add_trace(go.Scatter(x=series(history, did)[0], y=series(history, did)[1], mode="lines+markers",
+                                     name="DiD " + key.split("/")[-1]), row=1, col=2)
+    fig.update_layout(title="memorisation over training", xaxis_title="step")
+    return fig
+
+
+def drift_figure(history: list[dict], hooks: list[str]) -> go.Figure | None:
+    fig = go.Figure()
+    for hook in hooks:
+        for name in ("hungarian_mcs", "hungarian_mcs_seed_baseline", "cross_seed_mcs"):
+            steps, values = series(history, K.chrono(hook, name))
+            if steps:
+                fig.add_trace(go.Scatter(x=steps, y=values, mode="lines+markers", name=f"{hook} {name}"))
+    if not fig.data:
+        return None
+    fig.update_layout(title="decoder drift between checkpoints (1 = unchanged)", xaxis_title="step")
+    return fig
+
+
+def eval_panels(history: list[dict], matrices: dict, hooks: list[str], step: int) -> dict[str, go.Figure]:
+    panels = {f"panels/purity/{hook}": purity_figure(m["temporal"], m["columns"], hook, step)
+              for hook, m in matrices.items() if "temporal" in m}
+    for name, fig in (("panels/memorisation", memorisation_figure(history)), ("panels/drift",
+                                                                               drift_figure(history, hooks))):
+        if fig is not None:
+            panels[name] = fig
+    return panels
