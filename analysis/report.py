@@ -2,6 +2,8 @@
 
     python analysis/report.py runs/<name> --out report/
     python analysis/report.py runs/<suite>-full runs/<suite>-no_dropout ... --out report/
+
+With latent records in a run's artifacts, its feature dashboards (feature_dashboard.py) are linked too.
 """
 
 from __future__ import annotations
@@ -15,6 +17,11 @@ from common import parse_args
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ["training_curves", "feature_trajectories", "purity_heatmaps", "memorisation"]
+
+
+def label(path: Path) -> str:
+    """A figure's stem, or for a dashboard (…/dashboard_<hook>/index.html) its run and hook."""
+    return f"{path.parts[0].removeprefix('dashboards_')} · {path.parent.name}" if path.name == "index.html" else path.stem
 
 
 def main() -> None:
@@ -31,9 +38,20 @@ def main() -> None:
             raise SystemExit(f"error: {script}.py failed (exit {proc.returncode})")
         made = sorted(set(args.out.glob("*.html")) - before - {args.out / "index.html"})
         sections.append((script, made))
+    # the feature dashboards: one page per run with latent records and SAE (in its own folder, with its data)
+    dashboards = []
+    for run in (r for r in args.loaded if r.directory is not None and any(r.directory.glob("artifacts/step_*/latents_*"))):
+        proc = subprocess.run([sys.executable, str(HERE / "feature_dashboard.py"), str(run.directory), "--out",
+                               str(args.out / f"dashboards_{run.name}")], capture_output=True, text=True)
+        sys.stderr.write(proc.stderr)
+        if proc.returncode != 0:
+            raise SystemExit(f"error: feature_dashboard.py failed (exit {proc.returncode})")
+        dashboards += [Path(line).resolve() for line in proc.stdout.split()]
+    sections.append(("feature_dashboard", [p.relative_to(args.out.resolve()) for p in dashboards]))
     items = "\n".join(
         f"<h2>{html.escape(script.replace('_', ' '))}</h2><ul>"
-        + ("".join(f'<li><a href="{p.name}">{html.escape(p.stem)}</a></li>' for p in made) or "<li>nothing to show</li>")
+        + ("".join(f'<li><a href="{p.as_posix()}">{html.escape(label(p))}</a></li>' for p in made)
+           or "<li>nothing to show</li>")
         + "</ul>" for script, made in sections)
     runs = ", ".join(html.escape(r.name) for r in args.loaded)
     (args.out / "index.html").write_text(

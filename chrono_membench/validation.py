@@ -138,8 +138,10 @@ def build_plan(cfg: Config, tokenizer, sizes: Sizes, seed: int = 0) -> dict[str,
 
 
 def spread_code(cfg: Config, sets: dict[str, list[Plant]]) -> dict[str, list[Plant]]:
-    """The control: the same Python documents, one each at steps spread evenly over the whole run."""
-    steps = spread(1, cfg.train.max_steps, len(sets["code"]))
+    """The control: the same Python documents, one each at steps spread evenly over the whole run — except the
+    first full-LR step and L, which carry every dose set's first or last insertion and have no room left."""
+    free = [s for s in range(1, cfg.train.max_steps + 1) if s not in full_lr_steps(cfg)]
+    steps = [free[i] for i in np.linspace(0, len(free) - 1, len(sets["code"])).round().astype(int)]
     return {**sets, "code": [Plant(p.uid, p.tokens, [s]) for p, s in zip(sets["code"], steps)]}
 
 

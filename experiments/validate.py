@@ -3,6 +3,7 @@
     python experiments/validate.py                 # the demo model on the real-text sample: 3 runs, ~30 min on CPU
     python experiments/validate.py --quick         # the tiny random model, the main run only: about a minute
     python experiments/validate.py --eval-only runs/validate-...   # score finished runs again
+    python experiments/validate.py --out runs/validate-...         # finish what is missing there (same plan)
 
 Plants (chrono_membench/validation.py has the plan): documents inserted 1×/4×/16× and never; 4× early vs 4× late;
 Python source confined to the middle time bucket (control run: spread over the whole run); canaries 1×/4×/16×.
@@ -45,23 +46,6 @@ def overrides(preset: str, out: Path, quick: bool, extra: list[str]) -> tuple[li
                     if name == "main" or not quick}
 
 
-def load_final(run_dir: Path, cfg, device):
-    """The final checkpoint's model, SAE bank and probe set, and the step-0 model."""
-    from chrono_membench.model import load_hf_state_dict, load_model
-    from chrono_membench.sae import SAEBank
-
-    _, ckpt = checkpoint.latest_good_checkpoint(run_dir)
-    model, tokenizer = load_model(cfg.model, device, seed=cfg.run.seed)
-    load_hf_state_dict(model, ckpt["model"])
-    reference = load_model(cfg.model, device, seed=cfg.run.seed)[0]
-    saes = SAEBank.for_model(cfg, model, tokenizer, device)
-    saes.load_state_dict(ckpt["saes"])
-    probes = ProbeSet(cfg.chrono.n_buckets, cfg.chrono.probe_per_bucket, cfg.train.max_steps, cfg.run.seed,
-                      tokenizer.decode)
-    probes.load_state_dict(ckpt["state"]["batches"]["probes"])
-    return model.eval(), reference.eval(), saes, probes, tokenizer
-
-
 def temporal_windows(sets, probes: ProbeSet):
     """The Python windows and the ordinary probe windows of the time buckets: tokens, bucket, is-Python."""
     code = sets["code"]
@@ -94,7 +78,8 @@ def evaluate(out: Path, arms: dict, sizes: V.Sizes) -> list[V.Check]:
         _, device = distributed.from_environment("none", cfg.run.device)
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
         run_dir = Path(cfg.run.out_dir) / cfg.run.name
-        model, reference, saes, probes, tokenizer = load_final(run_dir, cfg, device)
+        r = checkpoint.restore_for_analysis(run_dir, device)
+        model, reference, saes, probes, tokenizer = r.model, r.reference, r.saes, r.probes, r.tokenizer
         sets = plan if name == "main" else V.spread_code(cfg, plan)
         tokens, bucket, is_code = temporal_windows(sets, probes)
         sums, counts = probe_activation_sums(model, saes, tokens.to(device), autocast)
@@ -149,6 +134,9 @@ def main(argv=None) -> int:
         from chrono_membench.train import train
 
         for name, cfg in cfgs.items():
+            if (out / name / "final_model").exists():  # finished before (e.g. a later run failed): keep it
+                print(f"\n=== {name}: finished already, not trained again ===")
+                continue
             print(f"\n=== {name} ===")
             train(cfg, out / name, progress=not args.no_progress)
     checks = evaluate(out, {name: (preset, o) for name, o in arms.items()}, sizes)

@@ -81,6 +81,8 @@ def test_compare_ablations_and_report(runs, tmp_path):
     index = (report / "index.html").read_text()
     linked = [p.name for p in report.glob("*.html") if p.name != "index.html"]
     assert len(linked) >= 9 and all(f'href="{name}"' in index for name in linked)
+    dashboards = sorted(p.relative_to(report).as_posix() for p in report.glob("dashboards_*/dashboard_*/index.html"))
+    assert len(dashboards) == 2 and all(f'href="{d}"' in index for d in dashboards)  # one per run, linked
 
 
 def test_no_run_given_is_a_clear_error(tmp_path):

@@ -1,7 +1,9 @@
-"""Per-latent records and the feature dashboard: the page's data is the SAE's, recomputed independently."""
+"""Per-latent records, the feature dashboard (its data is the SAE's, recomputed independently), and the causal
+ablation of memorisation latents."""
 
 import json
 
+import pytest
 import torch
 from sae_lens import SAE
 
@@ -11,9 +13,14 @@ from chrono_membench.model import load_hf_state_dict, load_model
 from helpers import HOOK, load_script, tiny, train_tiny
 
 
-def test_dashboard_top_activations_are_the_checkpoints_sae_on_that_token(tmp_path):
-    run = tmp_path / "run"
-    metrics = train_tiny(run)
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("dash") / "run"
+    return run, train_tiny(run)
+
+
+def test_dashboard_top_activations_are_the_checkpoints_sae_on_that_token(tiny_run, tmp_path):
+    run, metrics = tiny_run
     assert all(r["time/latent_records_s"] > 0 for r in metrics if "time/latent_records_s" in r)
     dashboard = load_script("analysis/feature_dashboard.py")
     page = dashboard.write_dashboard(run, HOOK, tmp_path / "report")
@@ -42,3 +49,21 @@ def test_dashboard_top_activations_are_the_checkpoints_sae_on_that_token(tmp_pat
             assert abs(context["scored_act"][context["pos"] - 32] - context["act"]) < 1e-2  # the shaded max token
             checked += 1
     assert checked >= 5
+
+
+def test_ablating_latents_through_the_splice(tiny_run, tmp_path):
+    from chrono_membench.checkpoint import restore_for_analysis
+
+    run, _ = tiny_run
+    ablate = load_script("analysis/ablate_latents.py")
+    r = restore_for_analysis(run)
+    tokens = torch.tensor([r.probes.buckets[0][0].tokens])
+    plain = r.model(tokens)
+    def spliced(latents):
+        return r.model.run_with_hooks(tokens, fwd_hooks=[(HOOK, ablate.splice(r.saes, HOOK, latents))])
+    torch.testing.assert_close(spliced(torch.tensor([], dtype=torch.long)), plain, atol=1e-4, rtol=1e-4)  # error kept
+    assert (spliced(torch.arange(r.saes.saes[HOOK].cfg.d_sae)) - plain).abs().max() > 1e-2
+    ablate.main([str(run), "--out", str(tmp_path), "--n", "3", "--draws", "2"])
+    summary = json.loads((tmp_path / f"ablate_latents_{file_name(HOOK)}.json").read_text())
+    assert len(summary["top_latents"]) == 3 and set(summary["top"]) == set(summary["random_mean"])
+    assert summary["memorised_windows"] >= 2  # one (top decile, at least one) per bucket
