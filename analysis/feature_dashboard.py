@@ -5,7 +5,7 @@
 Reads each checkpoint's latents_<hook>.safetensors and windows.json (chrono_membench/latent_records.py) and the
 decoder rows of features_<hook>.safetensors, and writes report/dashboard_<hook>/index.html: a latent picker (by
 id, drift, temporal purity, density), the latents born and died between checkpoints, and for the chosen latent one
-column per checkpoint — its top probe contexts with each scored token shaded by the latent's activation (the
+column per checkpoint — its top probe contexts (one per window) with each scored token shaded by the latent's activation (the
 32-token training context before them in grey), its activation histogram, the tokens its decoder direction
 promotes and suppresses, its time-bucket and source profile, and its decoder cosine to the previous checkpoint.
 Panel design after SAE-Vis / sae-dashboard (top contexts, histogram, logit tables); plotly's JS is inlined once
@@ -72,11 +72,14 @@ def latent_data(i: int, checkpoints: list[dict], tokens_text) -> list[dict]:
     out, previous = [], None
     for c in checkpoints:
         r, windows = c["records"], c["windows"]
-        contexts = []
+        contexts, shown = [], set()
         for j in range(r["top_act"].shape[1]):
             act = float(r["top_act"][i, j])
             if act <= 0:
                 break
+            if int(r["top_window"][i, j]) in shown:  # another token of a window already listed (its shading shows it)
+                continue
+            shown.add(int(r["top_window"][i, j]))
             w = windows[int(r["top_window"][i, j])]
             scored = r["top_ctx"][i, j].float().tolist()
             prefix = w["tokens"][len(w["tokens"]) - len(scored) - CONTEXT_BEFORE:len(w["tokens"]) - len(scored)]

@@ -82,7 +82,7 @@ def evaluate(out: Path, arms: dict, sizes: V.Sizes) -> list[V.Check]:
         model, reference, saes, probes, tokenizer = r.model, r.reference, r.saes, r.probes, r.tokenizer
         sets = plan if name == "main" else V.spread_code(cfg, plan)
         tokens, bucket, is_code = temporal_windows(sets, probes)
-        sums, counts = probe_activation_sums(model, saes, tokens.to(device), autocast)
+        sums, counts, _ = probe_activation_sums(model, saes, tokens.to(device), autocast)
         planted = probes.bucket_of(plan["code"][0].steps[0])
         for hook in saes.hook_points:
             checks.append(V.time_local(name + " run" + ("" if name == "main" else " (spread)"), hook, sums[hook].cpu(),
@@ -97,7 +97,7 @@ def evaluate(out: Path, arms: dict, sizes: V.Sizes) -> list[V.Check]:
         checks += V.canaries(final_values(run_dir), cfg.chrono.canary_controls, cfg.chrono.canary_candidates)
         planted_uids = {p.uid.split("/", 2)[2] for ps in plan.values() for p in ps}
         tokens, source = source_windows(cfg, tokenizer, planted_uids, 2 * sizes.never)
-        sums, counts = probe_activation_sums(model, saes, tokens.to(device), autocast)
+        sums, counts, _ = probe_activation_sums(model, saes, tokens.to(device), autocast)
         for hook in saes.hook_points:
             checks += V.source_purity(hook, sums[hook].cpu(), counts[hook].cpu(), source, sizes.latents, generator)
         if "no_alignment" in arms:
@@ -112,6 +112,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="the tiny random model, main run only (a CI check)")
     parser.add_argument("--out", type=Path, help="output directory (default runs/validate-<time>)")
     parser.add_argument("--eval-only", type=Path, help="score the runs already in this directory again")
+    parser.add_argument("--runs", nargs="+", choices=RUNS, help="train and score only these (default: all)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("overrides", nargs="*", help="key=value for every run")
     args = parser.parse_intermixed_args(argv)
@@ -119,10 +120,13 @@ def main(argv=None) -> int:
     preset, sizes = ("tiny", V.QUICK) if args.quick else ("demo", V.Sizes())
     try:
         common, arms = overrides(preset, out, args.quick, args.overrides)
+        arms = {name: o for name, o in arms.items() if name in (args.runs or RUNS)}
         if args.eval_only is None:
             from chrono_membench.model import load_tokenizer
             cfg = load_config(preset, overrides=common)
             plan = V.build_plan(cfg, load_tokenizer(cfg.model), sizes)
+            if "main" not in arms:
+                raise ConfigError("--runs: the main run is needed (every check but the control's reads it)")
             V.write_plants(out / "plants_main.jsonl", plan)
             V.write_plants(out / "plants_control.jsonl", V.spread_code(cfg, plan))
             V.write_plan(out / "plan.json", plan)
