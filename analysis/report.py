@@ -37,7 +37,7 @@ def main() -> None:
         if proc.returncode != 0:
             raise SystemExit(f"error: {script}.py failed (exit {proc.returncode})")
         made = sorted(set(args.out.glob("*.html")) - before - {args.out / "index.html"})
-        sections.append((script, made))
+        sections.append((script, [p.relative_to(args.out) for p in made]))
     # the feature dashboards: one page per run with latent records and SAE (in its own folder, with its data)
     dashboards = []
     for run in (r for r in args.loaded if r.directory is not None and any(r.directory.glob("artifacts/step_*/latents_*"))):

@@ -96,6 +96,10 @@ def storage_plan(cfg: Config, d_model: int, n_layers: int, n_hooks: int) -> dict
     if cfg.sae.enabled and cfg.chrono.enabled:
         # fp16 temporal [d_sae, ≤ B+1] and source [d_sae, ≤ 4]
         items["purity"] = (n_eval * n_hooks, d_sae * (cfg.chrono.n_buckets + 1 + 4) * 2)
+        # latent records per checkpoint (latent_records.py): top-10 value/window/position/32 per-token values,
+        # histogram, density, bucket and source profiles, 2 × 10 logit ids and values
+        items["latent_records"] = (n_ckpt * n_hooks, d_sae * (10 * (2 + 4 + 2 + 32 * 2) + 27 * 4 + 4
+                                                              + (cfg.chrono.n_buckets + 1 + 4) * 2 + 20 * (4 + 2)))
     # Scalars: the very keys a run logs (metric_keys), counted per cadence. Hook names only matter for counting.
     hooks = [f"blocks.{i}.hook_resid_post" for i in range(n_hooks)] if cfg.sae.enabled else []
     buckets = [f"b{b}" for b in range(cfg.chrono.n_buckets)] if cfg.chrono.enabled else []

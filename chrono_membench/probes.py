@@ -24,12 +24,11 @@ import numpy as np
 import torch
 
 from chrono_membench.config import Config
-from chrono_membench.data.sources import SOURCE_NAMES
+from chrono_membench.data.sources import INSERTED_SOURCE
 
 PREFIX_TOKENS, SCORED_TOKENS = 32, 32
 PROBE_TOKENS = PREFIX_TOKENS + SCORED_TOKENS  # DESIGN.md §4.5
 CANARY_PREFIX = "The secret code is"
-INSERTED_SOURCE = len(SOURCE_NAMES)  # source index of inserted tokens, canaries and planted documents (trained on)
 UNSEEN = "unseen"
 
 

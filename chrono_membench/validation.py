@@ -236,6 +236,8 @@ def selective_latents(S: torch.Tensor, n: torch.Tensor, target: torch.Tensor, k:
 def concentration(S, n, labels, selected, column, generator, permutations: int = 1000) -> dict:
     """Purity (with its permutation null) of the selected latents, and the share whose maximum is `column`."""
     got = purity_with_null(S[:, selected], n, labels, permutations, generator)
+    if got is None or column not in got["labels"].tolist():  # they never fire there (or one column only): no purity
+        return {"share": 0.0, "excess": float("nan"), "p": float("nan"), "observed": float("nan")}
     at = got["labels"].tolist().index(column)
     share = (got["matrix"].argmax(-1) == at).float().mean().item()
     return {"share": share, "excess": got["excess"], "p": got["p_value"], "observed": got["observed"]}

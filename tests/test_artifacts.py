@@ -39,8 +39,8 @@ def test_full_disk_during_an_artifact_write(tmp_path, monkeypatch):
     def fill(*args, **kwargs):
         calls["n"] += 1
         # eval: density (steps 0, 4, 8) then purity (4, 8: step 0 has only the unseen column, no purity);
-        # checkpoint: features (4, 8). The 6th write, purity at 8, fails.
-        if calls["n"] > 5:
+        # checkpoint: features and latent records (4, 8). The 7th write, purity at 8, fails.
+        if calls["n"] > 6:
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(*args, **kwargs)
 

@@ -14,6 +14,7 @@ import chrono_membench.train as train_mod
 from chrono_membench.checkpoint import latest_good_checkpoint, list_checkpoints
 from chrono_membench.evaluation import lm_loss
 from chrono_membench.logging import read_metrics
+from chrono_membench.metric_keys import TIMING
 from chrono_membench.model import load_model
 
 
@@ -136,8 +137,7 @@ def test_kill_and_resume_is_bitwise_identical(tmp_path):
     a, b = read_metrics(tmp_path / "straight" / "metrics.jsonl"), read_metrics(killed / "metrics.jsonl")
     assert losses(tmp_path / "straight") == losses(killed)  # bitwise: JSON floats round-trip exactly
     assert losses(tmp_path / "straight", "val/loss") == losses(killed, "val/loss")
-    timing = ("train/tokens_per_s", "time/eval_s", "time/attn_metrics_s")
-    strip = lambda rs: [{k: v for k, v in r.items() if k not in timing} for r in rs]  # noqa: E731
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in TIMING} for r in rs]  # noqa: E731
     assert strip(a) == strip(b)  # every value bitwise (SAE metrics included); no line lost, none duplicated
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from chrono_membench.errors import ConfigError
-from chrono_membench.probes import INSERTED_SOURCE
+from chrono_membench.data.sources import INSERTED_SOURCE
 
 
 @dataclass

@@ -96,6 +96,7 @@ SOURCES: dict[str, Source] = {
 }
 SOURCE_NAMES = tuple(SOURCES)  # the one list of sources; a token's source id is its index here
 PAD_SOURCE = -1  # source id of padding tokens (only the last partial row of a finite stream)
+INSERTED_SOURCE = len(SOURCE_NAMES)  # source id of inserted tokens: canaries and planted documents (trained on)
 
 
 def write_jsonl(path: Path, records: Iterable[dict]) -> None:
