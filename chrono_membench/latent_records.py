@@ -38,15 +38,22 @@ def windows_of(probes: ProbeSet) -> list[dict]:
             for name, ps in probes.columns() for p in ps]
 
 
+def full(t: torch.Tensor) -> torch.Tensor:
+    """The whole tensor of an FSDP2 shard (a DTensor), or the tensor itself."""
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
 @torch.no_grad()
 def logit_effects(model, W_dec: torch.Tensor, n: int = N_LOGITS, chunk: int = 256) -> dict[str, torch.Tensor]:
     """Top-n promoted and suppressed tokens of each decoder row [F, d_model] (empty dict for other widths)."""
-    W_U = model.W_U.detach().float()
+    W_U = full(model.W_U.detach()).float()
     if W_dec.shape[1] != W_U.shape[0]:
         return {}
-    norm = getattr(getattr(model.original_model, "model", None), "norm", None)
-    ones = torch.ones(1, W_U.shape[0], device=W_U.device)
-    w_norm = norm(ones.to(next(norm.parameters()).dtype)).float()[0] if norm is not None else ones[0]
+    norm = getattr(getattr(model.original_model, "model", None), "norm", None)  # Llama/Gemma/SmolLM2's final norm
+    w_norm = torch.ones(W_U.shape[0], device=W_U.device)
+    if norm is not None and getattr(norm, "weight", None) is not None:
+        weight = full(norm.weight.detach()).float()
+        w_norm = 1 + weight if "Gemma" in type(norm).__name__ else weight  # Gemma's RMSNorm scales by (1 + w)
     out = {k: [] for k in ("logit_up", "logit_up_val", "logit_down", "logit_down_val")}
     for rows in W_dec.float().split(chunk):
         logits = (rows * w_norm) @ W_U
