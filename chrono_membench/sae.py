@@ -308,6 +308,14 @@ class SAEBank:
     def alive(self, hook: str, member: int = 0) -> torch.Tensor:
         return self.latents[hook, member].tokens_since_fired < self.cfg.dead_window
 
+    def _since_anchor(self, hook: str, member: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(decoder rows now, at the last checkpoint) of the member's latents alive at both; None before one."""
+        lat = self.latents[hook, member]
+        if lat.anchor is None:
+            return None
+        both = self.alive(hook, member) & lat.anchor_alive
+        return self._members(hook)[member].W_dec.detach()[both], lat.anchor[both]
+
     @torch.no_grad()
     def on_checkpoint(self) -> dict[str, float]:
         """Drift against the previous checkpoint's decoder over latents alive at both (a dead row never moves);
@@ -315,21 +323,19 @@ class SAEBank:
         new anchor."""
         metrics = {}
         for hook in self.hook_points:
-            lat, W, alive = self.latents[hook, 0], self.saes[hook].W_dec.detach(), self.alive(hook)
-            if lat.anchor is not None:
-                both = alive & lat.anchor_alive
-                drift = decoder_drift(W[both], lat.anchor[both])
+            W, alive = self.saes[hook].W_dec.detach(), self.alive(hook)
+            pairs = self._since_anchor(hook, 0)
+            if pairs is not None:
+                drift = decoder_drift(*pairs)
                 metrics[K.chrono(hook, "mmcs")] = drift["mmcs"]
                 metrics[K.chrono(hook, "self_match_frac")] = drift["self_match_frac"]
-                metrics[K.chrono(hook, "hungarian_mcs")] = matched_similarity(W[both], lat.anchor[both])
+                metrics[K.chrono(hook, "hungarian_mcs")] = matched_similarity(*pairs)
             if hook in self.baselines:
                 other = self.baselines[hook].W_dec.detach()[self.alive(hook, 1)]
                 metrics[K.chrono(hook, "cross_seed_mcs")] = matched_similarity(W[alive], other)
-                base = self.latents[hook, 1]
-                if base.anchor is not None:  # the same drift for the other seed: how much drift varies by SAE init
-                    both = self.alive(hook, 1) & base.anchor_alive
-                    metrics[K.chrono(hook, "hungarian_mcs_seed_baseline")] = matched_similarity(
-                        self.baselines[hook].W_dec.detach()[both], base.anchor[both])
+                pairs = self._since_anchor(hook, 1)
+                if pairs is not None:  # the same drift for the other seed: how much drift varies by SAE init
+                    metrics[K.chrono(hook, "hungarian_mcs_seed_baseline")] = matched_similarity(*pairs)
             for member, sae in enumerate(self._members(hook)):
                 self.latents[hook, member].anchor = sae.W_dec.detach().clone()
                 self.latents[hook, member].anchor_alive = self.alive(hook, member)

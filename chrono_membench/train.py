@@ -33,10 +33,10 @@ from chrono_membench.config import Config, dump_config, read_yaml
 from chrono_membench.data import Batches, MixtureStream, Plants, collate
 from chrono_membench.data.sources import sample_provenance
 from chrono_membench.distributed import Dist
-from chrono_membench.latent_records import latent_records
 from chrono_membench.evaluation import (
     attention_metrics, capture_patterns, diversity_term, lm_loss, sae_eval_panel, validation_loss,
 )
+from chrono_membench.latent_records import latent_records
 from chrono_membench.logging import make_logger, truncate_metrics
 from chrono_membench.mfu import flops_per_token, peak_flops
 from chrono_membench.model import export_hf_model, hf_state_dict, load_model

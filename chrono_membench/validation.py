@@ -160,7 +160,7 @@ def read_plan(path: Path) -> dict[str, list[Plant]]:
 
 
 # ---- the checks
-def windows_of(plants: list[Plant]) -> torch.Tensor:
+def plant_windows(plants: list[Plant]) -> torch.Tensor:
     return torch.tensor([p.tokens[:PROBE_TOKENS] for p in plants])
 
 

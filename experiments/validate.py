@@ -50,7 +50,7 @@ def temporal_windows(sets, probes: ProbeSet):
     """The Python windows and the ordinary probe windows of the time buckets: tokens, bucket, is-Python."""
     code = sets["code"]
     ordinary = [p for _, ps in probes.columns()[:-1] for p in ps]  # the last column is "unseen"
-    tokens = torch.cat([V.windows_of(code), torch.tensor([p.tokens for p in ordinary])])
+    tokens = torch.cat([V.plant_windows(code), torch.tensor([p.tokens for p in ordinary])])
     bucket = torch.tensor([probes.bucket_of(p.steps[0]) for p in code] + [probes.bucket_of(p.step) for p in ordinary])
     is_code = torch.arange(len(tokens)) < len(code)
     return tokens, bucket, is_code
@@ -75,7 +75,7 @@ def evaluate(out: Path, arms: dict, sizes: V.Sizes) -> list[V.Check]:
         if name not in arms:
             continue
         cfg = load_config(arms[name][0], overrides=arms[name][1])
-        _, device = distributed.from_environment("none", cfg.run.device)
+        device = distributed.resolve_device(cfg.run.device)
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
         run_dir = Path(cfg.run.out_dir) / cfg.run.name
         r = checkpoint.restore_for_analysis(run_dir, device)
@@ -91,7 +91,7 @@ def evaluate(out: Path, arms: dict, sizes: V.Sizes) -> list[V.Check]:
         if name != "main":
             continue
         logits, generate = partial(logits_fn, autocast=autocast), partial(generate_fn, autocast=autocast)
-        scores = {s: V.window_scores(model, reference, V.windows_of(plan[s]).to(device), logits, generate)
+        scores = {s: V.window_scores(model, reference, V.plant_windows(plan[s]).to(device), logits, generate)
                   for s in ("never_a", "never_b", "x1", "x4", "x16", "early", "late")}
         checks += V.dose_response(scores) + V.forgetting(scores)
         checks += V.canaries(final_values(run_dir), cfg.chrono.canary_controls, cfg.chrono.canary_candidates)

@@ -207,6 +207,9 @@ def test_drift_is_measured_in_every_arm_over_alive_latents_with_a_cross_seed_flo
         assert len(series(m, f"chrono/{HOOK}/{key}")) == 1, key  # checkpoint 8 against checkpoint 4
     floor = series(m, f"chrono/{HOOK}/cross_seed_mcs")
     assert len(floor) == 2 and all(0 < v < 1 for _, v in floor)  # two seeds learn different latents
+    # the second seed's own checkpoint-to-checkpoint drift: the same Hungarian-matched cosine, on its decoder
+    baseline = series(m, f"chrono/{HOOK}/hungarian_mcs_seed_baseline")
+    assert len(baseline) == 1 and 0 < baseline[0][1] <= 1 and baseline != series(m, f"chrono/{HOOK}/hungarian_mcs")
     full = run(tmp_path, "f", "train.max_steps=8")
     assert series(full, f"chrono/{HOOK}/hungarian_mcs")  # alignment on: measured all the same
     share = [v for _, v in series(full, f"chrono/{HOOK}/alignment_share")]

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from chrono_membench.data.plants import Plants
 from chrono_membench.data.stream import MixtureStream, collate
 from chrono_membench.distributed import ALONE, Dist
-from chrono_membench.data.plants import Plants
 from chrono_membench.probes import Canaries, ProbeSet
 
 

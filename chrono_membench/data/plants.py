@@ -76,7 +76,8 @@ class Plants:
                 by_step.setdefault(step, []).append(i)
         slots = [(m, r) for m in range(grad_accum) for r in range(rows)]
         for step, indices in sorted(by_step.items()):
-            used = [reserved(step)[r] if m == 0 else 0 for m, r in slots]
+            taken = reserved(step)
+            used = [taken[r] if m == 0 else 0 for m, r in slots]
             placed = self.placements.setdefault(step, {})
             for i in sorted(indices, key=lambda i: -len(plants[i].tokens)):  # largest first, each to the emptiest row
                 j = min(range(len(slots)), key=lambda j: used[j])
