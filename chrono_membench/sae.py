@@ -21,11 +21,14 @@ from __future__ import annotations
 import copy
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 
 import torch
+import torch.nn.functional as F
 from sae_lens.registry import get_sae_training_class
 from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE
 from sae_lens.saes.sae import TrainCoefficientConfig, TrainStepInput
+from sae_lens.saes.topk_sae import TopKTrainingSAE
 
 from chrono_membench import hooks
 from chrono_membench import metric_keys as K
@@ -82,18 +85,35 @@ def training_forward(sae, step_input: TrainStepInput, p: float, generator: torch
     (metrics) changes nothing in the SAE (BatchTopK's running threshold stays)."""
     x = step_input.sae_in
     feature_acts, hidden_pre = sae.encode_with_hidden_pre(x)
-    dropped = inverted_dropout(feature_acts, p, generator) if p > 0 else feature_acts
-    sae_out = sae.decode(dropped)
+    if isinstance(sae, TopKTrainingSAE):  # k (or ~k) latents per token: decode only those (see sparse_decode)
+        rows, cols = feature_acts.nonzero(as_tuple=True)
+        values = feature_acts[rows, cols]
+        decode = partial(sparse_decode, sae, rows, cols, len(x))
+    else:
+        values, decode = feature_acts, sae.decode
+    dropped = inverted_dropout(values, p, generator) if p > 0 else values
+    sae_out = decode(dropped)
     losses = {"mse_loss": sae.mse_loss_fn(sae_out, x).sum(dim=-1).mean()}
-    clean_out = sae.decode(feature_acts) if p > 0 else sae_out  # the aux (dead-latent) loss fits this residual
+    clean_out = decode(values) if p > 0 else sae_out  # the aux (dead-latent) loss fits this residual
     losses.update(sae.calculate_aux_loss(step_input=step_input, feature_acts=feature_acts, hidden_pre=hidden_pre,
                                          sae_out=clean_out))
     if update_state and isinstance(sae, BatchTopKTrainingSAE):
         sae.update_topk_threshold(feature_acts.detach())  # from the undropped latents
     with torch.no_grad():
-        on = feature_acts != 0
+        on = values != 0
         frac = ((on & (dropped == 0)).sum() / on.sum().clamp(min=1)).item() if p > 0 else 0.0
     return sum(losses.values()), losses, feature_acts, clean_out, frac
+
+
+def sparse_decode(sae, rows: torch.Tensor, cols: torch.Tensor, n: int, values: torch.Tensor) -> torch.Tensor:
+    """What TopKTrainingSAE.decode computes from dense latents [n, d_sae] that are zero except values at
+    (rows, cols) (rows sorted, as nonzero() gives them), gathering only those decoder rows (as sparsify's
+    eager_decode does): the matmul and its backward cost O(k·d_in) per token, not O(d_sae·d_in)."""
+    if sae.cfg.rescale_acts_by_decoder_norm:  # sae-lens's act_times_W_dec: latents / ‖W_dec row‖
+        values = values / sae.W_dec.norm(dim=-1)[cols]
+    offsets = torch.searchsorted(rows, torch.arange(n, device=rows.device))  # each token's first entry
+    out = F.embedding_bag(cols, sae.W_dec, offsets, mode="sum", per_sample_weights=values) + sae.b_dec
+    return sae.reshape_fn_out(sae.run_time_activation_norm_fn_out(sae.hook_sae_recons(out)), sae.d_head)
 
 
 class SAEBank:

@@ -189,6 +189,34 @@ def test_temporal_dropout_touches_only_the_reconstruction_the_mse_sees(arch):
         torch.testing.assert_close(t5, t0)
 
 
+@pytest.mark.parametrize("arch,rescale", [("topk", True), ("topk", False), ("batchtopk", True)])
+def test_sparse_decode_matches_sae_lens_decode_in_value_and_gradient(arch, rescale):
+    """The TopK decode gathers only the active decoder rows; it must be sae-lens's decode, gradients included."""
+    from chrono_membench.sae import sparse_decode
+
+    torch.manual_seed(0)
+    sae = unit_bank(arch).saes["h"]
+    sae.cfg.rescale_acts_by_decoder_norm = rescale
+    with torch.no_grad():
+        sae.W_dec.mul_(torch.rand(len(sae.W_dec), 1) + 0.5)  # rows of unequal norm: the rescaling matters
+    acts = sae.encode_with_hidden_pre(torch.randn(32, 16))[0].detach()
+    acts[3] = 0  # a token with no active latent
+    results = []
+    for sparse in (False, True):
+        a = acts.clone().requires_grad_(True)
+        sae.zero_grad()
+        if sparse:
+            rows, cols = a.nonzero(as_tuple=True)
+            out = sparse_decode(sae, rows, cols, len(a), a[rows, cols])
+        else:
+            out = sae.decode(a)
+        out.pow(2).sum().backward()
+        # the latents' gradient where they are active: TopK's scatter passes only those back to the encoder
+        results.append((out.detach(), a.grad[acts != 0], sae.W_dec.grad.clone(), sae.b_dec.grad.clone()))
+    for dense, sparse in zip(*results):
+        torch.testing.assert_close(sparse, dense, rtol=1e-5, atol=1e-5)
+
+
 def test_the_metrics_pass_changes_no_state():
     bank = unit_bank("batchtopk")
     bank._captured["h"] = [torch.randn(64, 16)]
