@@ -17,6 +17,8 @@ import yaml
 from chrono_membench.data.sources import SOURCE_NAMES
 from chrono_membench.errors import ConfigError
 
+# model.name=random:<shape>: the architecture of a released model with random weights (model.py builds them)
+RANDOM_SHAPES = ("gemma-2-2b", "llama-3-8b")
 PRESET_DIR = Path(__file__).resolve().parent.parent / "experiments" / "configs"
 
 # Each ablation sets exactly these switches (DESIGN.md §4.1–4.3); `full` keeps the preset's values.
@@ -104,6 +106,8 @@ class DataConfig(_Section):
     shuffle_buffer: int = _field(100_000, POSITIVE)
     sentences_per_passage: int = _field(40, POSITIVE)  # bookcorpus: consecutive sentences grouped into one passage
     seed: int = 0
+    # training rows packed ahead of the step by a background thread (data/prefetch.py); 0: packed in the step
+    prefetch_rows: int = _field(64, SAFE)
     # origin=sample: what text each source holds (data/sample/provenance.json), filled in by the trainer so that
     # config.yaml records it and a resume on a rebuilt sample is refused
     provenance: dict[str, str] = _field(None, factory=dict)
@@ -117,6 +121,8 @@ class DataConfig(_Section):
                 raise ConfigError(f"data.mixture.{source} must be >= 0, got {weight}")
         if abs(sum(self.mixture.values()) - 1.0) > 1e-6:
             raise ConfigError(f"data.mixture weights must sum to 1, got {sum(self.mixture.values()):.6g} ({self.mixture})")
+        if self.prefetch_rows < 0:
+            raise ConfigError(f"data.prefetch_rows must be >= 0 (0: no background packing), got {self.prefetch_rows}")
         if not 0 <= self.val_percent < 100:
             raise ConfigError(f"data.val_percent must be in [0, 100), got {self.val_percent}")
         if self.origin == "local" and not self.local_dir:
@@ -127,18 +133,25 @@ class DataConfig(_Section):
 @dataclass
 class ModelConfig(_Section):
     SECTION: ClassVar[str] = "model"
-    name: str = "gguf:smollm2-135m"  # hf:<id> | gguf:<name or file> | local:<dir> | tiny
+    name: str = "gguf:smollm2-135m"  # hf:<id> | gguf:<name or file> | local:<dir> | tiny | random:<shape>
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     # Only for name=tiny: a randomly initialised Llama-architecture model with the SmolLM2 tokenizer.
     tiny_layers: int = _field(2, POSITIVE)
     tiny_d_model: int = _field(64, POSITIVE)
     tiny_heads: int = _field(4, POSITIVE)
+    # Only for name=random:<shape>: that many layers instead of the shape's own (0); throughput work, no hub
+    random_layers: int = 0
 
     def __post_init__(self):
         super().__post_init__()
-        if not (self.name == "tiny" or self.name.split(":", 1)[0] in ("hf", "gguf", "local")):
-            raise ConfigError(f"model.name must be tiny, hf:<hub id>, gguf:<name or file> or local:<dir>; "
-                              f"got {self.name!r}")
+        kind, _, shape = self.name.partition(":")
+        if not (self.name == "tiny" or kind in ("hf", "gguf", "local", "random")):
+            raise ConfigError(f"model.name must be tiny, hf:<hub id>, gguf:<name or file>, local:<dir> or "
+                              f"random:<{'|'.join(RANDOM_SHAPES)}>; got {self.name!r}")
+        if kind == "random" and shape not in RANDOM_SHAPES:
+            raise ConfigError(f"model.name={self.name!r}: unknown shape; allowed: random:{', random:'.join(RANDOM_SHAPES)}")
+        if self.random_layers < 0:
+            raise ConfigError(f"model.random_layers must be >= 0 (0: the shape's own), got {self.random_layers}")
 
 
 @dataclass

@@ -9,7 +9,7 @@ computed. Keys are `<group>/<name>` or `<group>/<hook point>/<name>`; the groups
 
 from __future__ import annotations
 
-TRAIN = ("loss", "ppl", "lr", "grad_norm", "tokens_per_s", "skipped_steps")  # + "mfu" where a peak is known
+TRAIN = ("loss", "ppl", "lr", "grad_norm", "tokens_per_s", "skipped_steps", "data_wait_frac")  # + "mfu" where a peak is known, "peak_mem_gib" on CUDA
 VAL = ("loss", "ppl")
 SAE_STEP = ("mse", "sparsity", "fve", "l0", "dead_frac")  # at the chrono cadence, on the step's kept tokens
 SAE_MASK = ("masked_frac",)  # at the chrono cadence: the share of real tokens the SAE mask left out
@@ -26,7 +26,7 @@ MEM_SCORES = ("exact_match", "token_match", "loss")  # per probe column, each wi
 MIA_SCORES = ("loss", "zlib", "min_k", "ref")  # membership scores (MIMIR): per bucket vs unseen
 EXPOSURE_BINS = ("1", "2", "3-4", "5+")  # memorisation by exposure count
 # wall-clock: differ between identical runs
-TIMING = ("time/eval_s", "time/attn_metrics_s", "time/latent_records_s", "train/tokens_per_s")
+TIMING = ("time/eval_s", "time/attn_metrics_s", "time/latent_records_s", "train/tokens_per_s", "train/data_wait_frac")
 DROPOUT_RATE = "chrono/temporal_dropout_rate"
 ATTN_DIVERSITY_MEAN, ATTN_ENTROPY_MEAN = "chrono/attn_diversity/mean", "chrono/attn_entropy/mean"
 ATTN_DIVERSITY_NOSINK_MEAN = "chrono/attn_diversity_nosink/mean"

@@ -30,7 +30,7 @@ from chrono_membench import metric_keys as K
 from chrono_membench.artifacts import write_latent_records, write_probe_set, write_purity, write_sae_artifacts
 from chrono_membench.checkpoint import TrainState
 from chrono_membench.config import Config, dump_config, read_yaml
-from chrono_membench.data import Batches, MixtureStream, Plants, collate
+from chrono_membench.data import Batches, MixtureStream, Plants, collate, prefetched
 from chrono_membench.data.sources import sample_provenance
 from chrono_membench.distributed import Dist
 from chrono_membench.evaluation import (
@@ -126,9 +126,8 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
     if d.main:
         run_dir.write_text(run_dir.config, dump_config(cfg))
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    torch.manual_seed(cfg.run.seed)
-    random.seed(cfg.run.seed)
-    np.random.seed(cfg.run.seed)
+    for seed_everything in (torch.manual_seed, random.seed, np.random.seed):
+        seed_everything(cfg.run.seed)
 
     # ---- model, SAEs, data
     model, tokenizer = load_model(cfg.model, device, seed=cfg.run.seed)
@@ -146,7 +145,7 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
         probes.fill_unseen(MixtureStream(cfg.data, tokenizer, "val", seed=cfg.data.seed + 1, repeat=False))
     canaries = Canaries(cfg, tokenizer, cfg.run.seed) if chrono and cfg.chrono.canary_repetitions else None
     plants = Plants.for_run(cfg, canaries, d.world)  # None without chrono.plant_file
-    stream = MixtureStream(cfg.data, tokenizer, split="train")
+    stream = prefetched(MixtureStream(cfg.data, tokenizer, split="train"), cfg.data.prefetch_rows)
     batches = Batches(stream, t.micro_batch, probes, canaries, d, plants)
     diversity_weight = cfg.chrono.diversity_weight if chrono else 0.0
 
@@ -238,9 +237,11 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
             lr_mult = lr_multiplier(step, t.max_steps, t.warmup_frac, t.warmdown_frac, t.final_lr_frac)
             for group in (g for opt in optimizers for g in opt.param_groups):
                 group["lr"] = group["base_lr"] * lr_mult
-            loss_sum, diversity_sum = torch.zeros((), device=device), 0.0
+            loss_sum, diversity_sum, data_s = torch.zeros((), device=device), 0.0, 0.0
             for micro in range(t.grad_accum):
+                t_data = time.perf_counter()
                 batch = {k: v.to(device) for k, v in batches.next(step + 1, micro).items()}
+                data_s += time.perf_counter() - t_data  # waiting for rows (prefetch: ~0) and the batch bookkeeping
                 sync = micro == t.grad_accum - 1
                 with ExitStack() as forward:
                     forward.enter_context(autocast)
@@ -294,11 +295,13 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
                 summary.first_loss = train_loss if math.isnan(summary.first_loss) else summary.first_loss
                 summary.last_loss = train_loss
             if step % t.log_every == 0 or step == t.max_steps or state.skipped_in_a_row:
-                values = {"loss": train_loss, "ppl": math.exp(min(train_loss, 50.0)),
-                          "lr": optimizers[-1].param_groups[0]["lr"], "grad_norm": grad_norm,
-                          "tokens_per_s": tokens_per_step / dt, "skipped_steps": state.skipped}
+                values = {"loss": train_loss, "ppl": math.exp(min(train_loss, 50.0)), "grad_norm": grad_norm,
+                          "lr": optimizers[-1].param_groups[0]["lr"], "tokens_per_s": tokens_per_step / dt,
+                          "skipped_steps": state.skipped, "data_wait_frac": data_s / dt}
                 if device_peak_flops:
                     values["mfu"] = model_flops_per_token * tokens_per_step / dt / device_peak_flops
+                if device.type == "cuda":
+                    values["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
                 logger.log(step, {K.train(k): v for k, v in values.items()})
             if step_metrics:
                 logger.log(step, step_metrics)
@@ -320,6 +323,7 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
     finally:
         bar.close()
         logger.close()
+        stream.close()
     summary.steps, summary.skipped_steps = state.step, state.skipped
     summary.wall_s = time.perf_counter() - t_start
     return summary

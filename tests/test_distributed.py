@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from chrono_membench import metric_keys as K
 from chrono_membench.checkpoint import list_checkpoints
 from chrono_membench.logging import read_metrics
 
@@ -53,7 +54,7 @@ def series(run_dir, key):
 
 
 def without_timings(run_dir):
-    return [{k: v for k, v in r.items() if not k.startswith("time/") and k != "train/tokens_per_s"}
+    return [{k: v for k, v in r.items() if k not in K.TIMING}
             for r in read_metrics(run_dir / "metrics.jsonl")]
 
 

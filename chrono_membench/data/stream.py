@@ -248,18 +248,25 @@ class MixtureStream:
         self._carry_docs = {d[0]: Document(d[0], d[1], d[2], d[3], "", d[4]) for d in state["carry_docs"]}
 
     def stats(self) -> dict:
-        """Realised shares, epochs and skipped documents, for logging."""
-        n_docs = max(1, sum(self.docs_per_source.values()))
-        n_tok = max(1, sum(self.tokens_per_source.values()))
-        live = {n: s for n, s in self.sources.items() if s is not None}
-        other, read = sum(s.n_other_split for s in live.values()), sum(s.n_read for s in live.values())
-        return {
-            "doc_share": {n: self.docs_per_source[n] / n_docs for n in self.names},
-            "token_share": {n: self.tokens_per_source[n] / n_tok for n in self.names},
-            "epochs": {n: s.epoch for n, s in live.items()},  # completed passes over the source
-            "empty_skipped": {n: s.n_empty for n, s in live.items()},
-            "other_split_fraction": other / max(1, other + read),  # val docs skipped by a train stream
-        }
+        return stream_stats(self.state_dict())
+
+    def close(self) -> None:
+        """Nothing to stop (PrefetchedStream stops its thread)."""
+
+
+def stream_stats(state: dict) -> dict:
+    """Realised shares, epochs and skipped documents of a stream state (MixtureStream.state_dict), for logging."""
+    docs, tokens = state["docs_per_source"], state["tokens_per_source"]
+    n_docs, n_tok = max(1, sum(docs.values())), max(1, sum(tokens.values()))
+    live = {n: s for n, s in state["sources"].items() if s is not None}
+    other, read = sum(s["n_other_split"] for s in live.values()), sum(s["n_read"] for s in live.values())
+    return {
+        "doc_share": {n: docs[n] / n_docs for n in docs},
+        "token_share": {n: tokens[n] / n_tok for n in tokens},
+        "epochs": {n: s["epoch"] for n, s in live.items()},  # completed passes over the source
+        "empty_skipped": {n: s["n_empty"] for n, s in live.items()},
+        "other_split_fraction": other / max(1, other + read),  # val docs skipped by a train stream
+    }
 
 
 def adds_bos(tokenizer) -> bool:

@@ -2,10 +2,13 @@
 
 import collections
 import json
+import time
 
+
+import pytest
 
 from chrono_membench.config import DataConfig
-from chrono_membench.data import PAD_SOURCE, MixtureStream, is_validation
+from chrono_membench.data import PAD_SOURCE, MixtureStream, PrefetchedStream, is_validation
 
 
 
@@ -93,6 +96,45 @@ def test_stream_resumes_exactly(tokenizer, records):
         assert a.tokens.equal(b.tokens) and a.doc_index.equal(b.doc_index) and a.source_index.equal(b.source_index)
         assert [d.uid for d in a.docs] == [d.uid for d in b.docs]
     assert resumed.stats() == stream.stats()
+
+
+def same_rows(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.tokens.equal(y.tokens) and x.doc_index.equal(y.doc_index) and x.source_index.equal(y.source_index)
+        assert [d.uid for d in x.docs] == [d.uid for d in y.docs]
+
+
+def test_prefetched_rows_and_state_are_the_plain_streams_however_far_ahead_the_thread_is(tokenizer, records):
+    plain = make_stream(tokenizer, records, seed=7)
+    ahead = PrefetchedStream(make_stream(tokenizer, records, seed=7), depth=8)
+    same_rows([plain.next_row() for _ in range(30)], [ahead.next_row() for _ in range(30)])
+    deadline = time.time() + 10
+    while not ahead._queue.full() and time.time() < deadline:  # the thread has packed ahead …
+        time.sleep(0.01)
+    assert ahead._queue.full()
+    state = json.loads(json.dumps(ahead.state_dict()))  # … and the state is still the one after row 30
+    assert state == json.loads(json.dumps(plain.state_dict()))
+    assert ahead.stats() == plain.stats()
+    expected = [plain.next_row() for _ in range(20)]
+    ahead.close()
+    resumed = PrefetchedStream(make_stream(tokenizer, records, seed=7), depth=8)  # a resume from that state
+    resumed.load_state_dict(state)
+    same_rows(expected, [resumed.next_row() for _ in range(20)])
+    resumed.close()
+
+
+def test_a_finite_prefetched_stream_ends_and_an_error_in_the_thread_reaches_the_caller(tokenizer, records):
+    def val_stream():
+        return MixtureStream(DataConfig(seq_len=64), tokenizer, "val", repeat=False, records=records)
+
+    ahead = PrefetchedStream(val_stream(), depth=4)
+    same_rows(list(val_stream()), list(iter(ahead.next_row, None)))
+    assert ahead.next_row() is None  # and stays ended
+    broken = make_stream(tokenizer, records)
+    broken.tokenize = lambda doc: (_ for _ in ()).throw(ValueError("bad document"))
+    with pytest.raises(ValueError, match="bad document"):
+        PrefetchedStream(broken, depth=4).next_row()
 
 
 def test_each_epoch_is_a_fresh_permutation_of_the_whole_file(tokenizer, records):
