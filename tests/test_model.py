@@ -6,7 +6,7 @@ import torch
 from chrono_membench.config import ModelConfig
 from chrono_membench.model import (
     GGUF_MODELS, ModelLoadError, boot_bridge, build_hf_model, hf_state_dict, load_model, load_tokenizer,
-    resolve_hf_dir,
+    random_shape, resolve_hf_dir,
 )
 
 HOOKS = ("blocks.{l}.hook_resid_post", "blocks.{l}.attn.hook_pattern")
@@ -27,6 +27,26 @@ def test_tiny_boots_with_hooks_and_hf_names(tokenizer):
     _check_hooks(bridge, tokens)
     assert set(hf_state_dict(bridge)) == set(bridge.hf_state_keys)
     assert all(p.requires_grad for n, p in bridge.original_model.named_parameters() if "bias" not in n)
+
+
+@pytest.mark.parametrize("shape,dims", [("gemma-2-2b", (2304, 9216, 26, 8, 4, 256000)),
+                                         ("llama-3-8b", (4096, 14336, 32, 32, 8, 128256))])
+def test_random_shapes_are_the_released_architectures_and_boot_with_hooks(tokenizer, shape, dims):
+    """random:<shape> (GPU throughput without the hub): the released config's dimensions; a narrowed copy of the
+    same architecture boots in the bridge with every hook (the full size is for the GPU)."""
+    from transformers import AutoModelForCausalLM
+
+    config = random_shape(shape, 0, tokenizer)
+    assert (config.hidden_size, config.intermediate_size, config.num_hidden_layers, config.num_attention_heads,
+            config.num_key_value_heads, config.vocab_size) == dims
+    assert random_shape(shape, 2, tokenizer).num_hidden_layers == 2
+    small = random_shape(shape, 2, tokenizer)
+    small.update({"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4, "num_key_value_heads": 2,
+                  "head_dim": 16, "vocab_size": len(tokenizer)})
+    bridge = boot_bridge(AutoModelForCausalLM.from_config(small), tokenizer)
+    _check_hooks(bridge, torch.randint(0, 1000, (2, 12)))
+    with pytest.raises(Exception, match="random:gemma-2-2b, random:llama-3-8b"):
+        ModelConfig(name="random:gpt-5")
 
 
 @pytest.mark.parametrize("name", sorted(GGUF_MODELS))
