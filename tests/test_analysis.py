@@ -9,6 +9,7 @@ import pytest
 
 import chrono_membench.train as train_mod
 from chrono_membench.config import load_config
+from helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,6 +84,27 @@ def test_compare_ablations_and_report(runs, tmp_path):
     assert len(linked) >= 9 and all(f'href="{name}"' in index for name in linked)
     dashboards = sorted(p.relative_to(report).as_posix() for p in report.glob("dashboards_*/dashboard_*/index.html"))
     assert len(dashboards) == 2 and all(f'href="{d}"' in index for d in dashboards)  # one per run, linked
+
+
+def test_wandb_workspace_is_built_offline_from_the_runs_keys(runs, tmp_path, monkeypatch):
+    """Construction only (no server here): every line panel plots keys the run logged, runs group by ablation."""
+    proc = render("wandb_workspace", [runs / "full"], tmp_path, "--entity", "someone")
+    assert "wandb_workspace.json" in proc.stdout
+    spec = json.loads((tmp_path / "wandb_workspace.json").read_text())
+    assert spec["entity"] == "someone" and spec["project"] == "chrono-membench"
+    monkeypatch.syspath_prepend(str(ROOT / "analysis"))  # the script imports its neighbour common.py
+    script = load_script("analysis/wandb_workspace.py")
+    run = script.load_run(runs / "full")
+    workspace = script.build_workspace(run, "someone", "chrono-membench", "test")
+    names = [s.name for s in workspace.sections]
+    hook = "blocks.1.hook_resid_post"
+    assert names[0] == "training" and f"SAE {hook}" in names and f"chrono {hook}" in names and "memorisation" in names
+    plotted = [y for s in workspace.sections for p in s.panels if hasattr(p, "y") for y in p.y]
+    assert plotted and set(plotted) <= set(run.keys())
+    assert f"chrono/{hook}/temporal_purity_excess" in plotted and "val/loss" in plotted
+    assert [g.name for g in workspace.runset_settings.groupby] == ["run.ablation"]
+    media = [k for s in workspace.sections for p in s.panels for k in getattr(p, "media_keys", [])]
+    assert f"panels/purity/{hook}" in media and "panels/drift" in media
 
 
 def test_no_run_given_is_a_clear_error(tmp_path):
