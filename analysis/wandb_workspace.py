@@ -72,7 +72,8 @@ def build_workspace(run: Run, entity: str, project: str, name: str) -> ws.Worksp
     sections.append(section("memorisation", [line(run, kind, ks) for kind, ks in by_kind.items()]))
     media = sorted({k for r in run.metrics for k, v in r.items() if k.startswith("panels/")}) or \
         ["panels/memorisation", "panels/drift", *(f"panels/purity/{h}" for h in hooks)]
-    sections.append(section("plotly panels (logged at each eval)", [wr.MediaBrowser(title=k, media_keys=[k]) for k in media]))
+    sections.append(section("plotly panels (logged at each eval)",
+                            [wr.MediaBrowser(title=k, media_keys=[k]) for k in media]))
     return ws.Workspace(entity=entity, project=project, name=name, sections=[s for s in sections if s is not None],
                         runset_settings=ws.RunsetSettings(groupby=[ws.Config(GROUP_BY)]))
 

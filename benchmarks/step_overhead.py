@@ -6,7 +6,8 @@ configuration alike), on a preset's model; beside each SAE ratio, its FLOP floor
     python benchmarks/step_overhead.py --preset gemma-2b model.name=random:gemma-2-2b data.origin=sample   # a GPU
 
 Prints each configuration's median step time (and, on CUDA, tokens/s, MFU and peak memory) and its ratio to
-plain fine-tuning. The FLOP floor is 1 + (the SAE steps' FLOPs / the LM step's FLOPs): the encoder forward and its
+plain fine-tuning with a 95 % bootstrap interval over the repeats (each repeat runs the configurations in a fresh
+random order). The FLOP floor is 1 + (the SAE steps' FLOPs / the LM step's FLOPs): the encoder forward and its
 weight gradient (4·tokens·d_in·d_sae per SAE) and the sparse TopK decoder (6·tokens·k·d_in), against
 flops_per_token × tokens for the LM (mfu.py); what a perfectly efficient SAE bank would cost.
 """
@@ -14,6 +15,7 @@ flops_per_token × tokens for the LM (mfu.py); what a perfectly efficient SAE ba
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import time
 from contextlib import nullcontext
@@ -39,6 +41,14 @@ def sae_flops(bank: SAEBank, tokens: int) -> float:
         active = bank.cfg.k if bank.cfg.architecture in ("topk", "batchtopk") else d_sae
         total += 4 * tokens * d_in * d_sae + 6 * tokens * active * d_in
     return total
+
+
+def ratio_interval(times: list[float], base: list[float], draws: int = 2000) -> tuple[float, float]:
+    """95 % bootstrap interval of median(times) / median(base), resampling the repeats."""
+    rng = random.Random(1)
+    ratios = sorted(statistics.median(rng.choices(times, k=len(times))) / statistics.median(rng.choices(base, k=len(base)))
+                    for _ in range(draws))
+    return ratios[int(0.025 * draws)], ratios[int(0.975 * draws) - 1]
 
 
 def main() -> None:
@@ -79,8 +89,8 @@ def main() -> None:
             torch.cuda.synchronize()
         start = time.perf_counter()
         for batch in batches:
-            with autocast, bank.capture(model, batch["tokens"], batch["source_index"]) if bank is not None else nullcontext(), \
-                    capture_patterns(model) if diversity else nullcontext() as patterns:
+            capture = bank.capture(model, batch["tokens"], batch["source_index"]) if bank is not None else nullcontext()
+            with autocast, capture, capture_patterns(model) if diversity else nullcontext() as patterns:
                 loss = lm_loss(model(batch["tokens"]), batch["tokens"], batch["source_index"])
                 if diversity:
                     loss = loss - 0.01 * diversity_term(patterns, cfg.chrono.probe_queries, torch.Generator().manual_seed(0))
@@ -101,8 +111,12 @@ def main() -> None:
         one_step(bank, diversity, False)
         peak_memory[name] = torch.cuda.max_memory_allocated(device) / 2**30 if cuda else float("nan")
     times = {name: [] for name in configurations}
+    order = random.Random(0)
     for r in range(args.repeats):
-        for name, (bank, diversity) in configurations.items():
+        # a fresh order every repeat: no configuration always follows the same one (a step leaves the allocator
+        # and caches in a state that the next step pays for or profits from)
+        for name in order.sample(list(configurations), len(configurations)):
+            bank, diversity = configurations[name]
             # SAE metrics at the preset's cadence (train.chrono_every), as in training
             times[name].append(one_step(bank, diversity, with_metrics=r % t.chrono_every == 0))
     tokens = t.micro_batch * t.grad_accum * cfg.data.seq_len
@@ -114,7 +128,9 @@ def main() -> None:
           f"{cfg.sae.architecture} k={cfg.sae.k}, compile={t.compile}; LM step {lm_flops / 1e9:,.0f} GFLOP")
     for name, ts in times.items():
         median = statistics.median(ts)
-        line = f"{name:9s} {median:7.3f} s/step (min {min(ts):.3f}, max {max(ts):.3f})  ratio {median / base:.3f}"
+        low, high = ratio_interval(ts, times["plain"])
+        line = (f"{name:9s} {median:7.3f} s/step (min {min(ts):.3f}, max {max(ts):.3f})  "
+                f"ratio {median / base:.3f} [{low:.3f}, {high:.3f}]")
         if banks.get(name) is not None:
             line += f"  (FLOP floor {1 + sae_flops(banks[name], tokens) / lm_flops:.3f})"
         if cuda:

@@ -96,17 +96,53 @@ def token_mask(tokens: torch.Tensor, source_index: torch.Tensor, bos_token_id: i
     return mask
 
 
+class CaptureBuffer:
+    """Activations [tokens, width] appended forward after forward into one tensor that is allocated once (grown by
+    doubling when a step brings more tokens) and reused every step: no allocation per micro-step and no
+    concatenation before the SAE step. `tensor` is a view, valid until the next clear() and append()."""
+
+    def __init__(self):
+        self._data: torch.Tensor | None = None
+        self.n = 0
+
+    def append(self, source: torch.Tensor, rows: torch.Tensor | None = None) -> None:
+        """Append source[rows] (all of source when rows is None) of a [tokens, width] tensor."""
+        m = len(source) if rows is None else len(rows)
+        data = self._data
+        if data is None or self.n + m > len(data) or data.dtype != source.dtype or data.device != source.device:
+            grown = source.new_empty((max(self.n + m, 2 * len(data) if data is not None else 0), source.shape[1]))
+            if self.n:
+                grown[:self.n] = data[:self.n]
+            self._data = data = grown
+        out = data.narrow(0, self.n, m)
+        if rows is None:
+            out.copy_(source)
+        else:
+            torch.index_select(source, 0, rows, out=out)
+        self.n += m
+
+    @property
+    def tensor(self) -> torch.Tensor:
+        return self._data[:self.n] if self._data is not None else torch.empty(0, 0)
+
+    def clear(self) -> None:
+        self.n = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+
 @contextmanager
-def capture(model, hook_points: list[str], mask: torch.Tensor | None = None):
-    """During the forwards inside this context, collect each hook's detached activations as [tokens, width]
-    (only the tokens where `mask` [batch, pos] is true). Yields hook → list of tensors, one per forward."""
-    captured: dict[str, list[torch.Tensor]] = {h: [] for h in hook_points}
-    keep = None if mask is None else mask.flatten()
+def capture(model, hook_points: list[str], mask: torch.Tensor | None = None,
+            into: dict[str, CaptureBuffer] | None = None):
+    """During the forwards inside this context, append each hook's detached activations as [tokens, width] (only
+    the tokens where `mask` [batch, pos] is true) to its CaptureBuffer (`into`, or new ones). Yields hook → buffer."""
+    captured = into if into is not None else {h: CaptureBuffer() for h in hook_points}
+    rows = None if mask is None else mask.flatten().nonzero().squeeze(1)
 
     def saver(name):  # keyed by our name: the bridge reports its canonical alias (e.g. blocks.L.hook_out)
         def save(tensor, hook):
-            flat = flatten(tensor.detach())
-            captured[name].append(flat if keep is None else flat[keep])
+            captured[name].append(flatten(tensor.detach()), rows)
         return save
 
     with model.hooks(fwd_hooks=[(h, saver(h)) for h in hook_points]):

@@ -9,7 +9,8 @@ computed. Keys are `<group>/<name>` or `<group>/<hook point>/<name>`; the groups
 
 from __future__ import annotations
 
-TRAIN = ("loss", "ppl", "lr", "grad_norm", "tokens_per_s", "skipped_steps", "data_wait_frac")  # + "mfu" where a peak is known, "peak_mem_gib" on CUDA
+# + "mfu" where a peak is known, "peak_mem_gib" on CUDA
+TRAIN = ("loss", "ppl", "lr", "grad_norm", "tokens_per_s", "skipped_steps", "data_wait_frac")
 VAL = ("loss", "ppl")
 SAE_STEP = ("mse", "sparsity", "fve", "l0", "dead_frac")  # at the chrono cadence, on the step's kept tokens
 SAE_MASK = ("masked_frac",)  # at the chrono cadence: the share of real tokens the SAE mask left out

@@ -132,7 +132,7 @@ class SAEBank:
         self.state = {h: HookState() for h in self.hook_points}
         self.latents = {(h, i): LatentState.empty(s.cfg.d_sae, device) for h in self.hook_points
                         for i, s in enumerate(self._members(h))}
-        self._captured: dict[str, list[torch.Tensor]] = {h: [] for h in self.hook_points}
+        self._captured = {h: hooks.CaptureBuffer() for h in self.hook_points}  # this update's activations
         self.n_steps = 0
 
     @classmethod
@@ -180,11 +180,11 @@ class SAEBank:
         for the next step()."""
         mask = self.base_mask(tokens, source_index)
         real = int((source_index != PAD_SOURCE).sum())
-        with hooks.capture(model, self.hook_points, mask) as captured:
+        before = {h: len(b) for h, b in self._captured.items()}
+        with hooks.capture(model, self.hook_points, mask, into=self._captured):
             yield
-        for hook, tensors in captured.items():
-            self._captured[hook] += tensors
-            self.state[hook].masked += real - sum(len(t) for t in tensors)
+        for hook, buffer in self._captured.items():
+            self.state[hook].masked += real - (len(buffer) - before[hook])
             self.state[hook].real += real
 
     def discard_captured(self) -> None:
@@ -251,7 +251,7 @@ class SAEBank:
         total_loss = 0.0
         for hook in self.hook_points:
             st = self.state[hook]
-            raw = torch.cat(self._captured[hook]).float()
+            raw = self._captured[hook].tensor.float()  # a view of the buffer: used before the next capture
             self._captured[hook].clear()
             norms = raw.norm(dim=-1)
             median = d.cat(norms).median().item()  # over every rank's tokens: the same on all of them

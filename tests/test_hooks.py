@@ -43,7 +43,7 @@ def test_replacing_each_kind_changes_the_output_and_capture_flattens(bridge):
         bridge(tokens)
     widths = hooks.activation_widths(bridge, KINDS)
     for hook in KINDS:
-        assert [t.shape for t in captured[hook]] == [(9, widths[hook])]  # 6 + 3 masked-in tokens
+        assert captured[hook].tensor.shape == (9, widths[hook])  # 6 + 3 masked-in tokens
 
 
 def test_bad_names_and_layers_name_the_allowed_forms():
@@ -65,3 +65,16 @@ def test_names_and_mask():
     tokens = torch.tensor([[5, 6, 2], [5, 2, 2]])
     assert hooks.token_mask(tokens, sources).tolist() == [[False, True, True], [False, False, False]]  # position 0
     assert hooks.token_mask(tokens, sources, bos_token_id=2).tolist() == [[False, True, False], [False] * 3]  # BOS
+
+
+def test_capture_buffer_appends_selected_rows_grows_and_is_reused_after_clear():
+    buffer = hooks.CaptureBuffer()
+    a, b = torch.randn(5, 3), torch.randn(4, 3)
+    buffer.append(a)
+    buffer.append(b, torch.tensor([0, 2]))  # grows past its first allocation, keeping what it held
+    torch.testing.assert_close(buffer.tensor, torch.cat([a, b[[0, 2]]]))
+    storage = buffer.tensor.data_ptr()
+    buffer.clear()
+    buffer.append(b)
+    assert len(buffer) == 4 and buffer.tensor.data_ptr() == storage  # the next step writes into the same memory
+    torch.testing.assert_close(buffer.tensor, b)

@@ -125,7 +125,8 @@ def test_a_huge_norm_token_changes_nothing_the_sae_learns_or_reports():
     x = torch.randn(256, 16) + 2.0
     sink = torch.randn(1, 16) * 100 * x.norm(dim=-1).median()  # an attention sink's norm (≈ 100× the median)
     clean, sunk = unit_bank(), unit_bank()
-    clean._captured["h"], sunk._captured["h"] = [x], [torch.cat([x[:100], sink, x[100:]])]
+    clean._captured["h"].append(x)
+    sunk._captured["h"].append(torch.cat([x[:100], sink, x[100:]]))
     for bank in (clean, sunk):
         bank.state["h"].real = 256
     a, b = clean.step(1, with_metrics=True), sunk.step(1, with_metrics=True)
@@ -151,7 +152,7 @@ def test_position_zero_and_planted_huge_norm_tokens_mid_row_are_masked(tmp_path)
 
     with torch.no_grad(), model.hooks(fwd_hooks=[("blocks.1.hook_resid_pre", plant)]), bank.capture(model, tokens, sources):
         _, cache = model.run_with_cache(tokens, names_filter=lambda n: n == HOOK)
-    captured = torch.cat(bank._captured[HOOK])
+    captured = bank._captured[HOOK].tensor
     assert len(captured) == 2 * 63  # position 0 never captured
     metrics = bank.step(1, with_metrics=True)
     assert metrics[f"sae/{HOOK}/masked_frac"] == pytest.approx(6 / 128)  # 2 × (position 0 + the 2 planted)
@@ -219,7 +220,7 @@ def test_sparse_decode_matches_sae_lens_decode_in_value_and_gradient(arch, resca
 
 def test_the_metrics_pass_changes_no_state():
     bank = unit_bank("batchtopk")
-    bank._captured["h"] = [torch.randn(64, 16)]
+    bank._captured["h"].append(torch.randn(64, 16))
     before = {k: v.clone() for k, v in bank.saes["h"].state_dict().items()}
     from sae_lens.saes.sae import TrainStepInput
 
