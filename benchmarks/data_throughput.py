@@ -1,7 +1,7 @@
 """Data throughput: how fast the stream packs rows, and how much of a step waits for them, with and without
 the background packer (data.prefetch_rows), measured side by side in one run.
 
-    python benchmarks/data_throughput.py [--preset demo] [--device-tokens-per-s 60000 250000] [--steps 30]
+    python benchmarks/data_throughput.py [--preset demo] [--device-tokens-per-s 60000 250000] [--steps 150] [k=v ...]
 
 1. Packed tokens/s of the training stream alone (one thread: tokenise, pack, per-row bookkeeping).
 2. For each device speed: steps whose compute is a sleep of tokens_per_step / speed seconds (a GPU step: the
@@ -31,7 +31,7 @@ def packing_rate(cfg, tokenizer, seconds: float) -> float:
     return rows * cfg.data.seq_len / (time.perf_counter() - start)
 
 
-def wait_fraction(cfg, tokenizer, prefetch_rows: int, device_tokens_per_s: float, steps: int) -> float:
+def wait_fraction(cfg, tokenizer, prefetch_rows: int, device_tokens_per_s: float, steps: int, warmup: int) -> float:
     t = cfg.train
     probes = ProbeSet(cfg.chrono.n_buckets, cfg.chrono.probe_per_bucket, t.max_steps, cfg.run.seed, tokenizer.decode)
     canaries = Canaries(cfg, tokenizer, cfg.run.seed) if cfg.chrono.canary_repetitions else None
@@ -44,10 +44,10 @@ def wait_fraction(cfg, tokenizer, prefetch_rows: int, device_tokens_per_s: float
         for micro in range(t.grad_accum):
             start = time.perf_counter()
             batches.next(step, micro)
-            if step > 1:  # step 1 fills the queue from empty
+            if step > warmup:  # the first steps read each source's file once and fill the queue
                 waited += time.perf_counter() - start
             time.sleep(compute)
-        if step > 1:
+        if step > warmup:
             total += time.perf_counter() - step_start
     stream.close()
     return waited / total
@@ -57,7 +57,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="demo")
     parser.add_argument("--device-tokens-per-s", type=float, nargs="+", default=[60_000, 250_000])
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--warmup", type=int, default=20, help="steps not counted (one-time file reads)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args()
     cfg = load_config(args.preset, overrides=args.overrides)
@@ -68,8 +69,8 @@ def main() -> None:
           f"packing alone: {rate:,.0f} tokens/s (one thread)")
     print(f"{'device tokens/s':>16s}  {'wait, no prefetch':>18s}  {f'wait, prefetch {depth} rows':>24s}")
     for speed in args.device_tokens_per_s:
-        off = wait_fraction(cfg, tokenizer, 0, speed, args.steps)
-        on = wait_fraction(cfg, tokenizer, depth, speed, args.steps)
+        off = wait_fraction(cfg, tokenizer, 0, speed, args.steps, args.warmup)
+        on = wait_fraction(cfg, tokenizer, depth, speed, args.steps, args.warmup)
         print(f"{speed:16,.0f}  {off:18.1%}  {on:24.1%}")
 
 

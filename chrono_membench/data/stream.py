@@ -135,7 +135,7 @@ class Row:
     tokens: torch.Tensor  # [seq_len] int64
     doc_index: torch.Tensor  # [seq_len] int64, running document index
     source_index: torch.Tensor  # [seq_len] int64, index into SOURCE_NAMES; PAD_SOURCE for padding
-    docs: list[Document] = field(default_factory=list)  # documents with tokens in this row (text dropped, ids kept)
+    docs: list[Document] = field(default_factory=list)  # documents with tokens in this row (text and ids dropped)
 
     def span(self, doc: Document) -> tuple[int, int]:
         """[start, end) of the document's tokens in this row (they are contiguous: documents are packed)."""
@@ -203,7 +203,7 @@ class MixtureStream:
             ids = self.tokenize(doc)
             self.tokens_per_source[doc.source] += len(ids)
             self._carry.extend((t, doc.index, src) for t in ids)
-            self._carry_docs[doc.index] = Document(doc.index, doc.source, doc.key, doc.epoch, "", ids)
+            self._carry_docs[doc.index] = Document(doc.index, doc.source, doc.key, doc.epoch, "")  # ids: in the row
         if not self._carry:
             return None
         take, self._carry = self._carry[:T], self._carry[T:]
@@ -228,8 +228,11 @@ class MixtureStream:
             "sources": {n: (s.state_dict() if s is not None else None) for n, s in self.sources.items()},
             "docs_per_source": dict(self.docs_per_source),
             "tokens_per_source": dict(self.tokens_per_source),
-            "carry": [list(c) for c in self._carry],
-            "carry_docs": [[d.index, d.source, d.key, d.epoch, d.tokens] for d in self._carry_docs.values()],
+            # token ids, document indices, source indices of the tokens not yet in a row: three flat lists, not one
+            # small list per token (the prefetch worker sends a state with every row; thousands of tiny lists per
+            # row made the receiving process's garbage collector stall for ≈ 200 ms every few hundred rows)
+            "carry_columns": [list(column) for column in zip(*self._carry)] if self._carry else [[], [], []],
+            "carry_docs": [[d.index, d.source, d.key, d.epoch] for d in self._carry_docs.values()],
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -244,8 +247,11 @@ class MixtureStream:
                 self.sources[name].load_state_dict(s)
         self.docs_per_source = dict(state["docs_per_source"])
         self.tokens_per_source = dict(state["tokens_per_source"])
-        self._carry = [tuple(c) for c in state["carry"]]
-        self._carry_docs = {d[0]: Document(d[0], d[1], d[2], d[3], "", d[4]) for d in state["carry_docs"]}
+        if "carry_columns" in state:
+            self._carry = list(zip(*state["carry_columns"]))
+        else:  # a checkpoint written before 2026-11-25: one [token, doc, source] list per token
+            self._carry = [tuple(c) for c in state["carry"]]
+        self._carry_docs = {d[0]: Document(d[0], d[1], d[2], d[3], "") for d in state["carry_docs"]}
 
     def stats(self) -> dict:
         return stream_stats(self.state_dict())
