@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 
 import torch
 
@@ -54,6 +55,15 @@ def _as_is(item):
     return item
 
 
+def _ignore_stop_signals(worker_id: int) -> None:
+    """In the worker: SIGTERM/SIGINT are the trainer's to handle (torchrun and Slurm signal the whole process
+    group, a terminal's Ctrl-C too). A worker killed by them would crash the step in flight (the DataLoader raises
+    when a worker dies) instead of letting the trainer finish it and checkpoint; the trainer stops the worker
+    when it exits, and a worker whose trainer died exits by itself (the DataLoader's parent watchdog)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def prefetched(stream: MixtureStream, depth: int) -> PrefetchedStream | MixtureStream:
     """The stream with `depth` rows packed ahead (data.prefetch_rows); depth 0: the stream itself."""
     return PrefetchedStream(stream, depth) if depth > 0 else stream
@@ -74,7 +84,7 @@ class PrefetchedStream:
         if self._chunks is None:
             loader = torch.utils.data.DataLoader(
                 _Rows(self.stream, self.rows_per_chunk), batch_size=None, num_workers=1, collate_fn=_as_is,
-                prefetch_factor=max(2, -(-self.depth // self.rows_per_chunk)))
+                prefetch_factor=max(2, -(-self.depth // self.rows_per_chunk)), worker_init_fn=_ignore_stop_signals)
             self._chunks = iter(loader)
         if not self._chunk:
             self._chunk = list(next(self._chunks, []))[::-1]
