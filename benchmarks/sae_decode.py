@@ -4,7 +4,8 @@ and the harness's gather (`chrono_membench.sae.sparse_decode`, F.embedding_bag o
 
     python benchmarks/sae_decode.py [--tokens 1024] [--d-in 576] [--expansion 8] [--k 32] [--repeats 20]
 
-Prints the median time of each and its ratio to the dense one, and checks the three reconstructions agree.
+Prints the median time of each and its ratio to the dense one, and checks the three reconstructions agree; a way
+whose backward fails on this torch build is reported as such.
 """
 
 from __future__ import annotations
@@ -64,6 +65,13 @@ def main() -> None:
             sae.zero_grad(set_to_none=True)
         return time.perf_counter() - start
 
+    failed = {}
+    for name, f in list(ways.items()):  # can it train at all (forward and backward) on this build?
+        try:
+            step(f)
+        except (NotImplementedError, RuntimeError) as e:
+            failed[name] = f"{type(e).__name__}: {str(e).splitlines()[0][:90]}"
+            del ways[name]
     times = {name: [] for name in ways}
     order = random.Random(0)
     for _ in range(args.repeats):
@@ -74,6 +82,8 @@ def main() -> None:
           f"{torch.get_num_threads()} threads; {args.repeats} repeats, medians")
     for name, ts in times.items():
         print(f"{name:22s} {statistics.median(ts) * 1e3:8.1f} ms  ratio {statistics.median(ts) / base:.3f}")
+    for name, why in failed.items():
+        print(f"{name:22s} cannot train here: its backward fails ({why})")
 
 
 if __name__ == "__main__":

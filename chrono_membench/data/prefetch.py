@@ -11,9 +11,12 @@ the worker from the loaded state.
 
 from __future__ import annotations
 
+import atexit
+import ctypes
 import dataclasses
 import os
 import signal
+from functools import partial
 
 import torch
 
@@ -25,6 +28,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 CHUNK_TOKENS = 8192  # rows travel in chunks of about this many tokens: each DataLoader item costs ≈ 0.7 ms here
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class _Rows(torch.utils.data.IterableDataset):
@@ -55,18 +59,48 @@ def _as_is(item):
     return item
 
 
-def _ignore_stop_signals(worker_id: int) -> None:
+def _worker_init(trainer_pid: int, worker_id: int) -> None:
     """In the worker: SIGTERM/SIGINT are the trainer's to handle (torchrun and Slurm signal the whole process
     group, a terminal's Ctrl-C too). A worker killed by them would crash the step in flight (the DataLoader raises
-    when a worker dies) instead of letting the trainer finish it and checkpoint; the trainer stops the worker
-    when it exits, and a worker whose trainer died exits by itself (the DataLoader's parent watchdog)."""
+    when a worker dies) instead of letting the trainer finish it and checkpoint. The trainer stops the worker when
+    it closes the stream (and at exit, below); if the trainer is killed outright, Linux kills the worker with it
+    (PR_SET_PDEATHSIG), where it would otherwise hang on a full pipe nobody reads."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the DataLoader's parent watchdog still ends the worker
+        pass
+    if os.getppid() != trainer_pid:  # the trainer died before prctl took effect
+        os._exit(0)
 
 
 def prefetched(stream: MixtureStream, depth: int) -> PrefetchedStream | MixtureStream:
     """The stream with `depth` rows packed ahead (data.prefetch_rows); depth 0: the stream itself."""
     return PrefetchedStream(stream, depth) if depth > 0 else stream
+
+
+_workers: list = []  # every prefetch worker started in this process (multiprocessing.Process)
+
+
+def _kill(workers) -> None:
+    """The workers ignore SIGTERM, so the DataLoader's last resort (terminate) cannot stop one that is stuck."""
+    for worker in workers:
+        if worker.is_alive():
+            worker.kill()
+            worker.join()
+
+
+def _stop(chunks) -> None:
+    chunks._shutdown_workers()  # the DataLoader's own orderly stop
+    _kill(chunks._workers)
+
+
+@atexit.register
+def _stop_all() -> None:
+    """Before multiprocessing's own exit handler, which would SIGTERM live workers (ignored) and wait for ever: a
+    stream never closed, or whose DataLoader iterator was collected without stopping its worker."""
+    _kill(_workers)
 
 
 class PrefetchedStream:
@@ -84,8 +118,9 @@ class PrefetchedStream:
         if self._chunks is None:
             loader = torch.utils.data.DataLoader(
                 _Rows(self.stream, self.rows_per_chunk), batch_size=None, num_workers=1, collate_fn=_as_is,
-                prefetch_factor=max(2, -(-self.depth // self.rows_per_chunk)), worker_init_fn=_ignore_stop_signals)
+                prefetch_factor=max(2, -(-self.depth // self.rows_per_chunk)), worker_init_fn=partial(_worker_init, os.getpid()))
             self._chunks = iter(loader)
+            _workers[:] = [w for w in _workers if w.is_alive()] + list(self._chunks._workers)
         if not self._chunk:
             self._chunk = list(next(self._chunks, []))[::-1]
             if not self._chunk:  # the stream ended; it stays ended
@@ -106,4 +141,6 @@ class PrefetchedStream:
 
     def close(self) -> None:
         """Stop the worker (the rows it packed ahead are dropped)."""
-        self._chunks, self._chunk = None, []  # the DataLoader iterator shuts its worker down when released
+        if self._chunks is not None:
+            _stop(self._chunks)  # now, not whenever the iterator is garbage-collected
+        self._chunks, self._chunk = None, []

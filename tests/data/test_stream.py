@@ -2,6 +2,10 @@
 
 import collections
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 
 
@@ -132,6 +136,38 @@ def test_a_finite_prefetched_stream_ends_and_an_error_in_the_thread_reaches_the_
     broken.tokenize = lambda doc: (_ for _ in ()).throw(ValueError("bad document"))
     with pytest.raises(ValueError, match="bad document"):
         PrefetchedStream(broken, depth=4).next_row()
+
+
+def test_the_prefetch_worker_outlives_group_signals_but_not_its_trainer(tmp_path):
+    """torchrun/Slurm SIGTERM the whole process group: the worker must leave that to the trainer (which checkpoints
+    first). A trainer killed outright must not leave its worker behind (it would hang on a full pipe for ever)."""
+    script = tmp_path / "trainer.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from chrono_membench.config import load_config\n"
+        "from chrono_membench.data import MixtureStream, prefetched\n"
+        "from chrono_membench.model import load_tokenizer\n"
+        "cfg = load_config('tiny')\n"
+        "stream = prefetched(MixtureStream(cfg.data, load_tokenizer(cfg.model)), 8)\n"
+        "stream.next_row()\n"
+        "print(stream._chunks._workers[0].pid, flush=True)\n"
+        "time.sleep(60)\n")
+    trainer = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    worker = int(trainer.stdout.readline())
+    os.killpg(trainer.pid, signal.SIGTERM)  # what torchrun does to a rank; the trainer has no handler here and dies
+    trainer.wait(timeout=30)
+    deadline = time.time() + 10
+    while os.path.exists(f"/proc/{worker}") and time.time() < deadline:
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{worker}")  # gone with its trainer (PR_SET_PDEATHSIG), not orphaned
+
+    trainer = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    worker = int(trainer.stdout.readline())
+    os.kill(worker, signal.SIGTERM)  # a group signal reaching the worker alone: ignored
+    time.sleep(1)
+    assert os.path.exists(f"/proc/{worker}") and trainer.poll() is None
+    trainer.kill()
+    trainer.wait()
 
 
 def test_each_epoch_is_a_fresh_permutation_of_the_whole_file(tokenizer, records):
