@@ -54,7 +54,7 @@ def main() -> None:
 
     ways = {"sae-lens dense": dense, "sae-lens sparse (COO)": sae_lens_sparse, "gather (harness)": gather}
     outs = {name: f().detach() for name, f in ways.items()}
-    for name, out in outs.items():
+    for out in outs.values():
         torch.testing.assert_close(out, outs["sae-lens dense"], rtol=1e-4, atol=1e-4)
 
     def step(f) -> float:

@@ -118,7 +118,8 @@ class PrefetchedStream:
         if self._chunks is None:
             loader = torch.utils.data.DataLoader(
                 _Rows(self.stream, self.rows_per_chunk), batch_size=None, num_workers=1, collate_fn=_as_is,
-                prefetch_factor=max(2, -(-self.depth // self.rows_per_chunk)), worker_init_fn=partial(_worker_init, os.getpid()))
+                prefetch_factor=max(2, -(-self.depth // self.rows_per_chunk)),  # in chunks
+                worker_init_fn=partial(_worker_init, os.getpid()))
             self._chunks = iter(loader)
             _workers[:] = [w for w in _workers if w.is_alive()] + list(self._chunks._workers)
         if not self._chunk:
