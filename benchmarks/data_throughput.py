@@ -8,8 +8,9 @@ the background packer (data.prefetch_rows), measured side by side in one run.
    host waits, releasing the GIL), fed by the real global-batch path (`Batches`: seen log, probe offers,
    canaries) of the preset, each rank packing the global stream as under torchrun. Prints the fraction of step
    time spent in `Batches.next` with prefetch off (synchronous) and on. 60k tokens/s is Llama-3-8B on 8 GPUs
-   (the global stream every rank packs). A real step also runs Python (kernel launches, hooks) and competes
-   with the packing thread for the GIL; the trainer logs the measured `train/data_wait_frac` of real runs.
+   (the global stream every rank packs). The packing runs in a worker process (data/prefetch.py), so a real
+   step's own Python (kernel launches, hooks) does not share a GIL with it; the trainer logs the measured
+   `train/data_wait_frac` of real runs.
 """
 
 from __future__ import annotations

@@ -106,7 +106,7 @@ class DataConfig(_Section):
     shuffle_buffer: int = _field(100_000, POSITIVE)
     sentences_per_passage: int = _field(40, POSITIVE)  # bookcorpus: consecutive sentences grouped into one passage
     seed: int = 0
-    # training rows packed ahead of the step by a background thread (data/prefetch.py); 0: packed in the step
+    # training rows packed ahead of the step by a worker process (data/prefetch.py); 0: packed in the step
     prefetch_rows: int = _field(64, SAFE)
     # origin=sample: what text each source holds (data/sample/provenance.json), filled in by the trainer so that
     # config.yaml records it and a resume on a rebuilt sample is refused

@@ -3,7 +3,7 @@
     sources.py   the four sources (the one source list), how records are read and become documents
     stream.py    mixture sampling, the hash split, packing into rows, the resumable stream state
     batches.py   what happens to a global batch before it is split over ranks: seen log, probes, canaries
-    prefetch.py  rows packed ahead of the step in a background thread, resuming exactly
+    prefetch.py  rows packed ahead of the step in a worker process, resuming exactly
     plants.py    planted documents: token sequences written into training rows at given steps (validation)
 
 Imports are lazy so that `config` can read the source list without loading torch.
