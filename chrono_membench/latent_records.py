@@ -16,8 +16,8 @@ sae-lens SAE (artifacts/step_N/sae_<hook>/, which takes raw activations; SAEBank
                                            and sae-lens's dashboards do (only for hooks of width d_model)
 
 Saved fp16/int as artifacts/step_N/latents_<hook>.safetensors, with windows.json (uid, column, source, step,
-tokens) so the dashboard rebuilds the text. The cost is two forwards over the probe windows per checkpoint (the
-second gathers the top windows' per-token activations; time/latent_records_s).
+tokens) so the dashboard rebuilds the text. The cost is one forward over the probe windows per checkpoint (the top
+windows' per-token activations are kept as the running top-k moves; time/latent_records_s).
 """
 
 from __future__ import annotations
@@ -65,6 +65,24 @@ def logit_effects(model, W_dec: torch.Tensor, n: int = N_LOGITS, chunk: int = 25
     return {k: torch.cat(v) for k, v in out.items()}
 
 
+def merge_top(r: dict, acts: torch.Tensor, start: int, k: int) -> None:
+    """Fold one chunk of windows' activations [c, S, F] into the running top-k per latent (r's top_act, top_index =
+    window · S + position, and top_ctx [k, F, S]: the latent's activations on that window's S tokens), so the
+    top windows' contexts need no second forward."""
+    (c, S, F), kept = acts.shape, len(r["top_act"])
+    candidates = torch.cat([r["top_act"], acts.reshape(c * S, F)])
+    top = candidates.topk(min(k, len(candidates)), dim=0)
+    new = top.indices - kept  # ≥ 0: a token of this chunk, at window (new // S) and position (new % S)
+    ctx = acts.transpose(1, 2)[new.clamp_min(0) // S, torch.arange(F, device=acts.device)]  # [k, F, S]
+    if kept:
+        old = r["top_ctx"].gather(0, top.indices.clamp_max(kept - 1)[..., None].expand(-1, -1, S))
+        ctx = torch.where((new < 0)[..., None], old, ctx)
+        index = torch.where(new < 0, r["top_index"].gather(0, top.indices.clamp_max(kept - 1)), new + start * S)
+    else:
+        index = new + start * S
+    r["top_act"], r["top_index"], r["top_ctx"] = top.values, index, ctx
+
+
 @torch.no_grad()
 def latent_records(model, saes, probes: ProbeSet, autocast, device, k: int = TOP_K) -> tuple[dict, list[dict]]:
     """({hook: records}, windows) for the current checkpoint; records as in the module docstring."""
@@ -75,8 +93,9 @@ def latent_records(model, saes, probes: ProbeSet, autocast, device, k: int = TOP
     records = {}
     for hook in saes.hook_points:
         F = saes.saes[hook].cfg.d_sae
-        records[hook] = {"top_act": torch.zeros(0, F, device=device), "top_index": torch.zeros(0, F, dtype=torch.long,
-                                                                                              device=device),
+        records[hook] = {"top_act": torch.zeros(0, F, device=device),
+                         "top_index": torch.zeros(0, F, dtype=torch.long, device=device),
+                         "top_ctx": torch.zeros(0, F, tokens.shape[1] - PREFIX_TOKENS, device=device),
                          "hist": torch.zeros(F * (len(HIST_EDGES) + 1), device=device),
                          "fires": torch.zeros(F, device=device), "sums": [], "counts": []}
     start = 0
@@ -85,11 +104,8 @@ def latent_records(model, saes, probes: ProbeSet, autocast, device, k: int = TOP
         for hook, (acts, keep) in chunk.items():
             acts = acts / units[hook]
             r, (c, S, F) = records[hook], acts.shape
+            merge_top(r, acts, start, k)
             flat = acts.reshape(c * S, F)
-            index = (torch.arange(c * S, device=device) + start * S)[:, None].expand(-1, F)  # window · S + position
-            both_act = torch.cat([r["top_act"], flat])
-            top = both_act.topk(min(k, len(both_act)), dim=0)
-            r["top_act"], r["top_index"] = top.values, torch.cat([r["top_index"], index]).gather(0, top.indices)
             firing = flat > 0
             r["fires"] += firing.sum(0)
             bins = torch.bucketize(flat[firing].log10(), HIST_EDGES.to(device))
@@ -98,18 +114,7 @@ def latent_records(model, saes, probes: ProbeSet, autocast, device, k: int = TOP
             r["sums"].append(acts.sum(1))
             r["counts"].append(keep.sum(1).float())
         start += len(next(iter(chunk.values()))[0])
-    # a second pass: each top window's activations on all its scored tokens, for the dashboard's highlighting
     S = tokens.shape[1] - PREFIX_TOKENS
-    for r in records.values():
-        r["top_window"] = r["top_index"] // S
-        r["top_ctx"] = torch.zeros(*r["top_window"].shape, S, device=device)
-    start = 0
-    for chunk in scored_activations(model, saes, tokens, autocast):
-        for hook, (acts, _) in chunk.items():
-            r, acts = records[hook], acts / units[hook]
-            j, f = ((r["top_window"] >= start) & (r["top_window"] < start + len(acts))).nonzero(as_tuple=True)
-            r["top_ctx"][j, f] = acts[r["top_window"][j, f] - start, :, f]
-        start += len(next(iter(chunk.values()))[0])
     columns = sorted({w["column"] for w in windows}, key=[w["column"] for w in windows].index)
     col = torch.tensor([columns.index(w["column"]) for w in windows], device=device)
     src = torch.tensor([SOURCE_NAMES.index(w["source"]) for w in windows], device=device)
@@ -118,7 +123,7 @@ def latent_records(model, saes, probes: ProbeSet, autocast, device, k: int = TOP
         sums, counts = torch.cat(r["sums"]), torch.cat(r["counts"])
         F = sums.shape[1]
         out[hook] = {
-            "top_act": r["top_act"].T.half(), "top_window": r["top_window"].T.int(),
+            "top_act": r["top_act"].T.half(), "top_window": (r["top_index"] // S).T.int(),
             "top_pos": (r["top_index"] % S + PREFIX_TOKENS).T.short(), "top_ctx": r["top_ctx"].transpose(0, 1).half(),
             "hist": r["hist"].view(F, -1).int(), "density": r["fires"] / counts.sum().clamp_min(1),
             "bucket_profile": mean_activation_matrix(sums, counts, torch.nn.functional.one_hot(col, len(columns))

@@ -67,3 +67,20 @@ def test_ablating_latents_through_the_splice(tiny_run, tmp_path):
     summary = json.loads((tmp_path / f"ablate_latents_{file_name(HOOK)}.json").read_text())
     assert len(summary["top_latents"]) == 3 and set(summary["top"]) == set(summary["random_mean"])
     assert summary["memorised_windows"] >= 2  # one (top decile, at least one) per bucket
+
+
+def test_running_top_k_keeps_each_top_windows_context():
+    """One pass over chunks of windows gives the same top-k (value, window·S + position, the window's S
+    activations) as a top-k over all windows at once."""
+    from chrono_membench.latent_records import merge_top
+
+    acts = torch.rand(11, 8, 5, generator=torch.Generator().manual_seed(0))  # windows, scored tokens, latents
+    r = {"top_act": torch.zeros(0, 5), "top_index": torch.zeros(0, 5, dtype=torch.long), "top_ctx": torch.zeros(0, 5, 8)}
+    for start in range(0, 11, 3):
+        merge_top(r, acts[start:start + 3], start, k=4)
+    top = acts.reshape(-1, 5).topk(4, dim=0)
+    torch.testing.assert_close(r["top_act"], top.values)
+    torch.testing.assert_close(r["top_index"], top.indices)
+    for j in range(4):
+        for f in range(5):
+            torch.testing.assert_close(r["top_ctx"][j, f], acts[top.indices[j, f] // 8, :, f])
