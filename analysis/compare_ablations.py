@@ -1,6 +1,6 @@
 """The ablation suite side by side, over seeds: per metric each arm's mean with a 95 % t-interval over its seeds,
-its difference to `full` with Welch's interval, and the verdict ("not distinguishable from seed noise" when that
-interval contains 0); curves show each arm's mean with a 95 % band over seeds. Runs are grouped into arms by their
+its difference to `full` with its interval (paired by seed where both arms ran the same seeds, else Welch's), and
+the verdict ("not distinguishable from seed noise" when that interval contains 0); curves show each arm's mean with a 95 % band over seeds. Runs are grouped into arms by their
 config's run.ablation (one run per arm works too: no interval, and the table says so).
 
     python analysis/compare_ablations.py runs/<suite>-full-s0 runs/<suite>-full-s1 ... --out figures/
@@ -18,7 +18,7 @@ from plotly.subplots import make_subplots
 from common import parse_args, save_figure, write_json
 
 from chrono_membench import metric_keys as K
-from chrono_membench.comparison import compare, mean_interval
+from chrono_membench.comparison import compare, mean_interval, seed_of
 
 PREFIXES = ("val/", "sae/", "chrono/", "mem/", "train/loss")
 
@@ -64,13 +64,14 @@ def main() -> None:
     keys = sorted({k for fs in finals.values() for f in fs for k in f
                    if k.startswith(PREFIXES) and "/layer_" not in k and not k.endswith(K.CI)})
     baseline = "full" if "full" in arms else next(iter(arms))
-    rows = compare(finals, keys, baseline)
-    columns = ["metric", "arm", "seeds", "mean", "95 % CI", f"− {baseline}", "95 % CI of the difference", "verdict"]
+    rows = compare(finals, keys, baseline, {arm: [seed_of(r.config) for r in runs] for arm, runs in arms.items()})
+    columns = ["metric", "arm", "seeds", "mean", "95 % CI", f"− {baseline}", "95 % CI of the difference", "test",
+               "verdict"]
     cells = [[r["metric"] for r in rows], [r["arm"] for r in rows], [r["seeds"] for r in rows],
              [fmt(r["mean"]) for r in rows], [f"[{fmt(r['low'])}, {fmt(r['high'])}]" for r in rows],
              [fmt(r.get("diff", math.nan), "+") for r in rows],
              [f"[{fmt(r.get('diff_low', math.nan), '+')}, {fmt(r.get('diff_high', math.nan), '+')}]" for r in rows],
-             [r.get("verdict", "") for r in rows]]
+             [r.get("test", "") for r in rows], [r.get("verdict", "") for r in rows]]
     table = go.Figure(go.Table(header={"values": columns, "align": "left"}, cells={"values": cells, "align": "left"}))
     table.update_layout(title=f"Final metrics by ablation (mean over seeds, 95 % intervals; differences to {baseline})",
                         height=max(400, 24 * len(rows)))

@@ -29,3 +29,24 @@ def test_difference_verdicts():
     rows = {r["arm"]: r for r in compare(arms, ["m"], "full")}
     assert rows["shifted"]["verdict"] == "differs" and rows["same"]["verdict"] == NOISE
     assert rows["single"]["verdict"] == "one seed: no interval" and "verdict" not in rows["full"]
+
+
+def test_matched_seeds_are_compared_pairwise():
+    """Seed i of every arm shares its data order and SAE init: a small effect under large seed-to-seed spread is
+    found by the paired interval and missed by Welch's; identical values in every seed say so; unmatched seeds fall
+    back to Welch."""
+    rng = np.random.default_rng(1)
+    base = rng.normal(1.0, 0.5, 4)  # large seed noise, shared by both arms
+    arms = {"full": [{"m": v} for v in base], "shifted": [{"m": v + 0.1 + rng.normal(0, 0.001)} for v in base],
+            "same": [{"m": v} for v in base]}
+    seeds = {arm: [(i, i) for i in range(4)] for arm in arms}
+    welch = {r["arm"]: r for r in compare(arms, ["m"], "full")}
+    paired = {r["arm"]: r for r in compare(arms, ["m"], "full", seeds)}
+    assert welch["shifted"]["verdict"] == NOISE and welch["shifted"]["test"] == "Welch"
+    assert paired["shifted"]["verdict"] == "differs" and paired["shifted"]["test"] == "paired"
+    assert paired["shifted"]["diff_low"] < 0.1 < paired["shifted"]["diff_high"]
+    assert paired["same"]["verdict"] == "identical in every seed"
+    shuffled = {**seeds, "shifted": [(i, i) for i in (1, 0, 3, 2)]}  # seeds matched by identity, not by order
+    assert {r["arm"]: r for r in compare(arms, ["m"], "full", shuffled)}["shifted"]["verdict"] == NOISE
+    other = {**seeds, "shifted": [(i + 10, i) for i in range(4)]}
+    assert {r["arm"]: r for r in compare(arms, ["m"], "full", other)}["shifted"]["test"] == "Welch"

@@ -60,6 +60,8 @@ def test_suite_runs_ablations_over_seeds_as_one_group_and_prints_intervals(tmp_p
     loss_rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("val/loss ")]
     assert [(r[1], r[2]) for r in loss_rows] == [("full", "2"), ("no_dropout", "2")]
     assert "seed noise" in proc.stdout or "differs" in proc.stdout
+    # seed i of both arms shares data order and SAE init: compared pairwise; the SAE-only ablation leaves the LM as is
+    assert " ".join(loss_rows[1][-5:]) == "paired identical in every seed"
     configs = [yaml.safe_load((p / "config.yaml").read_text()) for p in tmp_path.iterdir()]
     assert sorted((c["run"]["ablation"], c["run"]["seed"], c["data"]["seed"]) for c in configs) == [
         ("full", 0, 0), ("full", 1, 1), ("no_dropout", 0, 0), ("no_dropout", 1, 1)]
