@@ -4,6 +4,12 @@ with its interval (paired by seed: seed i of every arm shares run.seed and data.
 
     python experiments/suite.py --preset demo --seeds 3 [key=value ...]
     python experiments/suite.py --preset tiny --ablations full no_dropout train.max_steps=6
+    python experiments/suite.py --preset demo --seeds 3 --group demo-suite-20261130-133000   # continue a suite
+
+Runs go seed by seed (all arms of seed 0, then seed 1, ...), so a suite stopped part-way already holds complete
+paired seeds. With --group naming an existing suite, finished runs (final_model/ written) are kept, a run with a
+checkpoint resumes from it, and the rest start; pass the same overrides as the first time (resume refuses a
+different experiment).
 
 Seed i sets run.seed = preset's + i (SAE initialisation, probe-window and canary draws, the regulariser's query
 positions, torch's RNG) and data.seed = preset's + i (the mixture's draws and every epoch's permutation, hence
@@ -29,10 +35,11 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", default="demo")
     parser.add_argument("--ablations", nargs="+", default=SUITE)
     parser.add_argument("--seeds", type=int, default=1, help="seeds per arm (3 or more for intervals)")
+    parser.add_argument("--group", help="the suite's name; an existing suite's name continues it")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args(argv)
-    group = f"{args.preset}-suite-{time.strftime('%Y%m%d-%H%M%S')}"
+    group = args.group or f"{args.preset}-suite-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         unknown = [a for a in args.ablations if a not in ABLATIONS]
         if unknown:
@@ -44,18 +51,24 @@ def main(argv=None) -> int:
         base = load_config(args.preset, overrides=overrides)
         configs = {(a, i): load_config(args.preset, overrides=[*overrides, *seed_overrides(base, i),
                                                                f"run.name={group}-{a}-s{i}"], ablation=a)
-                   for a in args.ablations for i in range(args.seeds)}  # all validated before the first run starts
+                   for i in range(args.seeds) for a in args.ablations}  # all validated before the first run starts
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    from chrono_membench.run_dir import RunDir
     from chrono_membench.train import train
 
-    runs: dict[str, list[Path]] = {}
+    runs: dict[str, list[Path]] = {a: [] for a in args.ablations}
     for (ablation, i), cfg in configs.items():
-        print(f"\n=== {ablation} · seed {i} (run.seed={cfg.run.seed}, data.seed={cfg.data.seed}) ===")
-        run_dir = Path(cfg.run.out_dir) / cfg.run.name
-        train(cfg, run_dir, progress=not args.no_progress)
-        runs.setdefault(ablation, []).append(run_dir)
+        run_dir = RunDir(Path(cfg.run.out_dir) / cfg.run.name)
+        runs[ablation].append(run_dir.root)
+        if run_dir.final_model.exists():
+            print(f"\n=== {ablation} · seed {i}: finished already ({run_dir.root}) ===")
+            continue
+        resume = bool(run_dir.list_checkpoints())
+        print(f"\n=== {ablation} · seed {i} (run.seed={cfg.run.seed}, data.seed={cfg.data.seed})"
+              f"{' resumed' if resume else ''} ===")
+        train(cfg, run_dir.root, resume=resume, progress=not args.no_progress)
     print(f"\nwandb group {group}; run directories under {Path(cfg.run.out_dir)}\n")
     print(seed_table(runs, baseline=args.ablations[0]))
     return 0

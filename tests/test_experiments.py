@@ -1,6 +1,7 @@
 """The entry points: experiments/run.py's exit codes and --resume latest; the ablation suite."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -67,6 +68,19 @@ def test_suite_runs_ablations_over_seeds_as_one_group_and_prints_intervals(tmp_p
         ("full", 0, 0), ("full", 1, 1), ("no_dropout", 0, 0), ("no_dropout", 1, 1)]
     groups = {c["logging"]["group"] or c["run"]["preset"] for c in configs}
     assert len(groups) == 1 and len(list(tmp_path.iterdir())) == 4
+    # continued by its group name: finished runs are kept, one without its final model resumes from its checkpoint
+    unfinished = RunDir(tmp_path / f"{groups.pop()}-no_dropout-s1")
+    shutil.rmtree(unfinished.final_model)
+    lines = unfinished.metrics.read_text()
+    again = subprocess.run([sys.executable, "experiments/suite.py", "--preset", "tiny", "--ablations", "full",
+                            "no_dropout", "--seeds", "2", "--no-progress", "--group", configs[0]["logging"]["group"],
+                            "train.max_steps=2", f"run.out_dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True,
+                           env=os.environ)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.count("finished already") == 3 and "no_dropout · seed 1 (run.seed=1, data.seed=1) resumed" \
+        in again.stdout
+    assert unfinished.final_model.exists() and unfinished.metrics.read_text() == lines
+    assert [line.split() for line in again.stdout.splitlines() if line.startswith("val/loss ")] == loss_rows
     bad = subprocess.run([sys.executable, "experiments/suite.py", "--preset", "tiny", "--ablations", "nope"],
                          cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown ablation" in bad.stderr
