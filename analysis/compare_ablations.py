@@ -1,7 +1,8 @@
 """The ablation suite side by side, over seeds: per metric each arm's mean with a 95 % t-interval over its seeds,
 its difference to `full` with its interval (paired by seed where both arms ran the same seeds, else Welch's), and
-the verdict ("not distinguishable from seed noise" when that interval contains 0); curves show each arm's mean with a 95 % band over seeds. Runs are grouped into arms by their
-config's run.ablation (one run per arm works too: no interval, and the table says so).
+the verdict ("not distinguishable from seed noise" when that interval contains 0); curves show each arm's mean
+with a 95 % band over seeds. Runs are grouped into arms by their config's run.ablation
+(one run per arm works too: no interval, and the table says so).
 
     python analysis/compare_ablations.py runs/<suite>-full-s0 runs/<suite>-full-s1 ... --out figures/
     python analysis/compare_ablations.py --wandb ENTITY/PROJECT/RUN_ID --wandb ... --out figures/

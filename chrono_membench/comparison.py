@@ -116,5 +116,6 @@ def seed_table(runs: dict[str, list[Path]], baseline: str, prefixes=("val/", "sa
         ci = f"{r['mean']:.4g} [{r['low']:.4g}, {r['high']:.4g}]" if r["low"] == r["low"] else f"{r['mean']:.4g}"
         diff = (f"{r['diff']:+.3g} [{r['diff_low']:+.3g}, {r['diff_high']:+.3g}]" if r.get("diff_low", math.nan) ==
                 r.get("diff_low", math.nan) else (f"{r['diff']:+.3g}" if "diff" in r else ""))
-        lines.append(f"{r['metric']:<{width}}  {r['arm']:<14} {r['seeds']:>2}  {ci:<30} {diff:<32} {r.get('test', ''):<6} {r.get('verdict', '')}")
+        lines.append(f"{r['metric']:<{width}}  {r['arm']:<14} {r['seeds']:>2}  {ci:<30} {diff:<32} "
+                     f"{r.get('test', ''):<6} {r.get('verdict', '')}")
     return "\n".join(lines)

@@ -1,6 +1,7 @@
 """Run the ablation study: full, no_dropout, no_alignment, no_diversity as one wandb group, each arm over
 --seeds seeds, then print per metric each arm's mean with its 95 % interval over seeds, its difference to `full`
-with its interval (paired by seed: seed i of every arm shares run.seed and data.seed), and whether that difference is distinguishable from seed noise.
+with its interval (paired by seed: seed i of every arm shares run.seed and data.seed), and whether that difference
+is distinguishable from seed noise.
 
     python experiments/suite.py --preset demo --seeds 3 [key=value ...]
     python experiments/suite.py --preset tiny --ablations full no_dropout train.max_steps=6
