@@ -4,7 +4,8 @@
 
 Reads each checkpoint's latents_<hook>.safetensors and windows.json (chrono_membench/latent_records.py) and the
 decoder rows of features_<hook>.safetensors, and writes report/dashboard_<hook>/index.html: a latent picker (by
-id, drift, temporal purity, density), the latents born and died between checkpoints, and for the chosen latent one
+id, drift, temporal purity, density, memorisation link: the within-bucket AUROC of the last eval's
+memorisation_latents_<hook>.json, its top 20), the latents born and died between checkpoints, and for the chosen latent one
 column per checkpoint — its top probe contexts (one per window) with each scored token shaded by the latent's activation (the
 32-token training context before them in grey), its activation histogram, the tokens its decoder direction
 promotes and suppresses, its time-bucket and source profile, and its decoder cosine to the previous checkpoint.
@@ -16,6 +17,7 @@ with 18k latents and 10 checkpoints stays a small page.
 from __future__ import annotations
 
 import argparse
+import functools
 import html
 import json
 from pathlib import Path
@@ -23,6 +25,7 @@ from pathlib import Path
 import torch
 import yaml
 from safetensors import safe_open
+from tqdm import tqdm
 
 from chrono_membench.config import config_from_dict
 from chrono_membench.data.sources import SOURCE_NAMES
@@ -103,6 +106,17 @@ def latent_data(i: int, checkpoints: list[dict], tokens_text) -> list[dict]:
     return out
 
 
+def memorisation_link(run: Path, hook: str) -> tuple[int, dict[int, float]]:
+    """(step, {latent: within-bucket AUROC}) from the last eval's memorisation-latent table (its top 20 latents by how
+    well their prefix activation tells the top-decile memorised probe windows from the rest); (0, {}) if none."""
+    tables = sorted((run / "artifacts").glob(f"step_*/memorisation_latents_{file_name(hook)}.json"),
+                    key=lambda path: int(path.parent.name.split("_")[1]))
+    if not tables:
+        return 0, {}
+    return (int(tables[-1].parent.name.split("_")[1]),
+            {int(i): auc for i, auc in json.loads(tables[-1].read_text())["latents"]})
+
+
 def births_and_deaths(alive: torch.Tensor, steps: list[int], chosen: set[int]) -> list[dict]:
     return [{"step": steps[c], "born": [i for i in (alive[c] & ~alive[c - 1]).nonzero().flatten().tolist() if i in chosen],
              "died": [i for i in (~alive[c] & alive[c - 1]).nonzero().flatten().tolist() if i in chosen]}
@@ -118,23 +132,29 @@ def write_dashboard(run: Path, hook: str, out: Path, max_latents: int = 2000, ex
                          f"{file_name(hook)}.safetensors; runs before this version, or save_features=false)")
     tokenizer = load_tokenizer(config_from_dict(yaml.safe_load((run / "config.yaml").read_text())).model)
 
+    @functools.cache
+    def token_text(t: int) -> str:
+        return tokenizer.decode([t])
+
     def tokens_text(ids):
-        return [tokenizer.decode([t]) for t in ids]
+        return [token_text(int(t)) for t in ids]
     s = summary(checkpoints)
     ever = s["alive"].any(0)
     ranked = sorted(ever.nonzero().flatten().tolist(), key=lambda i: -float(s["max_density"][i]))
-    chosen = sorted(set(ranked[:max_latents]) | set(extra))
+    memorisation_step, memorisation_auc = memorisation_link(run, hook)
+    chosen = sorted(set(ranked[:max_latents]) | set(extra) | set(memorisation_auc))
     directory = out / f"dashboard_{file_name(hook)}"
     (directory / "data").mkdir(parents=True, exist_ok=True)
-    for block in sorted({i // BLOCK for i in chosen}):
+    for block in tqdm(sorted({i // BLOCK for i in chosen}), desc=f"dashboard {hook}", unit="block"):
         data = {i: latent_data(i, checkpoints, tokens_text) for i in chosen if i // BLOCK == block}
         (directory / "data" / f"block_{block}.js").write_text(
             f"window.DASH = window.DASH || {{}}; Object.assign(window.DASH, {json.dumps(data)});")
     table = [{"id": i, "density": round(float(s["density"][i]), 5), "purity": round(float(s["purity"][i]), 3),
-              "drift": round(float(s["drift"][i]), 4)} for i in chosen]
+              "drift": round(float(s["drift"][i]), 4), "mem_auc": memorisation_auc.get(i)} for i in chosen]
     meta = {"run": run.name, "hook": hook, "steps": [c["step"] for c in checkpoints], "block": BLOCK, "table": table,
             "changes": births_and_deaths(s["alive"], [c["step"] for c in checkpoints], set(chosen)),
-            "n_latents": len(s["density"]), "n_shown": len(chosen), "sources": list(SOURCE_NAMES)}
+            "n_latents": len(s["density"]), "n_shown": len(chosen), "sources": list(SOURCE_NAMES),
+            "memorisation_step": memorisation_step}
     page = PAGE.read_text().replace("__PLOTLY__", plotly.offline.get_plotlyjs()).replace("__META__", json.dumps(meta))
     page = page.replace("__TITLE__", html.escape(f"{run.name} · {hook}"))
     (directory / "index.html").write_text(page)

@@ -10,6 +10,7 @@ from sae_lens import SAE
 from chrono_membench.checkpoint import latest_good_checkpoint
 from chrono_membench.hooks import file_name
 from chrono_membench.model import load_hf_state_dict, load_model
+from chrono_membench.run_dir import RunDir
 from helpers import HOOK, load_script, tiny, train_tiny
 
 
@@ -28,6 +29,12 @@ def test_dashboard_top_activations_are_the_checkpoints_sae_on_that_token(tiny_ru
     assert "Plotly.newPlot" in text and 'src="http' not in text  # plotly inlined, nothing fetched: opens offline
     meta = json.loads(text.split("const META = ", 1)[1].split(";\n", 1)[0])
     assert meta["steps"] == [4, 8] and meta["n_shown"] > 0
+    # the memorisation link: the last eval's table, every latent of it in the picker with its AUROC
+    assert meta["memorisation_step"] == 8
+    table = json.loads((RunDir(run).artifacts(8) / f"memorisation_latents_{file_name(HOOK)}.json").read_text())["latents"]
+    picker = {r["id"]: r["mem_auc"] for r in meta["table"]}
+    assert table and all(abs(picker[i] - auc) < 1e-9 for i, auc in table)
+    assert sum(auc is not None for auc in picker.values()) == len(table)
     block = (page.parent / "data" / "block_0.js").read_text()
     data = json.loads(block.split("Object.assign(window.DASH, ", 1)[1].rsplit(");", 1)[0])
 
@@ -38,7 +45,7 @@ def test_dashboard_top_activations_are_the_checkpoints_sae_on_that_token(tiny_ru
     sae = SAE.load_from_disk(str(run / "artifacts" / path.name / f"sae_{file_name(HOOK)}"))
     windows = {w["uid"]: w["tokens"] for w in json.loads((run / "artifacts" / path.name / "windows.json").read_text())}
     checked = 0
-    for latent, per_step in list(data.items())[:5]:
+    for latent, per_step in [(i, d) for i, d in data.items() if d[-1]["contexts"]][:5]:  # latents firing at step 8
         last = per_step[-1]
         assert last["step"] == 8 and len(per_step) == 2
         for context in last["contexts"][:3]:
