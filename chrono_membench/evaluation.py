@@ -153,7 +153,7 @@ def attention_metrics(model, tokens: torch.Tensor, source_index: torch.Tensor, a
 def capture_patterns(model):
     """Attention patterns of every layer during a training forward, kept in the graph (for the regulariser)."""
     patterns: list[torch.Tensor] = []
-    with model.hooks(fwd_hooks=[(n, lambda t, hook: patterns.append(t)) for n in hooks.pattern_names(model.cfg.n_layers)]):
+    with hooks.attached(model, {n: lambda t, hook: patterns.append(t) for n in hooks.pattern_names(model.cfg.n_layers)}):
         yield patterns
 
 

@@ -78,3 +78,23 @@ def test_capture_buffer_appends_selected_rows_grows_and_is_reused_after_clear():
     buffer.append(b)
     assert len(buffer) == 4 and buffer.tensor.data_ptr() == storage  # the next step writes into the same memory
     torch.testing.assert_close(buffer.tensor, b)
+
+
+def test_attached_fires_each_function_under_its_name_as_model_hooks_does(bridge):
+    """hooks.attached (one name filter, for speed) gives each function the tensors model.hooks gives it."""
+    tokens = torch.randint(0, 1000, (2, 6))
+    names = [*KINDS, *hooks.pattern_names(2)]
+    seen_plain, seen_attached = {}, {}
+    with torch.no_grad():
+        with bridge.hooks(fwd_hooks=[(n, lambda t, hook, n=n: seen_plain.setdefault(n, []).append(t)) for n in names]):
+            bridge(tokens)
+        with hooks.attached(bridge, {n: lambda t, hook, n=n: seen_attached.setdefault(n, []).append(t) for n in names}):
+            bridge(tokens)
+        bridge(tokens)  # the hooks are gone after the context: nothing more is appended
+    assert list(seen_attached) == list(seen_plain) and set(seen_plain) == set(names)  # same names, same firing order
+    for n in names:
+        assert len(seen_attached[n]) == len(seen_plain[n]) == 1
+        torch.testing.assert_close(seen_attached[n][0], seen_plain[n][0], rtol=0, atol=0)
+    with pytest.raises(KeyError, match="blocks.1.hook_nope"):
+        with hooks.attached(bridge, {"blocks.1.hook_nope": lambda t, hook: None}):
+            pass
