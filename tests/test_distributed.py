@@ -84,8 +84,15 @@ def assert_same_training(run_dir, reference, rel=1e-4):
         tolerance = 10 * rel if "purity" in key else rel
         assert got == pytest.approx(want, rel=tolerance, abs=tolerance / 10), key
     a, b = final_checkpoint(run_dir), final_checkpoint(reference)
+    # Adam divides each gradient by its running √v: elements whose gradients are near zero carry the summation-order
+    # noise of DDP/FSDP into their update amplified. With transformers 5.24 that left 7 of 6.3M LM weights 2.3e-5
+    # apart (measured), beyond atol rel/10; training on other rows moves nearly every weight by ~lr (3e-3).
+    strict_misses, elements = 0, 0
     for key, value in b["model"].items():
-        torch.testing.assert_close(a["model"][key], value, rtol=rel, atol=rel / 10, msg=key)
+        torch.testing.assert_close(a["model"][key], value, rtol=rel, atol=rel, msg=key)
+        strict_misses += int((~torch.isclose(a["model"][key], value, rtol=rel, atol=rel / 10)).sum())
+        elements += value.numel()
+    assert strict_misses <= 1e-5 * elements, (strict_misses, elements)
     for hook, state in b["saes"]["saes"].items():
         for key, value in state.items():
             torch.testing.assert_close(a["saes"]["saes"][hook][key], value, rtol=rel, atol=rel / 10, msg=key)
