@@ -12,15 +12,14 @@ Prints the median enter+exit time of each and the ratio.
 from __future__ import annotations
 
 import argparse
-import random
-import statistics
-import time
+import functools
 
 import torch
 
 from chrono_membench import hooks
 from chrono_membench.config import ModelConfig
 from chrono_membench.model import load_model
+from timing import interleaved  # benchmarks/timing.py
 
 
 def main() -> None:
@@ -32,20 +31,17 @@ def main() -> None:
     patterns = hooks.pattern_names(model.cfg.n_layers)
     sae_hook = [f"blocks.{model.cfg.n_layers // 2}.hook_resid_post"]
     noop = lambda t, hook: None  # noqa: E731
-    jobs = {
+    contexts = {
         "patterns, one name each": lambda: model.hooks(fwd_hooks=[(n, noop) for n in patterns]),
         "patterns, attached": lambda: hooks.attached(model, dict.fromkeys(patterns, noop)),
         "SAE hook, one name": lambda: model.hooks(fwd_hooks=[(n, noop) for n in sae_hook]),
         "SAE hook, attached": lambda: hooks.attached(model, dict.fromkeys(sae_hook, noop)),
     }
-    times: dict[str, list[float]] = {name: [] for name in jobs}
-    for _ in range(args.repeats):
-        for name in random.sample(list(jobs), len(jobs)):
-            start = time.perf_counter()
-            with jobs[name]():
-                pass
-            times[name].append(time.perf_counter() - start)
-    med = {name: statistics.median(t) for name, t in times.items()}
+
+    def enter_and_exit(context):
+        with context():
+            pass
+    med, _ = interleaved({name: functools.partial(enter_and_exit, c) for name, c in contexts.items()}, args.repeats)
     print(f"{args.model}: {model.cfg.n_layers} layers, enter+exit per forward, median of {args.repeats}")
     for name, t in med.items():
         print(f"  {name:<26} {t * 1e3:8.1f} ms")

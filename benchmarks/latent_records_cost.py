@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import random
-import statistics
-import time
 
 import torch
 
 from chrono_membench.checkpoint import restore_for_analysis
 from chrono_membench.latent_records import latent_records, windows_of
 from chrono_membench.probe_eval import scored_activations
+from timing import interleaved  # benchmarks/timing.py
 
 
 def main() -> None:
@@ -34,13 +32,7 @@ def main() -> None:
     autocast = contextlib.nullcontext()
     jobs = {"latent_records": lambda: latent_records(r.model, r.saes, r.probes, autocast, "cpu"),
             "forward + encode": lambda: sum(1 for _ in scored_activations(r.model, r.saes, tokens, autocast))}
-    times: dict[str, list[float]] = {name: [] for name in jobs}
-    for _ in range(args.repeats):
-        for name in random.sample(list(jobs), len(jobs)):
-            start = time.perf_counter()
-            jobs[name]()
-            times[name].append(time.perf_counter() - start)
-    med = {name: statistics.median(t) for name, t in times.items()}
+    med, times = interleaved(jobs, args.repeats)
     print(f"step {r.step}: {len(tokens)} probe windows × {tokens.shape[1]} tokens, hooks {r.saes.hook_points}")
     for name, t in med.items():
         print(f"  {name:<18} median {t:6.2f} s  ({', '.join(f'{x:.2f}' for x in times[name])})")
