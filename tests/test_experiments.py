@@ -69,11 +69,12 @@ def test_suite_runs_ablations_over_seeds_as_one_group_and_prints_intervals(tmp_p
     groups = {c["logging"]["group"] or c["run"]["preset"] for c in configs}
     assert len(groups) == 1 and len(list(tmp_path.iterdir())) == 4
     # continued by its group name: finished runs are kept, one without its final model resumes from its checkpoint
-    unfinished = RunDir(tmp_path / f"{groups.pop()}-no_dropout-s1")
+    group = configs[0]["logging"]["group"]
+    unfinished = RunDir(tmp_path / f"{group}-no_dropout-s1")
     shutil.rmtree(unfinished.final_model)
     lines = unfinished.metrics.read_text()
     again = subprocess.run([sys.executable, "experiments/suite.py", "--preset", "tiny", "--ablations", "full",
-                            "no_dropout", "--seeds", "2", "--no-progress", "--group", configs[0]["logging"]["group"],
+                            "no_dropout", "--seeds", "2", "--no-progress", "--group", group,
                             "train.max_steps=2", f"run.out_dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True,
                            env=os.environ)
     assert again.returncode == 0, again.stderr[-2000:]
