@@ -1,0 +1,74 @@
+"""How hard the attention-diversity regulariser pulls, against the LM loss, at the preset's μ: why a μ moves
+head diversity or not, without a training run per μ.
+
+    python benchmarks/diversity_strength.py [--preset demo] [--batches 4] [key=value ...]
+
+On a few micro-batches of the preset's data it takes the gradient of the LM loss and of the diversity term
+(DESIGN.md §4.3, the training-time term with its random query subset) separately, over the model's
+parameters, and prints ‖∇D‖ / ‖∇CE‖ (all parameters, and only the query/key projections the term acts on
+first), their cosine, and what that makes μ · ‖∇D‖ / ‖∇CE‖ for several μ. Adam divides each gradient element by
+a running √v that the LM loss dominates, so μ · ‖∇D‖ / ‖∇CE‖ is about the share of each update the regulariser
+steers: at 1 % or less it cannot move diversity beyond the noise of a short run.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from chrono_membench.config import load_config
+from chrono_membench.data import MixtureStream, collate
+from chrono_membench.distributed import resolve_device
+from chrono_membench.evaluation import capture_patterns, diversity_term, lm_loss
+from chrono_membench.model import load_model
+
+
+def flat_grad(loss: torch.Tensor, params: list[torch.nn.Parameter]) -> torch.Tensor:
+    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+    return torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="demo")
+    parser.add_argument("--batches", type=int, default=4)
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_intermixed_args()
+    cfg = load_config(args.preset, overrides=args.overrides)
+    device = resolve_device(cfg.run.device)
+    torch.manual_seed(0)
+    model, tokenizer = load_model(cfg.model, device)
+    named = [(n, p) for n, p in model.original_model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
+    qk = torch.cat([torch.full((p.numel(),), any(s in n for s in ("q_proj", "k_proj")), dtype=torch.bool)
+                    for n, p in named])
+    stream = MixtureStream(cfg.data, tokenizer)
+    ce_sum, div_sum, values = 0, 0, []
+    for b in range(args.batches):
+        batch = {k: v.to(device) for k, v in collate([stream.next_row() for _ in range(cfg.train.micro_batch)]).items()}
+        with capture_patterns(model) as patterns:
+            loss = lm_loss(model(batch["tokens"]), batch["tokens"], batch["source_index"])
+        diversity = diversity_term(patterns, cfg.chrono.probe_queries, torch.Generator().manual_seed(b),
+                                   batch["source_index"])
+        ce_sum = ce_sum + flat_grad(loss, params)
+        div_sum = div_sum + flat_grad(diversity, params)
+        values.append((loss.item(), diversity.item()))
+    # the step's gradients are means over its micro-batches, as in training
+    g_ce, g_div = ce_sum / args.batches, div_sum / args.batches
+    ratio = (g_div.norm() / g_ce.norm()).item()
+    ratio_qk = (g_div[qk].norm() / g_ce[qk].norm()).item() if qk.any() else float("nan")
+    cosine = torch.nn.functional.cosine_similarity(g_ce, g_div, dim=0).item()
+    print(f"{cfg.model.name}: {args.batches} micro-batches of {cfg.train.micro_batch} x {cfg.data.seq_len} tokens; "
+          f"LM loss {sum(v[0] for v in values) / len(values):.3f}, diversity term "
+          f"{sum(v[1] for v in values) / len(values):.4f} ({cfg.chrono.probe_queries} query positions)")
+    print(f"|grad D| / |grad CE| = {ratio:.4f} over all parameters, {ratio_qk:.4f} over q/k projections "
+          f"({int(qk.sum()):,} of {qk.numel():,}); cosine(grad CE, grad D) = {cosine:+.4f}")
+    print(f"{'mu':>8s}  mu*|grad D|/|grad CE|  (q/k)")
+    for mu in sorted({cfg.chrono.diversity_weight, 0.01, 0.1, 1.0, 10.0} - {0.0}):
+        mark = "  <- preset" if mu == cfg.chrono.diversity_weight else ""
+        print(f"{mu:8g}  {mu * ratio:21.4%}  {mu * ratio_qk:.4%}{mark}")
+
+
+if __name__ == "__main__":
+    main()
