@@ -29,13 +29,9 @@ def flat_grad(loss: torch.Tensor, params: list[torch.nn.Parameter]) -> torch.Ten
     return torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="demo")
-    parser.add_argument("--batches", type=int, default=4)
-    parser.add_argument("overrides", nargs="*")
-    args = parser.parse_intermixed_args()
-    cfg = load_config(args.preset, overrides=args.overrides)
+def gradient_shares(cfg, n_batches: int) -> dict[str, float]:
+    """‖∇D‖ / ‖∇CE‖ over all parameters and over the q/k projections, their cosine, and the mean LM loss and
+    diversity term, on n_batches micro-batches of cfg's data."""
     device = resolve_device(cfg.run.device)
     torch.manual_seed(0)
     model, tokenizer = load_model(cfg.model, device)
@@ -44,8 +40,8 @@ def main() -> None:
     qk = torch.cat([torch.full((p.numel(),), any(s in n for s in ("q_proj", "k_proj")), dtype=torch.bool)
                     for n, p in named])
     stream = MixtureStream(cfg.data, tokenizer)
-    ce_sum, div_sum, values = 0, 0, []
-    for b in range(args.batches):
+    ce_sum, div_sum, losses, diversities = 0, 0, [], []
+    for b in range(n_batches):
         batch = {k: v.to(device) for k, v in collate([stream.next_row() for _ in range(cfg.train.micro_batch)]).items()}
         with capture_patterns(model) as patterns:
             loss = lm_loss(model(batch["tokens"]), batch["tokens"], batch["source_index"])
@@ -53,21 +49,32 @@ def main() -> None:
                                    batch["source_index"])
         ce_sum = ce_sum + flat_grad(loss, params)
         div_sum = div_sum + flat_grad(diversity, params)
-        values.append((loss.item(), diversity.item()))
+        losses.append(loss.item())
+        diversities.append(diversity.item())
     # the step's gradients are means over its micro-batches, as in training
-    g_ce, g_div = ce_sum / args.batches, div_sum / args.batches
-    ratio = (g_div.norm() / g_ce.norm()).item()
-    ratio_qk = (g_div[qk].norm() / g_ce[qk].norm()).item() if qk.any() else float("nan")
-    cosine = torch.nn.functional.cosine_similarity(g_ce, g_div, dim=0).item()
+    g_ce, g_div = ce_sum / n_batches, div_sum / n_batches
+    return {"ratio": (g_div.norm() / g_ce.norm()).item(), "ratio_qk": (g_div[qk].norm() / g_ce[qk].norm()).item(),
+            "qk_params": int(qk.sum()), "params": qk.numel(),
+            "cosine": torch.nn.functional.cosine_similarity(g_ce, g_div, dim=0).item(),
+            "lm_loss": sum(losses) / n_batches, "diversity": sum(diversities) / n_batches}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="demo")
+    parser.add_argument("--batches", type=int, default=4)
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_intermixed_args()
+    cfg = load_config(args.preset, overrides=args.overrides)
+    r = gradient_shares(cfg, args.batches)
     print(f"{cfg.model.name}: {args.batches} micro-batches of {cfg.train.micro_batch} x {cfg.data.seq_len} tokens; "
-          f"LM loss {sum(v[0] for v in values) / len(values):.3f}, diversity term "
-          f"{sum(v[1] for v in values) / len(values):.4f} ({cfg.chrono.probe_queries} query positions)")
-    print(f"|grad D| / |grad CE| = {ratio:.4f} over all parameters, {ratio_qk:.4f} over q/k projections "
-          f"({int(qk.sum()):,} of {qk.numel():,}); cosine(grad CE, grad D) = {cosine:+.4f}")
+          f"LM loss {r['lm_loss']:.3f}, diversity term {r['diversity']:.4f} ({cfg.chrono.probe_queries} query positions)")
+    print(f"|grad D| / |grad CE| = {r['ratio']:.4f} over all parameters, {r['ratio_qk']:.4f} over q/k projections "
+          f"({r['qk_params']:,} of {r['params']:,}); cosine(grad CE, grad D) = {r['cosine']:+.4f}")
     print(f"{'mu':>8s}  mu*|grad D|/|grad CE|  (q/k)")
     for mu in sorted({cfg.chrono.diversity_weight, 0.01, 0.1, 1.0, 10.0} - {0.0}):
         mark = "  <- preset" if mu == cfg.chrono.diversity_weight else ""
-        print(f"{mu:8g}  {mu * ratio:21.4%}  {mu * ratio_qk:.4%}{mark}")
+        print(f"{mu:8g}  {mu * r['ratio']:21.4%}  {mu * r['ratio_qk']:.4%}{mark}")
 
 
 if __name__ == "__main__":

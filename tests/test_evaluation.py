@@ -170,3 +170,14 @@ def test_sae_eval_panel_agrees_with_sae_lens_own_evals():
     shrinkage = (x_hat.norm(dim=-1) / x.norm(dim=-1)).mean().item()  # sae-lens's l2_ratio formula
     assert ours[f"sae/{HOOK}/l2_ratio"] == pytest.approx(shrinkage, rel=1e-4)
     torch.testing.assert_close(density[HOOK], (latents != 0).float().mean(0))
+
+
+def test_diversity_strength_benchmark_measures_both_gradients_on_the_qk_projections():
+    """benchmarks/diversity_strength.py: the diversity term has a gradient, it lands on the q/k projections (found by
+    name: a renamed parameter would silently leave the q/k share undefined), and the LM loss is the model's."""
+    from helpers import load_script, tiny
+
+    r = load_script("benchmarks/diversity_strength.py").gradient_shares(tiny(), n_batches=2)
+    assert 0 < r["qk_params"] < r["params"]
+    assert 0 < r["ratio"] < r["ratio_qk"]  # the term acts through the attention patterns: q/k carry its gradient
+    assert -1 <= r["cosine"] <= 1 and r["lm_loss"] > 5  # a random tiny model: CE near log(vocab)
