@@ -17,10 +17,11 @@ import argparse
 
 import torch
 
+from chrono_membench import attention_rows
 from chrono_membench.config import load_config
 from chrono_membench.data import MixtureStream, collate
 from chrono_membench.distributed import resolve_device
-from chrono_membench.evaluation import capture_patterns, diversity_term, lm_loss
+from chrono_membench.evaluation import diversity_term, lm_loss
 from chrono_membench.model import load_model
 
 
@@ -43,10 +44,10 @@ def gradient_shares(cfg, n_batches: int) -> dict[str, float]:
     ce_sum, div_sum, losses, diversities = 0, 0, [], []
     for b in range(n_batches):
         batch = {k: v.to(device) for k, v in collate([stream.next_row() for _ in range(cfg.train.micro_batch)]).items()}
-        with capture_patterns(model) as patterns:
+        queries = torch.randperm(cfg.data.seq_len, generator=torch.Generator().manual_seed(b))[:cfg.chrono.probe_queries]
+        with attention_rows.capture(queries) as rows:  # as in training: the rows from inside the SDPA kernel
             loss = lm_loss(model(batch["tokens"]), batch["tokens"], batch["source_index"])
-        diversity = diversity_term(patterns, cfg.chrono.probe_queries, torch.Generator().manual_seed(b),
-                                   batch["source_index"])
+        diversity = diversity_term(rows, queries, batch["source_index"])
         ce_sum = ce_sum + flat_grad(loss, params)
         div_sum = div_sum + flat_grad(diversity, params)
         losses.append(loss.item())

@@ -22,11 +22,11 @@ from contextlib import nullcontext
 
 import torch
 
-from chrono_membench import hooks
+from chrono_membench import attention_rows, hooks
 from chrono_membench.config import load_config
 from chrono_membench.data import MixtureStream, collate
 from chrono_membench.distributed import resolve_device
-from chrono_membench.evaluation import capture_patterns, diversity_term, lm_loss
+from chrono_membench.evaluation import diversity_term, lm_loss, sample_queries
 from chrono_membench.mfu import flops_per_token, peak_flops
 from chrono_membench.model import load_model
 from chrono_membench.sae import SAEBank
@@ -90,10 +90,11 @@ def main() -> None:
         start = time.perf_counter()
         for batch in batches:
             capture = bank.capture(model, batch["tokens"], batch["source_index"]) if bank is not None else nullcontext()
-            with autocast, capture, capture_patterns(model) if diversity else nullcontext() as patterns:
+            queries = sample_queries(cfg, 0, 0)
+            with autocast, capture, attention_rows.capture(queries) if diversity else nullcontext() as rows:
                 loss = lm_loss(model(batch["tokens"]), batch["tokens"], batch["source_index"])
-                if diversity:
-                    loss = loss - 0.01 * diversity_term(patterns, cfg.chrono.probe_queries, torch.Generator().manual_seed(0))
+                if diversity:  # as train.py does at μ > 0: the sampled rows from inside the SDPA kernel
+                    loss = loss - 0.01 * diversity_term(rows, queries, batch["source_index"])
             (loss / t.grad_accum).backward()
         for opt in optimizers:
             opt.step()

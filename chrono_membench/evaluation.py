@@ -9,8 +9,6 @@ SAEs, batched and under torch.no_grad (except the training-time diversity term).
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
-
 import torch
 import torch.nn.functional as F
 
@@ -149,19 +147,19 @@ def attention_metrics(model, tokens: torch.Tensor, source_index: torch.Tensor, a
     return out
 
 
-@contextmanager
-def capture_patterns(model):
-    """Attention patterns of every layer during a training forward, kept in the graph (for the regulariser)."""
-    patterns: list[torch.Tensor] = []
-    with hooks.attached(model, {n: lambda t, hook: patterns.append(t) for n in hooks.pattern_names(model.cfg.n_layers)}):
-        yield patterns
+def sample_queries(cfg, step: int, micro: int) -> torch.Tensor:
+    """The chrono.probe_queries query positions the diversity term looks at in micro-batch `micro` of the update
+    after `step` (DESIGN.md §4.3): fresh every forward, reproducible from the seed (a resume draws the same)."""
+    generator = torch.Generator().manual_seed(cfg.run.seed * 1_000_003 + step * 1009 + micro)
+    return torch.randperm(cfg.data.seq_len, generator=generator)[:cfg.chrono.probe_queries]
 
 
-def diversity_term(patterns: list[torch.Tensor], n_queries: int, generator: torch.Generator,
+def diversity_term(pattern_rows: list[torch.Tensor], query_index: torch.Tensor,
                    source_index: torch.Tensor | None = None) -> torch.Tensor:
-    """mean over layers of head diversity on a random subset of query positions (DESIGN.md §4.3); padding
-    (source_index PAD_SOURCE) is masked."""
-    T = patterns[0].shape[2]
-    query_index = torch.randperm(T, generator=generator)[:n_queries].to(patterns[0].device)
+    """mean over layers of head diversity at the sampled query positions (DESIGN.md §4.3); pattern_rows: per layer
+    [B, H, len(query_index), T], the rows attention_rows.capture took; padding (PAD_SOURCE) is masked."""
+    if not pattern_rows:
+        raise RuntimeError("no attention rows were captured: the model's attention implementation is neither sdpa "
+                           "nor eager (see attention_rows.install)")
     valid = source_index != PAD_SOURCE if source_index is not None else None
-    return torch.stack([head_js_diversity(p, query_index, valid) for p in patterns]).mean()
+    return torch.stack([head_js_diversity(p, query_index, valid, rows_taken=True) for p in pattern_rows]).mean()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from chrono_membench import attention_rows
 from chrono_membench.config import ModelConfig
 from chrono_membench.run_dir import atomic_write
 
@@ -200,6 +201,7 @@ def boot_bridge(hf_model, tokenizer, device: str | torch.device = "cpu"):
         raise ModelLoadError(f"booting {name} added parameters the HF model lacks: {extra[:3]}")
     for block in getattr(bridge, "blocks", []):
         use_native_attention_when_unhooked(block.attn)
+    attention_rows.install(bridge.original_model)  # the regulariser's pattern rows from inside the fast kernel
     return bridge
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from chrono_membench import checkpoint, distributed
+from chrono_membench import attention_rows, checkpoint, distributed
 from chrono_membench import metric_keys as K
 from chrono_membench.artifacts import write_latent_records, write_probe_set, write_purity, write_sae_artifacts
 from chrono_membench.checkpoint import TrainState
@@ -34,7 +34,7 @@ from chrono_membench.data import Batches, MixtureStream, Plants, collate, prefet
 from chrono_membench.data.sources import sample_provenance
 from chrono_membench.distributed import Dist
 from chrono_membench.evaluation import (
-    attention_metrics, capture_patterns, diversity_term, lm_loss, sae_eval_panel, validation_loss,
+    attention_metrics, diversity_term, lm_loss, sae_eval_panel, sample_queries, validation_loss,
 )
 from chrono_membench.latent_records import latent_records
 from chrono_membench.logging import make_logger, truncate_metrics
@@ -248,14 +248,14 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
                     forward.enter_context(distributed.no_sync(trained, d, sync))
                     if saes is not None:
                         forward.enter_context(saes.capture(model, batch["tokens"], batch["source_index"]))
-                    # captured whenever chrono is on (μ = 0 too): hooks mean eager attention, the same kernels in every arm
-                    patterns = forward.enter_context(capture_patterns(model)) if chrono else None
+                    if diversity_weight > 0:  # the pattern's rows at sampled queries, from inside the SDPA kernel
+                        queries = sample_queries(cfg, step, micro)
+                        pattern_rows = forward.enter_context(attention_rows.capture(queries))
                     logits = trained(batch["tokens"])
                 loss = lm_loss(logits, batch["tokens"], batch["source_index"])
                 objective = loss
                 if diversity_weight > 0:  # −μ · diversity: reward heads that attend differently
-                    queries = torch.Generator().manual_seed(cfg.run.seed * 1_000_003 + step * 1009 + micro)
-                    diversity = diversity_term(patterns, cfg.chrono.probe_queries, queries, batch["source_index"])
+                    diversity = diversity_term(pattern_rows, queries, batch["source_index"])
                     objective = loss - diversity_weight * diversity
                     diversity_sum += diversity.item() / t.grad_accum
                 with distributed.no_sync(trained, d, sync):

@@ -8,9 +8,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 import chrono_membench.train as train_mod
+from chrono_membench import attention_rows
 from chrono_membench import metric_keys as K
 from chrono_membench.config import load_config
-from chrono_membench.evaluation import capture_patterns
 from chrono_membench.logging import read_metrics
 
 HOOK = "blocks.1.hook_resid_post"
@@ -94,30 +94,25 @@ def test_chrono_off_and_no_diversity_change_only_what_they_should(tmp_path, monk
     train_mod.train(off, tmp_path / "off", progress=False)
     keys = set().union(*read_metrics(tmp_path / "off" / "metrics.jsonl"))
     assert not any(k.startswith(("mem/", "chrono/attn")) for k in keys)
-    # no_diversity isolates the regulariser: μ = 0, but the pattern hooks stay attached in every training forward
-    # (attaching them moves the bridge from SDPA to eager attention), so both arms run the same kernels.
-    captured = {}
+    # no_diversity isolates the regulariser: μ = 0. Neither arm hooks the attention in its training forwards (the
+    # HF SDPA kernel runs in both); only `full` asks the kernel for the pattern rows at the sampled queries.
+    captured, real = {}, attention_rows.capture
 
-    def spy(model):
-        real = capture_patterns(model)
+    def spy(query_index):
+        captured.setdefault(arm, []).append(len(query_index))
+        return real(query_index)
 
-        class Spy:
-            def __enter__(self):
-                self.patterns = real.__enter__()
-                return self.patterns
-
-            def __exit__(self, *exc):
-                captured.setdefault(arm, []).append(len(self.patterns))
-                return real.__exit__(*exc)
-        return Spy()
-
-    monkeypatch.setattr(train_mod, "capture_patterns", spy)
+    monkeypatch.setattr(attention_rows, "capture", spy)
+    first = {}
     for arm in ("full", "no_diversity"):
         cfg = load_config("tiny", overrides=["train.max_steps=2"], ablation=arm)
         train_mod.train(cfg, tmp_path / arm, progress=False)
-        keys = set().union(*read_metrics(tmp_path / arm / "metrics.jsonl"))
+        records = read_metrics(tmp_path / arm / "metrics.jsonl")
+        keys = set().union(*records)
         assert "chrono/attn_diversity/mean" in keys and ("chrono/attn_diversity/train_term" in keys) == (arm == "full")
-    assert captured["full"] == captured["no_diversity"] == [2] * 4  # 2 layers, 2 steps × 2 micro-batches
+        first[arm] = next(r["train/loss"] for r in records if "train/loss" in r)
+    assert captured == {"full": [cfg.chrono.probe_queries] * 4}  # 2 steps × 2 micro-batches
+    assert first["full"] == first["no_diversity"]  # the first update's loss, before μ acts: the same kernels, bitwise
 
 
 def test_sae_eval_panel_agrees_with_sae_lens_own_evals():

@@ -12,14 +12,16 @@ def _entropy_bits(p: torch.Tensor) -> torch.Tensor:
 
 
 def _prepare(pattern: torch.Tensor, query_index: torch.Tensor | None, valid: torch.Tensor | None,
-             drop_sink: bool) -> tuple[torch.Tensor, torch.Tensor]:
+             drop_sink: bool, rows_taken: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Patterns [B, H, Q, K] → (rows renormalised over the keys kept, weight [B, Q] of each query). Padded keys
     (valid [B, T] False) get no mass and padded queries no weight; with drop_sink, key 0 (where a large share of
-    the mass sits in most trained LMs) is left out, and query 0, which can attend only to it."""
+    the mass sits in most trained LMs) is left out, and query 0, which can attend only to it. rows_taken: the
+    pattern holds only the rows of query_index already (attention_rows.capture), in that order."""
     p = pattern.float()
     B, _, Q, K = p.shape
-    queries = torch.arange(Q, device=p.device) if query_index is None else query_index
-    p = p[:, :, queries]
+    queries = torch.arange(Q, device=p.device) if query_index is None else query_index.to(p.device)
+    if not rows_taken:
+        p = p[:, :, queries]
     weight = torch.ones(B, len(queries), device=p.device)
     if valid is not None:
         p = p * valid[:, None, None, :K].to(p)
@@ -38,11 +40,12 @@ def _weighted_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 
 def head_js_diversity(pattern: torch.Tensor, query_index: torch.Tensor | None = None, valid: torch.Tensor | None = None,
-                      drop_sink: bool = False) -> torch.Tensor:
+                      drop_sink: bool = False, rows_taken: bool = False) -> torch.Tensor:
     """Mean over head pairs of the Jensen–Shannon divergence (base 2, in [0, 1]) between their attention
     distributions, averaged over query positions and batch. pattern: [B, H, Q, K] (rows sum to 1).
-    Differentiable, so it can serve as a regulariser; `query_index` picks a subset of query positions."""
-    p, weight = _prepare(pattern, query_index, valid, drop_sink)
+    Differentiable, so it can serve as a regulariser; `query_index` picks a subset of query positions (with
+    rows_taken, the pattern's rows are those positions already)."""
+    p, weight = _prepare(pattern, query_index, valid, drop_sink, rows_taken)
     H = p.shape[1]
     i, j = torch.triu_indices(H, H, offset=1, device=p.device)
     a, b = p[:, i], p[:, j]  # [B, pairs, Q, K]
