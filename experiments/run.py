@@ -22,6 +22,7 @@ from pathlib import Path
 
 from chrono_membench.config import ConfigError, config_from_dict, load_config, parse_override, read_yaml
 from chrono_membench.run_dir import RunDir, latest_run
+from chrono_membench.safety import check_resume_config
 
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
@@ -59,6 +60,7 @@ def build(args) -> tuple:
             cfg = load_config(config_path=run_dir / "config.yaml", overrides=args.overrides,
                               ablation=args.ablation or cfg.run.ablation)
             cfg.run.preset = tree["run"]["preset"]
+        check_resume_config(RunDir(run_dir), tree, cfg.to_dict(), write_log=False)  # refused before heavy imports
         return cfg, run_dir
     cfg = load_config(args.preset or (None if args.config else "demo"), args.config, args.overrides, args.ablation)
     if not cfg.run.name:

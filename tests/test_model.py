@@ -58,10 +58,10 @@ def test_gguf_bridge_logits_match_hf(name):
     text = ("Paris is the capital and largest city of France. The city stands on the river Seine, in the north "
             "of the country, and is known for its museums, its architecture and its cafes.")
     tokens = tokenizer(text, return_tensors="pt").input_ids
-    reference = build_hf_model(cfg, tokenizer)
+    hf_model = build_hf_model(cfg, tokenizer)  # dequantised once (the slow part): HF's logits first, then booted
     with torch.no_grad():
-        expected = reference(tokens).logits
-    bridge = boot_bridge(build_hf_model(cfg, tokenizer), tokenizer)
+        expected = hf_model(tokens).logits
+    bridge = boot_bridge(hf_model, tokenizer)
     with torch.no_grad():
         got = bridge(tokens)
     assert torch.allclose(got, expected, atol=1e-3, rtol=1e-4), (got - expected).abs().max()
