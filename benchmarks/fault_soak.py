@@ -33,15 +33,19 @@ def comparable(run_dir: Path) -> list[str]:
     return [json.dumps({k: v for k, v in r.items() if k not in TIMING}, sort_keys=True) for r in read_metrics(path)]
 
 
-def soak(cycles: int, preset: str, overrides: list[str], seed: int, out: Path, log=print) -> dict:
+def soak(cycles: int, preset: str, overrides: list[str], seed: int, out: Path, log=print,
+         reference: tuple[Path, float] | None = None) -> dict:
+    """`reference`: (run directory, wall seconds) of an uninterrupted run of the same command, if one exists."""
     rng = random.Random(seed)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     base = [sys.executable, "experiments/run.py", "--preset", preset, "--no-progress", *overrides, f"run.out_dir={out}"]
-    t0 = time.time()
-    done = subprocess.run([*base, "run.name=reference"], cwd=ROOT, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"reference run failed:\n{done.stderr[-2000:]}")
-    reference, full_time = comparable(out / "reference"), time.time() - t0
+    if reference is None:
+        t0 = time.time()
+        done = subprocess.run([*base, "run.name=reference"], cwd=ROOT, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"reference run failed:\n{done.stderr[-2000:]}")
+        reference = (out / "reference", time.time() - t0)
+    reference, full_time = comparable(reference[0]), reference[1]
     victim = out / "victim"
     stats = {"cycles": 0, "resumes_matched": 0, "lines_lost": 0, "lines_duplicated": 0, "corrupt_skipped": 0,
              "completed_runs": 0}

@@ -8,6 +8,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("CHRONO_MEMBENCH_PNG", "0")
+# One intra-op thread per process: the tests run on 2 pytest-xdist workers on 2 cores, and their tiny models gain
+# nothing from a second thread; two workers × two OpenMP threads (× the CLI subprocesses they start) spin-wait
+# for each other (measured: 1.5× the CPU time of a sequential run). Subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
@@ -16,3 +20,17 @@ def tokenizer():
     from chrono_membench.model import load_tokenizer
 
     return load_tokenizer(ModelConfig(name="tiny"))
+
+
+@pytest.fixture(scope="session")
+def uninterrupted_run(tmp_path_factory):
+    """helpers.FAULT_ARGS run once, start to end, by the CLI → (run directory, wall seconds)."""
+    import time
+
+    from helpers import FAULT_ARGS, cli
+
+    out = tmp_path_factory.mktemp("uninterrupted")
+    start = time.time()
+    done = cli(*FAULT_ARGS, f"run.out_dir={out}", "run.name=straight")
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out / "straight", time.time() - start

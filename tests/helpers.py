@@ -12,6 +12,10 @@ from chrono_membench.logging import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOK = "blocks.1.hook_resid_post"  # the tiny preset's default SAE hook (mid-depth of 2 layers)
+# The run every kill / signal / corruption test interrupts, and compares with its uninterrupted twin (made once
+# per session: conftest.uninterrupted_run): a checkpoint every 2 steps, an eval every 3.
+FAULT_ARGS = ["--preset", "tiny", "--no-progress", "train.max_steps=10", "checkpointing.checkpoint_every_n_steps=2",
+              "train.eval_every=3"]
 
 
 def tiny(*overrides, ablation=None):

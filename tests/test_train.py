@@ -8,7 +8,7 @@ import time
 
 import pytest
 import torch
-from helpers import ROOT, losses, tiny
+from helpers import FAULT_ARGS, ROOT, losses, tiny
 
 import chrono_membench.train as train_mod
 from chrono_membench.checkpoint import latest_good_checkpoint, list_checkpoints
@@ -113,17 +113,11 @@ def test_mfu_counts_the_model_flops_against_the_given_peak(tmp_path):
         assert r["train/mfu"] == pytest.approx(want)
 
 
-def test_kill_and_resume_is_bitwise_identical(tmp_path):
-    args = ["--preset", "tiny", "--no-progress", "train.max_steps=10", "checkpointing.checkpoint_every_n_steps=2",
-            "train.eval_every=3"]
+def test_kill_and_resume_is_bitwise_identical(tmp_path, uninterrupted_run):
+    straight = uninterrupted_run[0]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    run = lambda name, *extra: subprocess.run(  # noqa: E731
-        [sys.executable, "experiments/run.py", *args, f"run.out_dir={tmp_path}", f"run.name={name}", *extra],
-        cwd=ROOT, env=env, capture_output=True, text=True)
-    done = run("straight")
-    assert done.returncode == 0, done.stderr
-    proc = subprocess.Popen([sys.executable, "experiments/run.py", *args, f"run.out_dir={tmp_path}", "run.name=killed"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "experiments/run.py", *FAULT_ARGS, f"run.out_dir={tmp_path}",
+                             "run.name=killed"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     killed = tmp_path / "killed"
     deadline = time.time() + 120
     while not (killed / "checkpoints" / "step_00000004").exists() and time.time() < deadline:
@@ -134,9 +128,9 @@ def test_kill_and_resume_is_bitwise_identical(tmp_path):
     resumed = subprocess.run([sys.executable, "experiments/run.py", "--resume", str(killed), "--no-progress"],
                              cwd=ROOT, env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
-    a, b = read_metrics(tmp_path / "straight" / "metrics.jsonl"), read_metrics(killed / "metrics.jsonl")
-    assert losses(tmp_path / "straight") == losses(killed)  # bitwise: JSON floats round-trip exactly
-    assert losses(tmp_path / "straight", "val/loss") == losses(killed, "val/loss")
+    a, b = read_metrics(straight / "metrics.jsonl"), read_metrics(killed / "metrics.jsonl")
+    assert losses(straight) == losses(killed)  # bitwise: JSON floats round-trip exactly
+    assert losses(straight, "val/loss") == losses(killed, "val/loss")
     strip = lambda rs: [{k: v for k, v in r.items() if k not in TIMING} for r in rs]  # noqa: E731
     assert strip(a) == strip(b)  # every value bitwise (SAE metrics included); no line lost, none duplicated
 

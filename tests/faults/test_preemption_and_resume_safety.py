@@ -5,20 +5,18 @@ import subprocess
 import sys
 
 import pytest
-from helpers import ROOT, cli, load_script, values, wait_for_step
+from helpers import FAULT_ARGS, ROOT, cli, load_script, values, wait_for_step
 
 from chrono_membench.checkpoint import payload_file
 from chrono_membench.safety import EXIT_PREEMPTED
 
-ARGS = ["--preset", "tiny", "--no-progress", "train.max_steps=10", "checkpointing.checkpoint_every_n_steps=5",
-        "train.eval_every=3"]
+ARGS = FAULT_ARGS
 run = cli
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_checkpoints_the_step_in_flight_and_resume_is_exact(tmp_path, sig):
-    straight = run(*ARGS, f"run.out_dir={tmp_path}", "run.name=straight")
-    assert straight.returncode == 0, straight.stderr[-2000:]
+def test_signal_checkpoints_the_step_in_flight_and_resume_is_exact(tmp_path, sig, uninterrupted_run):
+    straight = uninterrupted_run[0]
     proc = subprocess.Popen([sys.executable, "experiments/run.py", *ARGS, f"run.out_dir={tmp_path}", "run.name=sig"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for_step(tmp_path / "sig", 2, proc)
@@ -29,21 +27,19 @@ def test_signal_checkpoints_the_step_in_flight_and_resume_is_exact(tmp_path, sig
     assert not (tmp_path / "sig" / ".lock").exists()  # released
     resumed = run("--resume", str(tmp_path / "sig"), "--no-progress")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert values(tmp_path / "straight") == values(tmp_path / "sig")  # bitwise, no line lost or repeated
+    assert values(straight) == values(tmp_path / "sig")  # bitwise, no line lost or repeated
 
 
-def test_sigkill_at_random_points_soak(tmp_path):
+def test_sigkill_at_random_points_soak(tmp_path, uninterrupted_run):
     soak = load_script("benchmarks/fault_soak.py").soak
 
-    stats = soak(2, "tiny", ["train.max_steps=8", "checkpointing.checkpoint_every_n_steps=2", "train.eval_every=3"],
-                 seed=1, out=tmp_path, log=lambda *a: None)
+    stats = soak(2, "tiny", FAULT_ARGS[3:], seed=1, out=tmp_path, log=lambda *a: None, reference=uninterrupted_run)
     assert stats["cycles"] == 2 and stats["resumes_matched"] == 2
     assert stats["lines_lost"] == 0 and stats["lines_duplicated"] == 0 and stats["final_matched"]
 
 
-def test_truncated_checkpoint_is_skipped_and_the_resume_is_still_exact(tmp_path):
+def test_truncated_checkpoint_is_skipped_and_the_resume_is_still_exact(tmp_path, uninterrupted_run):
     args = [*ARGS, f"run.out_dir={tmp_path}"]
-    assert run(*args, "run.name=straight").returncode == 0
     partial = run(*args, "run.name=cut", "train.max_steps=10")  # same run, then damage its newest checkpoint
     assert partial.returncode == 0
     newest = sorted((tmp_path / "cut" / "checkpoints").glob("step_*"))[-1]
@@ -53,4 +49,4 @@ def test_truncated_checkpoint_is_skipped_and_the_resume_is_still_exact(tmp_path)
     resumed = run("--resume", str(tmp_path / "cut"), "--no-progress")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "skipping corrupt checkpoint" in resumed.stderr and "does not match its checksum" in resumed.stderr
-    assert values(tmp_path / "straight") == values(tmp_path / "cut")
+    assert values(uninterrupted_run[0]) == values(tmp_path / "cut")
