@@ -4,3 +4,11 @@
 class ConfigError(ValueError):
     """A bad configuration value or input; the message is one line naming the field and what is allowed
     (experiments/run.py turns it into exit code 2)."""
+
+
+class ModelLoadError(RuntimeError):
+    """The model cannot be loaded; the message says why and what to install or set."""
+
+
+class DataSourceError(RuntimeError):
+    """A source cannot be read; the message names the file or dataset and what to do."""

@@ -24,6 +24,7 @@ import torch
 
 from chrono_membench import attention_rows
 from chrono_membench.config import ModelConfig
+from chrono_membench.errors import ModelLoadError
 from chrono_membench.run_dir import atomic_write
 
 # The bridge's KV-cached generate passes `past_key_values`, which transformers 5 deprecates with a warning per
@@ -32,10 +33,6 @@ warnings.filterwarnings("ignore", message=r".*`past_key_values` is deprecated", 
 
 CACHE_DIR = Path(os.environ.get("CHRONO_MEMBENCH_CACHE", Path.home() / ".cache" / "chrono_membench"))
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-class ModelLoadError(RuntimeError):
-    """The model cannot be loaded; the message says why and what to install or set."""
 
 
 @dataclass(frozen=True)

@@ -77,8 +77,7 @@ def build(args) -> tuple:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from chrono_membench.data import DataSourceError
-    from chrono_membench.model import ModelLoadError
+    from chrono_membench.errors import DataSourceError, ModelLoadError  # light: a bad config exits in a second
     from chrono_membench.run_dir import CheckpointWriteError
     from chrono_membench.safety import EXIT_PREEMPTED, Preempted
 

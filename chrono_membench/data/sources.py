@@ -16,14 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from chrono_membench.errors import DataSourceError
 from chrono_membench.run_dir import atomic_write
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 SAMPLE_DIR, SYNTHETIC_DIR = DATA_DIR / "sample", DATA_DIR / "synthetic"  # real text (built at install); templates
-
-
-class DataSourceError(RuntimeError):
-    """A source cannot be read; the message names the file or dataset and what to do."""
 
 
 def _text_documents(records: Iterable[dict], sentences_per_passage: int) -> Iterator[tuple[str, str]]:
