@@ -9,6 +9,7 @@ SAEs, batched and under torch.no_grad (except the training-time diversity term).
 from __future__ import annotations
 
 import math
+import time
 import torch
 import torch.nn.functional as F
 
@@ -31,7 +32,7 @@ def lm_loss(logits: torch.Tensor, tokens: torch.Tensor, source_index: torch.Tens
 def validation_loss(model, val: dict[str, torch.Tensor], micro_batch: int, autocast, d: Dist = ALONE) -> dict[str, float]:
     """Validation loss over all val rows; under torchrun each rank takes rows r, r+N, … (padding rows, all
     targets masked, even out the forwards FSDP needs on every rank) and the sums are reduced."""
-    was_training = model.training
+    start, was_training = time.perf_counter(), model.training
     model.eval()
     index, weight = d.padded_share(len(val["tokens"]))
     tokens_all = val["tokens"][index]
@@ -47,7 +48,7 @@ def validation_loss(model, val: dict[str, torch.Tensor], micro_batch: int, autoc
     model.train(was_training)
     total, count = d.sum_(sums).tolist()
     loss = total / count
-    return {K.val("loss"): loss, K.val("ppl"): math.exp(min(loss, 50.0))}
+    return {K.val("loss"): loss, K.val("ppl"): math.exp(min(loss, 50.0)), K.eval_time("val"): time.perf_counter() - start}
 
 
 @torch.no_grad()
@@ -61,7 +62,7 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
     The SAE is spliced in at the kept positions (masked ones keep their activation; zero-ablation zeroes every
     position, as sae-lens does); CE and KL count a position iff its input token is kept (sae-lens's ignore-token
     rule). → (metrics, {hook: firing frequency [d_sae] over the kept tokens}) for the density histogram."""
-    rows = min(len(val["tokens"]), math.ceil(n_tokens / val["tokens"].shape[1]))
+    start, rows = time.perf_counter(), min(len(val["tokens"]), math.ceil(n_tokens / val["tokens"].shape[1]))
     sums = {h: torch.zeros(len(PANEL_SUMS), dtype=torch.float64) for h in saes.hook_points}
     sum_x = {h: 0.0 for h in saes.hook_points}
     fires = {h: torch.zeros(saes.saes[h].cfg.d_sae, dtype=torch.float64) for h in saes.hook_points}
@@ -111,6 +112,7 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
                  "l2_ratio": v["l2_ratio"] / n, "eval_fve": 1 - v["sq_residual"] / n / variance, "eval_l0": v["l0"] / n}
         metrics.update({K.sae(hook, name): panel[name] for name in K.SAE_EVAL})
         density[hook] = (fires[hook] / n).float()
+    metrics[K.eval_time("sae_panel")] = time.perf_counter() - start
     return metrics, density
 
 

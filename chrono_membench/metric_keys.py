@@ -26,8 +26,11 @@ MEM_LATENTS = tuple(f"memorisation_latents_{k}" for k in ("auc_max", "auc_max_nu
 MEM_SCORES = ("exact_match", "token_match", "loss")  # per probe column, each with _lo / _hi (95 % interval)
 MIA_SCORES = ("loss", "zlib", "min_k", "ref")  # membership scores (MIMIR): per bucket vs unseen
 EXPOSURE_BINS = ("1", "2", "3-4", "5+")  # memorisation by exposure count
+# the parts of one eval, each timed (time/eval_<part>_s; benchmarks/eval_cost.py prints the split)
+EVAL_PARTS = ("val", "sae_panel", "canaries", "reference", "probe_forward", "extraction", "probe_saes")
 # wall-clock: differ between identical runs
-TIMING = ("time/eval_s", "time/attn_metrics_s", "time/latent_records_s", "train/tokens_per_s", "train/data_wait_frac")
+TIMING = ("time/eval_s", "time/attn_metrics_s", "time/latent_records_s", "train/tokens_per_s", "train/data_wait_frac",
+          *(f"time/eval_{part}_s" for part in EVAL_PARTS))
 DROPOUT_RATE = "chrono/temporal_dropout_rate"
 ATTN_DIVERSITY_MEAN, ATTN_ENTROPY_MEAN = "chrono/attn_diversity/mean", "chrono/attn_entropy/mean"
 ATTN_DIVERSITY_NOSINK_MEAN = "chrono/attn_diversity_nosink/mean"
@@ -38,6 +41,10 @@ CI = ("_lo", "_hi")  # suffixes of a value's 95 % interval
 
 def train(name: str) -> str:
     return f"train/{name}"
+
+
+def eval_time(part: str) -> str:
+    return f"time/eval_{part}_s"
 
 
 def val(name: str) -> str:
@@ -113,9 +120,13 @@ def chrono_step_keys(hooks: list[str], n_layers: int, diversity: bool) -> list[s
 def eval_keys(hooks: list[str], buckets: list[str], canary_labels: list[str], sources: list[str],
               reference: bool = True) -> list[str]:
     """Keys of one eval once every probe column is filled (buckets: b0, b1, …; plus "unseen")."""
-    keys = [val(n) for n in VAL] + ["time/eval_s"] + [sae(h, n) for h in hooks for n in SAE_EVAL]
+    keys = [val(n) for n in VAL] + ["time/eval_s", eval_time("val")] + [sae(h, n) for h in hooks for n in SAE_EVAL]
+    keys += [eval_time("sae_panel")] if hooks else []
+    keys += [eval_time("canaries")] if canary_labels else []
     if not buckets:
         return keys
+    keys += [eval_time("extraction")] + ([eval_time("probe_forward"), eval_time("probe_saes")] if hooks else [])
+    keys += [eval_time("reference")] if reference else []
     columns = buckets + ["unseen"]
     keys += [k for s in MEM_SCORES for c in columns for k in with_ci(mem(s, c))]
     keys += [k for s in MEM_SCORES for c in buckets for k in with_ci(mem(s, c, "last_seen"))]

@@ -8,6 +8,8 @@ metric_keys) and purity matrices; writes nothing. The arithmetic lives in chrono
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
@@ -28,6 +30,8 @@ from chrono_membench.probes import PREFIX_TOKENS, UNSEEN, Canaries, Probe, Probe
 from chrono_membench.sae import SAEBank
 
 EVAL_CHUNK = 16  # probe windows per forward
+GENERATE_CHUNK = 64  # probe windows per KV-cached greedy decode (the bridge's per-token overhead is per call: 64
+#                      windows decode in 13 s where 4 calls of 16 take 23 s on the demo model, the same tokens)
 
 
 def logits_fn(model, autocast):
@@ -42,7 +46,7 @@ def generate_fn(model, autocast):
         with autocast:
             return torch.cat([model.generate(chunk, max_new_tokens=n_tokens, do_sample=False, stop_at_eos=False,
                                              verbose=False, use_past_kv_cache=True, prepend_bos=False)[:, -n_tokens:]
-                              for chunk in prefix.split(EVAL_CHUNK)])
+                              for chunk in prefix.split(GENERATE_CHUNK)])
     return generate
 
 
@@ -108,17 +112,31 @@ def probe_metrics(model, reference, saes: SAEBank | None, probes: ProbeSet, seen
     columns = probes.columns()
     flat = [p for _, ps in columns for p in ps]
     metrics: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def timed(part: str) -> None:  # time/eval_<part>_s: the wall time since the previous part
+        nonlocal clock
+        metrics[K.eval_time(part)], clock = time.perf_counter() - clock, time.perf_counter()
+
     if canaries:
         metrics.update(canary_exposures(model, canaries, autocast, device))
+        timed("canaries")
     if not flat:
         return metrics, {}
     if reference is not None:
         fill_reference_losses(reference, flat, autocast, device, d)
+        timed("reference")
     names = [name for name, _ in columns]
     col = np.array([c for c, (_, ps) in enumerate(columns) for _ in ps])
     index, weight = d.padded_share(len(flat))
     windows = torch.tensor([flat[i].tokens for i in index], device=device)
-    local = extraction_scores(logits_fn(model, autocast), windows, generate_fn=generate_fn(model, autocast))
+    logits = logits_fn(model, autocast)
+    if saes is not None:  # one forward over the windows: the SAE activations and the logits extraction scores
+        chunk_logits: list[torch.Tensor] = []
+        doc_sums, doc_tokens, prefix_means = probe_activation_sums(model, saes, windows, autocast, chunk_logits)
+        logits = _cached_logits(windows, torch.cat(chunk_logits), logits)
+        timed("probe_forward")
+    local = extraction_scores(logits, windows, generate_fn=generate_fn(model, autocast))
     scores = {k: _gather(d, index, weight.to(device), v, len(flat)).double().cpu().numpy() for k, v in local.items()}
 
     # memorisation by first-seen bucket (the column), last-seen bucket, exposure count; probe documents' sources
@@ -158,9 +176,9 @@ def probe_metrics(model, reference, saes: SAEBank | None, probes: ProbeSet, seen
             if value == value:  # nan: no source has windows on both sides yet
                 metrics.update(_with_ci(K.did(name, stratified=True), value, (low, high)))
 
+    timed("extraction")  # greedy extraction, teacher-forced scores, and every statistic over them
     matrices = {}
     if saes is not None:
-        doc_sums, doc_tokens, prefix_means = probe_activation_sums(model, saes, windows, autocast)
         generator = torch.Generator().manual_seed(seed)
         src = torch.tensor([SOURCE_NAMES.index(s) for s in source])
         memorised = top_decile_within(member["ref"], col) if "ref" in member else None
@@ -180,7 +198,15 @@ def probe_metrics(model, reference, saes: SAEBank | None, probes: ProbeSet, seen
                     metrics.update({K.chrono(hook, f"memorisation_latents_{k}"): got[k]
                                     for k in ("auc_max", "auc_max_null", "auc_max_p")})
                     matrices.setdefault(hook, {})["memorisation_latents"] = got["table"]
+        timed("probe_saes")  # purity + permutation nulls, memorisation latents
     return metrics, matrices
+
+
+def _cached_logits(windows: torch.Tensor, logits: torch.Tensor, compute):
+    """A logits_fn that returns the logits already computed for `windows` (and computes any other input)."""
+    def cached(tokens):
+        return logits if tokens.shape == windows.shape and torch.equal(tokens, windows) else compute(tokens)
+    return cached
 
 
 def top_decile_within(score: np.ndarray, column: np.ndarray) -> np.ndarray:
@@ -214,13 +240,17 @@ def purity_summaries(S: torch.Tensor, n: torch.Tensor, col: torch.Tensor, src: t
 
 
 @torch.no_grad()
-def scored_activations(model, saes: SAEBank, windows: torch.Tensor, autocast, start: int = PREFIX_TOKENS):
+def scored_activations(model, saes: SAEBank, windows: torch.Tensor, autocast, start: int = PREFIX_TOKENS,
+                       logits: list | None = None):
     """Per chunk of windows: {hook: (latent activations [chunk, S, F] on the window's tokens from `start` on
     (default: the S scored tokens), run in their training context; the SAE mask [chunk, S])}; activations are
-    0 where the mask drops a token (position 0, BOS, norm outliers)."""
+    0 where the mask drops a token (position 0, BOS, norm outliers). `logits`: a list the chunks' logits
+    (float) are appended to, from the same forward."""
     for chunk in windows.split(EVAL_CHUNK):
         with autocast:
-            _, cache = model.run_with_cache(chunk, names_filter=lambda name: name in saes.hook_points)
+            chunk_logits, cache = model.run_with_cache(chunk, names_filter=lambda name: name in saes.hook_points)
+        if logits is not None:
+            logits.append(chunk_logits.float())
         base = saes.base_mask(chunk, torch.zeros_like(chunk))[:, start:]  # windows hold no padding
         out = {}
         for hook in saes.hook_points:
@@ -233,11 +263,13 @@ def scored_activations(model, saes: SAEBank, windows: torch.Tensor, autocast, st
 
 
 @torch.no_grad()
-def probe_activation_sums(model, saes: SAEBank, windows: torch.Tensor, autocast) -> tuple[dict, dict, dict]:
+def probe_activation_sums(model, saes: SAEBank, windows: torch.Tensor, autocast,
+                          logits: list | None = None) -> tuple[dict, dict, dict]:
     """Per window and SAE: summed latent activations over its scored tokens that the SAE mask keeps, how many
-    there are, and the mean activation over its kept prefix tokens → ({hook: [W, F]}, {hook: [W]}, {hook: [W, F]})."""
+    there are, and the mean activation over its kept prefix tokens → ({hook: [W, F]}, {hook: [W]}, {hook: [W, F]}).
+    `logits`: see scored_activations."""
     sums, counts, prefix = ({h: [] for h in saes.hook_points} for _ in range(3))
-    for chunk in scored_activations(model, saes, windows, autocast, start=0):
+    for chunk in scored_activations(model, saes, windows, autocast, start=0, logits=logits):
         for hook, (acts, keep) in chunk.items():
             sums[hook].append(acts[:, PREFIX_TOKENS:].sum(1))
             counts[hook].append(keep[:, PREFIX_TOKENS:].sum(1).float())
