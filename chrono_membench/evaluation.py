@@ -51,9 +51,26 @@ def validation_loss(model, val: dict[str, torch.Tensor], micro_batch: int, autoc
     return {K.val("loss"): loss, K.val("ppl"): math.exp(min(loss, 50.0)), K.eval_time("val"): time.perf_counter() - start}
 
 
+def validation_metrics(model, saes: SAEBank | None, val: dict[str, torch.Tensor], n_tokens: int, micro_batch: int,
+                       autocast, d: Dist = ALONE) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """Validation loss and, with SAEs, the SAE panel → (metrics, density). Where the panel's rows are all the
+    validation rows (one process), its clean forwards give the validation loss too (the same rows, batches and sums
+    as validation_loss), so each row is run clean once."""
+    if saes is None:
+        return validation_loss(model, val, micro_batch, autocast, d), {}
+    shared = d.world == 1 and _panel_rows(val, n_tokens) == len(val["tokens"])
+    metrics = {} if shared else validation_loss(model, val, micro_batch, autocast, d)
+    panel, density = sae_eval_panel(model, saes, val, n_tokens, micro_batch, autocast, with_val_loss=shared)
+    return {**metrics, **panel}, density
+
+
+def _panel_rows(val: dict[str, torch.Tensor], n_tokens: int) -> int:
+    return min(len(val["tokens"]), math.ceil(n_tokens / val["tokens"].shape[1]))
+
+
 @torch.no_grad()
 def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens: int, micro_batch: int,
-                   autocast) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+                   autocast, with_val_loss: bool = False) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
     """The SAE core eval panel (sae-lens's evals / SAEBench definitions) per hook, on the first ⌈n_tokens / seq_len⌉
     validation rows, over the tokens the SAE mask keeps (position 0, BOS, outlier norms left out):
         ce_recovered  (CE_zero − CE_SAE) / (CE_zero − CE_clean)     kl_div_score  (KL_zero − KL_SAE) / KL_zero
@@ -61,8 +78,11 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
         fve           1 − E‖x − x̂‖² / (E‖x‖² − ‖E x‖²)               l0            mean active latents per token
     The SAE is spliced in at the kept positions (masked ones keep their activation; zero-ablation zeroes every
     position, as sae-lens does); CE and KL count a position iff its input token is kept (sae-lens's ignore-token
-    rule). → (metrics, {hook: firing frequency [d_sae] over the kept tokens}) for the density histogram."""
-    start, rows = time.perf_counter(), min(len(val["tokens"]), math.ceil(n_tokens / val["tokens"].shape[1]))
+    rule). → (metrics, {hook: firing frequency [d_sae] over the kept tokens}) for the density histogram.
+    with_val_loss: also val/loss and val/ppl from the clean forwards (validation_metrics)."""
+    start, rows, was_training = time.perf_counter(), _panel_rows(val, n_tokens), model.training
+    model.eval()
+    val_sums = torch.zeros(2, dtype=torch.float64)  # as validation_loss: loss sum, target count
     sums = {h: torch.zeros(len(PANEL_SUMS), dtype=torch.float64) for h in saes.hook_points}
     sum_x = {h: 0.0 for h in saes.hook_points}
     fires = {h: torch.zeros(saes.saes[h].cfg.d_sae, dtype=torch.float64) for h in saes.hook_points}
@@ -71,6 +91,9 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
         base = saes.base_mask(tokens, sources)
         with autocast:
             clean, cache = model.run_with_cache(tokens, names_filter=lambda n: n in saes.hook_points)
+        n = int((sources[:, 1:] != PAD_SOURCE).sum())
+        if with_val_loss and n:
+            val_sums += torch.tensor([lm_loss(clean, tokens, sources).item() * n, n], dtype=torch.float64)
         clean_logp = clean.float().log_softmax(-1)
         ce_clean = _token_ce(clean_logp, tokens)
         for hook in saes.hook_points:
@@ -112,6 +135,10 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
                  "l2_ratio": v["l2_ratio"] / n, "eval_fve": 1 - v["sq_residual"] / n / variance, "eval_l0": v["l0"] / n}
         metrics.update({K.sae(hook, name): panel[name] for name in K.SAE_EVAL})
         density[hook] = (fires[hook] / n).float()
+    if with_val_loss:
+        loss = (val_sums[0] / val_sums[1]).item()
+        metrics.update({K.val("loss"): loss, K.val("ppl"): math.exp(min(loss, 50.0))})
+    model.train(was_training)
     metrics[K.eval_time("sae_panel")] = time.perf_counter() - start
     return metrics, density
 

@@ -120,8 +120,9 @@ def chrono_step_keys(hooks: list[str], n_layers: int, diversity: bool) -> list[s
 def eval_keys(hooks: list[str], buckets: list[str], canary_labels: list[str], sources: list[str],
               reference: bool = True) -> list[str]:
     """Keys of one eval once every probe column is filled (buckets: b0, b1, …; plus "unseen")."""
-    keys = [val(n) for n in VAL] + ["time/eval_s", eval_time("val")] + [sae(h, n) for h in hooks for n in SAE_EVAL]
-    keys += [eval_time("sae_panel")] if hooks else []
+    keys = [val(n) for n in VAL] + ["time/eval_s"] + [sae(h, n) for h in hooks for n in SAE_EVAL]
+    # with SAEs the panel's clean forwards give the validation loss (one process): its time is the panel's
+    keys += [eval_time("sae_panel")] if hooks else [eval_time("val")]
     keys += [eval_time("canaries")] if canary_labels else []
     if not buckets:
         return keys

@@ -34,7 +34,7 @@ from chrono_membench.data import Batches, MixtureStream, Plants, collate, prefet
 from chrono_membench.data.sources import sample_provenance
 from chrono_membench.distributed import Dist
 from chrono_membench.evaluation import (
-    attention_metrics, diversity_term, lm_loss, sae_eval_panel, sample_queries, validation_loss,
+    attention_metrics, diversity_term, lm_loss, sample_queries, validation_metrics,
 )
 from chrono_membench.latent_records import latent_records
 from chrono_membench.logging import make_logger, truncate_metrics
@@ -190,11 +190,8 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
             fresh = step != resumed_at  # eval/checkpoint for a resumed step were done before it was saved
             if fresh and (step % t.eval_every == 0 or last):
                 t_eval = time.perf_counter()
-                metrics = validation_loss(model, val, t.micro_batch, autocast, d)
-                matrices, density = {}, {}
-                if saes is not None:
-                    panel, density = sae_eval_panel(model, saes, val, cfg.sae.eval_tokens, t.micro_batch, autocast)
-                    metrics.update(panel)
+                metrics, density = validation_metrics(model, saes, val, cfg.sae.eval_tokens, t.micro_batch, autocast, d)
+                matrices = {}
                 if probes is not None:
                     chrono_metrics, matrices = probe_metrics(
                         model, reference, saes, probes, batches.seen, canaries, autocast, device, d,

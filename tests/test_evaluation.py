@@ -43,6 +43,7 @@ def test_chrono_keys_purity_files_and_probe_table(tmp_path):
     logged = {k for k in keys if not k.startswith("data/")} - {"step"}
     optional = {K.mem(s, b, "exposures") + x for s in K.MEM_SCORES for b in K.EXPOSURE_BINS for x in ("", *K.CI)}
     optional |= {k for b in ("b0", "b1") for k in K.with_ci(K.did(b, stratified=True))}
+    optional |= {K.eval_time("val")}  # with SAEs (one process) the panel's clean forwards give the validation loss
     assert logged <= listed and listed - logged <= optional
     final = {k: v for r in metrics for k, v in r.items()}
     assert 0 <= final["chrono/attn_diversity/mean"] <= 1 and final["chrono/attn_entropy/mean"] > 0
@@ -176,3 +177,29 @@ def test_diversity_strength_benchmark_measures_both_gradients_on_the_qk_projecti
     assert 0 < r["qk_params"] < r["params"]
     assert 0 < r["ratio"] < r["ratio_qk"]  # the term acts through the attention patterns: q/k carry its gradient
     assert -1 <= r["cosine"] <= 1 and r["lm_loss"] > 5  # a random tiny model: CE near log(vocab)
+
+
+def test_the_panels_clean_forwards_give_the_validation_loss_bitwise():
+    """validation_metrics runs each validation row clean once: the val loss it takes from the SAE panel's forwards
+    is validation_loss's, bitwise; the panel's own metrics are unchanged by it."""
+    from contextlib import nullcontext
+
+    from chrono_membench import hooks
+    from chrono_membench.evaluation import sae_eval_panel, validation_loss, validation_metrics
+    from chrono_membench.model import load_model
+    from chrono_membench.sae import SAEBank
+
+    cfg = load_config("tiny")
+    model, _ = load_model(cfg.model)
+    bank = SAEBank(cfg.sae, cfg.chrono, 8, hooks.activation_widths(model, [HOOK]), torch.device("cpu"))
+    tokens = torch.randint(1000, 30000, (4, 32), generator=torch.Generator().manual_seed(0))
+    sources = torch.zeros_like(tokens)
+    sources[3, 20:] = -1  # padding: its targets are not counted
+    val = {"tokens": tokens, "source_index": sources}
+    shared, _ = validation_metrics(model, bank, val, 4 * 32, 2, nullcontext())
+    alone = validation_loss(model, val, 2, nullcontext())
+    assert shared[K.val("loss")] == alone[K.val("loss")] and shared[K.val("ppl")] == alone[K.val("ppl")]
+    panel, _ = sae_eval_panel(model, bank, val, 4 * 32, 2, nullcontext())
+    assert all(shared[k] == v for k, v in panel.items() if not k.startswith("time/"))
+    partial, _ = validation_metrics(model, bank, val, 2 * 32, 2, nullcontext())  # the panel sees 2 of 4 rows
+    assert partial[K.val("loss")] == alone[K.val("loss")] and K.eval_time("val") in partial
