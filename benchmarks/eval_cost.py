@@ -1,55 +1,50 @@
-"""Evaluation cost: eval time / training time per eval interval, from one short run of a preset.
+"""Evaluation cost of a finished run, split by part, against its training time.
 
-    python benchmarks/eval_cost.py [--preset demo] [--steps 10] [key=value ...]
+    python benchmarks/eval_cost.py RUN_DIR            # e.g. the demo's run directory
+    python benchmarks/eval_cost.py RUN_DIR --every 250 # and the share at another eval cadence
 
-The trainer logs `time/eval_s` (val loss, CE recovered, memorisation probes, canaries, purity) at every
-eval and `train/tokens_per_s` at every step; this runs `--steps` steps with an eval at the start and end,
-then prints the ratio at the preset's eval cadence and at the seeds' cadence (every 250 steps). The probe
-set grows with the buckets seen, so the later eval is the one used (the worst case).
+The trainer logs `time/eval_s` at every eval and the wall time of each of its parts (`time/eval_<part>_s`:
+val, sae_panel, canaries, reference, probe_forward, extraction, probe_saes), `time/attn_metrics_s` and
+`time/latent_records_s` where they run, and `train/tokens_per_s` at every step. This prints each eval's split, the
+run's totals, and evals / (training steps + evals + the rest of the chrono work) — the share of the loop's wall
+time — at the run's cadence and projected to `--every` steps per eval (the probe set of the last eval).
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import tempfile
 from pathlib import Path
 
-
-from chrono_membench.config import load_config
+from chrono_membench import metric_keys as K
+from chrono_membench.config import read_yaml
 from chrono_membench.logging import read_metrics
-from chrono_membench.train import train
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="demo")
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("overrides", nargs="*")
-    args = parser.parse_intermixed_args()
-    base = load_config(args.preset, overrides=args.overrides)
-    with tempfile.TemporaryDirectory() as out:
-        cfg = load_config(args.preset, overrides=[*args.overrides, f"run.out_dir={out}", "run.name=eval-cost",
-                                                  "logging.wandb_mode=disabled", f"train.max_steps={base.train.max_steps}",
-                                                  "checkpointing.checkpoint_every_n_steps=1000000"])
-        # Keep the preset's schedule (max_steps sets the buckets) but stop early: eval at 0 and at --steps.
-        cfg.train.eval_every = args.steps
-        cfg.train.max_steps = args.steps
-        cfg.chrono.n_buckets = base.chrono.n_buckets
-        train(cfg, Path(out) / "eval-cost", progress=True)
-        metrics = read_metrics(Path(out) / "eval-cost" / "metrics.jsonl")
-    tokens_per_step = cfg.train.micro_batch * cfg.train.grad_accum * cfg.data.seq_len
-    step_s = statistics.mean(tokens_per_step / r["train/tokens_per_s"] for r in metrics if "train/tokens_per_s" in r)
-    eval_s = [r["time/eval_s"] for r in metrics if "time/eval_s" in r]
-    attn_s = [r["time/attn_metrics_s"] for r in metrics if "time/attn_metrics_s" in r]
-    print(f"\n{args.preset}: {step_s:.2f} s/train step; eval {eval_s[-1]:.2f} s (at step 0: {eval_s[0]:.2f} s); "
-          f"attention metrics {statistics.mean(attn_s):.2f} s")
-    cadences = ((f"preset cadence (every {base.train.eval_every})", base.train.eval_every),
-                ("seeds' cadence (every 250)", 250))
-    for label, every in cadences:
-        print(f"eval / training per interval, {label}: {eval_s[-1] / (every * step_s):.3f}")
-    print(f"attention metrics / training per interval (every {base.train.chrono_every}): "
-          f"{statistics.mean(attn_s) / (base.train.chrono_every * step_s):.3f}")
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--every", type=int, default=250, help="eval cadence to project to (the hub presets': 250)")
+    args = parser.parse_args()
+    cfg = read_yaml(args.run / "config.yaml")
+    t = cfg["train"]
+    tokens_per_step = t["micro_batch"] * t["grad_accum"] * cfg["data"]["seq_len"]
+    records = read_metrics(args.run / "metrics.jsonl")
+    step_s = [tokens_per_step / r["train/tokens_per_s"] for r in records if "train/tokens_per_s" in r]
+    evals = [r for r in records if "time/eval_s" in r]
+    other = sum(r.get("time/attn_metrics_s", 0) + r.get("time/latent_records_s", 0) for r in records)
+    parts = [p for p in K.EVAL_PARTS if any(K.eval_time(p) in r for r in evals)]
+    print(f"{args.run.name}: {len(step_s)} steps, {sum(step_s):.0f} s training; {len(evals)} evals")
+    print(f"{'step':>6s} {'eval s':>7s}  " + "  ".join(f"{p:>13s}" for p in parts))
+    for r in evals:
+        print(f"{r['step']:6d} {r['time/eval_s']:7.1f}  " + "  ".join(f"{r.get(K.eval_time(p), 0):13.1f}" for p in parts))
+    eval_total = sum(r["time/eval_s"] for r in evals)
+    loop = sum(step_s) + eval_total + other
+    print(f"evals {eval_total:.0f} s = {eval_total / loop:.1%} of the loop's {loop:.0f} s "
+          f"(attention metrics + latent records {other:.0f} s = {other / loop:.1%})")
+    mean_step = sum(step_s) / len(step_s)
+    last = evals[-1]["time/eval_s"]
+    print(f"one eval (the last, {last:.1f} s) per {t['eval_every']} steps: {last / (last + t['eval_every'] * mean_step):.1%} "
+          f"of wall time; per {args.every} steps: {last / (last + args.every * mean_step):.1%} (steps of {mean_step:.2f} s)")
 
 
 if __name__ == "__main__":
