@@ -43,8 +43,9 @@ def main() -> None:
           f"(attention metrics + latent records {other:.0f} s = {other / loop:.1%})")
     mean_step = sum(step_s) / len(step_s)
     last = evals[-1]["time/eval_s"]
-    print(f"one eval (the last, {last:.1f} s) per {t['eval_every']} steps: {last / (last + t['eval_every'] * mean_step):.1%} "
-          f"of wall time; per {args.every} steps: {last / (last + args.every * mean_step):.1%} (steps of {mean_step:.2f} s)")
+    share = {every: last / (last + every * mean_step) for every in (t["eval_every"], args.every)}
+    print(f"one eval (the last, {last:.1f} s) per {t['eval_every']} steps: {share[t['eval_every']]:.1%} of wall time; "
+          f"per {args.every} steps: {share[args.every]:.1%} (steps of {mean_step:.2f} s)")
 
 
 if __name__ == "__main__":

@@ -30,14 +30,15 @@ from chrono_membench.probes import PREFIX_TOKENS, UNSEEN, Canaries, Probe, Probe
 from chrono_membench.sae import SAEBank
 
 EVAL_CHUNK = 16  # probe windows per forward
+CANARY_CHUNK = 64  # canary candidates per forward
 GENERATE_CHUNK = 64  # probe windows per KV-cached greedy decode (the bridge's per-token overhead is per call: 64
 #                      windows decode in 13 s where 4 calls of 16 take 23 s on the demo model, the same tokens)
 
 
-def logits_fn(model, autocast):
+def logits_fn(model, autocast, chunk_rows: int = EVAL_CHUNK):
     def logits(tokens):
         with autocast:
-            return torch.cat([model(chunk).float() for chunk in tokens.split(EVAL_CHUNK)])
+            return torch.cat([model(chunk).float() for chunk in tokens.split(chunk_rows)])
     return logits
 
 
@@ -281,9 +282,10 @@ def probe_activation_sums(model, saes: SAEBank, windows: torch.Tensor, autocast,
 def canary_exposures(model, canaries: Canaries, autocast, device) -> dict[str, float]:
     """Mean exposure per repetition cell (and of the never-inserted controls, the null), rank-based and
     extrapolated. The candidates' NLLs are computed once and shared by every secret."""
-    logits = logits_fn(model, autocast)
+    # canary sequences are short (prefix + secret): 64 per forward, where the per-call cost of the bridge dominates
+    logits = logits_fn(model, autocast, CANARY_CHUNK)
     prefix = torch.tensor(canaries.prefix, device=device)
-    nll = sequence_nll(logits, prefix, torch.cat([canaries.secrets, canaries.reference]).to(device)).cpu()
+    nll = sequence_nll(logits, prefix, torch.cat([canaries.secrets, canaries.reference]).to(device), CANARY_CHUNK).cpu()
     secrets, others = nll[:len(canaries.secrets)], nll[len(canaries.secrets):]
     out = {}
     for label in canaries.labels():
