@@ -48,9 +48,10 @@ def head_js_diversity(pattern: torch.Tensor, query_index: torch.Tensor | None = 
     p, weight = _prepare(pattern, query_index, valid, drop_sink, rows_taken)
     H = p.shape[1]
     i, j = torch.triu_indices(H, H, offset=1, device=p.device)
-    a, b = p[:, i], p[:, j]  # [B, pairs, Q, K]
-    js = _entropy_bits((a + b) / 2) - (_entropy_bits(a) + _entropy_bits(b)) / 2
-    return _weighted_mean(js, weight)
+    # mean over pairs of JS = mean over pairs of H(mixture) − mean over heads of H(head): each head is in H − 1
+    # of the H(H − 1)/2 pairs, so the heads' own entropies are computed once, not once per pair
+    mixture = _entropy_bits((p[:, i] + p[:, j]) / 2)  # [B, pairs, Q]
+    return _weighted_mean(mixture, weight) - _weighted_mean(_entropy_bits(p), weight)
 
 
 def attention_entropy(pattern: torch.Tensor, valid: torch.Tensor | None = None, drop_sink: bool = False) -> torch.Tensor:
