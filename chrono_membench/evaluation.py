@@ -80,7 +80,7 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
     position, as sae-lens does); CE and KL count a position iff its input token is kept (sae-lens's ignore-token
     rule). → (metrics, {hook: firing frequency [d_sae] over the kept tokens}) for the density histogram.
     with_val_loss: also val/loss and val/ppl from the clean forwards (validation_metrics)."""
-    start, rows, was_training = time.perf_counter(), _panel_rows(val, n_tokens), model.training
+    t_start, rows, was_training = time.perf_counter(), _panel_rows(val, n_tokens), model.training
     model.eval()
     val_sums = torch.zeros(2, dtype=torch.float64)  # as validation_loss: loss sum, target count
     sums = {h: torch.zeros(len(PANEL_SUMS), dtype=torch.float64) for h in saes.hook_points}
@@ -139,7 +139,7 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
         loss = (val_sums[0] / val_sums[1]).item()
         metrics.update({K.val("loss"): loss, K.val("ppl"): math.exp(min(loss, 50.0))})
     model.train(was_training)
-    metrics[K.eval_time("sae_panel")] = time.perf_counter() - start
+    metrics[K.eval_time("sae_panel")] = time.perf_counter() - t_start
     return metrics, density
 
 
