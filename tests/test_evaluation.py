@@ -45,6 +45,9 @@ def test_chrono_keys_purity_files_and_probe_table(tmp_path):
     optional |= {k for b in ("b0", "b1") for k in K.with_ci(K.did(b, stratified=True))}
     optional |= {K.eval_time("val")}  # with SAEs (one process) the panel's clean forwards give the validation loss
     assert logged <= listed and listed - logged <= optional
+    for r in (r for r in metrics if "time/eval_s" in r):  # the eval's parts are timed, and they are parts of it
+        parts = [v for k, v in r.items() if k.startswith("time/eval_") and k != "time/eval_s"]
+        assert len(parts) >= 2 and min(parts) >= 0 and sum(parts) <= r["time/eval_s"], r
     final = {k: v for r in metrics for k, v in r.items()}
     assert 0 <= final["chrono/attn_diversity/mean"] <= 1 and final["chrono/attn_entropy/mean"] > 0
     assert 0 <= final["mem/canary_exposure/control"] <= 4  # log2(16)
