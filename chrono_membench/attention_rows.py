@@ -79,6 +79,17 @@ def install(hf_model) -> None:
             config._attn_implementation = name
 
 
+def require(hf_model) -> None:
+    """The diversity regulariser (μ > 0) needs the wrapper: a ConfigError naming the kernel where it is not there."""
+    from chrono_membench.errors import ConfigError
+
+    kernel = hf_model.config._attn_implementation
+    if not (kernel or "").startswith("chrono_"):
+        raise ConfigError(f"chrono.diversity_weight > 0 takes the attention pattern's rows from inside the attention "
+                          f"kernel, which works for 'sdpa' and 'eager', not {kernel!r}; load the model with one of "
+                          f"those, or set chrono.diversity_weight=0")
+
+
 @contextmanager
 def capture(query_index: torch.Tensor):
     """While open, every attention call through the wrapper appends its pattern rows at `query_index`

@@ -148,6 +148,8 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
     stream = prefetched(MixtureStream(cfg.data, tokenizer, split="train"), cfg.data.prefetch_rows)
     batches = Batches(stream, t.micro_batch, probes, canaries, d, plants)
     diversity_weight = cfg.chrono.diversity_weight if chrono else 0.0
+    if diversity_weight > 0:  # its rows come from inside the attention kernel: sdpa or eager (attention_rows.py)
+        attention_rows.require(model.original_model)
 
     # ---- resume: the weights before data parallelism shards them; the rest once the optimisers exist
     ckpt = None

@@ -105,3 +105,15 @@ def test_capture_is_not_reentrant_and_is_empty_outside():
             with attention_rows.capture(torch.tensor([2])):
                 pass
     assert not attention_rows._capture
+
+
+def test_a_kernel_the_wrapper_cannot_read_is_refused_by_name():
+    from transformers import AutoModelForCausalLM
+
+    from chrono_membench.errors import ConfigError
+
+    model = AutoModelForCausalLM.from_config(_config("tiny", 64), attn_implementation="sdpa")
+    with pytest.raises(ConfigError, match="chrono.diversity_weight"):
+        attention_rows.require(model)  # not installed yet: the plain kernel
+    attention_rows.install(model)
+    attention_rows.require(model)
