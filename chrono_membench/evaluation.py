@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+
 import torch
 import torch.nn.functional as F
 
