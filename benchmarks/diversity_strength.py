@@ -21,7 +21,7 @@ from chrono_membench import attention_rows
 from chrono_membench.config import load_config
 from chrono_membench.data import MixtureStream, collate
 from chrono_membench.distributed import resolve_device
-from chrono_membench.evaluation import diversity_term, lm_loss
+from chrono_membench.evaluation import diversity_term, lm_loss, sample_queries
 from chrono_membench.model import load_model
 
 
@@ -44,7 +44,7 @@ def gradient_shares(cfg, n_batches: int) -> dict[str, float]:
     ce_sum, div_sum, losses, diversities = 0, 0, [], []
     for b in range(n_batches):
         batch = {k: v.to(device) for k, v in collate([stream.next_row() for _ in range(cfg.train.micro_batch)]).items()}
-        queries = torch.randperm(cfg.data.seq_len, generator=torch.Generator().manual_seed(b))[:cfg.chrono.probe_queries]
+        queries = sample_queries(cfg, b, 0)  # the query rows training would draw for batch b
         with attention_rows.capture(queries) as rows:  # as in training: the rows from inside the SDPA kernel
             loss = lm_loss(model(batch["tokens"]), batch["tokens"], batch["source_index"])
         diversity = diversity_term(rows, queries, batch["source_index"])

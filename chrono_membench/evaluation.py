@@ -29,6 +29,19 @@ def lm_loss(logits: torch.Tensor, tokens: torch.Tensor, source_index: torch.Tens
     return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
 
 
+def _loss_sums(logits: torch.Tensor, tokens: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
+    """[loss sum, target count] (float64) of one batch: what validation loss accumulates over its batches."""
+    n = int((sources[:, 1:] != PAD_SOURCE).sum())
+    if not n:
+        return torch.zeros(2, dtype=torch.float64)
+    return torch.tensor([lm_loss(logits, tokens, sources).item() * n, n], dtype=torch.float64)
+
+
+def _val_metrics(total: float, count: float) -> dict[str, float]:
+    loss = total / count
+    return {K.val("loss"): loss, K.val("ppl"): math.exp(min(loss, 50.0))}
+
+
 @torch.no_grad()
 def validation_loss(model, val: dict[str, torch.Tensor], micro_batch: int, autocast, d: Dist = ALONE) -> dict[str, float]:
     """Validation loss over all val rows; under torchrun each rank takes rows r, r+N, … (padding rows, all
@@ -43,13 +56,9 @@ def validation_loss(model, val: dict[str, torch.Tensor], micro_batch: int, autoc
         tokens, sources = tokens_all[i:i + micro_batch], sources_all[i:i + micro_batch]
         with autocast:
             logits = model(tokens)
-        n = int((sources[:, 1:] != PAD_SOURCE).sum())
-        if n:
-            sums += torch.tensor([lm_loss(logits, tokens, sources).item() * n, n], dtype=torch.float64)
+        sums += _loss_sums(logits, tokens, sources)
     model.train(was_training)
-    total, count = d.sum_(sums).tolist()
-    loss = total / count
-    return {K.val("loss"): loss, K.val("ppl"): math.exp(min(loss, 50.0)), K.eval_time("val"): time.perf_counter() - start}
+    return {**_val_metrics(*d.sum_(sums).tolist()), K.eval_time("val"): time.perf_counter() - start}
 
 
 def validation_metrics(model, saes: SAEBank | None, val: dict[str, torch.Tensor], n_tokens: int, micro_batch: int,
@@ -92,9 +101,8 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
         base = saes.base_mask(tokens, sources)
         with autocast:
             clean, cache = model.run_with_cache(tokens, names_filter=lambda n: n in saes.hook_points)
-        n = int((sources[:, 1:] != PAD_SOURCE).sum())
-        if with_val_loss and n:
-            val_sums += torch.tensor([lm_loss(clean, tokens, sources).item() * n, n], dtype=torch.float64)
+        if with_val_loss:
+            val_sums += _loss_sums(clean, tokens, sources)
         clean_logp = clean.float().log_softmax(-1)
         ce_clean = _token_ce(clean_logp, tokens)
         for hook in saes.hook_points:
@@ -137,8 +145,7 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
         metrics.update({K.sae(hook, name): panel[name] for name in K.SAE_EVAL})
         density[hook] = (fires[hook] / n).float()
     if with_val_loss:
-        loss = (val_sums[0] / val_sums[1]).item()
-        metrics.update({K.val("loss"): loss, K.val("ppl"): math.exp(min(loss, 50.0))})
+        metrics.update(_val_metrics(*val_sums.tolist()))
     model.train(was_training)
     metrics[K.eval_time("sae_panel")] = time.perf_counter() - t_start
     return metrics, density

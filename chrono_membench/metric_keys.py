@@ -26,11 +26,15 @@ MEM_LATENTS = tuple(f"memorisation_latents_{k}" for k in ("auc_max", "auc_max_nu
 MEM_SCORES = ("exact_match", "token_match", "loss")  # per probe column, each with _lo / _hi (95 % interval)
 MIA_SCORES = ("loss", "zlib", "min_k", "ref")  # membership scores (MIMIR): per bucket vs unseen
 EXPOSURE_BINS = ("1", "2", "3-4", "5+")  # memorisation by exposure count
+def eval_time(part: str) -> str:
+    return f"time/eval_{part}_s"
+
+
 # the parts of one eval, each timed (time/eval_<part>_s; benchmarks/eval_cost.py prints the split)
 EVAL_PARTS = ("val", "sae_panel", "canaries", "reference", "probe_forward", "extraction", "probe_saes")
 # wall-clock: differ between identical runs
 TIMING = ("time/eval_s", "time/attn_metrics_s", "time/latent_records_s", "train/tokens_per_s", "train/data_wait_frac",
-          *(f"time/eval_{part}_s" for part in EVAL_PARTS))
+          *(eval_time(part) for part in EVAL_PARTS))
 DROPOUT_RATE = "chrono/temporal_dropout_rate"
 ATTN_DIVERSITY_MEAN, ATTN_ENTROPY_MEAN = "chrono/attn_diversity/mean", "chrono/attn_entropy/mean"
 ATTN_DIVERSITY_NOSINK_MEAN = "chrono/attn_diversity_nosink/mean"
@@ -42,9 +46,6 @@ CI = ("_lo", "_hi")  # suffixes of a value's 95 % interval
 def train(name: str) -> str:
     return f"train/{name}"
 
-
-def eval_time(part: str) -> str:
-    return f"time/eval_{part}_s"
 
 
 def val(name: str) -> str:
