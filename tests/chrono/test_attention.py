@@ -37,3 +37,29 @@ def test_sink_excluded_and_padding_masked():
     valid = torch.tensor([[True, True, True, False]])
     assert head_js_diversity(p).item() > 0 and head_js_diversity(p, valid=valid).item() == pytest.approx(0.0, abs=1e-6)
     assert attention_entropy(p[:, :1], valid=valid).item() == pytest.approx(math.log2(3))  # uniform over 3 real keys
+
+
+def test_js_diversity_equals_scipys_jensen_shannon_over_every_head_pair():
+    """On random rows (sampled queries taken or not, padding masked), the mean over head pairs of scipy's
+    Jensen–Shannon divergence (base 2; scipy returns its square root), averaged over the weighted queries."""
+    from scipy.spatial.distance import jensenshannon
+
+    torch.manual_seed(0)
+    B, H, T = 2, 4, 9
+    pattern = torch.softmax(torch.randn(B, H, T, T) * 2, -1)
+    valid = torch.ones(B, T, dtype=torch.bool)
+    valid[1, 7:] = False
+    queries = torch.tensor([2, 5, 8])
+    expected, weights = 0.0, 0.0
+    for b in range(B):
+        for q in queries.tolist():
+            if not valid[b, q]:
+                continue
+            rows = (pattern[b, :, q] * valid[b]).double()
+            rows = rows / rows.sum(-1, keepdim=True)
+            pairs = [jensenshannon(rows[i], rows[j], base=2) ** 2 for i in range(H) for j in range(i + 1, H)]
+            expected, weights = expected + sum(pairs) / len(pairs), weights + 1
+    ours = head_js_diversity(pattern, queries, valid)
+    assert ours.item() == pytest.approx(expected / weights, rel=1e-5)
+    taken = head_js_diversity(pattern[:, :, queries], queries, valid, rows_taken=True)
+    assert taken.item() == pytest.approx(ours.item(), rel=1e-6)
