@@ -1,10 +1,13 @@
-"""Kill-and-resume soak: SIGKILL a run at random moments (checkpoint writes included), resume it, again and
-again, and compare everything it logged with one uninterrupted run.
+"""Kill soak: SIGKILL a run's trainer at random moments (before its first checkpoint and during checkpoint writes
+included) and resume it with `--resume`, or SIGKILL its data worker and let it go on; again and again; compare
+everything it logged with one uninterrupted run.
 
     python benchmarks/fault_soak.py --cycles 50 [--preset tiny] [--seed 0] [key=value ...]
 
-Prints: cycles, resumes whose metrics matched the uninterrupted run bitwise, metric lines lost, metric lines
-duplicated, checkpoints found corrupt and skipped. (The `demo` preset works too, at minutes per cycle.)
+Prints: trainer kills and how many of them `--resume` continued from (resumable), worker kills and how many
+runs went on to finish by themselves (survived), resumes whose metrics matched the uninterrupted run bitwise,
+metric lines lost and duplicated, checkpoints found corrupt and skipped. (The `demo` preset works too, at
+minutes per cycle.) Rows are prefetched one step ahead (data.prefetch_rows=4), so a worker is always needed.
 """
 
 from __future__ import annotations
@@ -33,9 +36,19 @@ def comparable(run_dir: Path) -> list[str]:
     return [json.dumps({k: v for k, v in r.items() if k not in TIMING}, sort_keys=True) for r in read_metrics(path)]
 
 
+def data_workers(pid: int) -> list[int]:
+    """The trainer's DataLoader worker processes (torch names their threads pt_data_worker)."""
+    try:
+        children = [c for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+        return [int(c) for c in children if Path(f"/proc/{c}/comm").read_text().strip() == "pt_data_worker"]
+    except OSError:  # the trainer (or the child) is gone
+        return []
+
+
 def soak(cycles: int, preset: str, overrides: list[str], seed: int, out: Path, log=print,
-         reference: tuple[Path, float] | None = None) -> dict:
-    """`reference`: (run directory, wall seconds) of an uninterrupted run of the same command, if one exists."""
+         reference: tuple[Path, float] | None = None, worker_share: float = 0.3) -> dict:
+    """`reference`: (run directory, wall seconds) of an uninterrupted run of the same command, if one exists.
+    worker_share: the share of cycles that kill the data worker instead of the trainer."""
     rng = random.Random(seed)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     base = [sys.executable, "experiments/run.py", "--preset", preset, "--no-progress", *overrides, f"run.out_dir={out}"]
@@ -47,46 +60,76 @@ def soak(cycles: int, preset: str, overrides: list[str], seed: int, out: Path, l
         reference = (out / "reference", time.time() - t0)
     reference, full_time = comparable(reference[0]), reference[1]
     victim = out / "victim"
-    stats = {"cycles": 0, "resumes_matched": 0, "lines_lost": 0, "lines_duplicated": 0, "corrupt_skipped": 0,
-             "completed_runs": 0}
-    command = [*base, "run.name=victim"]
-    while stats["cycles"] < cycles:
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        try:
-            proc.wait(timeout=rng.uniform(0.3, 1.0) * full_time)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        err = proc.stderr.read()
-        stats["corrupt_skipped"] += err.count("skipping corrupt checkpoint")
-        if proc.returncode == 0:  # finished before the kill: start a fresh victim
-            stats["completed_runs"] += 1
-            got = comparable(victim)
-            stats["lines_lost"] += len(set(reference) - set(got))
-            stats["lines_duplicated"] += len(got) - len(set(got))
-            subprocess.run(["rm", "-rf", str(victim)])
-            command = [*base, "run.name=victim"]
-            continue
-        stats["cycles"] += 1
-        got = comparable(victim)
-        ok = got == reference[: len(got)]  # everything logged so far is exactly the uninterrupted run's
-        stats["resumes_matched"] += ok
-        stats["lines_duplicated"] += len(got) - len(set(got))
-        log(f"cycle {stats['cycles']:3d}: killed after {len(got)} metric lines; {'match' if ok else 'MISMATCH'}")
-        has_checkpoint = (victim / "checkpoints").exists() and any(p.name.startswith("step_")
-                                                                   for p in (victim / "checkpoints").iterdir())
-        command = [sys.executable, "experiments/run.py", "--resume", str(victim), "--no-progress"] if has_checkpoint \
-            else [*base, "run.name=victim"]
-        if not has_checkpoint:
-            subprocess.run(["rm", "-rf", str(victim)])
-    # Let the last victim finish, then compare the whole log.
-    final = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-    if final.returncode == 0:
+    stats = {"cycles": 0, "trainer_kills": 0, "before_first_checkpoint": 0, "resumable": 0, "worker_kills": 0,
+             "survived": 0, "resumes_matched": 0, "lines_lost": 0, "lines_duplicated": 0, "corrupt_skipped": 0,
+             "completed_runs": 0, "failures": []}
+    fresh = [*base, "run.name=victim", "data.prefetch_rows=4"]
+    command, after_trainer_kill = fresh, False
+
+    def finished() -> None:  # a victim that ran to its end: its whole log against the reference, then a new one
         got = comparable(victim)
         stats["completed_runs"] += 1
         stats["lines_lost"] += len(set(reference) - set(got))
         stats["lines_duplicated"] += len(got) - len(set(got))
-        stats["final_matched"] = got == reference
+        stats["final_matched"] = stats.get("final_matched", True) and got == reference
+        subprocess.run(["rm", "-rf", str(victim)])
+
+    while stats["cycles"] < cycles:
+        kill_worker = rng.random() < worker_share
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            proc.wait(timeout=rng.uniform(0.05, 1.0) * full_time)
+        except subprocess.TimeoutExpired:
+            workers = data_workers(proc.pid) if kill_worker else []
+            if workers:
+                os.kill(workers[0], signal.SIGKILL)
+            else:
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        err = proc.stderr.read()
+        stats["corrupt_skipped"] += err.count("skipping corrupt checkpoint")
+        if after_trainer_kill:  # did `--resume` (or the restart) take it from there?
+            ok = proc.returncode in (0, -signal.SIGKILL)
+            stats["resumable"] += ok
+            if not ok:
+                stats["failures"].append(err.strip().splitlines()[-1:])
+        if proc.returncode == 0:
+            if "data worker died" in err:
+                stats["worker_kills"] += 1
+                stats["survived"] += 1
+                stats["cycles"] += 1
+                log(f"cycle {stats['cycles']:3d}: data worker killed; the run went on and finished")
+            finished()
+            command, after_trainer_kill = fresh, False
+            continue
+        if proc.returncode != -signal.SIGKILL:  # it failed by itself: record why, start a new victim
+            stats["failures"].append(err.strip().splitlines()[-1:])
+            subprocess.run(["rm", "-rf", str(victim)])
+            command, after_trainer_kill = fresh, False
+            continue
+        stats["cycles"] += 1
+        stats["trainer_kills"] += 1
+        checkpoints = list((victim / "checkpoints").glob("step_*")) if (victim / "checkpoints").exists() else []
+        stats["before_first_checkpoint"] += not checkpoints
+        got = comparable(victim)
+        ok = got == reference[: len(got)]  # everything logged so far is exactly the uninterrupted run's
+        stats["resumes_matched"] += ok
+        stats["lines_duplicated"] += len(got) - len(set(got))
+        log(f"cycle {stats['cycles']:3d}: trainer killed after {len(got)} metric lines, "
+            f"{len(checkpoints)} checkpoint(s); {'match' if ok else 'MISMATCH'}")
+        # the harness's own way back: --resume where it left its config (also before any checkpoint), else anew
+        command = [sys.executable, "experiments/run.py", "--resume", str(victim), "--no-progress"] \
+            if (victim / "config.yaml").exists() else fresh
+        after_trainer_kill = True
+    # Let the last victim finish, then compare the whole log.
+    final = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    if after_trainer_kill:
+        stats["resumable"] += final.returncode == 0
+    if final.returncode == 0:
+        finished()
+    else:
+        stats["failures"].append(final.stderr.strip().splitlines()[-1:])
+        stats["final_matched"] = False
     return stats
 
 
@@ -101,9 +144,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as out:
         stats = soak(args.cycles, args.preset, args.overrides, args.seed, Path(out))
     print(json.dumps(stats, indent=1))
-    print(f"{stats['cycles']} cycles: {stats['resumes_matched']}/{stats['cycles']} resumes matched bitwise; "
+    print(f"{stats['cycles']} kills: trainer {stats['trainer_kills']} ({stats['before_first_checkpoint']} before the "
+          f"first checkpoint), resumable {stats['resumable']}/{stats['trainer_kills']}; data worker "
+          f"{stats['worker_kills']}, survived {stats['survived']}/{stats['worker_kills']}; "
+          f"{stats['resumes_matched']}/{stats['trainer_kills']} logs matched bitwise at the kill; "
           f"{stats['lines_lost']} metric lines lost, {stats['lines_duplicated']} duplicated; "
-          f"{stats['corrupt_skipped']} corrupt checkpoints skipped; final log identical: {stats.get('final_matched')}")
+          f"{stats['corrupt_skipped']} corrupt checkpoints skipped; every finished log identical: "
+          f"{stats.get('final_matched')}")
 
 
 if __name__ == "__main__":

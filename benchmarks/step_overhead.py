@@ -30,7 +30,7 @@ from chrono_membench.evaluation import diversity_term, lm_loss, sample_queries
 from chrono_membench.mfu import flops_per_token, peak_flops
 from chrono_membench.model import load_model
 from chrono_membench.sae import SAEBank
-from chrono_membench.train import build_optimizers
+from chrono_membench.optim import build_optimizers
 
 
 def sae_flops(bank: SAEBank, tokens: int) -> float:

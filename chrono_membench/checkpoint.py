@@ -106,10 +106,21 @@ def check_world_size(path: Path, ckpt: dict, d: Dist) -> None:
 
 
 # ---- files
+def _nbytes(obj) -> int:
+    """The tensor bytes in a payload: about what its files will take."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_nbytes(v) for v in obj)
+    return 0
+
+
 def write(run_dir: RunDir, step: int, payload: dict[str, object], keep_last: int) -> Path:
     """payload: name → picklable object (state dicts); one `<name>.pt` file each, a manifest, then renamed."""
     previous = run_dir.latest_checkpoint_path()
-    with atomic_write(run_dir.checkpoint(step), reference=previous) as tmp:
+    with atomic_write(run_dir.checkpoint(step), reference=previous, need=_nbytes(payload)) as tmp:
         tmp.mkdir()
         files = {}
         for name, obj in payload.items():
@@ -123,8 +134,12 @@ def write(run_dir: RunDir, step: int, payload: dict[str, object], keep_last: int
     return run_dir.checkpoint(step)
 
 
-def verify_checkpoint(path: Path) -> None:
-    """Raise ValueError naming what is wrong, or return if every file matches the manifest."""
+REQUIRED = ("model", "optim", "state")  # what every run's checkpoint holds; "saes" too when the run has SAEs
+
+
+def verify_checkpoint(path: Path, required: tuple[str, ...] = REQUIRED) -> None:
+    """Raise ValueError naming what is wrong, or return if the manifest lists every `required` payload entry
+    and every file it lists matches."""
     manifest_path = path / MANIFEST
     if not manifest_path.exists():
         raise ValueError(f"{path} has no {MANIFEST}")
@@ -132,6 +147,11 @@ def verify_checkpoint(path: Path) -> None:
         manifest = json.loads(manifest_path.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{manifest_path} is not valid JSON ({e})") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise ValueError(f"{manifest_path} lists no files")
+    unlisted = [payload_file(path, n).name for n in required if payload_file(path, n).name not in manifest["files"]]
+    if unlisted:
+        raise ValueError(f"{manifest_path} does not list {', '.join(unlisted)}")
     for name, digest in manifest["files"].items():
         file = path / name
         if not file.exists():
@@ -140,19 +160,20 @@ def verify_checkpoint(path: Path) -> None:
             raise ValueError(f"{file} does not match its checksum")
 
 
-def load_checkpoint(path: Path, map_location="cpu") -> dict[str, object]:
-    verify_checkpoint(path)
+def load_checkpoint(path: Path, map_location="cpu", required: tuple[str, ...] = REQUIRED) -> dict[str, object]:
+    verify_checkpoint(path, required)
     manifest = json.loads((path / MANIFEST).read_text())
     # weights_only=False: these are our own files (checksummed above) holding plain Python state too.
     return {Path(n).stem: torch.load(path / n, map_location=map_location, weights_only=False)
             for n in manifest["files"]}
 
 
-def latest_good_checkpoint(run_dir: RunDir | Path, map_location="cpu") -> tuple[Path, dict] | None:
+def latest_good_checkpoint(run_dir: RunDir | Path, map_location="cpu",
+                           required: tuple[str, ...] = REQUIRED) -> tuple[Path, dict] | None:
     """The newest checkpoint that verifies and loads; corrupt ones are skipped with a warning."""
     for path in reversed(RunDir(run_dir).list_checkpoints()):
         try:
-            return path, load_checkpoint(path, map_location)
+            return path, load_checkpoint(path, map_location, required)
         except Exception as e:
             warnings.warn(f"skipping corrupt checkpoint {path}: {e}", stacklevel=2)
     return None
@@ -187,7 +208,7 @@ def restore_for_analysis(run_dir: RunDir | Path, device: str | torch.device = "c
     from chrono_membench.sae import SAEBank
 
     run_dir = RunDir(run_dir)
-    found = latest_good_checkpoint(run_dir)
+    found = latest_good_checkpoint(run_dir, required=("model", "state"))
     if found is None:
         raise FileNotFoundError(f"{run_dir.root} has no good checkpoint")
     path, ckpt = found

@@ -200,6 +200,8 @@ class SAEConfig(_Section):
     architecture: Literal["topk", "standard", "jumprelu", "batchtopk"] = "topk"
     expansion: int = _field(8, POSITIVE)
     k: int = _field(32, POSITIVE)
+    # an SAE whose updates are non-finite this many times in a row is retired (the LM's run goes on without it)
+    max_skipped_in_a_row: int = _field(3, POSITIVE, SAFE)
     l1_coefficient: float = 5.0
     lr: float = _field(3e-4, ABOVE_ZERO)  # sae-lens's default; short runs (demo, tiny) need more
     # tokens without firing before a latent counts as dead: 10M (Gao et al.); short presets scale it down
@@ -257,6 +259,9 @@ class LoggingConfig(_Section):
     wandb_mode: Literal["offline", "online", "disabled"] = _field("offline", SAFE)  # WANDB_MODE wins
     project: str = _field("chrono-membench", SAFE)
     group: str = _field("", SAFE)  # empty: the preset name
+    # online: how long wandb may take to start before the run logs offline instead (wandb's own default is 90 s,
+    # paid again at every requeue of a preempted job)
+    init_timeout_s: float = _field(20.0, ABOVE_ZERO, SAFE)
 
 
 @dataclass

@@ -79,6 +79,8 @@ class Dist:
         if self.world == 1:
             return
         grads = [p.grad for p in params if p.grad is not None]
+        if not grads:  # every SAE skipped or retired: nothing to average (the same on every rank)
+            return
         flat = torch.cat([g.flatten() for g in grads]).to(self.comm_device)
         dist.all_reduce(flat)
         flat /= self.world

@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import warnings
+from functools import partial
 from pathlib import Path
+from urllib.parse import urlparse
 
-from chrono_membench.run_dir import RunDir, atomic_write
+from chrono_membench.run_dir import RunDir, atomic_write, write_error
 
 
 def read_metrics(path: str | Path) -> list[dict]:
@@ -64,6 +67,18 @@ def _clean(value):
     return value
 
 
+def wandb_unreachable(timeout_s: float = 5.0) -> str | None:
+    """Why wandb's server (WANDB_BASE_URL, else api.wandb.ai) cannot be reached, in words; None if a TCP
+    connection opens within timeout_s. A node without network otherwise waits out wandb's init timeout."""
+    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout_s).close()
+    except OSError as e:
+        return f"{url.hostname}:{port}: {e.strerror or type(e).__name__}"
+    return None
+
+
 class NullLogger:
     """The logger's interface, doing nothing: what ranks other than 0 log through under torchrun, so the loop
     never asks who it is before logging."""
@@ -89,7 +104,7 @@ class NullLogger:
 
 class MetricsLogger(NullLogger):
     def __init__(self, run_dir: RunDir | Path, config: dict, wandb_mode: str, project: str, group: str,
-                 job_type: str, run_name: str):
+                 job_type: str, run_name: str, init_timeout_s: float = 20.0):
         run_dir = RunDir(run_dir)
         self.path = run_dir.metrics
         self._file = open(self.path, "a")
@@ -98,14 +113,26 @@ class MetricsLogger(NullLogger):
         mode = os.environ.get("WANDB_MODE", wandb_mode)  # the environment wins
         if mode == "disabled":
             return
+        unreachable = wandb_unreachable() if mode == "online" else None
+        if unreachable:  # say so at once, rather than after wandb's own wait
+            mode = "offline"
         try:
             import wandb
 
-            self.wandb_run = wandb.init(
-                project=project, group=group, job_type=job_type, name=run_name, id=run_name, dir=str(run_dir.root),
-                config=config, mode=mode, resume="allow", settings=wandb.Settings(silent=True),
-            )
+            init = partial(wandb.init, project=project, group=group, job_type=job_type, name=run_name, id=run_name,
+                           dir=str(run_dir.root), config=config, resume="allow",
+                           settings=wandb.Settings(silent=True, init_timeout=init_timeout_s))
+            try:
+                self.wandb_run = init(mode=mode)
+            except Exception as e:  # reachable but not answering in time (or refusing the key): log offline
+                if mode != "online":
+                    raise
+                unreachable, mode = f"{type(e).__name__}: {str(e)[:200]}", "offline"
+                self.wandb_run = init(mode=mode)
             self.wandb_dir = Path(self.wandb_run.dir).parent
+            if unreachable:
+                warnings.warn(f"wandb unreachable ({unreachable}); logging offline to {self.wandb_dir}; sync later "
+                              f"with: wandb sync {self.wandb_dir}", stacklevel=2)
             from chrono_membench.panels import SUMMARIES
             for pattern, summary in SUMMARIES.items():
                 self.wandb_run.define_metric(pattern, summary=summary)
@@ -119,8 +146,11 @@ class MetricsLogger(NullLogger):
 
     def log(self, step: int, values: dict) -> None:
         record = {"step": step, **{k: _clean(v) for k, v in values.items()}}
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
+        except OSError as e:  # a full disk: the run stops with exit 5 (a half line is dropped on resume)
+            raise write_error(self.path, e) from None
         if self.wandb_run is not None:
             try:
                 self.wandb_run.log(values, step=step)
@@ -180,12 +210,20 @@ class MetricsLogger(NullLogger):
                 "logging/artifacts_pending": len(self.pending_artifacts)}
 
     def flush(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as e:
+            raise write_error(self.path, e) from None
 
     def close(self) -> None:
-        self.flush()
-        self._file.close()
+        try:
+            self.flush()
+        finally:
+            self._file.close()
+            self._finish_wandb()
+
+    def _finish_wandb(self) -> None:
         if self.wandb_run is not None:
             if self.pending_artifacts:  # the last checkpoint's uploads get one more try
                 self._upload_pending()
@@ -200,4 +238,5 @@ def make_logger(rank: int, run_dir: RunDir, cfg) -> NullLogger:
     if rank != 0:
         return NullLogger()
     return MetricsLogger(run_dir, cfg.to_dict(), cfg.logging.wandb_mode, cfg.logging.project,
-                         cfg.logging.group or cfg.run.preset or "default", cfg.run.ablation, run_dir.name)
+                         cfg.logging.group or cfg.run.preset or "default", cfg.run.ablation, run_dir.name,
+                         cfg.logging.init_timeout_s)

@@ -14,6 +14,9 @@ TRAIN = ("loss", "ppl", "lr", "grad_norm", "tokens_per_s", "skipped_steps", "dat
 VAL = ("loss", "ppl")
 SAE_STEP = ("mse", "sparsity", "fve", "l0", "dead_frac")  # at the chrono cadence, on the step's kept tokens
 SAE_MASK = ("masked_frac",)  # at the chrono cadence: the share of real tokens the SAE mask left out
+# at the chrono cadence and whenever one happens: SAE updates skipped (non-finite loss or gradient), in total;
+SAE_HEALTH = ("skipped_steps",)
+SAE_RETIRED = "retired_at_step"  # logged once, when an SAE leaves the run (sae.max_skipped_in_a_row, NaN weights)
 # at eval, the core panel on sae.eval_tokens validation tokens (sae-lens / SAEBench definitions)
 SAE_EVAL = ("ce_recovered", "kl_div_score", "ce_delta", "l2_ratio", "eval_fve", "eval_l0")
 CHRONO_STEP = ("alignment_loss", "alignment_share", "dropped_frac")  # per hook, at the chrono cadence
@@ -32,9 +35,9 @@ def eval_time(part: str) -> str:
 
 # the parts of one eval, each timed (time/eval_<part>_s; benchmarks/eval_cost.py prints the split)
 EVAL_PARTS = ("val", "sae_panel", "canaries", "reference", "probe_forward", "extraction", "probe_saes")
-# wall-clock: differ between identical runs
+# wall-clock, and what a session's faults change (data workers restarted): differ between identical runs
 TIMING = ("time/eval_s", "time/attn_metrics_s", "time/latent_records_s", "train/tokens_per_s", "train/data_wait_frac",
-          *(eval_time(part) for part in EVAL_PARTS))
+          *(eval_time(part) for part in EVAL_PARTS), "data/worker_restarts")
 DROPOUT_RATE = "chrono/temporal_dropout_rate"
 ATTN_DIVERSITY_MEAN, ATTN_ENTROPY_MEAN = "chrono/attn_diversity/mean", "chrono/attn_entropy/mean"
 ATTN_DIVERSITY_NOSINK_MEAN = "chrono/attn_diversity_nosink/mean"
@@ -114,7 +117,7 @@ def chrono_step_keys(hooks: list[str], n_layers: int, diversity: bool) -> list[s
     keys = [DROPOUT_RATE, ATTN_DIVERSITY_MEAN, ATTN_DIVERSITY_NOSINK_MEAN, ATTN_ENTROPY_MEAN, "time/attn_metrics_s"]
     keys += [attn_layer(l, nosink) for l in range(n_layers) for nosink in (False, True)]
     keys += [ATTN_TRAIN_TERM] if diversity else []
-    keys += [sae(h, n) for h in hooks for n in SAE_STEP + SAE_MASK]
+    keys += [sae(h, n) for h in hooks for n in SAE_STEP + SAE_MASK + SAE_HEALTH]
     return keys + [chrono(h, n) for h in hooks for n in CHRONO_STEP]
 
 

@@ -17,6 +17,7 @@ old version or the new one, never a mix. A failed write removes the temporary an
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -63,13 +64,39 @@ def _remove(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
+def disk_full(error: BaseException) -> OSError | None:
+    """The OSError behind a failed write, if any: torch.save's zip writer turns ENOSPC into a RuntimeError
+    ("unexpected pos", the OSError as its context) and safetensors into a SafetensorError naming it in words."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    if "No space left on device" in str(error) or "Disk quota exceeded" in str(error):
+        return OSError(errno.ENOSPC, "No space left on device")
+    return None
+
+
+def write_error(final: Path, error: OSError, reference: Path | None = None, need: int = 0) -> RunWriteError:
+    """RunWriteError naming `final`, the space the write needed (`need` bytes, else the size of `reference`, a
+    previous version), the space free and, if given, the previous good version that stays intact."""
+    need = need or (_size(reference) if reference is not None else 0)
+    space = f"; it needs about {need / 1e9:.2f} GB" if need else ""
+    where = next((p for p in (final, *final.parents) if p.exists()), Path("/"))
+    free = shutil.disk_usage(where).free
+    kept = f"; the previous good checkpoint {reference} is intact" if reference is not None else ""
+    return RunWriteError(error.errno, f"cannot write {final}: {error.strerror or error}{space}, {free / 1e9:.2f} GB "
+                                      f"free{kept}")
+
+
 @contextmanager
-def atomic_write(final: Path, reference: Path | None = None, shared_cache: bool = False):
+def atomic_write(final: Path, reference: Path | None = None, shared_cache: bool = False, need: int = 0):
     """Yield a temporary path next to `final`; the caller writes a file or a directory there. On success it is
-    fsynced and renamed over `final` (a directory `final` is replaced whole); on an OSError the temporary is
-    removed and RunWriteError names `final`, the space the write needed (estimated from `reference`, a
-    previous version) and the space free. shared_cache: several processes may write the same content at once
-    (a model cache under torchrun): each writes its own temporary, and the first to finish wins."""
+    fsynced and renamed over `final` (a directory `final` is replaced whole); on a failed write (an OSError, or a
+    writer's own error caused by one: see disk_full) the temporary is removed and RunWriteError names `final`,
+    the space the write needed (estimated from `reference`, a previous version) and the space free.
+    shared_cache: several processes may write the same content at once (a model cache under torchrun): each
+    writes its own temporary, and the first to finish wins."""
     final = Path(final)
     tmp = final.with_name(f".tmp{os.getpid() if shared_cache else ''}_{final.name}")
     _remove(tmp)  # a leftover of a killed writer
@@ -84,18 +111,12 @@ def atomic_write(final: Path, reference: Path | None = None, shared_cache: bool 
             shutil.rmtree(final)
         os.replace(tmp, final)
         _fsync_dir(final.parent)
-    except OSError as e:
+    except BaseException as e:  # nothing half-written stays
         _remove(tmp)
-        need = _size(reference) if reference is not None else 0
-        space = f"; it needs about {need / 1e9:.2f} GB" if need else ""
-        where = final.parent if final.parent.exists() else Path("/")
-        free = shutil.disk_usage(where).free
-        kept = f"; the previous good checkpoint {reference} is intact" if reference is not None else ""
-        raise RunWriteError(e.errno, f"cannot write {final}: {e.strerror or e}{space}, {free / 1e9:.2f} GB free"
-                                     f"{kept}") from None
-    except BaseException:  # the writer itself failed: nothing half-written stays
-        _remove(tmp)
-        raise
+        cause = disk_full(e) if isinstance(e, Exception) else None
+        if cause is None or isinstance(e, RunWriteError):
+            raise
+        raise write_error(final, cause, reference, need) from None
 
 
 class RunDir:
@@ -147,6 +168,14 @@ def latest_run(out_dir: str | Path) -> RunDir | None:
     runs = [RunDir(p.parent) for p in Path(out_dir).glob("*/config.yaml")]
     runs = [r for r in runs if r.list_checkpoints()]
     return max(runs, key=lambda r: r.list_checkpoints()[-1].stat().st_mtime, default=None)
+
+
+def check_unlocked(run_dir: RunDir) -> None:
+    """Refuse at once (ConfigError) if a live process holds the run's lock: the CLI asks before its heavy imports
+    and model load, then train() takes the lock for real."""
+    if RunDir(run_dir).root.is_dir():
+        with run_lock(RunDir(run_dir)):
+            pass
 
 
 @contextmanager

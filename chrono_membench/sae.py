@@ -13,12 +13,18 @@ module adds what "alongside" needs:
   undropped latents);
 - the feature-alignment loss to the last checkpoint's decoder, in the reconstruction's own units;
 - dead-latent tracking, drift between checkpoints over alive latents, and an optional second SAE per hook with
-  another seed (`sae.seed_baseline`): the noise floor of the drift numbers.
+  another seed (`sae.seed_baseline`): the noise floor of the drift numbers;
+- health: an SAE is an instrument, and its failure never stops the LM's run. A hook whose loss or gradient is
+  not finite (on any rank, for any of its SAEs) skips that update, as the LM does, and counts it; after
+  `sae.max_skipped_in_a_row` such updates in a row, or at once if its weights are no longer finite, the hook is
+  retired: it leaves `hook_points` (nothing is captured, evaluated or written for it again) with a one-line
+  warning, and stays retired on resume.
 """
 
 from __future__ import annotations
 
 import copy
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -35,7 +41,7 @@ from chrono_membench import metric_keys as K
 from chrono_membench.chrono.alignment import alignment_loss, decoder_drift, matched_similarity, unit_rows
 from chrono_membench.chrono.sae_metrics import fraction_of_variance_explained, l0
 from chrono_membench.chrono.temporal_dropout import inverted_dropout, temporal_dropout_rate
-from chrono_membench.config import ChronoConfig, Config, SAEConfig
+from chrono_membench.config import ChronoConfig, Config, ConfigError, SAEConfig
 from chrono_membench.data.sources import PAD_SOURCE
 from chrono_membench.data.stream import adds_bos
 from chrono_membench.distributed import ALONE, Dist
@@ -124,7 +130,11 @@ class SAEBank:
                  device: torch.device, seed: int = 0, dist: Dist = ALONE, bos_token_id: int | None = None):
         self.cfg, self.chrono, self.max_steps = cfg, chrono, max_steps
         self.device, self.dist, self.seed, self.bos_token_id = device, dist, seed, bos_token_id
-        self.hook_points = list(widths)
+        self.all_hooks = list(widths)
+        self.hook_points = list(widths)  # the live hooks: all_hooks less the retired ones
+        self.skipped = {h: 0 for h in widths}  # non-finite SAE updates skipped, in total
+        self.skipped_in_a_row = {h: 0 for h in widths}
+        self.retired: dict[str, int] = {}  # hook → the LM step at which it was retired
         self.saes = self._build(widths, seed)
         self.baselines = self._build(widths, seed + BASELINE_SEED_OFFSET) if cfg.seed_baseline else {}
         params = [p for s in [*self.saes.values(), *self.baselines.values()] for p in s.parameters()]
@@ -141,6 +151,10 @@ class SAEBank:
         hook_points = list(cfg.sae.hook_points) or hooks.default_hook_points(model.cfg.n_layers)
         hooks.check_hook_points(hook_points, model.cfg.n_layers)
         widths = hooks.activation_widths(model, hook_points)
+        narrowest = min(widths.values()) * cfg.sae.expansion
+        if cfg.sae.architecture in ("topk", "batchtopk") and cfg.sae.k > narrowest:
+            raise ConfigError(f"sae.k={cfg.sae.k}: at most d_sae = sae.expansion × the hook's width = {narrowest} "
+                              f"latents can fire per token here (widths {widths}); allowed: 1..{narrowest}")
         bos = tokenizer.bos_token_id if adds_bos(tokenizer) else None  # SmolLM2 adds none: position 0 still masked
         return cls(cfg.sae, cfg.chrono, cfg.train.max_steps, widths, device, cfg.run.seed, d, bos)
 
@@ -248,7 +262,7 @@ class SAEBank:
         d = self.dist
         p = temporal_dropout_rate(lm_step, self.max_steps, self.chrono.dropout_p_max)
         metrics: dict[str, float] = {K.DROPOUT_RATE: p} if with_metrics else {}
-        total_loss = 0.0
+        losses, firing = {}, []
         for hook in self.hook_points:
             st = self.state[hook]
             raw = self._captured[hook].tensor.float()  # a view of the buffer: used before the next capture
@@ -277,8 +291,8 @@ class SAEBank:
                 if lat.anchor is not None and self.chrono.alignment_weight > 0:
                     align = alignment_loss(sae.W_dec, lat.anchor, lat.anchor_alive, acts.detach().pow(2).mean(0))
                     loss = loss + self.chrono.alignment_weight * align
-                total_loss = total_loss + loss
-                self._count_firing(lat, acts.detach(), len(x))
+                losses[hook] = losses.get(hook, 0.0) + loss
+                firing.append((hook, lat, acts.detach(), len(x)))
                 if with_metrics and member == 0:
                     metrics[K.chrono(hook, "alignment_loss")] = align.item()
                     metrics[K.chrono(hook, "alignment_share")] = (self.chrono.alignment_weight * align / loss).item()
@@ -286,12 +300,61 @@ class SAEBank:
             if with_metrics:
                 metrics[K.sae(hook, "masked_frac")] = st.masked / max(1, st.real)
                 st.masked = st.real = 0
-        total_loss.backward()
-        d.average_grads(p for group in self.optimizer.param_groups for p in group["params"])
+        finite = self._finite({h: loss.detach() for h, loss in losses.items()})  # the same verdict on every rank
+        for hook, lat, acts, n in firing:
+            if finite[hook]:
+                self._count_firing(lat, acts, n)
+        kept = [loss for h, loss in losses.items() if finite[h]]
+        if kept:
+            sum(kept).backward()
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        d.average_grads(params)
+        finite = self._finite({h: torch.stack([p.grad.detach().float().abs().sum() for s in self._members(h)
+                                               for p in s.parameters() if p.grad is not None] or [torch.zeros(())])
+                               .sum() for h in losses if finite[h]}) | {h: False for h in losses if not finite[h]}
+        for hook in (h for h in losses if not finite[h]):  # a non-finite loss or gradient: skip this hook's update
+            for p in (p for s in self._members(hook) for p in s.parameters()):
+                p.grad = None  # Adam leaves a parameter without a gradient as it is
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.n_steps += 1
+        metrics.update(self._health(lm_step, finite, with_metrics))
         return d.mean_dict(metrics)
+
+    def _finite(self, values: dict[str, torch.Tensor]) -> dict[str, bool]:
+        """hook → whether its value is finite on every rank."""
+        if not values:
+            return {}
+        flags = torch.tensor([float(torch.isfinite(v).all()) for v in values.values()], device=self.dist.comm_device)
+        flags = self.dist.sum_(flags)
+        return {h: bool(f == self.dist.world) for h, f in zip(values, flags.tolist())}
+
+    def _health(self, lm_step: int, finite: dict[str, bool], with_metrics: bool) -> dict[str, float]:
+        """Count skipped updates; retire a hook after sae.max_skipped_in_a_row in a row or with non-finite weights."""
+        metrics = {}
+        for hook, ok in finite.items():
+            self.skipped_in_a_row[hook] = 0 if ok else self.skipped_in_a_row[hook] + 1
+            self.skipped[hook] += not ok
+            if with_metrics or not ok:
+                metrics[K.sae(hook, "skipped_steps")] = self.skipped[hook]
+            if not ok and (self.skipped_in_a_row[hook] > self.cfg.max_skipped_in_a_row or not self._weights_finite(hook)):
+                metrics[K.sae(hook, K.SAE_RETIRED)] = lm_step
+                self.retire(hook, lm_step, f"{self.skipped_in_a_row[hook]} non-finite updates in a row "
+                                           f"(sae.max_skipped_in_a_row={self.cfg.max_skipped_in_a_row})"
+                            if self._weights_finite(hook) else "its weights are no longer finite")
+        return metrics
+
+    def _weights_finite(self, hook: str) -> bool:
+        return all(bool(torch.isfinite(v).all()) for s in self._members(hook) for v in s.state_dict().values()
+                   if v.is_floating_point())  # parameters and buffers (BatchTopK's threshold)
+
+    def retire(self, hook: str, lm_step: int, why: str) -> None:
+        """Take the hook's SAEs out of the run: nothing is captured, trained, evaluated or written for them again."""
+        if hook in self.hook_points:
+            self.hook_points.remove(hook)
+            self._captured[hook].clear()
+            self.retired[hook] = lm_step
+            warnings.warn(f"SAE at {hook} retired at step {lm_step}: {why}; the LM and the other SAEs go on", stacklevel=2)
 
     @torch.no_grad()
     def _init_b_dec(self, hook: str, x: torch.Tensor) -> None:
@@ -342,7 +405,10 @@ class SAEBank:
         the cross-seed floor, and the seed baseline's own matched drift; then the current decoder becomes the
         new anchor."""
         metrics = {}
-        for hook in self.hook_points:
+        for hook in list(self.hook_points):
+            if not self._weights_finite(hook):  # restored non-finite: there is no drift to measure
+                self.retire(hook, self.n_steps, "its weights are no longer finite")
+                continue
             W, alive = self.saes[hook].W_dec.detach(), self.alive(hook)
             pairs = self._since_anchor(hook, 0)
             if pairs is not None:
@@ -384,6 +450,7 @@ class SAEBank:
             "state": {h: vars(st) for h, st in self.state.items()},
             "latents": {f"{h}#{m}": vars(lat) for (h, m), lat in self.latents.items()},
             "n_steps": self.n_steps,
+            "health": {"skipped": self.skipped, "skipped_in_a_row": self.skipped_in_a_row, "retired": self.retired},
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -395,3 +462,8 @@ class SAEBank:
         self.latents = {(k.rsplit("#", 1)[0], int(k.rsplit("#", 1)[1])): LatentState(**v)
                         for k, v in state["latents"].items()}
         self.n_steps = state["n_steps"]
+        health = state.get("health", {})  # absent in checkpoints written before 2026-12-01
+        self.skipped = {h: health.get("skipped", {}).get(h, 0) for h in self.all_hooks}
+        self.skipped_in_a_row = {h: health.get("skipped_in_a_row", {}).get(h, 0) for h in self.all_hooks}
+        self.retired = dict(health.get("retired", {}))
+        self.hook_points = [h for h in self.all_hooks if h not in self.retired]

@@ -1,8 +1,8 @@
 """Run safety: graceful preemption and resume-config checks (the one-writer lock is in run_dir.py).
 
 - SIGTERM / SIGINT: the trainer finishes the optimiser step in flight, checkpoints, flushes, and exits with
-  EXIT_PREEMPTED; a second signal exits at once (checkpoints are renamed into place whole, so the last good
-  one is never corrupted).
+  EXIT_PREEMPTED; a second signal exits at once: with EXIT_PREEMPTED if that checkpoint is complete, else with
+  128 + the signal (checkpoints are renamed into place whole, so the last good one is never corrupted).
 - Resuming with a config that would make the run a different experiment is refused, naming the keys and,
   where a field says so, why; which keys are safe to change is marked on the config's fields themselves
   (config.py, `on_resume` metadata). Safe changes are recorded in resume_log.jsonl.
@@ -25,16 +25,21 @@ class Preempted(RuntimeError):
     """A signal asked the run to stop; a checkpoint of the current step was written."""
 
 
+def _exit_preempted(signum, frame):
+    os._exit(EXIT_PREEMPTED)
+
+
 class PreemptionGuard:
     """Within this context, the first SIGTERM/SIGINT only sets `requested`; a second one exits at once."""
 
     def __init__(self):
         self.requested: int | None = None
+        self.checkpointed = False  # set once the checkpoint of the stop is complete: any later signal exits 4
         self._previous = {}
 
     def _handle(self, signum, frame):
-        if self.requested is not None:
-            os._exit(128 + signum)  # second signal: leave now; nothing half-written is ever taken for good
+        if self.requested is not None:  # second signal: leave now; nothing half-written is ever taken for good
+            os._exit(EXIT_PREEMPTED if self.checkpointed else 128 + signum)
         self.requested = signum
 
     def __enter__(self):
@@ -47,7 +52,9 @@ class PreemptionGuard:
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+            # after a stop whose checkpoint is complete the process is leaving: a late signal (during teardown,
+            # wandb's finish, interpreter exit) must not turn exit 4 into a death by signal
+            signal.signal(sig, _exit_preempted if self.checkpointed else handler)
 
     @property
     def name(self) -> str:

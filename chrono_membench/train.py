@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import random
 import shutil
+import sys
 import time
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from chrono_membench.latent_records import latent_records
 from chrono_membench.logging import make_logger, truncate_metrics
 from chrono_membench.mfu import flops_per_token, peak_flops
 from chrono_membench.model import export_hf_model, hf_state_dict, load_model
+from chrono_membench.optim import build_optimizers, lr_multiplier
 from chrono_membench.probe_eval import probe_metrics
 from chrono_membench.probes import Canaries, ProbeSet
 from chrono_membench.run_dir import RunDir, run_lock
@@ -49,38 +51,6 @@ from chrono_membench.sae import SAEBank
 
 class TrainingStopped(RuntimeError):
     """The run stopped on purpose (too many non-finite steps); a checkpoint of the last good state exists."""
-
-
-def lr_multiplier(step: int, max_steps: int, warmup_frac: float, warmdown_frac: float, final_lr_frac: float) -> float:
-    """Linear warmup → constant → linear warmdown to final_lr_frac (DESIGN.md §3). `step` is 0-based."""
-    warmup, warmdown = round(warmup_frac * max_steps), round(warmdown_frac * max_steps)
-    if step < warmup:
-        return (step + 1) / warmup
-    if step >= max_steps - warmdown:
-        progress = (max_steps - step) / warmdown  # 1 at the start of warmdown → 1/warmdown at the last step
-        return final_lr_frac + (1 - final_lr_frac) * progress
-    return 1.0
-
-
-def build_optimizers(hf_model: torch.nn.Module, cfg: Config) -> list[torch.optim.Optimizer]:
-    """AdamW on everything, or (train.optimizer=muon) Muon on the 2-D hidden matrices and AdamW on
-    embeddings, unembedding and norms, each with its own LR (seed 003). Each group remembers its base LR."""
-    t = cfg.train
-    fused = {"fused": True} if next(hf_model.parameters()).is_cuda else {}
-    params = [p for p in hf_model.parameters() if p.requires_grad]
-    if t.optimizer == "adamw":
-        optimizers = [torch.optim.AdamW(params, lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay, **fused)]
-    else:
-        embeddings = {id(hf_model.get_input_embeddings().weight), id(hf_model.get_output_embeddings().weight)}
-        matrices = [p for p in params if p.ndim == 2 and id(p) not in embeddings]
-        others = [p for p in params if p.ndim != 2 or id(p) in embeddings]
-        optimizers = [
-            torch.optim.Muon(matrices, lr=t.muon_lr, weight_decay=t.weight_decay, adjust_lr_fn="match_rms_adamw"),
-            torch.optim.AdamW(others, lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay, **fused),
-        ]
-    for group in (g for opt in optimizers for g in opt.param_groups):
-        group["base_lr"] = group["lr"]
-    return optimizers
 
 
 @dataclass
@@ -123,8 +93,13 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
     cfg.data.provenance = sample_provenance() if cfg.data.origin == "sample" else {}  # into config.yaml
     if resume and run_dir.config.exists():  # before anything heavy: same experiment, or refuse
         check_resume_config(run_dir, read_yaml(run_dir.config), cfg.to_dict(), write_log=d.main)
+    if resume and not run_dir.list_checkpoints():  # stopped before its first checkpoint: start it again
+        print(f"--resume: {run_dir.root} has no checkpoint yet; training it again from step 0", file=sys.stderr)
+        resume = False
     if d.main:
         run_dir.write_text(run_dir.config, dump_config(cfg))
+        if not resume:  # a run started again (after a stop before its first checkpoint) logs from a clean slate
+            truncate_metrics(run_dir.metrics, -1)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     for seed_everything in (torch.manual_seed, random.seed, np.random.seed):
         seed_everything(cfg.run.seed)
@@ -154,7 +129,7 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
     # ---- resume: the weights before data parallelism shards them; the rest once the optimisers exist
     ckpt = None
     if resume:
-        found = checkpoint.latest_good_checkpoint(run_dir)
+        found = checkpoint.latest_good_checkpoint(run_dir, required=checkpoint.REQUIRED + ("saes",) * (saes is not None))
         if found is None:
             raise FileNotFoundError(f"--resume: no good checkpoint under {run_dir.checkpoints}")
         path, ckpt = found
@@ -192,11 +167,12 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
             fresh = step != resumed_at  # eval/checkpoint for a resumed step were done before it was saved
             if fresh and (step % t.eval_every == 0 or last):
                 t_eval = time.perf_counter()
-                metrics, density = validation_metrics(model, saes, val, cfg.sae.eval_tokens, t.micro_batch, autocast, d)
+                live = saes if saes is not None and saes.hook_points else None  # none if every SAE was retired
+                metrics, density = validation_metrics(model, live, val, cfg.sae.eval_tokens, t.micro_batch, autocast, d)
                 matrices = {}
                 if probes is not None:
                     chrono_metrics, matrices = probe_metrics(
-                        model, reference, saes, probes, batches.seen, canaries, autocast, device, d,
+                        model, reference, live, probes, batches.seen, canaries, autocast, device, d,
                         cfg.chrono.purity_permutations, seed=cfg.run.seed * 1_000_003 + step)
                     metrics.update(chrono_metrics)
                 metrics["time/eval_s"] = time.perf_counter() - t_eval
@@ -212,7 +188,7 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
                     metrics.update(saes.on_checkpoint())  # drift vs the previous checkpoint; new alignment anchors
                     artifacts = write_sae_artifacts(run_dir, step, saes, cfg.checkpointing.save_sae_state,
                                                     cfg.checkpointing.save_features, d.rank)
-                    if probes is not None and cfg.checkpointing.save_features:  # what each latent is (dashboard)
+                    if probes is not None and cfg.checkpointing.save_features and saes.hook_points:  # the dashboard's
                         t_records = time.perf_counter()
                         records, windows = latent_records(model, saes, probes, autocast, device)
                         artifacts += write_latent_records(run_dir, step, records, windows, d.rank)
@@ -226,6 +202,7 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
                 break
             if d.any(preemption.requested is not None) and fresh:  # all is logged for this step; save it and go
                 path = saved_path or save()
+                preemption.checkpointed = True  # from here on, whatever else arrives, the exit code is 4
                 by = preemption.name or "a signal to another rank"
                 launcher = f"torchrun --nproc_per_node {d.world}" if d.world > 1 else "python"
                 raise Preempted(f"stopped by {by} at step {step}; checkpoint {path}; "

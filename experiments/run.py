@@ -8,20 +8,21 @@
 
 Exit codes: 0 done; 2 bad configuration or input (one line on stderr); 3 stopped on purpose (diverged);
 4 preempted (SIGTERM/SIGINT: the step in flight finished and was checkpointed; continue with --resume);
-5 a checkpoint or artifact could not be written (full disk, permissions): the message names the path and the
-space needed; the previous good checkpoint is intact.
+5 a checkpoint, artifact or metrics line could not be written (full disk, permissions): the message names the
+path and the space needed; the previous good checkpoint is intact; 137/143 killed: --resume (README's table).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import time
 from pathlib import Path
 
 from chrono_membench.config import ConfigError, config_from_dict, load_config, parse_override, read_yaml
-from chrono_membench.run_dir import RunDir, latest_run
+from chrono_membench.run_dir import RunDir, check_unlocked, latest_run
 from chrono_membench.safety import check_resume_config
 
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -69,7 +70,15 @@ def build(args) -> tuple:
             from chrono_membench.distributed import from_environment
 
             cfg.run.name = from_environment(cfg.train.parallel, cfg.run.device)[0].broadcast(cfg.run.name)
-    run_dir = Path(cfg.run.out_dir) / cfg.run.name
+    out_dir = Path(cfg.run.out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if not os.access(out_dir, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "not writable")
+    except OSError as e:
+        raise ConfigError(f"run.out_dir={out_dir}: cannot create or write it ({e.strerror or e}); "
+                          "set run.out_dir to a writable directory") from None
+    run_dir = out_dir / cfg.run.name
     if RunDir(run_dir).list_checkpoints():
         raise ConfigError(f"run directory {run_dir} already has checkpoints; use --resume {run_dir} or another run.name")
     return cfg, run_dir
@@ -84,6 +93,8 @@ def main(argv=None) -> int:
     bad_input = (ConfigError, DataSourceError, ModelLoadError, FileNotFoundError)
     try:
         cfg, run_dir = build(args)  # validated before anything heavy is imported or loaded
+        if int(os.environ.get("RANK", "0")) == 0:
+            check_unlocked(RunDir(run_dir))  # a live run in that directory: refused now, not after the imports
     except bad_input as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -106,6 +117,11 @@ def main(argv=None) -> int:
         return EXIT_PREEMPTED
     except CheckpointWriteError as e:
         say(f"error: {e.strerror}")
+        return 5
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        say(f"error: {e} (a full disk; the previous good checkpoint is intact)")
         return 5
     finally:
         shutdown()

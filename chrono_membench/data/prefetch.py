@@ -7,6 +7,12 @@ beside a packing thread). Exact resume: the worker snapshots its stream's state 
 snapshot travels with the row, so `state_dict()` is the state after the last row *handed out*, however far ahead
 the worker is; a checkpoint never records rows that were packed but not trained on. `load_state_dict` restarts
 the worker from the loaded state.
+
+A worker that dies (the OOM killer, a kill -9) is restarted from that same state, so the rows continue exactly as
+if nothing had happened: the DataLoader notices a dead worker when it next waits for rows (within
+MP_STATUS_CHECK_INTERVAL, 5 s). Its SIGCHLD handler, which would raise the same error from wherever the trainer
+happens to be (an eval, a checkpoint), is not kept. A worker that keeps dying without delivering a row stops
+the run with a DataSourceError.
 """
 
 from __future__ import annotations
@@ -16,11 +22,14 @@ import ctypes
 import dataclasses
 import os
 import signal
+import threading
+import warnings
 from functools import partial
 
 import torch
 
 from chrono_membench.data.stream import MixtureStream, Row, stream_stats
+from chrono_membench.errors import DataSourceError
 
 # the worker is forked after the tokenizer has been used; HF tokenizers then disable their own thread pool, with a
 # warning per process unless told beforehand
@@ -29,6 +38,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 CHUNK_TOKENS = 8192  # rows travel in chunks of about this many tokens: each DataLoader item costs ≈ 0.7 ms here
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+MAX_RESTARTS_IN_A_ROW = 3  # worker deaths with no row delivered in between, before the run gives up
 
 
 class _Rows(torch.utils.data.IterableDataset):
@@ -110,24 +120,50 @@ class PrefetchedStream:
     def __init__(self, stream: MixtureStream, depth: int):
         self.stream, self.depth = stream, depth
         self._state = stream.state_dict()  # after the last row handed out
-        self.rows_per_chunk = max(1, CHUNK_TOKENS // stream.cfg.seq_len)
+        self.rows_per_chunk = max(1, min(depth, CHUNK_TOKENS // stream.cfg.seq_len))
         self._chunks = None  # the worker's iterator, started by the first next_row (after any resume)
         self._chunk: list = []
+        self.restarts, self._restarts_in_a_row = 0, 0  # dead workers replaced, this session
+
+    def _start(self) -> None:
+        loader = torch.utils.data.DataLoader(
+            _Rows(self.stream, self.rows_per_chunk), batch_size=None, num_workers=1, collate_fn=_as_is,
+            prefetch_factor=max(2, -(-self.depth // self.rows_per_chunk)),  # in chunks
+            worker_init_fn=partial(_worker_init, os.getpid()))
+        main = threading.current_thread() is threading.main_thread()
+        sigchld = signal.getsignal(signal.SIGCHLD) if main else None
+        self._chunks = iter(loader)
+        if main:  # torch's handler raises in the middle of whatever runs when a worker dies: see the docstring
+            signal.signal(signal.SIGCHLD, sigchld)
+        _workers[:] = [w for w in _workers if w.is_alive()] + list(self._chunks._workers)
 
     def next_row(self) -> Row | None:
         if self._chunks is None:
-            loader = torch.utils.data.DataLoader(
-                _Rows(self.stream, self.rows_per_chunk), batch_size=None, num_workers=1, collate_fn=_as_is,
-                prefetch_factor=max(2, -(-self.depth // self.rows_per_chunk)),  # in chunks
-                worker_init_fn=partial(_worker_init, os.getpid()))
-            self._chunks = iter(loader)
-            _workers[:] = [w for w in _workers if w.is_alive()] + list(self._chunks._workers)
+            self._start()
         if not self._chunk:
-            self._chunk = list(next(self._chunks, []))[::-1]
+            try:
+                self._chunk = list(next(self._chunks, []))[::-1]
+            except RuntimeError as e:
+                if "DataLoader worker" not in str(e):
+                    raise
+                return self._restart(e)
+            self._restarts_in_a_row = 0
             if not self._chunk:  # the stream ended; it stays ended
                 return None
         row, self._state = self._chunk.pop()
         return _with_arrays(row, torch.from_numpy)
+
+    def _restart(self, error: RuntimeError) -> Row | None:
+        """A new worker, from the state after the last row handed out: the rows go on exactly where they were."""
+        self.restarts, self._restarts_in_a_row = self.restarts + 1, self._restarts_in_a_row + 1
+        if self._restarts_in_a_row > MAX_RESTARTS_IN_A_ROW:
+            raise DataSourceError(f"the data worker died {self._restarts_in_a_row} times in a row without delivering a "
+                                  f"row (last: {error}); check the machine's memory (the OOM killer) and resume the run")
+        warnings.warn(f"data worker died ({error}); restarted from the stream's state after the last row handed out",
+                      stacklevel=3)
+        self.close()
+        self.stream.load_state_dict(self._state)
+        return self.next_row()
 
     def state_dict(self) -> dict:
         return self._state
@@ -138,7 +174,7 @@ class PrefetchedStream:
         self._state = state
 
     def stats(self) -> dict:
-        return stream_stats(self._state)
+        return {**stream_stats(self._state), "worker_restarts": self.restarts}
 
     def close(self) -> None:
         """Stop the worker (the rows it packed ahead are dropped)."""

@@ -123,10 +123,14 @@ class SourceDocuments:
                 "n_other_split": self.n_other_split, "n_read": self.n_read}
 
     def load_state_dict(self, state: dict) -> None:
-        self.epoch, self._iter = state["epoch"], self._epoch_documents(state["epoch"])
+        self.epoch, self.position = state["epoch"], state["position"]
+        self.n_empty, self.n_other_split, self.n_read = 0, 0, 0
+        if state == self.state_dict():  # never read: it opens (and counts) on its first next()
+            self._iter = None
+            return
+        self._iter = self._epoch_documents(state["epoch"])
         for _ in range(state["position"]):  # replay the epoch's order up to where we were
             next(self._iter)
-        self.position = state["position"]
         self.n_empty, self.n_other_split, self.n_read = state["n_empty"], state["n_other_split"], state["n_read"]
 
 

@@ -116,7 +116,7 @@ def test_prefetched_rows_and_state_are_the_plain_streams_however_far_ahead_the_w
     time.sleep(1)  # the worker packs ahead meanwhile …
     state = json.loads(json.dumps(ahead.state_dict()))  # … and the state is still the one after row 30
     assert state == json.loads(json.dumps(plain.state_dict()))
-    assert ahead.stats() == plain.stats()
+    assert ahead.stats() == {**plain.stats(), "worker_restarts": 0}
     expected = [plain.next_row() for _ in range(20)]
     ahead.close()
     resumed = PrefetchedStream(make_stream(tokenizer, records, seed=7), depth=8)  # a resume from that state
@@ -194,3 +194,18 @@ def test_each_epoch_is_a_fresh_permutation_of_the_whole_file(tokenizer, records)
     resumed = make_stream(tokenizer, records, mixture={"orca_math": 1.0}, seed=5)
     resumed.load_state_dict(state)
     assert [resumed.next_document().key for _ in range(n)] == [stream.next_document().key for _ in range(n)]
+
+
+def test_a_resume_from_the_first_row_keeps_the_file_sources_counts(tokenizer):
+    """A step-0 checkpoint holds a stream that has read nothing yet; the counts a file source makes when it reads
+    its file on resume are the file's, not the saved zeros (data/other_split_fraction was logged as 0.0)."""
+    from helpers import tiny
+
+    cfg = tiny().data
+    stream = MixtureStream(cfg, tokenizer)
+    state = stream.state_dict()
+    expected = [stream.next_row() for _ in range(6)]
+    resumed = MixtureStream(cfg, tokenizer)
+    resumed.load_state_dict(state)
+    same_rows(expected, [resumed.next_row() for _ in range(6)])
+    assert resumed.stats() == stream.stats() and stream.stats()["other_split_fraction"] > 0

@@ -1,0 +1,223 @@
+"""Faults as they really happen, each made real: a full tmpfs, a NaN inside an SAE's weights, a kill -9 of the run
+before its first checkpoint and of its data worker, a manifest that lists nothing, a second SIGTERM during
+teardown, a wandb server that cannot be reached, a live run's lock. Every run that goes on is compared with
+its uninterrupted twin (conftest.uninterrupted_run): the LM's values bitwise, no line lost or repeated."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import FAULT_ARGS, HOOK, ROOT, cli, values, wait_for_step
+
+from chrono_membench import metric_keys as K
+from chrono_membench.checkpoint import MANIFEST, _sha256, payload_file
+from chrono_membench.logging import read_metrics
+from chrono_membench.safety import EXIT_PREEMPTED
+
+
+def start(out: Path, name: str, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "experiments/run.py", *FAULT_ARGS, *extra, f"run.out_dir={out}",
+                             f"run.name={name}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def lm_values(run_dir: Path) -> list[dict]:
+    """What the LM logged (train/, val/, mem/, data/): what an SAE's failure must leave as it was."""
+    records = [{k: v for k, v in r.items() if k.split("/")[0] in ("step", "train", "val", "mem", "data")}
+               for r in values(run_dir)]
+    return [r for r in records if len(r) > 1]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 100 MB tmpfs (a tiny run's checkpoint is 38 MB: two fit, the third does not)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100M", "tmpfs", str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {done.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_really_full_disk_exits_5_naming_the_path_and_the_run_resumes_elsewhere(small_disk, tmp_path, uninterrupted_run):
+    full = cli(*FAULT_ARGS, f"run.out_dir={small_disk}", "run.name=full", "logging.wandb_mode=offline")
+    assert full.returncode == 5, full.stderr[-3000:]
+    message = full.stderr.strip().splitlines()
+    assert len(message) <= 3 and "Traceback" not in full.stderr, full.stderr[-3000:]  # one line, not a torrent
+    assert "cannot write" in message[-1] and str(small_disk) in message[-1] and "GB free" in message[-1]
+    run = small_disk / "full"
+    kept = [p.name for p in run.joinpath("checkpoints").iterdir()]
+    assert kept and all(p.startswith("step_") for p in kept), kept  # no half-written temporary left
+    moved = tmp_path / "moved"  # the researcher frees space (here: moves the run) and resumes: nothing was lost
+    shutil.copytree(run, moved, ignore=shutil.ignore_patterns("wandb"))
+    resumed = cli("--resume", str(moved), "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    without_wandb = lambda run: [{k: v for k, v in r.items() if not k.startswith("logging/")} for r in values(run)]  # noqa: E731
+    assert without_wandb(moved) == values(uninterrupted_run[0])  # (its twin ran without wandb: no upload counters)
+
+
+def test_a_nan_in_one_sae_retires_it_and_the_lm_run_goes_on_unchanged(tmp_path, uninterrupted_run):
+    straight = uninterrupted_run[0]
+    run = tmp_path / "nan"
+    shutil.copytree(straight, run)
+    for later in ("step_00000008", "step_00000009", "step_00000010"):  # continue from 6, the SAE's encoder poisoned
+        for kind in ("checkpoints", "artifacts"):
+            shutil.rmtree(run / kind / later, ignore_errors=True)
+    shutil.rmtree(run / "final_model")
+    ckpt = run / "checkpoints" / "step_00000006"
+    saes = torch.load(payload_file(ckpt, "saes"), weights_only=False)
+    saes["saes"][HOOK]["W_enc"][0, 0] = float("nan")
+    torch.save(saes, payload_file(ckpt, "saes"))
+    manifest = json.loads((ckpt / MANIFEST).read_text())
+    manifest["files"]["saes.pt"] = _sha256(payload_file(ckpt, "saes"))
+    (ckpt / MANIFEST).write_text(json.dumps(manifest))
+
+    resumed = cli("--resume", str(run), "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"SAE at {HOOK} retired at step 7" in resumed.stderr
+    assert lm_values(run) == lm_values(straight)  # the LM never noticed
+    after = [r for r in read_metrics(run / "metrics.jsonl") if r["step"] > 6]
+    assert [r[K.sae(HOOK, "retired_at_step")] for r in after if K.sae(HOOK, "retired_at_step") in r] == [7]
+    assert [r[K.sae(HOOK, "skipped_steps")] for r in after if K.sae(HOOK, "skipped_steps") in r] == [1]
+    retired_keys = [k for r in after for k in r if K.hook_of(k) == HOOK and "retired_at_step" not in k
+                    and "skipped_steps" not in k]
+    assert retired_keys == []  # no drift, purity, panel or step metric for a retired SAE
+    assert not list((run / "artifacts" / "step_00000008").glob("sae_*"))  # nor artifacts
+    ckpt = torch.load(payload_file(run / "checkpoints" / "step_00000010", "saes"), weights_only=False)
+    assert ckpt["health"]["retired"] == {HOOK: 7}  # and it stays retired on a resume
+
+
+def test_an_sae_that_diverges_by_itself_is_retired_after_its_skips(tmp_path):
+    """sae.lr = 1e30: Adam moves every weight by ~1e30, the next forward overflows. Nothing is injected."""
+    done = cli(*FAULT_ARGS, "sae.lr=1e30", "sae.max_skipped_in_a_row=2", f"run.out_dir={tmp_path}", "run.name=lr")
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = read_metrics(tmp_path / "lr" / "metrics.jsonl")
+    skipped = [r[K.sae(HOOK, "skipped_steps")] for r in records if K.sae(HOOK, "skipped_steps") in r]
+    retired = [(r["step"], r[K.sae(HOOK, "retired_at_step")]) for r in records if K.sae(HOOK, "retired_at_step") in r]
+    assert skipped[-3:] == [1, 2, 3] and len(retired) == 1  # two skips allowed, the third retires it
+    assert "retired at step" in done.stderr and "non-finite updates in a row" in done.stderr
+    assert max(r["step"] for r in records) == 10 and (tmp_path / "lr" / "final_model").exists()
+
+
+def test_a_kill_before_the_first_checkpoint_restarts_clean(tmp_path, uninterrupted_run):
+    proc = start(tmp_path, "early")
+    wait_for_step(tmp_path / "early", 1, proc)  # step 1 logged; the first checkpoint comes at step 2
+    if (tmp_path / "early" / "checkpoints").exists() and list((tmp_path / "early" / "checkpoints").glob("step_*")):
+        pytest.skip("the run reached its first checkpoint before the kill (an overloaded machine)")
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    resumed = cli("--resume", str(tmp_path / "early"), "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "no checkpoint yet; training it again from step 0" in resumed.stderr
+    assert values(tmp_path / "early") == values(uninterrupted_run[0])  # no line repeated
+    again = start(tmp_path, "again")  # the same command run again instead of --resume: a clean log too
+    wait_for_step(tmp_path / "again", 1, again)
+    again.send_signal(signal.SIGKILL)
+    again.communicate()
+    if not list((tmp_path / "again" / "checkpoints").glob("step_*")):
+        rerun = cli(*FAULT_ARGS, f"run.out_dir={tmp_path}", "run.name=again")
+        assert rerun.returncode == 0, rerun.stderr[-2000:]
+        assert values(tmp_path / "again") == values(uninterrupted_run[0])
+
+
+def data_workers(pid: int) -> list[int]:
+    """The trainer's DataLoader worker processes (torch names their threads pt_data_worker)."""
+    children = [c for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+    return [int(c) for c in children if Path(f"/proc/{c}/comm").read_text().strip() == "pt_data_worker"]
+
+
+def test_a_killed_data_worker_is_restarted_and_the_rows_go_on_exactly(tmp_path, uninterrupted_run):
+    proc = start(tmp_path, "worker", "data.prefetch_rows=4")  # one step's rows ahead: the worker is still needed
+    wait_for_step(tmp_path / "worker", 2, proc)
+    (worker,) = data_workers(proc.pid)
+    os.kill(worker, signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert "data worker died" in err and "restarted" in err
+    assert values(tmp_path / "worker") == values(uninterrupted_run[0])
+    restarts = [r["data/worker_restarts"] for r in read_metrics(tmp_path / "worker" / "metrics.jsonl")
+                if "data/worker_restarts" in r]
+    assert restarts[-1] == 1
+
+
+def test_a_manifest_listing_nothing_is_not_a_good_checkpoint(tmp_path, uninterrupted_run):
+    run = tmp_path / "empty"
+    shutil.copytree(uninterrupted_run[0], run)
+    shutil.rmtree(run / "final_model")
+    newest = run / "checkpoints" / "step_00000010"
+    (newest / MANIFEST).write_text(json.dumps({"step": 10, "files": {}}))
+    resumed = cli("--resume", str(run), "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "skipping corrupt checkpoint" in resumed.stderr and "does not list model.pt, optim.pt, state.pt" in resumed.stderr
+    assert values(run) == values(uninterrupted_run[0])
+
+
+def test_a_second_sigterm_during_teardown_still_exits_4(tmp_path):
+    proc = start(tmp_path, "twice", "logging.wandb_mode=offline")  # wandb's finish makes teardown last seconds
+    wait_for_step(tmp_path / "twice", 3, proc)
+    before = set((tmp_path / "twice" / "checkpoints").glob("step_*"))
+    proc.send_signal(signal.SIGTERM)
+    deadline = time.time() + 120
+    while time.time() < deadline and not set((tmp_path / "twice" / "checkpoints").glob("step_*")) - before \
+            and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)  # the stop's checkpoint is complete; the process is tearing down
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_PREEMPTED, err[-2000:]
+
+
+def test_bad_inputs_are_refused_in_one_line_naming_the_field(tmp_path):
+    too_many = cli(*FAULT_ARGS, "sae.k=100000", f"run.out_dir={tmp_path}", "run.name=k")
+    assert too_many.returncode == 2 and "Traceback" not in too_many.stderr, too_many.stderr[-2000:]
+    assert too_many.stderr.strip().startswith("error: sae.k=100000") and "allowed: 1..256" in too_many.stderr
+    nowhere = cli(*FAULT_ARGS, "run.out_dir=/proc/nope")
+    assert nowhere.returncode == 2 and nowhere.stderr.strip().startswith("error: run.out_dir=/proc/nope")
+
+
+HOLD = """
+import sys, time
+from chrono_membench.run_dir import RunDir, run_lock
+with run_lock(RunDir(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+PROBE = """
+import runpy, sys
+code = runpy.run_path("experiments/run.py", run_name="probe")["main"](sys.argv[1:])
+print(code, "transformers" in sys.modules)
+"""
+
+
+def test_a_live_run_is_refused_before_the_heavy_imports(tmp_path):
+    (tmp_path / "live").mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "live")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        probe = subprocess.run([sys.executable, "-c", PROBE, *FAULT_ARGS, f"run.out_dir={tmp_path}", "run.name=live"],
+                               cwd=ROOT, capture_output=True, text=True)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert f"in use by pid {holder.pid}" in probe.stderr, probe.stderr[-2000:]
+    assert probe.stdout.split() == ["2", "False"]  # refused, and transformers (the model stack) never imported
+
+
+def test_an_unreachable_wandb_logs_offline_at_once(tmp_path, monkeypatch):
+    from helpers import tiny
+
+    import chrono_membench.train as train_mod
+
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # the discard port: nothing listens, refused at once
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    with pytest.warns(UserWarning, match=r"wandb unreachable \(127.0.0.1:9: Connection refused\); logging offline"):
+        summary = train_mod.train(tiny("train.max_steps=2", "logging.wandb_mode=online"), tmp_path / "w", progress=False)
+    assert summary.wandb_dir.name.startswith("offline-run-") and list(summary.wandb_dir.glob("*.wandb"))
