@@ -30,9 +30,10 @@ def flat_grad(loss: torch.Tensor, params: list[torch.nn.Parameter]) -> torch.Ten
     return torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)])
 
 
-def gradient_shares(cfg, n_batches: int) -> dict[str, float]:
+def gradient_shares(cfg, n_batches: int, mus: tuple[float, ...] = ()) -> dict:
     """‖∇D‖ / ‖∇CE‖ over all parameters and over the q/k projections, their cosine, and the mean LM loss and
-    diversity term, on n_batches micro-batches of cfg's data."""
+    diversity term, on n_batches micro-batches of cfg's data; and for each μ in `mus`, the share measured on the
+    training objective itself, CE − μ·D as train.py forms it: ‖∇(CE − μD) − ∇CE‖ / ‖∇CE‖ ("shares")."""
     device = resolve_device(cfg.run.device)
     torch.manual_seed(0)
     model, tokenizer = load_model(cfg.model, device)
@@ -42,6 +43,7 @@ def gradient_shares(cfg, n_batches: int) -> dict[str, float]:
                     for n, p in named])
     stream = MixtureStream(cfg.data, tokenizer)
     ce_sum, div_sum, losses, diversities = 0, 0, [], []
+    objective_sums = dict.fromkeys(mus, 0)
     for b in range(n_batches):
         batch = {k: v.to(device) for k, v in collate([stream.next_row() for _ in range(cfg.train.micro_batch)]).items()}
         queries = sample_queries(cfg, b, 0)  # the query rows training would draw for batch b
@@ -50,6 +52,8 @@ def gradient_shares(cfg, n_batches: int) -> dict[str, float]:
         diversity = diversity_term(rows, queries, batch["source_index"])
         ce_sum = ce_sum + flat_grad(loss, params)
         div_sum = div_sum + flat_grad(diversity, params)
+        for mu in mus:
+            objective_sums[mu] = objective_sums[mu] + flat_grad(loss - mu * diversity, params)
         losses.append(loss.item())
         diversities.append(diversity.item())
     # the step's gradients are means over its micro-batches, as in training
@@ -57,7 +61,8 @@ def gradient_shares(cfg, n_batches: int) -> dict[str, float]:
     return {"ratio": (g_div.norm() / g_ce.norm()).item(), "ratio_qk": (g_div[qk].norm() / g_ce[qk].norm()).item(),
             "qk_params": int(qk.sum()), "params": qk.numel(),
             "cosine": torch.nn.functional.cosine_similarity(g_ce, g_div, dim=0).item(),
-            "lm_loss": sum(losses) / n_batches, "diversity": sum(diversities) / n_batches}
+            "lm_loss": sum(losses) / n_batches, "diversity": sum(diversities) / n_batches,
+            "shares": {mu: ((g / n_batches - g_ce).norm() / g_ce.norm()).item() for mu, g in objective_sums.items()}}
 
 
 def main() -> None:
@@ -67,15 +72,16 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args()
     cfg = load_config(args.preset, overrides=args.overrides)
-    r = gradient_shares(cfg, args.batches)
+    mus = sorted({cfg.chrono.diversity_weight, 0.01, 0.1, 1.0, 10.0} - {0.0})
+    r = gradient_shares(cfg, args.batches, tuple(mus))
     print(f"{cfg.model.name}: {args.batches} micro-batches of {cfg.train.micro_batch} x {cfg.data.seq_len} tokens; "
           f"LM loss {r['lm_loss']:.3f}, diversity term {r['diversity']:.4f} ({cfg.chrono.probe_queries} query positions)")
     print(f"|grad D| / |grad CE| = {r['ratio']:.4f} over all parameters, {r['ratio_qk']:.4f} over q/k projections "
           f"({r['qk_params']:,} of {r['params']:,}); cosine(grad CE, grad D) = {r['cosine']:+.4f}")
-    print(f"{'mu':>8s}  mu*|grad D|/|grad CE|  (q/k)")
-    for mu in sorted({cfg.chrono.diversity_weight, 0.01, 0.1, 1.0, 10.0} - {0.0}):
+    print(f"{'mu':>8s}  |grad(CE - mu D) - grad CE|/|grad CE|  (q/k: mu*|grad D|/|grad CE|)")
+    for mu in mus:
         mark = "  <- preset" if mu == cfg.chrono.diversity_weight else ""
-        print(f"{mu:8g}  {mu * r['ratio']:21.4%}  {mu * r['ratio_qk']:.4%}{mark}")
+        print(f"{mu:8g}  {r['shares'][mu]:37.4%}  {mu * r['ratio_qk']:.4%}{mark}")
 
 
 if __name__ == "__main__":

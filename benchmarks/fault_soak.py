@@ -77,12 +77,16 @@ def soak(cycles: int, preset: str, overrides: list[str], seed: int, out: Path, l
     while stats["cycles"] < cycles:
         kill_worker = rng.random() < worker_share
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        worker_killed = False
         try:
             proc.wait(timeout=rng.uniform(0.05, 1.0) * full_time)
         except subprocess.TimeoutExpired:
-            workers = data_workers(proc.pid) if kill_worker else []
-            if workers:
-                os.kill(workers[0], signal.SIGKILL)
+            if kill_worker:  # its worker, as soon as there is one (it starts with the first batch)
+                while proc.poll() is None and not (workers := data_workers(proc.pid)):
+                    time.sleep(0.05)
+                if proc.poll() is None:
+                    os.kill(workers[0], signal.SIGKILL)
+                    worker_killed = True
             else:
                 os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
@@ -93,12 +97,14 @@ def soak(cycles: int, preset: str, overrides: list[str], seed: int, out: Path, l
             stats["resumable"] += ok
             if not ok:
                 stats["failures"].append(err.strip().splitlines()[-1:])
+        if worker_killed:
+            stats["cycles"] += 1
+            stats["worker_kills"] += 1
+            stats["survived"] += proc.returncode == 0
+            log(f"cycle {stats['cycles']:3d}: data worker killed; the run "
+                + ("went on and finished" + (" (worker restarted)" if "data worker died" in err else "")
+                   if proc.returncode == 0 else f"FAILED ({proc.returncode})"))
         if proc.returncode == 0:
-            if "data worker died" in err:
-                stats["worker_kills"] += 1
-                stats["survived"] += 1
-                stats["cycles"] += 1
-                log(f"cycle {stats['cycles']:3d}: data worker killed; the run went on and finished")
             finished()
             command, after_trainer_kill = fresh, False
             continue

@@ -19,6 +19,7 @@ import errno
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from chrono_membench.config import ConfigError, config_from_dict, load_config, parse_override, read_yaml
@@ -86,6 +87,7 @@ def build(args) -> tuple:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    warnings.formatwarning = lambda message, category, *_, **__: f"warning: {message}\n"  # one line each, no source
     from chrono_membench.errors import DataSourceError, ModelLoadError  # light: a bad config exits in a second
     from chrono_membench.run_dir import CheckpointWriteError
     from chrono_membench.safety import EXIT_PREEMPTED, Preempted

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -40,7 +41,8 @@ def test_chrono_keys_purity_files_and_probe_table(tmp_path):
     listed = set(K.chrono_step_keys([HOOK], 2, diversity=True))
     listed |= set(K.eval_keys([HOOK], ["b0", "b1"], ["1", "3", "control"], list(cfg.data.mixture)))
     listed |= {K.train(n) for n in K.TRAIN} | {K.chrono(HOOK, n) for n in K.DRIFT} | set(K.TIMING)
-    logged = {k for k in keys if not k.startswith("data/")} - {"step"}
+    logged = {k for k in keys if not k.startswith("data/")} - {"step"}  # the stream's statistics: test_stream
+    listed = {k for k in listed if not k.startswith("data/")}
     optional = {K.mem(s, b, "exposures") + x for s in K.MEM_SCORES for b in K.EXPOSURE_BINS for x in ("", *K.CI)}
     optional |= {k for b in ("b0", "b1") for k in K.with_ci(K.did(b, stratified=True))}
     optional |= {K.eval_time("val")}  # with SAEs (one process) the panel's clean forwards give the validation loss
@@ -68,6 +70,65 @@ def test_chrono_keys_purity_files_and_probe_table(tmp_path):
     table = json.loads((run / "probe_set.json").read_text())
     assert {r["bucket"] for r in table} == {"b0", "b1", "unseen"}
     assert all(len([r for r in table if r["bucket"] == b]) == 2 for b in ("b0", "b1", "unseen"))
+    pin_values_independently(cfg, run, {k: v for r in metrics if r["step"] == cfg.train.max_steps for k, v in r.items()})
+
+
+def pin_values_independently(cfg, run, last):
+    """One value of each family at the last step, recomputed without the harness's metric code: the final model
+    through plain Hugging Face (eager attention), scipy's Jensen–Shannon and Mann–Whitney, Carlini's rank
+    formula, and the purity definition on the saved matrix."""
+    from scipy.spatial.distance import jensenshannon
+    from scipy.stats import mannwhitneyu
+    from transformers import AutoModelForCausalLM
+
+    from chrono_membench.checkpoint import latest_good_checkpoint
+    from chrono_membench.data import MixtureStream, collate
+    from chrono_membench.model import load_tokenizer
+    from chrono_membench.probes import Canaries
+
+    hf = AutoModelForCausalLM.from_pretrained(run / "final_model", attn_implementation="eager").eval()
+    tokenizer = load_tokenizer(cfg.model)
+
+    def nll(tokens, start):  # per-token −log p of tokens[:, start:] given what precedes them
+        with torch.no_grad():
+            logits = hf(tokens).logits[:, start - 1:-1].double()
+        return torch.nn.functional.cross_entropy(logits.transpose(1, 2), tokens[:, start:], reduction="none")
+
+    # diversity: layer 0's mean JS divergence over head pairs, on the first micro-batch of validation rows
+    val_rows = [r for _, r in zip(range(cfg.data.val_rows), MixtureStream(cfg.data, tokenizer, "val", repeat=False))]
+    val = collate(val_rows[:cfg.train.micro_batch])
+    valid = val["source_index"] != -1
+    with torch.no_grad():
+        pattern = hf(val["tokens"], attention_mask=valid.long(), output_attentions=True).attentions[0].double()
+    js = [np.mean([jensenshannon(rows[i] * valid[b], rows[j] * valid[b], base=2) ** 2
+                   for i in range(len(rows)) for j in range(i + 1, len(rows))])
+          for b in range(len(pattern)) for q, rows in enumerate(pattern[b].transpose(0, 1)) if valid[b, q]]
+    # (the harness computes it in float32 as a difference of entropies of ~6 bits: ~1e-6 of cancellation error)
+    assert last[K.attn_layer(0)] == pytest.approx(np.mean(js), abs=5e-6)
+
+    # AUROC: bucket b0's windows against the unseen ones, by −LOSS on the 32 scored tokens after the 32-token context
+    probes = latest_good_checkpoint(run)[1]["state"]["batches"]["probes"]
+    loss = {name: nll(torch.tensor([p["tokens"] for p in windows]), 32).mean(1).numpy()
+            for name, windows in (("b0", probes["buckets"][0]), ("unseen", probes["unseen"]))}
+    u = mannwhitneyu(-loss["b0"], -loss["unseen"]).statistic
+    assert last[K.mia("auc", "loss", "b0")] == pytest.approx(u / (len(loss["b0"]) * len(loss["unseen"])))
+
+    # exposure (Carlini et al.): log2(#candidates + 1) − log2(rank of the secret among secret + candidates)
+    canaries = Canaries(cfg, tokenizer, cfg.run.seed)
+    prefix = torch.tensor(canaries.prefix)
+    summed = lambda c: nll(torch.cat([prefix.expand(len(c), -1), c], 1), len(prefix)).sum(1).numpy()  # noqa: E731
+    secrets, others = summed(canaries.secrets), summed(canaries.reference)
+    for label in ("control", "1"):
+        ranks = [1 + (others <= secrets[i]).sum() for i, c in enumerate(canaries.cells) if c == label]
+        assert last[K.canary(label)] == pytest.approx(np.mean(np.log2(len(others) + 1) - np.log2(ranks)))
+
+    # purity: mean over live latents of (max_c P − 1/C)/(1 − 1/C), from the matrix saved at that eval
+    P = load_file(run / "artifacts" / f"step_{cfg.train.max_steps:08d}" / "purity_blocks_1_hook_resid_post.safetensors")
+    P = P["temporal"].double()
+    live = P.sum(1) > 0
+    C = P.shape[1]
+    expected = ((P.max(1).values[live] - 1 / C) / (1 - 1 / C)).mean().item()
+    assert last[K.chrono(HOOK, "temporal_purity")] == pytest.approx(expected, abs=2e-3)  # fp16 on disk
 
 
 def test_reference_losses_are_the_step_0_models(tmp_path):
@@ -176,10 +237,16 @@ def test_diversity_strength_benchmark_measures_both_gradients_on_the_qk_projecti
     name: a renamed parameter would silently leave the q/k share undefined), and the LM loss is the model's."""
     from helpers import load_script, tiny
 
-    r = load_script("benchmarks/diversity_strength.py").gradient_shares(tiny(), n_batches=2)
+    r = load_script("benchmarks/diversity_strength.py").gradient_shares(tiny(), n_batches=2, mus=(0.0, 0.05, 0.1))
     assert 0 < r["qk_params"] < r["params"]
     assert 0 < r["ratio"] < r["ratio_qk"]  # the term acts through the attention patterns: q/k carry its gradient
-    assert -1 <= r["cosine"] <= 1 and r["lm_loss"] > 5  # a random tiny model: CE near log(vocab)
+    assert r["lm_loss"] > 5  # a random tiny model: CE near log(vocab)
+    # the share measured on the training objective itself: none at μ = 0, twice as much at twice the μ, and μ times
+    # the ratio of the two gradients it reports
+    shares = r["shares"]
+    assert shares[0.0] == 0 and shares[0.05] > 0
+    assert shares[0.1] == pytest.approx(2 * shares[0.05], rel=1e-3)
+    assert shares[0.1] == pytest.approx(0.1 * r["ratio"], rel=1e-3)
 
 
 def test_the_panels_clean_forwards_give_the_validation_loss_bitwise():

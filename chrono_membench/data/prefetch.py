@@ -27,6 +27,7 @@ import warnings
 from functools import partial
 
 import torch
+from tqdm import tqdm
 
 from chrono_membench.data.stream import MixtureStream, Row, stream_stats
 from chrono_membench.errors import DataSourceError
@@ -34,6 +35,10 @@ from chrono_membench.errors import DataSourceError
 # the worker is forked after the tokenizer has been used; HF tokenizers then disable their own thread pool, with a
 # warning per process unless told beforehand
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# No tqdm monitor threads (model loading and the training bar would start them): a Python thread starting or
+# ending while the trainer forks its worker can leave the child blocked for ever on the interpreter's thread-list
+# lock (seen here: a DDP resume whose worker hung in PyOS_AfterFork_Child, CPython 3.11).
+tqdm.monitor_interval = 0
 
 
 CHUNK_TOKENS = 8192  # rows travel in chunks of about this many tokens: each DataLoader item costs ≈ 0.7 ms here

@@ -58,3 +58,37 @@ def test_stratified_purity_unmasks_a_source_latent_posing_as_a_time_latent():
     assert abs(within["excess"]) < 0.05  # ...within each source it is not
     time_latent = (column == 1).float()[:, None] + 0.0
     assert stratified_purity(time_latent, tokens, column, source, 100, g)["excess"] > 0.5
+
+
+def test_a_partial_effect_gives_its_known_purity_and_a_small_p_value():
+    """A fraction f of latents e× as active in one column as in the other seven (all else constant): observed purity
+    is f · (e/(e+7) − 1/8)/(7/8) exactly, the excess and its significance grow with f."""
+    g = torch.Generator().manual_seed(0)
+    D, F, e = 88, 100, 4.0
+    column = torch.arange(D) % 8
+    tokens = torch.full((D,), 32.0)
+    results = {}
+    for f in (0.0, 0.05, 0.2):
+        acts = torch.ones(D, F) * 32
+        enriched = int(f * F)
+        acts[column == 3, :enriched] *= e
+        results[f] = purity_with_null(acts, tokens, column, 200, g)
+        assert results[f]["observed"] == pytest.approx(f * (e / (e + 7) - 1 / 8) / (7 / 8), abs=1e-6)
+    assert results[0.0]["excess"] == pytest.approx(0.0, abs=1e-6) and results[0.0]["p_value"] == 1.0
+    assert 0 < results[0.05]["excess"] < results[0.2]["excess"]
+    assert results[0.05]["p_value"] < 0.01 and results[0.2]["p_value"] < 0.01  # 1/201 at most would be the floor
+
+
+def test_the_permutation_p_value_is_uniform_under_the_null():
+    """What any per-latent test built on it relies on: with no column structure, P(p ≤ α) ≈ α."""
+    from scipy import stats
+
+    g = torch.Generator().manual_seed(2)
+    column = torch.arange(40) % 4
+    p = [purity_with_null(torch.rand(40, 6, generator=g), torch.full((40,), 16.0), column, 99, g)["p_value"]
+         for _ in range(400)]
+    p = torch.tensor(p)
+    for alpha in (0.05, 0.2, 0.5):  # binomial 99.9 % band around α for 400 draws
+        lo, hi = stats.binom.ppf([0.0005, 0.9995], 400, alpha) / 400
+        assert lo <= (p <= alpha).float().mean().item() <= hi, alpha
+    assert stats.kstest(p.numpy(), "uniform").pvalue > 0.001
