@@ -225,7 +225,8 @@ class ChronoConfig(_Section):
     SECTION: ClassVar[str] = "chrono"
     dropout_p_max: float = _field(0.1, UNIT)
     # λ_align: 0.1 measured inert (0.05 % of the SAE loss, drift identical to λ = 0); 10 acts (≈ 4 %; RESULTS.md)
-    alignment_weight: float = 10.0
+    # λ in the decoding rows' units (chrono/alignment.py): the previous default, 10 on raw rows, carried over
+    alignment_weight: float = 1.0
     diversity_weight: float = 0.01
     n_buckets: int = _field(10, POSITIVE)
     # 256 windows per bucket: a 5 % exact-match rate then has a 95 % interval of about ±2.7 points (32: ±7.5)

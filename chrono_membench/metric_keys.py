@@ -29,6 +29,9 @@ MEM_LATENTS = tuple(f"memorisation_latents_{k}" for k in ("auc_max", "auc_max_nu
 MEM_SCORES = ("exact_match", "token_match", "loss")  # per probe column, each with _lo / _hi (95 % interval)
 MIA_SCORES = ("loss", "zlib", "min_k", "ref")  # membership scores (MIMIR): per bucket vs unseen
 EXPOSURE_BINS = ("1", "2", "3-4", "5+")  # memorisation by exposure count
+# the training-order test (chrono/order.py): Spearman ρ and permutation p between a seen window's membership score
+# and the step it was first / last seen, pooled and within source
+ORDER_SCORES, ORDER_BY = ("ref", "loss"), ("first", "last")
 def eval_time(part: str) -> str:
     return f"time/eval_{part}_s"
 
@@ -89,6 +92,11 @@ def probe_share(source: str, column: str) -> str:
     return f"mem/probe_share/{source}/{column}"
 
 
+def order(stat: str, score: str, by: str = "first", within: bool = False) -> str:
+    """The training-order test: stat rho | p, score one of ORDER_SCORES, by one of ORDER_BY."""
+    return f"mem/order_{stat}{'_within' if within else ''}/{score}/{by}"
+
+
 def canary(label: str, extrapolated: bool = False) -> str:
     return f"mem/canary_exposure/{label}{'_extrap' if extrapolated else ''}"
 
@@ -141,4 +149,6 @@ def eval_keys(hooks: list[str], buckets: list[str], canary_labels: list[str], so
     keys += [k for s in scores for b in buckets for k in with_ci(mia("auc", s, b)) + [mia("tpr1", s, b)]]
     keys += [k for b in buckets for s in (False, True) for k in with_ci(did(b, s))] if reference else []
     keys += [canary(label, x) for label in canary_labels for x in (False, True)]
+    keys += [order(stat, s, by, within) for s in ORDER_SCORES if reference or s != "ref" for by in ORDER_BY
+             for within in (False, True) for stat in ("rho", "p")]
     return keys + [chrono(h, n) for h in hooks for n in PURITY + (MEM_LATENTS if reference else ())]

@@ -19,6 +19,7 @@ from chrono_membench.chrono.membench import (
     exposure, extraction_scores, extrapolated_exposure, scored_token_losses, sequence_nll,
 )
 from chrono_membench.chrono.latent_auc import memorisation_latents
+from chrono_membench.chrono.order import order_correlation
 from chrono_membench.chrono.purity import purity_with_null, stratified_purity
 from chrono_membench.chrono.stats import (
     auroc, bootstrap_interval, mean, mean_difference, stratified_difference, tpr_at_fpr, wilson_interval,
@@ -30,6 +31,7 @@ from chrono_membench.probes import PREFIX_TOKENS, UNSEEN, Canaries, Probe, Probe
 from chrono_membench.sae import SAEBank
 
 EVAL_CHUNK = 16  # probe windows per forward
+ORDER_PERMUTATIONS = 999  # the training-order test's (cheap: ranks of a few hundred windows)
 CANARY_CHUNK = 64  # canary candidates per forward
 GENERATE_CHUNK = 64  # probe windows per KV-cached greedy decode (the bridge's per-token overhead is per call: 64
 #                      windows decode in 13 s where 4 calls of 16 take 23 s on the demo model, the same tokens)
@@ -106,6 +108,22 @@ def membership_scores(scores: dict[str, np.ndarray], zlib_bytes: np.ndarray, ref
     return out
 
 
+def order_metrics(member: dict[str, np.ndarray], entries: list, seen: np.ndarray, source: np.ndarray,
+                  seed: int) -> dict[str, float]:
+    """The training-order test over every seen probe window: ρ and p between its membership score and the step
+    it was first / last seen, pooled and within source (undefined ones are not logged)."""
+    out = {}
+    for by, column in zip(K.ORDER_BY, (0, 1)):
+        step = np.array([e[column] for e in entries], dtype=np.float64)
+        for score in (s for s in K.ORDER_SCORES if s in member):
+            for within in (False, True):
+                rho, p = order_correlation(member[score][seen], step[seen], source[seen] if within else None,
+                                           ORDER_PERMUTATIONS, seed)
+                if rho == rho:
+                    out.update({K.order("rho", score, by, within): rho, K.order("p", score, by, within): p})
+    return out
+
+
 @torch.no_grad()
 def probe_metrics(model, reference, saes: SAEBank | None, probes: ProbeSet, seen: SeenLog, canaries: Canaries | None,
                   autocast, device, d: Dist = ALONE, permutations: int = 100, seed: int = 0) -> tuple[dict, dict]:
@@ -177,6 +195,7 @@ def probe_metrics(model, reference, saes: SAEBank | None, probes: ProbeSet, seen
             if value == value:  # nan: no source has windows on both sides yet
                 metrics.update(_with_ci(K.did(name, stratified=True), value, (low, high)))
 
+    metrics.update(order_metrics(member, entries, ~unseen, source, seed))
     timed("extraction")  # greedy extraction, teacher-forced scores, and every statistic over them
     matrices = {}
     if saes is not None:

@@ -11,7 +11,8 @@ module adds what "alongside" needs:
 - temporal dropout on the latents, applied to the reconstruction the MSE sees and nowhere else (the
   dead-latent auxiliary loss, the sparsity penalty, BatchTopK's threshold and the firing statistics all see the
   undropped latents);
-- the feature-alignment loss to the last checkpoint's decoder, in the reconstruction's own units;
+- the feature-alignment loss to the last checkpoint's decoder, in the reconstruction's own units (along the
+  directions sae-lens's decode actually uses: unit rows where it rescales by decoder norm);
 - dead-latent tracking, drift between checkpoints over alive latents, and an optional second SAE per hook with
   another seed (`sae.seed_baseline`): the noise floor of the drift numbers;
 - health: an SAE is an instrument, and its failure never stops the LM's run. A hook whose loss or gradient is
@@ -38,7 +39,9 @@ from sae_lens.saes.topk_sae import TopKTrainingSAE
 
 from chrono_membench import hooks
 from chrono_membench import metric_keys as K
-from chrono_membench.chrono.alignment import alignment_loss, decoder_drift, matched_similarity, unit_rows
+from chrono_membench.chrono.alignment import (
+    alignment_loss, decoder_drift, decoding_rows, matched_similarity, unit_rows,
+)
 from chrono_membench.chrono.sae_metrics import fraction_of_variance_explained, l0
 from chrono_membench.chrono.temporal_dropout import inverted_dropout, temporal_dropout_rate
 from chrono_membench.config import ChronoConfig, Config, ConfigError, SAEConfig
@@ -289,7 +292,9 @@ class SAEBank:
                 loss, _, acts, _, dropped_frac = training_forward(sae, step_input, p, self._dropout_generator(member))
                 align = torch.zeros((), device=self.device)
                 if lat.anchor is not None and self.chrono.alignment_weight > 0:
-                    align = alignment_loss(sae.W_dec, lat.anchor, lat.anchor_alive, acts.detach().pow(2).mean(0))
+                    rescaled = getattr(sae.cfg, "rescale_acts_by_decoder_norm", False)  # what decode uses
+                    align = alignment_loss(decoding_rows(sae.W_dec, rescaled), decoding_rows(lat.anchor, rescaled),
+                                           lat.anchor_alive, acts.detach().pow(2).mean(0))
                     loss = loss + self.chrono.alignment_weight * align
                 losses[hook] = losses.get(hook, 0.0) + loss
                 firing.append((hook, lat, acts.detach(), len(x)))

@@ -17,12 +17,20 @@ def unit_rows(W_dec: torch.Tensor) -> torch.Tensor:
     return F.normalize(W_dec, dim=-1)
 
 
+def decoding_rows(W_dec: torch.Tensor, rescaled: bool) -> torch.Tensor:
+    """The directions an SAE's latents actually decode along: sae-lens's decode with rescale_acts_by_decoder_norm
+    (its TopK default) divides each latent by its row's norm, so x̂ = Σ a_i d_i/‖d_i‖ and only the unit rows
+    matter; otherwise x̂ = Σ a_i d_i, the raw rows."""
+    return unit_rows(W_dec) if rescaled else W_dec
+
+
 def alignment_loss(W_dec: torch.Tensor, anchor: torch.Tensor, alive: torch.Tensor,
                    act_sq_mean: torch.Tensor) -> torch.Tensor:
     """L_align = Σ over latents alive at the anchor of E[a_i²]·‖d_i − d_i^(k)‖²: the change of the
     reconstruction x̂ = Σ a_i d_i + b that the decoder's drift causes (exact when latents do not co-fire), in the
-    units of sae-lens's MSE (summed over d_in, mean over tokens). act_sq_mean [F]: E[a_i²] on this step's tokens
-    (detached). Differentiable in W_dec."""
+    units of sae-lens's MSE (summed over d_in, mean over tokens). W_dec and anchor are the decoding rows
+    (decoding_rows: unit rows where the SAE rescales by decoder norm, so a rescaled row that decodes the same
+    costs nothing). act_sq_mean [F]: E[a_i²] on this step's tokens (detached). Differentiable in W_dec."""
     drift = (W_dec - anchor).pow(2).sum(-1)
     return (act_sq_mean * drift * alive).sum()
 

@@ -61,3 +61,35 @@ def test_matching_runs_sparse_above_the_dense_limit():
     W = torch.randn(300, 16)
     noisy = W + 0.05 * torch.randn(300, 16)
     assert matched_similarity(noisy, W, dense_max=100) == pytest.approx(matched_similarity(noisy, W), abs=1e-6)
+
+
+@pytest.mark.parametrize("arch", ["topk", "standard"])
+def test_alignment_loss_is_sae_lens_decodes_change_and_ignores_what_decode_ignores(arch):
+    """With sae-lens's own decode (TopK rescales by the decoder norm; standard does not), one latent per token: the
+    loss on decoding_rows equals E‖decode(f; W) − decode(f; W⁰)‖²; rescaling rows changes nothing where decode
+    divides the norm out, and everything where it does not."""
+    from sae_lens.registry import get_sae_training_class
+
+    from chrono_membench.chrono.alignment import decoding_rows
+
+    sae_cls, cfg_cls = get_sae_training_class(arch)
+    sae = sae_cls(cfg_cls(d_in=8, d_sae=16, **({"k": 1} if arch == "topk" else {})))
+    rescaled = getattr(sae.cfg, "rescale_acts_by_decoder_norm", False)
+    assert rescaled == (arch == "topk")  # sae-lens 6.54's defaults, which this test is about
+    torch.manual_seed(0)
+    anchor = sae.W_dec.detach().clone()
+    N = 256
+    acts = torch.zeros(N, 16)
+    acts[torch.arange(N), torch.randint(0, 16, (N,))] = torch.rand(N) * 5
+
+    def decoded(W):
+        with torch.no_grad():
+            sae.W_dec.copy_(W)
+            return sae.decode(acts)
+
+    alive = torch.ones(16, dtype=torch.bool)
+    for W in (torch.randn(16, 8), anchor * 1.1):  # a new decoder; the same one with every row 10 % longer
+        change = (decoded(W) - decoded(anchor)).pow(2).sum(-1).mean()
+        loss = alignment_loss(decoding_rows(W, rescaled), decoding_rows(anchor, rescaled), alive, acts.pow(2).mean(0))
+        assert loss.item() == pytest.approx(change.item(), rel=1e-4, abs=1e-9)
+    assert (change.item() == pytest.approx(0, abs=1e-9)) == rescaled  # rescaling: invisible to TopK's decode only
