@@ -77,7 +77,8 @@ def mem(score: str, column: str, by: str = "") -> str:
 
 
 def mia(metric: str, score: str, bucket: str) -> str:
-    """Membership inference of a bucket vs unseen: metric auc | tpr1, score one of MIA_SCORES."""
+    """Membership inference of a bucket vs unseen: metric auc | tpr1 (TPR at 1 % FPR, with ≥ 100 unseen windows) |
+    tpr0 (TPR at 0 FPR: members above every unseen window, with fewer), score one of MIA_SCORES."""
     return f"mem/mia_{metric}/{score}/{bucket}"
 
 
@@ -146,7 +147,7 @@ def eval_keys(hooks: list[str], buckets: list[str], canary_labels: list[str], so
     keys += [k for s in MEM_SCORES for c in EXPOSURE_BINS for k in with_ci(mem(s, c, "exposures"))]
     keys += [probe_share(s, c) for s in sources for c in columns] + [MEM_LOSS_GAP]
     scores = [s for s in MIA_SCORES if reference or s != "ref"]
-    keys += [k for s in scores for b in buckets for k in with_ci(mia("auc", s, b)) + [mia("tpr1", s, b)]]
+    keys += [k for s in scores for b in buckets for k in with_ci(mia("auc", s, b)) + [mia("tpr1", s, b), mia("tpr0", s, b)]]
     keys += [k for b in buckets for s in (False, True) for k in with_ci(did(b, s))] if reference else []
     keys += [canary(label, x) for label in canary_labels for x in (False, True)]
     keys += [order(stat, s, by, within) for s in ORDER_SCORES if reference or s != "ref" for by in ORDER_BY

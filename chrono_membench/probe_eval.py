@@ -22,7 +22,7 @@ from chrono_membench.chrono.latent_auc import memorisation_latents
 from chrono_membench.chrono.order import order_correlation
 from chrono_membench.chrono.purity import purity_with_null, stratified_purity
 from chrono_membench.chrono.stats import (
-    auroc, bootstrap_interval, mean, mean_difference, stratified_difference, tpr_at_fpr, wilson_interval,
+    auroc, auroc_interval, bootstrap_interval, mean, mean_difference, stratified_difference, tpr_at_fpr, wilson_interval,
 )
 from chrono_membench.data.batches import SeenLog
 from chrono_membench.data.sources import SOURCE_NAMES
@@ -184,8 +184,11 @@ def probe_metrics(model, reference, saes: SAEBank | None, probes: ProbeSet, seen
             continue
         for score, values in member.items():
             a, b = values[rows], values[unseen]
-            metrics.update(_with_ci(K.mia("auc", score, name), float(auroc(a, b)), bootstrap_interval(auroc, a, b)))
-            metrics[K.mia("tpr1", score, name)] = tpr_at_fpr(a, b)
+            metrics.update(_with_ci(K.mia("auc", score, name), float(auroc(a, b)), auroc_interval(a, b)))
+            if len(b) >= 100:  # TPR at 1 % FPR needs ≥ 100 non-members; with fewer, the lowest FPR there is: 0
+                metrics[K.mia("tpr1", score, name)] = tpr_at_fpr(a, b, 0.01)
+            else:
+                metrics[K.mia("tpr0", score, name)] = tpr_at_fpr(a, b, 0.0)
         if ref_loss is not None:  # Δloss = loss now − loss at step 0; DiD = mean Δ(bucket) − mean Δ(unseen)
             delta = scores["loss"] - ref_loss
             a, b = delta[rows], delta[unseen]

@@ -32,7 +32,7 @@ def test_chrono_keys_purity_files_and_probe_table(tmp_path):
     expected |= {K.order(stat, score, by) for stat in ("rho", "p") for score in K.ORDER_SCORES for by in K.ORDER_BY}
     for bucket in ("b0", "b1"):
         expected |= {k for s in K.MIA_SCORES for k in K.with_ci(K.mia("auc", s, bucket))}
-        expected |= {K.mia("tpr1", "ref", bucket), *K.with_ci(K.did(bucket)), *K.with_ci(K.mem("loss", bucket, "last_seen"))}
+        expected |= {K.mia("tpr0", "ref", bucket), *K.with_ci(K.did(bucket)), *K.with_ci(K.mem("loss", bucket, "last_seen"))}
     for bucket in ("b0", "b1", "unseen"):
         expected |= {k for s in K.MEM_SCORES for k in K.with_ci(K.mem(s, bucket))}
     assert expected <= keys, expected - keys
@@ -47,6 +47,7 @@ def test_chrono_keys_purity_files_and_probe_table(tmp_path):
     optional = {K.mem(s, b, "exposures") + x for s in K.MEM_SCORES for b in K.EXPOSURE_BINS for x in ("", *K.CI)}
     optional |= {k for b in ("b0", "b1") for k in K.with_ci(K.did(b, stratified=True))}
     optional |= {K.eval_time("val")}  # with SAEs (one process) the panel's clean forwards give the validation loss
+    optional |= {K.mia("tpr1", s, b) for s in K.MIA_SCORES for b in ("b0", "b1")}  # ≥ 100 unseen windows only
     optional |= {K.order(stat, s, by, True) for stat in ("rho", "p") for s in K.ORDER_SCORES for by in K.ORDER_BY}
     # (within source: only once some source has 3 seen windows spread over steps)
     assert logged <= listed and listed - logged <= optional

@@ -1,7 +1,9 @@
 """Uncertainty and membership-inference statistics: 95 % intervals, AUROC, TPR at a fixed FPR.
 
 Intervals: Wilson for a rate (exact match: a binomial proportion that is often near 0, where the normal
-interval collapses), percentile bootstrap for a mean or a difference of means (scipy.stats.bootstrap).
+interval collapses), percentile bootstrap for a mean or a difference of means (scipy.stats.bootstrap), and
+Newcombe's score interval for an AUROC (the percentile bootstrap under-covers it at the probe set's sizes and
+collapses to [1, 1] on separable sets: tests/chrono/test_stats.py measures both).
 Membership scores follow MIMIR's convention: higher = more likely a member.
 """
 
@@ -10,7 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 
 LEVEL = 0.95
 N_RESAMPLES = 1000
@@ -72,6 +74,28 @@ def auroc(members: np.ndarray, non_members: np.ndarray, axis: int = -1) -> np.nd
     a = np.moveaxis(np.asarray(members, dtype=np.float64), axis, -1)[..., :, None]
     b = np.moveaxis(np.asarray(non_members, dtype=np.float64), axis, -1)[..., None, :]
     return (a > b).mean((-1, -2)) + 0.5 * (a == b).mean((-1, -2))
+
+
+def auroc_interval(members: np.ndarray, non_members: np.ndarray) -> tuple[float, float]:
+    """95 % interval of the AUROC: Newcombe's score interval (Newcombe 2006, "Confidence intervals for an effect
+    size measure based on the Mann-Whitney statistic. Part 2", method 5): the θ with (θ̂ − θ)² ≤ z²·V(θ), V the
+    Hanley–McNeil variance at θ with N = (m + n)/2. Like Wilson's for a rate it stays inside [0, 1] and does not
+    collapse at θ̂ = 0 or 1. (nan, nan) when a sample is empty."""
+    m, n = len(members), len(non_members)
+    if m == 0 or n == 0:
+        return math.nan, math.nan
+    theta = float(auroc(members, non_members))
+    z2 = stats.norm.ppf((1 + LEVEL) / 2) ** 2
+    pairs = (m + n) / 2 - 1
+
+    def excess(t: float) -> float:  # < 0 inside the interval
+        variance = t * (1 - t) * (1 + pairs * (1 - t) / (2 - t) + pairs * t / (1 + t)) / (m * n)
+        return (theta - t) ** 2 - z2 * variance
+
+    inside_low, inside_high = min(theta, 1 - 1e-9), max(theta, 1e-9)  # excess < 0 there, also at θ̂ = 0 or 1
+    low = 0.0 if excess(0.0) <= 0 else optimize.brentq(excess, 0.0, inside_low)
+    high = 1.0 if excess(1.0) <= 0 else optimize.brentq(excess, inside_high, 1.0)
+    return float(low), float(high)
 
 
 def tpr_at_fpr(members: np.ndarray, non_members: np.ndarray, fpr: float = 0.01) -> float:
