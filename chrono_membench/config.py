@@ -197,12 +197,16 @@ class SAEConfig(_Section):
     enabled: bool = True
     # empty: one mid-depth blocks.{L//2}.hook_resid_post; the allowed forms: chrono_membench/hooks.py
     hook_points: list[str] = _field(None, factory=list)
-    architecture: Literal["topk", "standard", "jumprelu", "batchtopk"] = "topk"
+    # a name in chrono_membench/saes.py's table (sae-lens's registry: topk, batchtopk, standard, jumprelu, and any
+    # registered there); checked when the SAEs are built
+    architecture: str = "topk"
     expansion: int = _field(8, POSITIVE)
     k: int = _field(32, POSITIVE)
     # an SAE whose updates are non-finite this many times in a row is retired (the LM's run goes on without it)
     max_skipped_in_a_row: int = _field(3, POSITIVE, SAFE)
-    l1_coefficient: float = 5.0
+    # the sparsity penalty's weight, what sae-lens calls it per architecture: standard's l1_coefficient, jumprelu's
+    # l0_coefficient; unused by topk and batchtopk (k sets their sparsity). Until 2026-12-01: sae.l1_coefficient
+    sparsity_coefficient: float = 5.0
     lr: float = _field(3e-4, ABOVE_ZERO)  # sae-lens's default; short runs (demo, tiny) need more
     # tokens without firing before a latent counts as dead: 10M (Gao et al.); short presets scale it down
     dead_window: int = _field(10_000_000, POSITIVE)
@@ -398,6 +402,9 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
+RENAMED = {"sae.l1_coefficient": "sae.sparsity_coefficient"}  # old dotted key → new: old configs still load
+
+
 def read_yaml(path: Path) -> dict:
     try:
         loaded = yaml.safe_load(path.read_text())
@@ -411,6 +418,10 @@ def read_yaml(path: Path) -> dict:
         return {}
     if not isinstance(loaded, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(loaded).__name__}")
+    for old, new in RENAMED.items():  # a config written before a key's rename (a run being resumed) reads as now
+        section, old_key = old.split(".")
+        if old_key in (loaded.get(section) or {}):
+            loaded[section][new.split(".")[1]] = loaded[section].pop(old_key)
     return loaded
 
 
@@ -433,7 +444,7 @@ def load_config(
             raise ConfigError(f"unknown preset {preset!r}; allowed: {', '.join(preset_names())}")
         tree = read_yaml(path)
         tree.setdefault("run", {})["preset"] = preset
-    parsed = [parse_override(o) for o in overrides]
+    parsed = [(RENAMED.get(k, k), v) for k, v in (parse_override(o) for o in overrides)]
     ablation = ablation or dict(parsed).get("run.ablation") or tree.get("run", {}).get("ablation", "full")
     if ablation not in ABLATIONS:
         raise ConfigError(f"unknown ablation {ablation!r}; allowed: {', '.join(ABLATIONS)}")

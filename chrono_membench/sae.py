@@ -3,8 +3,8 @@
 The LM forward of every micro-step captures the hooked activations (detached: the SAEs never touch the LM's
 gradients, and there is no second LM forward; the bank itself runs no LM forward and writes no files).
 After the LM's optimiser step, each SAE takes one step on everything captured for that update, with its own
-Adam. The SAE architecture comes from sae-lens's registry (`topk`, `standard`, `jumprelu`, `batchtopk`); this
-module adds what "alongside" needs:
+Adam. The SAE architecture comes from saes/ (a table over sae-lens's registry: `topk`, `standard`, `jumprelu`,
+`batchtopk`, and custom ones registered there); this module adds what "alongside" needs:
 - the token mask: position 0, BOS tokens and tokens whose norm exceeds `sae.outlier_norm_factor` × the running
   median norm (attention sinks) are left out of training, the norm estimate, dead-latent counts and metrics;
 - running activation-norm normalisation;
@@ -32,7 +32,6 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F
-from sae_lens.registry import get_sae_training_class
 from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE
 from sae_lens.saes.sae import TrainCoefficientConfig, TrainStepInput
 from sae_lens.saes.topk_sae import TopKTrainingSAE
@@ -48,18 +47,11 @@ from chrono_membench.config import ChronoConfig, Config, ConfigError, SAEConfig
 from chrono_membench.data.sources import PAD_SOURCE
 from chrono_membench.data.stream import adds_bos
 from chrono_membench.distributed import ALONE, Dist
+from chrono_membench.saes import training_class
 
 NORM_EMA = 0.99  # running mean-norm and median-norm estimates: stable, yet they follow the LM's drift
 SPARSITY_LOSS_KEYS = ("l1_loss", "l0_loss")  # sae-lens's names for the architecture's sparsity penalty
 BASELINE_SEED_OFFSET = 1_000  # the seed-baseline SAE's init seed: run.seed + this
-
-
-def _sae_config_kwargs(cfg: SAEConfig) -> dict:
-    if cfg.architecture in ("topk", "batchtopk"):
-        return {"k": cfg.k}
-    if cfg.architecture == "standard":
-        return {"l1_coefficient": cfg.l1_coefficient}
-    return {"l0_coefficient": cfg.l1_coefficient}  # jumprelu
 
 
 @dataclass
@@ -162,13 +154,12 @@ class SAEBank:
         return cls(cfg.sae, cfg.chrono, cfg.train.max_steps, widths, device, cfg.run.seed, d, bos)
 
     def _build(self, widths: dict[str, int], seed: int) -> dict:
-        sae_cls, sae_cfg_cls = get_sae_training_class(self.cfg.architecture)
+        sae_cls, sae_cfg_cls, kwargs = training_class(self.cfg)
         saes = {}
         with torch.random.fork_rng(devices=[]):  # SAE init must not shift the global RNG the LM run uses
             torch.manual_seed(seed)
             for hook, width in widths.items():
-                sae_cfg = sae_cfg_cls(d_in=width, d_sae=self.cfg.expansion * width, device=str(self.device),
-                                      **_sae_config_kwargs(self.cfg))
+                sae_cfg = sae_cfg_cls(d_in=width, d_sae=self.cfg.expansion * width, device=str(self.device), **kwargs)
                 sae_cfg.metadata.hook_name = hook
                 saes[hook] = sae_cls(sae_cfg).to(self.device)
         return saes
