@@ -22,9 +22,11 @@ SAE_EVAL = ("ce_recovered", "kl_div_score", "ce_delta", "l2_ratio", "eval_fve", 
 CHRONO_STEP = ("alignment_loss", "alignment_share", "dropped_frac")  # per hook, at the chrono cadence
 DRIFT = ("mmcs", "self_match_frac", "hungarian_mcs")  # per hook, at each checkpoint after the first
 CROSS_SEED = ("cross_seed_mcs", "hungarian_mcs_seed_baseline")  # per hook, at each checkpoint, with sae.seed_baseline
-# per hook, at eval: observed, permutation null, excess = observed − null; the number of columns used
+# per hook, at eval: observed, permutation null, excess = observed − null, the null's SD (the excess's resolution),
+# the permutation p (pooled kinds); the number of columns used
 PURITY = tuple(f"{kind}_purity{part}" for kind in ("temporal", "source", "temporal_stratified")
-               for part in ("", "_null", "_excess")) + ("temporal_purity_gt50", "purity_columns")
+               for part in ("", "_null", "_excess", "_null_sd")) + ("temporal_purity_p", "source_purity_p",
+                                                                    "temporal_purity_gt50", "purity_columns")
 MEM_LATENTS = tuple(f"memorisation_latents_{k}" for k in ("auc_max", "auc_max_null", "auc_max_p"))  # with reference
 MEM_SCORES = ("exact_match", "token_match", "loss")  # per probe column, each with _lo / _hi (95 % interval)
 MIA_SCORES = ("loss", "zlib", "min_k", "ref")  # membership scores (MIMIR): per bucket vs unseen
@@ -32,6 +34,7 @@ EXPOSURE_BINS = ("1", "2", "3-4", "5+")  # memorisation by exposure count
 # the training-order test (chrono/order.py): Spearman ρ and permutation p between a seen window's membership score
 # and the step it was first / last seen, pooled and within source
 ORDER_SCORES, ORDER_BY = ("ref", "loss"), ("first", "last")
+ORDER_N = "mem/order_n"  # the seen windows it is computed over
 def eval_time(part: str) -> str:
     return f"time/eval_{part}_s"
 
@@ -151,5 +154,5 @@ def eval_keys(hooks: list[str], buckets: list[str], canary_labels: list[str], so
     keys += [k for b in buckets for s in (False, True) for k in with_ci(did(b, s))] if reference else []
     keys += [canary(label, x) for label in canary_labels for x in (False, True)]
     keys += [order(stat, s, by, within) for s in ORDER_SCORES if reference or s != "ref" for by in ORDER_BY
-             for within in (False, True) for stat in ("rho", "p")]
+             for within in (False, True) for stat in ("rho", "p")] + [ORDER_N]
     return keys + [chrono(h, n) for h in hooks for n in PURITY + (MEM_LATENTS if reference else ())]

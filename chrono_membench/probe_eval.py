@@ -112,7 +112,7 @@ def order_metrics(member: dict[str, np.ndarray], entries: list, seen: np.ndarray
                   seed: int) -> dict[str, float]:
     """The training-order test over every seen probe window: ρ and p between its membership score and the step
     it was first / last seen, pooled and within source (undefined ones are not logged)."""
-    out = {}
+    out = {K.ORDER_N: int(seen.sum())}
     for by, column in zip(K.ORDER_BY, (0, 1)):
         step = np.array([e[column] for e in entries], dtype=np.float64)
         for score in (s for s in K.ORDER_SCORES if s in member):
@@ -254,7 +254,9 @@ def purity_summaries(S: torch.Tensor, n: torch.Tensor, col: torch.Tensor, src: t
         if got is None:  # fewer than two columns (e.g. only "unseen" at step 0): purity is undefined, not logged
             continue
         out.update({f"{kind}_purity": got["observed"], f"{kind}_purity_null": got["null"],
-                    f"{kind}_purity_excess": got["excess"]})
+                    f"{kind}_purity_excess": got["excess"], f"{kind}_purity_null_sd": got["null_sd"]})
+        if "p_value" in got:  # the permutation test's one-sided p (pooled kinds; the stratified one has its SD)
+            out[f"{kind}_purity_p"] = got["p_value"]
         if strata is None:
             matrices[kind], matrices[f"{kind}_labels"] = got["matrix"], got["labels"].tolist()
         if kind == "temporal":

@@ -147,41 +147,60 @@ def main(argv=None) -> int:
 
 def headline(run_dir: Path) -> list[str]:
     """The run's chrono results at its last eval: SAE quality, memorisation and membership per bucket, canary
-    exposure, purity over its null. Intervals are 95 %; what each number means is in the README's metric tables."""
+    exposure, purity over its null, the training-order test; beside each time-claim, what this run could have
+    seen (chrono/resolution.py). Intervals are 95 %; what each number means is in the README's metric tables."""
     from chrono_membench import metric_keys as K
+    from chrono_membench.chrono import resolution as R
     from chrono_membench.logging import final_values
 
     f, lines = final_values(run_dir), []
+    nan = float("nan")
 
     def ci(key: str, fmt: str = ".2f") -> str:
         if key not in f:
             return "-"
-        lo, hi = f.get(key + K.CI[0], float("nan")), f.get(key + K.CI[1], float("nan"))
+        lo, hi = f.get(key + K.CI[0], nan), f.get(key + K.CI[1], nan)
         return f"{f[key]:{fmt}}" + (f" [{lo:{fmt}}, {hi:{fmt}}]" if lo == lo else "")
+
+    def verdict(key: str, null: float = 0.0, largest: float | None = None) -> str:
+        return f" ({R.from_interval(f.get(key + K.CI[0], nan), f.get(key + K.CI[1], nan), null, largest)})" \
+            if key in f else ""
 
     for hook in sorted({K.hook_of(k) for k in f} - {None}):
         if K.sae(hook, "eval_fve") in f:
             lines.append(f"SAE {hook}: FVE {f[K.sae(hook, 'eval_fve')]:.3f}, CE recovered "
                          f"{f[K.sae(hook, 'ce_recovered')]:.3f}, L0 {f[K.sae(hook, 'eval_l0')]:.0f}, dead "
-                         f"{f.get(K.sae(hook, 'dead_frac'), float('nan')):.2f}")
+                         f"{f.get(K.sae(hook, 'dead_frac'), nan):.2f}")
         if K.chrono(hook, "temporal_purity_excess") in f:
-            lines.append("  purity − permutation null: " + ", ".join(
-                f"{kind} {f.get(K.chrono(hook, kind + '_purity_excess'), float('nan')):+.3f}"
-                for kind in ("temporal", "temporal_stratified", "source")))
+            parts = []
+            for kind in ("temporal", "temporal_stratified", "source"):
+                excess = f.get(K.chrono(hook, kind + "_purity_excess"), nan)
+                sd, p = f.get(K.chrono(hook, kind + "_purity_null_sd"), nan), f.get(K.chrono(hook, kind + "_purity_p"))
+                said = (R.from_permutation(p, sd) if p is not None  # stratified: its null's SD, no p
+                        else R.from_interval(excess - R.Z * sd, excess + R.Z * sd))
+                parts.append(f"{kind} {excess:+.4f} ({said})")
+            lines.append("  purity − permutation null: " + "; ".join(parts))
     buckets = sorted({k.split("/")[-1] for k in f if k.startswith("mem/loss/") and not k.endswith(K.CI)},
                      key=lambda b: (b == "unseen", b))
     if buckets:
         lines.append("memorisation (probe windows in their training context; 95 % intervals):")
         for b in buckets:
-            extra = "" if b == "unseen" else (f"  MIA AUROC(ref) {ci(K.mia('auc', 'ref', b))}  DiD within sources "
-                                              f"{ci(K.did(b, True), '+.3f')}")
-            lines.append(f"  {b:>7}: loss {ci(K.mem('loss', b))}  exact {ci(K.mem('exact_match', b))}{extra}")
+            lines.append(f"  {b:>7}: loss {ci(K.mem('loss', b))}  exact {ci(K.mem('exact_match', b))}")
+            if b != "unseen":
+                lines.append(f"           MIA AUROC(ref) {ci(K.mia('auc', 'ref', b))}"
+                             f"{verdict(K.mia('auc', 'ref', b), 0.5, 0.5)}")
+                lines.append(f"           DiD within sources {ci(K.did(b, True), '+.3f')}{verdict(K.did(b, True))}")
         if K.MEM_LOSS_GAP in f:
             lines.append(f"  unseen − seen loss gap {f[K.MEM_LOSS_GAP]:+.3f} nats")
+    rho, p, n = f.get(K.order("rho", "ref")), f.get(K.order("p", "ref")), f.get(K.ORDER_N)
+    if rho is not None and n:
+        said = R.from_permutation(p, R.correlation_mde(int(n)) / R.POWER_FACTOR, largest=1.0)
+        lines.append(f"training order (Spearman ρ, reference score vs first-seen step, {int(n)} seen windows): "
+                     f"{rho:+.3f}, p = {p:.2g} ({said})")
     cells = [k.split("/")[-1] for k in f if k.startswith("mem/canary_exposure/") and not k.endswith("_extrap")]
     if cells:
         lines.append("canary exposure (bits; rank-based / extrapolated): " + ", ".join(
-            f"×{c}: {f[K.canary(c)]:.1f} / {f.get(K.canary(c, True), float('nan')):.1f}" for c in cells))
+            f"×{c}: {f[K.canary(c)]:.1f} / {f.get(K.canary(c, True), nan):.1f}" for c in cells))
     return lines
 
 

@@ -38,9 +38,11 @@ def test_a_run_that_fails_before_training_leaves_nothing_and_resume_latest_skips
     assert good.returncode == 0, good.stderr[-2000:]
     # the closing summary tells the chrono story and the next command; no deprecation noise from generate
     for line in ("SAE blocks.1.hook_resid_post: FVE", "purity − permutation null", "b0: loss", "unseen − seen loss gap",
-                 "next         python analysis/report.py"):
+                 "MIA AUROC(ref)", "training order (Spearman ρ", "next         python analysis/report.py"):
         assert line in good.stdout, line
     assert "past_key_values" not in good.stderr
+    claims = [l for l in good.stdout.splitlines() if "MIA AUROC(ref)" in l or "DiD within" in l or "training order" in l]
+    assert claims and all(any(v in l for v in ("detected", "undecided at this size")) for l in claims), claims
     dead = cli("--preset", "tiny", "data.origin=hub", f"run.out_dir={tmp_path}", "run.name=dead",
                env={"HF_HUB_OFFLINE": "1"})
     assert dead.returncode == 2 and not (tmp_path / "dead").exists()

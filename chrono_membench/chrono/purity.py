@@ -61,14 +61,16 @@ def purity_with_null(doc_sums: torch.Tensor, doc_tokens: torch.Tensor, column: t
     null = torch.cat(null)
     null_mean = null.mean().item()
     p_value = (1 + (null >= observed).sum().item()) / (1 + permutations)  # the permutation test's one-sided p
-    return {"observed": observed, "null": null_mean, "excess": observed - null_mean, "p_value": p_value, "columns": C,
+    return {"observed": observed, "null": null_mean, "excess": observed - null_mean, "p_value": p_value,
+            "null_sd": null.std().item(), "columns": C,
             "gt50": (P.max(-1).values[live] > 0.5).float().mean().item(), "matrix": P, "labels": labels}
 
 
 def stratified_purity(doc_sums: torch.Tensor, doc_tokens: torch.Tensor, column: torch.Tensor, stratum: torch.Tensor,
                       permutations: int, generator: torch.Generator) -> dict[str, float] | None:
-    """purity_with_null within each stratum (source), averaged weighted by the stratum's documents; strata
-    with fewer than 2 columns are left out. None if none is left."""
+    """purity_with_null within each stratum (source), averaged weighted by the stratum's documents (the null's SD
+    combined as for a weighted sum of independent parts); strata with fewer than 2 columns are left out. None if
+    none is left."""
     parts = []
     for s in torch.unique(stratum):
         keep = stratum == s
@@ -78,4 +80,6 @@ def stratified_purity(doc_sums: torch.Tensor, doc_tokens: torch.Tensor, column: 
     if not parts:
         return None
     total = sum(n for n, _ in parts)
-    return {k: sum(n * got[k] for n, got in parts) / total for k in ("observed", "null", "excess")}
+    out = {k: sum(n * got[k] for n, got in parts) / total for k in ("observed", "null", "excess")}
+    out["null_sd"] = sum((n / total * got["null_sd"]) ** 2 for n, got in parts) ** 0.5  # strata shuffled independently
+    return out
