@@ -36,18 +36,6 @@ def final_values(run_dir: Path) -> dict[str, float]:
     return last
 
 
-def final_table(runs: dict[str, Path], prefixes=("val/", "sae/", "chrono/", "train/loss")) -> str:
-    """Runs side by side: one line per metric, its final value in each run (a column per run)."""
-    finals = {name: final_values(path) for name, path in runs.items()}
-    keys = sorted({k for f in finals.values() for k in f if k.startswith(prefixes) and "/layer_" not in k})
-    width = max(map(len, keys), default=10)
-    lines = [f"{'metric':<{width}}  " + "  ".join(f"{n:>13}" for n in finals)]
-    for key in keys:
-        cells = [f"{finals[n][key]:>13.5g}" if key in finals[n] else f"{'-':>13}" for n in finals]
-        lines.append(f"{key:<{width}}  " + "  ".join(cells))
-    return "\n".join(lines)
-
-
 def truncate_metrics(path: Path, last_step: int) -> int:
     """On resume from a checkpoint at last_step: keep lines with step <= last_step (the rest will be logged
     again), drop a half-written tail. Rewritten atomically. Returns the number of lines dropped."""

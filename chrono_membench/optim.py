@@ -20,7 +20,7 @@ def lr_multiplier(step: int, max_steps: int, warmup_frac: float, warmdown_frac: 
 
 def build_optimizers(hf_model: torch.nn.Module, cfg: Config) -> list[torch.optim.Optimizer]:
     """AdamW on everything, or (train.optimizer=muon) Muon on the 2-D hidden matrices and AdamW on
-    embeddings, unembedding and norms, each with its own LR (seed 003). Each group remembers its base LR."""
+    embeddings, unembedding and norms, each with its own LR (DESIGN.md §3). Each group remembers its base LR."""
     t = cfg.train
     fused = {"fused": True} if next(hf_model.parameters()).is_cuda else {}
     params = [p for p in hf_model.parameters() if p.requires_grad]

@@ -114,9 +114,6 @@ class ProbeSet:
         """(name, probes) for every column fixed in advance: the B buckets, then "unseen" (some may be empty)."""
         return [(f"b{b}", probes) for b, probes in enumerate(self.buckets)] + [(UNSEEN, self.unseen)]
 
-    def column_names(self) -> list[str]:
-        return [name for name, _ in self.columns()]
-
     def state_dict(self) -> dict:
         return {"buckets": [[asdict(p) for p in b] for b in self.buckets], "offered": list(self.offered),
                 "unseen": [asdict(p) for p in self.unseen], "rng": self.rng.bit_generator.state}

@@ -7,7 +7,7 @@ Measured inputs: documents, bytes and tokens per source are counted on the confi
 the bundled sample when the data is on the hub (then scaled to the seed's document counts and labelled
 "extrapolated"); tokens with the model's tokenizer, or with a named stand-in where that is not available
 offline; tokens/s from `experiments/tune.py`'s result for the preset if there is one, else --tokens-per-s
-(default: seed 002's 2,500). --ranks R plans a torchrun job of R processes: the global batch is R times
+(default: the design's 2,500). --ranks R plans a torchrun job of R processes: the global batch is R times
 the preset's, and throughput is assumed to scale linearly from the per-process tokens/s (an assumption,
 said so in the output; measure with the real job's train/tokens_per_s).
 """
@@ -64,7 +64,7 @@ def build_plan(cfg, hours: float, tokens_per_s: float | None, max_docs: int, ran
     sources, data_label = measure_sources(cfg, tokenizer, max_docs)
     n_params, d_model, n_layers = count_parameters(cfg.model)
     tune_file = TUNE_DIR / f"{cfg.run.preset}.json"
-    tps_source = "--tokens-per-s" if tokens_per_s else "seed 002's figure"
+    tps_source = "--tokens-per-s" if tokens_per_s else "the design's figure"
     if tokens_per_s is None and tune_file.exists():
         tokens_per_s, tps_source = json.loads(tune_file.read_text())["tokens_per_s"], f"measured ({tune_file})"
     tokens_per_s = (tokens_per_s or SEED_TOKENS_PER_S) * ranks
@@ -131,7 +131,7 @@ def print_plan(p: dict) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="demo")
-    parser.add_argument("--hours", type=float, default=120.0, help="time budget (default 5 days, seed 002)")
+    parser.add_argument("--hours", type=float, default=120.0, help="time budget (default 5 days)")
     parser.add_argument("--tokens-per-s", type=float, default=None)
     parser.add_argument("--max-docs", type=int, default=500, help="documents per source to tokenise")
     parser.add_argument("--ranks", type=int, default=1, help="torchrun processes (GPUs) of the planned job")

@@ -251,10 +251,7 @@ class MixtureStream:
                 self.sources[name].load_state_dict(s)
         self.docs_per_source = dict(state["docs_per_source"])
         self.tokens_per_source = dict(state["tokens_per_source"])
-        if "carry_columns" in state:
-            self._carry = list(zip(*state["carry_columns"]))
-        else:  # a checkpoint written before 2026-11-25: one [token, doc, source] list per token
-            self._carry = [tuple(c) for c in state["carry"]]
+        self._carry = list(zip(*state["carry_columns"]))
         self._carry_docs = {d[0]: Document(d[0], d[1], d[2], d[3], "") for d in state["carry_docs"]}
 
     def stats(self) -> dict:
