@@ -70,6 +70,10 @@ def write_purity(run_dir: RunDir, step: int, matrices: dict, density: dict | Non
             path = directory / f"memorisation_latents_{file_name(hook)}.json"
             run_dir.write_text(path, json.dumps({"hook": hook, "latents": m["memorisation_latents"]}))
             written.append((path, f"memorisation-latents-{file_name(hook)}", "memorisation_latents"))
+        if "selective_latents" in m:  # {"time" | "source": [{latent, q}]}: the FDR-selected latents
+            path = directory / f"selective_latents_{file_name(hook)}.json"
+            run_dir.write_text(path, json.dumps({"hook": hook, **m["selective_latents"]}))
+            written.append((path, f"selective-latents-{file_name(hook)}", "selective_latents"))
         if "temporal" not in m:
             continue
         path = directory / f"purity_{file_name(hook)}.safetensors"

@@ -238,6 +238,10 @@ class ChronoConfig(_Section):
     probe_queries: int = _field(32, POSITIVE)  # query positions per micro-batch the diversity regulariser looks at
     reference_loss: bool = True  # keep the step-0 model for the reference-difference MIA score and the DiD profile
     purity_permutations: int = _field(100, POSITIVE)  # shuffles of document → column labels for the purity null
+    # per-latent selectivity (chrono/selectivity.py): latents firing in at least this many probe windows are tested,
+    # Benjamini–Hochberg at this false-discovery rate
+    min_windows: int = _field(5, POSITIVE, SAFE)
+    fdr_q: float = _field(0.05, UNIT, SAFE)
     canary_repetitions: list[int] = _field(None, factory=list)  # e.g. [1, 8]: insertion counts, one cell each
     canary_per_count: int = _field(4, POSITIVE)  # secrets per repetition count
     canary_controls: int = _field(8, POSITIVE)  # secrets never inserted (exposure's null)

@@ -27,6 +27,9 @@ CROSS_SEED = ("cross_seed_mcs", "hungarian_mcs_seed_baseline")  # per hook, at e
 PURITY = tuple(f"{kind}_purity{part}" for kind in ("temporal", "source", "temporal_stratified")
                for part in ("", "_null", "_excess", "_null_sd")) + ("temporal_purity_p", "source_purity_p",
                                                                     "temporal_purity_gt50", "purity_columns")
+# per hook, at eval: latents selective for time (bucket columns) or source, Benjamini–Hochberg at chrono.fdr_q, of
+# those tested (firing in ≥ chrono.min_windows windows)
+SELECTIVE = tuple(f"selective_{kind}_{k}" for kind in ("time", "source") for k in ("count", "frac", "tested"))
 MEM_LATENTS = tuple(f"memorisation_latents_{k}" for k in ("auc_max", "auc_max_null", "auc_max_p"))  # with reference
 MEM_SCORES = ("exact_match", "token_match", "loss")  # per probe column, each with _lo / _hi (95 % interval)
 MIA_SCORES = ("loss", "zlib", "min_k", "ref")  # membership scores (MIMIR): per bucket vs unseen
@@ -155,4 +158,4 @@ def eval_keys(hooks: list[str], buckets: list[str], canary_labels: list[str], so
     keys += [canary(label, x) for label in canary_labels for x in (False, True)]
     keys += [order(stat, s, by, within) for s in ORDER_SCORES if reference or s != "ref" for by in ORDER_BY
              for within in (False, True) for stat in ("rho", "p")] + [ORDER_N]
-    return keys + [chrono(h, n) for h in hooks for n in PURITY + (MEM_LATENTS if reference else ())]
+    return keys + [chrono(h, n) for h in hooks for n in PURITY + SELECTIVE + (MEM_LATENTS if reference else ())]

@@ -21,6 +21,7 @@ from chrono_membench.chrono.membench import (
 from chrono_membench.chrono.latent_auc import memorisation_latents
 from chrono_membench.chrono.order import order_correlation
 from chrono_membench.chrono.purity import purity_with_null, stratified_purity
+from chrono_membench.chrono.selectivity import selective_latents
 from chrono_membench.chrono.stats import (
     auroc, auroc_interval, bootstrap_interval, mean, mean_difference, stratified_difference, tpr_at_fpr, wilson_interval,
 )
@@ -126,7 +127,8 @@ def order_metrics(member: dict[str, np.ndarray], entries: list, seen: np.ndarray
 
 @torch.no_grad()
 def probe_metrics(model, reference, saes: SAEBank | None, probes: ProbeSet, seen: SeenLog, canaries: Canaries | None,
-                  autocast, device, d: Dist = ALONE, permutations: int = 100, seed: int = 0) -> tuple[dict, dict]:
+                  autocast, device, d: Dist = ALONE, permutations: int = 100, seed: int = 0, min_windows: int = 5,
+                  fdr_q: float = 0.05) -> tuple[dict, dict]:
     """Every probe-set metric of one eval → (scalars, {hook: purity matrices and their column names})."""
     columns = probes.columns()
     flat = [p for _, ps in columns for p in ps]
@@ -214,6 +216,16 @@ def probe_metrics(model, reference, saes: SAEBank | None, probes: ProbeSet, seen
                 m["columns"] = [names[i] for i in m.pop("temporal_labels")]
                 m["source_columns"] = [SOURCE_NAMES[i] for i in m.pop("source_labels")]
                 matrices[hook] = m
+            selective = {}  # latents that carry time (bucket columns only) or source, under FDR control
+            for kind, labels, rows in (("time", col, ~unseen), ("source", src.numpy(), np.ones(len(col), bool))):
+                got = selective_latents(S.numpy()[rows], n.numpy()[rows], labels[rows], min_windows, fdr_q)
+                if got is not None:
+                    metrics.update({K.chrono(hook, f"selective_{kind}_{k}"): float(got[k]) for k in ("count", "frac")})
+                    metrics[K.chrono(hook, f"selective_{kind}_tested")] = float(len(got["tested"]))
+                    selective[kind] = [{"latent": int(i), "q": float(q)} for i, q in zip(got["tested"], got["q"])
+                                       if q <= fdr_q]
+            if selective:
+                matrices.setdefault(hook, {})["selective_latents"] = selective
             if memorised is not None:  # latents whose prefix activation tells memorised windows from the rest
                 X = _gather(d, index, weight.to(device), prefix_means[hook], len(flat)).cpu()
                 got = memorisation_latents(X[~unseen], memorised[~unseen], col[~unseen], permutations, seed)

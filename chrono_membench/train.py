@@ -173,7 +173,8 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
                 if probes is not None:
                     chrono_metrics, matrices = probe_metrics(
                         model, reference, live, probes, batches.seen, canaries, autocast, device, d,
-                        cfg.chrono.purity_permutations, seed=cfg.run.seed * 1_000_003 + step)
+                        cfg.chrono.purity_permutations, cfg.run.seed * 1_000_003 + step, cfg.chrono.min_windows,
+                        cfg.chrono.fdr_q)
                     metrics.update(chrono_metrics)
                 metrics["time/eval_s"] = time.perf_counter() - t_eval
                 logger.log(step, metrics)

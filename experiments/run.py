@@ -180,6 +180,12 @@ def headline(run_dir: Path) -> list[str]:
                         else R.from_interval(excess - R.Z * sd, excess + R.Z * sd))
                 parts.append(f"{kind} {excess:+.4f} ({said})")
             lines.append("  purity − permutation null: " + "; ".join(parts))
+        tested = {kind: f.get(K.chrono(hook, f"selective_{kind}_tested")) for kind in ("time", "source")}
+        if any(tested.values()):
+            q = read_yaml(Path(run_dir) / "config.yaml").get("chrono", {}).get("fdr_q", 0.05)
+            lines.append(f"  latents selective at FDR q = {q} (Kruskal–Wallis per latent, Benjamini–Hochberg): " + ", ".join(
+                f"{kind} {f[K.chrono(hook, f'selective_{kind}_count')]:.0f} of {n:.0f} tested"
+                for kind, n in tested.items() if n))
     buckets = sorted({k.split("/")[-1] for k in f if k.startswith("mem/loss/") and not k.endswith(K.CI)},
                      key=lambda b: (b == "unseen", b))
     if buckets:

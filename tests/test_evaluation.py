@@ -29,6 +29,7 @@ def test_chrono_keys_purity_files_and_probe_table(tmp_path):
                 "mem/loss_gap", "mem/canary_exposure/1", "mem/canary_exposure/3_extrap", "mem/canary_exposure/control",
                 "mem/exposures/loss/1", "mem/probe_share/fineweb_edu/unseen"}
     expected |= {K.chrono(HOOK, n) for n in K.PURITY}
+    expected |= {K.chrono(HOOK, f"selective_source_{k}") for k in ("count", "frac", "tested")}
     expected |= {K.order(stat, score, by) for stat in ("rho", "p") for score in K.ORDER_SCORES for by in K.ORDER_BY}
     for bucket in ("b0", "b1"):
         expected |= {k for s in K.MIA_SCORES for k in K.with_ci(K.mia("auc", s, bucket))}
@@ -48,6 +49,8 @@ def test_chrono_keys_purity_files_and_probe_table(tmp_path):
     optional |= {k for b in ("b0", "b1") for k in K.with_ci(K.did(b, stratified=True))}
     optional |= {K.eval_time("val")}  # with SAEs (one process) the panel's clean forwards give the validation loss
     optional |= {K.mia("tpr1", s, b) for s in K.MIA_SCORES for b in ("b0", "b1")}  # ≥ 100 unseen windows only
+    # time selectivity needs latents firing in ≥ chrono.min_windows seen windows: tiny has 4
+    optional |= {K.chrono(HOOK, f"selective_time_{k}") for k in ("count", "frac", "tested")}
     optional |= {K.order(stat, s, by, True) for stat in ("rho", "p") for s in K.ORDER_SCORES for by in K.ORDER_BY}
     # (within source: only once some source has 3 seen windows spread over steps)
     assert logged <= listed and listed - logged <= optional
