@@ -175,7 +175,7 @@ class TrainConfig(_Section):
     max_skipped_in_a_row: int = _field(5, POSITIVE, SAFE)
     # under torchrun: ddp, or fsdp (FSDP2 fully_shard per block: models too big to replicate)
     parallel: Literal["ddp", "fsdp"] = "ddp"
-    compile: bool = _field(False, SAFE)  # torch.compile the HF model (see README "Scaling" for what it breaks)
+    compile: bool = _field(False, SAFE)  # torch.compile the HF model (docs/scaling.md: what it breaks)
     peak_tflops: float = _field(0.0, SAFE)  # accelerator peak bf16 TFLOP/s for train/mfu; 0 = look the GPU up
 
     def __post_init__(self):

@@ -9,7 +9,7 @@
 Exit codes: 0 done; 2 bad configuration or input (one line on stderr); 3 stopped on purpose (diverged);
 4 preempted (SIGTERM/SIGINT: the step in flight finished and was checkpointed; continue with --resume);
 5 a checkpoint, artifact or metrics line could not be written (full disk, permissions): the message names the
-path and the space needed; the previous good checkpoint is intact; 137/143 killed: --resume (README's table).
+path and the space needed; the previous good checkpoint is intact; 137/143 killed: --resume (the README's table).
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def main(argv=None) -> int:
 def headline(run_dir: Path) -> list[str]:
     """The run's chrono results at its last eval: SAE quality, memorisation and membership per bucket, canary
     exposure, purity over its null, the training-order test; beside each time-claim, what this run could have
-    seen (chrono/resolution.py). Intervals are 95 %; what each number means is in the README's metric tables."""
+    seen (chrono/resolution.py). Intervals are 95 %; what each number means is in docs/metrics.md."""
     from chrono_membench import metric_keys as K
     from chrono_membench.chrono import resolution as R
     from chrono_membench.logging import final_values

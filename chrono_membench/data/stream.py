@@ -72,7 +72,7 @@ class SourceDocuments:
         """This epoch's documents in order. Local and sample files are read in a fresh seeded permutation per
         epoch: a small shuffle buffer would leave each time bucket a contiguous stretch of the file (a few books,
         one crawl period), confounding "time seen" with file order. Hub streams cannot be permuted; they go
-        through a shuffle buffer of data.shuffle_buffer documents (README: the confound that remains)."""
+        through a shuffle buffer of data.shuffle_buffer documents (docs/data.md: the confound that remains)."""
         rng = random.Random(f"{self.cfg.seed}/{self.name}/{epoch}")
         if self.records.streamed:
             docs = self._filter(self.records.source.documents(iter(self.records), self.cfg.sentences_per_passage),
