@@ -9,6 +9,7 @@ metric_keys) and purity matrices; writes nothing. The arithmetic lives in chrono
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -125,116 +126,161 @@ def order_metrics(member: dict[str, np.ndarray], entries: list, seen: np.ndarray
     return out
 
 
+@dataclass
+class Windows:
+    """One eval's probe windows, scored: what the three metric families below read."""
+    names: list[str]  # the columns: b0 … b{B-1}, unseen
+    col: np.ndarray  # [W] each window's column
+    source: np.ndarray  # [W] its source
+    entries: list  # [W] its seen-log entry [first step, last step, exposures] (zeros for unseen)
+    steps: np.ndarray  # [W] the step it entered the probe set (0: unseen)
+    scores: dict[str, np.ndarray]  # extraction scores (exact_match, token_match, loss, min_k)
+    member: dict[str, np.ndarray]  # membership scores (higher = member)
+    ref_loss: np.ndarray | None  # the step-0 model's loss, with a reference model
+
+    @property
+    def unseen(self) -> np.ndarray:
+        return self.col == self.names.index(UNSEEN)
+
+
 @torch.no_grad()
 def probe_metrics(model, reference, saes: SAEBank | None, probes: ProbeSet, seen: SeenLog, canaries: Canaries | None,
                   autocast, device, d: Dist = ALONE, permutations: int = 100, seed: int = 0, min_windows: int = 5,
                   fdr_q: float = 0.05) -> tuple[dict, dict]:
-    """Every probe-set metric of one eval → (scalars, {hook: purity matrices and their column names})."""
-    columns = probes.columns()
-    flat = [p for _, ps in columns for p in ps]
+    """Every probe-set metric of one eval → (scalars, {hook: purity matrices, selective and memorisation latents}):
+    canary exposure; then, on the windows, memorisation by column, membership inference, and per-latent purity
+    and selectivity. Each part's wall time is logged (time/eval_<part>_s)."""
     metrics: dict[str, float] = {}
-    clock = time.perf_counter()
+    clock = [time.perf_counter()]
 
-    def timed(part: str) -> None:  # time/eval_<part>_s: the wall time since the previous part
-        nonlocal clock
-        metrics[K.eval_time(part)], clock = time.perf_counter() - clock, time.perf_counter()
+    def timed(part: str) -> None:  # the wall time since the previous part
+        metrics[K.eval_time(part)], clock[0] = time.perf_counter() - clock[0], time.perf_counter()
 
     if canaries:
         metrics.update(canary_exposures(model, canaries, autocast, device))
         timed("canaries")
+    flat = [p for _, ps in probes.columns() for p in ps]
     if not flat:
         return metrics, {}
     if reference is not None:
         fill_reference_losses(reference, flat, autocast, device, d)
         timed("reference")
-    names = [name for name, _ in columns]
-    col = np.array([c for c, (_, ps) in enumerate(columns) for _ in ps])
+    w, acts = score_windows(model, saes, probes, seen, reference is not None, autocast, device, d, timed)
+    metrics.update(memorisation_by_column(w, probes))
+    metrics.update(membership(w, seed))
+    timed("extraction")  # greedy extraction, teacher-forced scores, and every statistic over them
+    if saes is None:
+        return metrics, {}
+    latent, matrices = latent_metrics(w, acts, permutations, seed, min_windows, fdr_q)
+    timed("probe_saes")  # purity + permutation nulls, selective and memorisation latents
+    return {**metrics, **latent}, matrices
+
+
+def score_windows(model, saes, probes: ProbeSet, seen: SeenLog, with_reference: bool, autocast, device, d: Dist,
+                  timed) -> tuple[Windows, dict]:
+    """The windows' extraction and membership scores, and (with SAEs) each hook's per-window activation sums,
+    token counts and prefix means [W, F], from one forward shared with the logits; gathered over ranks."""
+    columns = probes.columns()
+    flat = [p for _, ps in columns for p in ps]
     index, weight = d.padded_share(len(flat))
+    gather = lambda v: _gather(d, index, weight.to(device), v, len(flat))  # noqa: E731
     windows = torch.tensor([flat[i].tokens for i in index], device=device)
-    logits = logits_fn(model, autocast)
+    logits, acts = logits_fn(model, autocast), {}
     if saes is not None:  # one forward over the windows: the SAE activations and the logits extraction scores
         chunk_logits: list[torch.Tensor] = []
         doc_sums, doc_tokens, prefix_means = probe_activation_sums(model, saes, windows, autocast, chunk_logits)
         logits = _cached_logits(windows, torch.cat(chunk_logits), logits)
+        acts = {h: tuple(gather(x[h]).cpu() for x in (doc_sums, doc_tokens, prefix_means)) for h in saes.hook_points}
         timed("probe_forward")
     local = extraction_scores(logits, windows, generate_fn=generate_fn(model, autocast))
-    scores = {k: _gather(d, index, weight.to(device), v, len(flat)).double().cpu().numpy() for k, v in local.items()}
+    scores = {k: gather(v).double().cpu().numpy() for k, v in local.items()}
+    ref_loss = np.array([p.ref_loss for p in flat], dtype=np.float64) if with_reference else None
+    w = Windows(names=[name for name, _ in columns], col=np.array([c for c, (_, ps) in enumerate(columns) for _ in ps]),
+                source=np.array([p.source for p in flat]), entries=[seen.entries.get(p.uid, [0, 0, 0]) for p in flat],
+                steps=np.array([p.step for p in flat]), scores=scores,
+                member=membership_scores(scores, np.array([p.zlib_bytes for p in flat]), ref_loss), ref_loss=ref_loss)
+    return w, acts
 
-    # memorisation by first-seen bucket (the column), last-seen bucket, exposure count; probe documents' sources
-    entries = [seen.entries.get(p.uid, [0, 0, 0]) for p in flat]
-    last_col = np.array([probes.bucket_of(e[1]) if p.step else -1 for p, e in zip(flat, entries)])
-    exposure_col = np.array([exposure_bin(e[2]) if p.step else "" for p, e in zip(flat, entries)])
-    source = np.array([p.source for p in flat])
-    for c, name in enumerate(names):
-        metrics.update(_score_group(scores, col == c, name))
+
+def memorisation_by_column(w: Windows, probes: ProbeSet) -> dict[str, float]:
+    """Every extraction score by first-seen bucket (the column), by last-seen bucket and by exposure count, with
+    intervals; each column's source mix."""
+    out = {}
+    last_col = np.array([probes.bucket_of(e[1]) if step else -1 for step, e in zip(w.steps, w.entries)])
+    exposure_col = np.array([exposure_bin(e[2]) if step else "" for step, e in zip(w.steps, w.entries)])
+    for c, name in enumerate(w.names):
+        out.update(_score_group(w.scores, w.col == c, name))
         if name != UNSEEN:
-            metrics.update(_score_group(scores, last_col == c, name, "last_seen"))
-        if (col == c).any():
-            metrics.update({K.probe_share(s, name): float((source[col == c] == s).mean()) for s in SOURCE_NAMES})
+            out.update(_score_group(w.scores, last_col == c, name, "last_seen"))
+        if (w.col == c).any():
+            out.update({K.probe_share(s, name): float((w.source[w.col == c] == s).mean()) for s in SOURCE_NAMES})
     for b in K.EXPOSURE_BINS:
-        metrics.update(_score_group(scores, exposure_col == b, b, "exposures"))
+        out.update(_score_group(w.scores, exposure_col == b, b, "exposures"))
+    return out
 
-    # membership inference and the DiD profile: each bucket's windows against the unseen ones
-    unseen = col == names.index(UNSEEN)
-    ref_loss = np.array([p.ref_loss for p in flat], dtype=np.float64) if reference is not None else None
-    member = membership_scores(scores, np.array([p.zlib_bytes for p in flat]), ref_loss)
+
+def membership(w: Windows, seed: int) -> dict[str, float]:
+    """Each bucket's windows against the unseen ones: MIA AUROC and TPR per score, the DiD profile (pooled and
+    within source), the loss gap; and the training-order test over every seen window."""
+    out, unseen = {}, w.unseen
     if unseen.any() and (~unseen).any():
-        metrics[K.MEM_LOSS_GAP] = float(scores["loss"][unseen].mean() - scores["loss"][~unseen].mean())
-    for c, name in enumerate(names):
-        rows = col == c
+        out[K.MEM_LOSS_GAP] = float(w.scores["loss"][unseen].mean() - w.scores["loss"][~unseen].mean())
+    for c, name in enumerate(w.names):
+        rows = w.col == c
         if name == UNSEEN or not rows.any() or not unseen.any():
             continue
-        for score, values in member.items():
+        for score, values in w.member.items():
             a, b = values[rows], values[unseen]
-            metrics.update(_with_ci(K.mia("auc", score, name), float(auroc(a, b)), auroc_interval(a, b)))
+            out.update(_with_ci(K.mia("auc", score, name), float(auroc(a, b)), auroc_interval(a, b)))
             if len(b) >= 100:  # TPR at 1 % FPR needs ≥ 100 non-members; with fewer, the lowest FPR there is: 0
-                metrics[K.mia("tpr1", score, name)] = tpr_at_fpr(a, b, 0.01)
+                out[K.mia("tpr1", score, name)] = tpr_at_fpr(a, b, 0.01)
             else:
-                metrics[K.mia("tpr0", score, name)] = tpr_at_fpr(a, b, 0.0)
-        if ref_loss is not None:  # Δloss = loss now − loss at step 0; DiD = mean Δ(bucket) − mean Δ(unseen)
-            delta = scores["loss"] - ref_loss
+                out[K.mia("tpr0", score, name)] = tpr_at_fpr(a, b, 0.0)
+        if w.ref_loss is not None:  # Δloss = loss now − loss at step 0; DiD = mean Δ(bucket) − mean Δ(unseen)
+            delta = w.scores["loss"] - w.ref_loss
             a, b = delta[rows], delta[unseen]
-            metrics.update(_with_ci(K.did(name), float(a.mean() - b.mean()), bootstrap_interval(mean_difference, a, b)))
+            out.update(_with_ci(K.did(name), float(a.mean() - b.mean()), bootstrap_interval(mean_difference, a, b)))
             # the same within each source, weighted by the bucket's mix: fine-tuning moves sources' losses unequally
-            value, low, high = stratified_difference(a, source[rows], b, source[unseen])
+            value, low, high = stratified_difference(a, w.source[rows], b, w.source[unseen])
             if value == value:  # nan: no source has windows on both sides yet
-                metrics.update(_with_ci(K.did(name, stratified=True), value, (low, high)))
+                out.update(_with_ci(K.did(name, stratified=True), value, (low, high)))
+    out.update(order_metrics(w.member, w.entries, ~unseen, w.source, seed))
+    return out
 
-    metrics.update(order_metrics(member, entries, ~unseen, source, seed))
-    timed("extraction")  # greedy extraction, teacher-forced scores, and every statistic over them
-    matrices = {}
-    if saes is not None:
-        generator = torch.Generator().manual_seed(seed)
-        src = torch.tensor([SOURCE_NAMES.index(s) for s in source])
-        memorised = top_decile_within(member["ref"], col) if "ref" in member else None
-        for hook in saes.hook_points:
-            S = _gather(d, index, weight.to(device), doc_sums[hook], len(flat)).cpu()
-            n = _gather(d, index, weight.to(device), doc_tokens[hook], len(flat)).cpu()
-            m, summary = purity_summaries(S, n, torch.as_tensor(col), src, permutations, generator)
-            metrics.update({K.chrono(hook, k): v for k, v in summary.items()})
-            if m:
-                m["columns"] = [names[i] for i in m.pop("temporal_labels")]
-                m["source_columns"] = [SOURCE_NAMES[i] for i in m.pop("source_labels")]
-                matrices[hook] = m
-            selective = {}  # latents that carry time (bucket columns only) or source, under FDR control
-            for kind, labels, rows in (("time", col, ~unseen), ("source", src.numpy(), np.ones(len(col), bool))):
-                got = selective_latents(S.numpy()[rows], n.numpy()[rows], labels[rows], min_windows, fdr_q)
-                if got is not None:
-                    metrics.update({K.chrono(hook, f"selective_{kind}_{k}"): float(got[k]) for k in ("count", "frac")})
-                    metrics[K.chrono(hook, f"selective_{kind}_tested")] = float(len(got["tested"]))
-                    selective[kind] = [{"latent": int(i), "q": float(q)} for i, q in zip(got["tested"], got["q"])
-                                       if q <= fdr_q]
-            if selective:
-                matrices.setdefault(hook, {})["selective_latents"] = selective
-            if memorised is not None:  # latents whose prefix activation tells memorised windows from the rest
-                X = _gather(d, index, weight.to(device), prefix_means[hook], len(flat)).cpu()
-                got = memorisation_latents(X[~unseen], memorised[~unseen], col[~unseen], permutations, seed)
-                if got is not None:
-                    metrics.update({K.chrono(hook, f"memorisation_latents_{k}"): got[k]
-                                    for k in ("auc_max", "auc_max_null", "auc_max_p")})
-                    matrices.setdefault(hook, {})["memorisation_latents"] = got["table"]
-        timed("probe_saes")  # purity + permutation nulls, memorisation latents
-    return metrics, matrices
+
+def latent_metrics(w: Windows, acts: dict, permutations: int, seed: int, min_windows: int,
+                   fdr_q: float) -> tuple[dict[str, float], dict]:
+    """Per hook: temporal / source purity with permutation nulls, latents selective for time or source under FDR
+    control, and the latents whose prefix activation tells memorised windows from the rest of their bucket."""
+    out, matrices = {}, {}
+    generator = torch.Generator().manual_seed(seed)
+    src = torch.tensor([SOURCE_NAMES.index(s) for s in w.source])
+    unseen = w.unseen
+    memorised = top_decile_within(w.member["ref"], w.col) if "ref" in w.member else None
+    for hook, (S, n, X) in acts.items():
+        m, summary = purity_summaries(S, n, torch.as_tensor(w.col), src, permutations, generator)
+        out.update({K.chrono(hook, k): v for k, v in summary.items()})
+        if m:
+            m["columns"] = [w.names[i] for i in m.pop("temporal_labels")]
+            m["source_columns"] = [SOURCE_NAMES[i] for i in m.pop("source_labels")]
+            matrices[hook] = m
+        selective = {}  # latents that carry time (bucket columns only) or source, under FDR control
+        for kind, labels, rows in (("time", w.col, ~unseen), ("source", src.numpy(), np.ones(len(w.col), bool))):
+            got = selective_latents(S.numpy()[rows], n.numpy()[rows], labels[rows], min_windows, fdr_q)
+            if got is not None:
+                out.update({K.chrono(hook, f"selective_{kind}_{k}"): float(got[k]) for k in ("count", "frac")})
+                out[K.chrono(hook, f"selective_{kind}_tested")] = float(len(got["tested"]))
+                selective[kind] = [{"latent": int(i), "q": float(q)} for i, q in zip(got["tested"], got["q"])
+                                   if q <= fdr_q]
+        if selective:
+            matrices.setdefault(hook, {})["selective_latents"] = selective
+        if memorised is not None:
+            got = memorisation_latents(X[~unseen], memorised[~unseen], w.col[~unseen], permutations, seed)
+            if got is not None:
+                out.update({K.chrono(hook, f"memorisation_latents_{k}"): got[k]
+                            for k in ("auc_max", "auc_max_null", "auc_max_p")})
+                matrices.setdefault(hook, {})["memorisation_latents"] = got["table"]
+    return out, matrices
 
 
 def _cached_logits(windows: torch.Tensor, logits: torch.Tensor, compute):
