@@ -2,7 +2,7 @@
 included) and resume it with `--resume`, or SIGKILL its data worker and let it go on; again and again; compare
 everything it logged with one uninterrupted run.
 
-    python benchmarks/fault_soak.py --cycles 50 [--preset tiny] [--seed 0] [key=value ...]
+    python benchmarks/fault_soak.py --cycles 50 [--preset tiny] [--seed 0] [--worker-share 0.3] [key=value ...]
 
 Prints: trainer kills and how many of them `--resume` continued from (resumable), worker kills and how many
 runs went on to finish by themselves (survived), resumes whose metrics matched the uninterrupted run bitwise,
@@ -144,11 +144,12 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=50)
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--worker-share", type=float, default=0.3, help="share of kills aimed at the data worker")
     parser.add_argument("overrides", nargs="*", default=["train.max_steps=12", "checkpointing.checkpoint_every_n_steps=2",
                                                           "train.eval_every=3"])
     args = parser.parse_intermixed_args()
     with tempfile.TemporaryDirectory() as out:
-        stats = soak(args.cycles, args.preset, args.overrides, args.seed, Path(out))
+        stats = soak(args.cycles, args.preset, args.overrides, args.seed, Path(out), worker_share=args.worker_share)
     print(json.dumps(stats, indent=1))
     print(f"{stats['cycles']} kills: trainer {stats['trainer_kills']} ({stats['before_first_checkpoint']} before the "
           f"first checkpoint), resumable {stats['resumable']}/{stats['trainer_kills']}; data worker "
