@@ -9,10 +9,12 @@ the worker is; a checkpoint never records rows that were packed but not trained 
 the worker from the loaded state.
 
 A worker that dies (the OOM killer, a kill -9) is restarted from that same state, so the rows continue exactly as
-if nothing had happened: the DataLoader notices a dead worker when it next waits for rows (within
-MP_STATUS_CHECK_INTERVAL, 5 s). Its SIGCHLD handler, which would raise the same error from wherever the trainer
-happens to be (an eval, a checkpoint), is not kept. A worker that keeps dying without delivering a row stops
-the run with a DataSourceError.
+if nothing had happened. Where it is noticed: torch's SIGCHLD handler would raise from wherever the trainer happens
+to be (an eval, a checkpoint), so it is replaced by one that raises only while the trainer waits for rows — the
+one place it must: a worker killed halfway through sending a chunk larger than the pipe's buffer leaves half a
+message, and the read of the rest would block for ever (the queue's write end stays open in the trainer). Before
+each wait, a worker found dead is restarted at once. A worker that keeps dying without delivering a row stops the
+run with a DataSourceError.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import os
 import signal
 import threading
 import warnings
+import weakref
 from functools import partial
 
 import torch
@@ -90,6 +93,21 @@ def _worker_init(trainer_pid: int, worker_id: int) -> None:
         os._exit(0)
 
 
+def _on_sigchld(signum, frame) -> None:
+    """A child ended. If it is the worker a stream is waiting on, interrupt the wait (PEP 475 retries a read that a
+    signal interrupts unless the handler raises); otherwise the next wait finds the dead worker itself."""
+    for stream in list(_streams):
+        if stream._fetching and not stream._worker_alive():
+            raise WorkerDied("DataLoader worker exited while sending rows")
+
+
+class WorkerDied(RuntimeError):
+    """The prefetch worker process ended without being asked to."""
+
+
+_streams: weakref.WeakSet = weakref.WeakSet()  # live PrefetchedStreams, for the SIGCHLD handler
+
+
 def prefetched(stream: MixtureStream, depth: int) -> PrefetchedStream | MixtureStream:
     """The stream with `depth` rows packed ahead (data.prefetch_rows); depth 0: the stream itself."""
     return PrefetchedStream(stream, depth) if depth > 0 else stream
@@ -129,34 +147,42 @@ class PrefetchedStream:
         self._chunks = None  # the worker's iterator, started by the first next_row (after any resume)
         self._chunk: list = []
         self.restarts, self._restarts_in_a_row = 0, 0  # dead workers replaced, this session
+        self._fetching = False  # True while the trainer waits for the worker's next chunk
+        _streams.add(self)
 
     def _start(self) -> None:
         loader = torch.utils.data.DataLoader(
             _Rows(self.stream, self.rows_per_chunk), batch_size=None, num_workers=1, collate_fn=_as_is,
             prefetch_factor=max(2, -(-self.depth // self.rows_per_chunk)),  # in chunks
             worker_init_fn=partial(_worker_init, os.getpid()))
-        main = threading.current_thread() is threading.main_thread()
-        sigchld = signal.getsignal(signal.SIGCHLD) if main else None
         self._chunks = iter(loader)
-        if main:  # torch's handler raises in the middle of whatever runs when a worker dies: see the docstring
-            signal.signal(signal.SIGCHLD, sigchld)
+        if threading.current_thread() is threading.main_thread():  # in place of torch's: see the docstring
+            signal.signal(signal.SIGCHLD, _on_sigchld)
         _workers[:] = [w for w in _workers if w.is_alive()] + list(self._chunks._workers)
 
     def next_row(self) -> Row | None:
         if self._chunks is None:
             self._start()
         if not self._chunk:
+            if not self._worker_alive():  # died while the trainer was elsewhere: it may have left half a chunk
+                return self._restart(WorkerDied("DataLoader worker exited"))
+            self._fetching = True
             try:
                 self._chunk = list(next(self._chunks, []))[::-1]
             except RuntimeError as e:
-                if "DataLoader worker" not in str(e):
+                if not isinstance(e, WorkerDied) and "DataLoader worker" not in str(e):
                     raise
                 return self._restart(e)
+            finally:
+                self._fetching = False
             self._restarts_in_a_row = 0
             if not self._chunk:  # the stream ended; it stays ended
                 return None
         row, self._state = self._chunk.pop()
         return _with_arrays(row, torch.from_numpy)
+
+    def _worker_alive(self) -> bool:
+        return self._chunks is None or all(w.is_alive() for w in self._chunks._workers)
 
     def _restart(self, error: RuntimeError) -> Row | None:
         """A new worker, from the state after the last row handed out: the rows go on exactly where they were."""

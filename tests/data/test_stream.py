@@ -209,3 +209,31 @@ def test_a_resume_from_the_first_row_keeps_the_file_sources_counts(tokenizer):
     resumed.load_state_dict(state)
     same_rows(expected, [resumed.next_row() for _ in range(6)])
     assert resumed.stats() == stream.stats() and stream.stats()["other_split_fraction"] > 0
+
+
+def test_a_worker_killed_halfway_through_a_chunk_is_replaced_and_the_rows_go_on(tokenizer):
+    """Chunks of 8 rows × 1,024 tokens are larger than a pipe's buffer: a worker packing ahead blocks halfway through
+    sending one, and a kill -9 then leaves half a message that a read would wait on for ever. The next row comes
+    from a new worker started at the state after the last row handed out, so the rows are the plain stream's."""
+    import dataclasses
+
+    from helpers import tiny
+
+    from chrono_membench.data.prefetch import WorkerDied, _on_sigchld
+
+    cfg = dataclasses.replace(tiny().data, seq_len=1024)
+    plain, ahead = MixtureStream(cfg, tokenizer), PrefetchedStream(MixtureStream(cfg, tokenizer), depth=8)
+    expected = [plain.next_row() for _ in range(30)]
+    got = [ahead.next_row() for _ in range(4)]
+    time.sleep(1.0)  # the worker fills the pipe and blocks mid-chunk
+    worker = ahead._chunks._workers[0]
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.join()
+    ahead._fetching = True  # had the trainer been waiting on it, the SIGCHLD handler would interrupt the wait
+    with pytest.raises(WorkerDied):
+        _on_sigchld(signal.SIGCHLD, None)
+    ahead._fetching = False
+    got += [ahead.next_row() for _ in range(26)]
+    same_rows(expected, got)
+    assert ahead.restarts == 1 and ahead.stats()["worker_restarts"] == 1
+    ahead.close()
