@@ -333,11 +333,14 @@ class SAEBank:
             self.skipped[hook] += not ok
             if with_metrics or not ok:
                 metrics[K.sae(hook, "skipped_steps")] = self.skipped[hook]
-            if not ok and (self.skipped_in_a_row[hook] > self.cfg.max_skipped_in_a_row or not self._weights_finite(hook)):
+            if ok:
+                continue
+            weights_finite = self._weights_finite(hook)
+            if self.skipped_in_a_row[hook] > self.cfg.max_skipped_in_a_row or not weights_finite:
                 metrics[K.sae(hook, K.SAE_RETIRED)] = lm_step
                 self.retire(hook, lm_step, f"{self.skipped_in_a_row[hook]} non-finite updates in a row "
                                            f"(sae.max_skipped_in_a_row={self.cfg.max_skipped_in_a_row})"
-                            if self._weights_finite(hook) else "its weights are no longer finite")
+                            if weights_finite else "its weights are no longer finite")
         return metrics
 
     def _weights_finite(self, hook: str) -> bool:

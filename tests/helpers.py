@@ -17,6 +17,15 @@ HOOK = "blocks.1.hook_resid_post"  # the tiny preset's default SAE hook (mid-dep
 FAULT_ARGS = ["--preset", "tiny", "--no-progress", "train.max_steps=10", "checkpointing.checkpoint_every_n_steps=2",
               "train.eval_every=3"]
 
+# A process that holds a run directory's lock until killed: `python -c HOLD <dir>` prints "held" once it has it.
+HOLD = """
+import sys, time
+from chrono_membench.run_dir import RunDir, run_lock
+with run_lock(RunDir(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
 
 def tiny(*overrides, ablation=None):
     return load_config("tiny", overrides=list(overrides), ablation=ablation)

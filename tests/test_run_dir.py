@@ -8,18 +8,10 @@ import subprocess
 import sys
 
 import pytest
+from helpers import HOLD
 
 from chrono_membench.config import ConfigError
 from chrono_membench.run_dir import RunDir, RunWriteError, atomic_write, latest_run, run_lock
-
-HOLD = """
-import sys, time
-from chrono_membench.run_dir import RunDir, run_lock
-with run_lock(RunDir(sys.argv[1])):
-    print("held", flush=True)
-    time.sleep(60)
-"""
-
 
 def test_lock_prevents_two_writers_and_stale_locks_are_taken_over(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import FAULT_ARGS, HOOK, ROOT, cli, values, wait_for_step
+from helpers import FAULT_ARGS, HOLD, HOOK, ROOT, cli, load_script, values, wait_for_step
 
 from chrono_membench import metric_keys as K
 from chrono_membench.checkpoint import MANIFEST, _sha256, payload_file
@@ -132,16 +132,10 @@ def test_the_same_command_run_again_after_an_early_kill_repeats_no_line(tmp_path
     assert strip(again) == strip(first)  # not first + first
 
 
-def data_workers(pid: int) -> list[int]:
-    """The trainer's DataLoader worker processes (torch names their threads pt_data_worker)."""
-    children = [c for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
-    return [int(c) for c in children if Path(f"/proc/{c}/comm").read_text().strip() == "pt_data_worker"]
-
-
 def test_a_killed_data_worker_is_restarted_and_the_rows_go_on_exactly(tmp_path, uninterrupted_run):
     proc = start(tmp_path, "worker", "data.prefetch_rows=4")  # one step's rows ahead: the worker is still needed
     wait_for_step(tmp_path / "worker", 2, proc)
-    (worker,) = data_workers(proc.pid)
+    (worker,) = load_script("benchmarks/fault_soak.py").data_workers(proc.pid)
     os.kill(worker, signal.SIGKILL)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
@@ -173,14 +167,6 @@ def test_bad_inputs_are_refused_in_one_line_naming_the_field(tmp_path):
     nowhere = cli(*FAULT_ARGS, "run.out_dir=/proc/nope")
     assert nowhere.returncode == 2 and nowhere.stderr.strip().startswith("error: run.out_dir=/proc/nope")
 
-
-HOLD = """
-import sys, time
-from chrono_membench.run_dir import RunDir, run_lock
-with run_lock(RunDir(sys.argv[1])):
-    print("held", flush=True)
-    time.sleep(60)
-"""
 
 PROBE = """
 import runpy, sys
