@@ -1,5 +1,6 @@
 """What a run writes besides checkpoints and metrics, each file through run_dir.atomic_write:
 
+    artifacts/step_N/variant_<name>/               the same sae_<hook>/ and features_<hook> of SAE variant <name>
     artifacts/step_N/sae_<hook>/                   sae-lens inference SAE (activation scaling folded in, so it
                                                    takes raw activations; SAE.load_from_disk reads it)
     artifacts/step_N/features_<hook>.safetensors   fp16 unit decoder rows, firing frequency, mean activation
@@ -29,17 +30,24 @@ Written = list[tuple]  # (path, artifact name, artifact type)
 DENSITY_BINS = 40  # log10 firing frequency from −10 to 0, 0.25 a bin
 
 
-def write_sae_artifacts(run_dir: RunDir, step: int, saes, save_sae: bool, save_features: bool, rank: int = 0) -> Written:
-    """Rank 0 writes (the SAEs are identical on every rank); the others return nothing."""
+def write_sae_artifacts(run_dir: RunDir, step: int, saes, save_sae: bool, save_features: bool, rank: int = 0,
+                        variant: str = "") -> Written:
+    """Rank 0 writes (the SAEs are identical on every rank); the others return nothing. Each SAE variant's files
+    go to artifacts/step_N/variant_<name>/ (the same names)."""
     if rank != 0:
         return []
     directory, previous, written = run_dir.artifacts(step), run_dir.latest_checkpoint_path(), []
+    for name, bank in ({} if variant else saes.variants).items():
+        written += write_sae_artifacts(run_dir, step, bank, save_sae, save_features, rank, variant=name)
+    if variant:
+        directory = directory / f"variant_{variant}"
+    tag = f"variant-{variant}-" if variant else ""  # wandb artifact names
     for hook in saes.hook_points:
         name = file_name(hook)
         if save_sae:
             with atomic_write(directory / f"sae_{name}", reference=previous) as tmp:
                 saes.inference_sae(hook).save_inference_model(tmp)
-            written.append((directory / f"sae_{name}", f"sae-{name}", "sae"))
+            written.append((directory / f"sae_{name}", f"{tag}sae-{name}", "sae"))
         if save_features:
             stats = saes.feature_stats(hook)
             path = directory / f"features_{name}.safetensors"
@@ -47,7 +55,7 @@ def write_sae_artifacts(run_dir: RunDir, step: int, saes, save_sae: bool, save_f
                                                                          "mean_activation")}
             with atomic_write(path, reference=previous) as tmp:
                 save_file(tensors, str(tmp), metadata={"hook": hook, "tokens": str(stats["tokens"])})
-            written.append((path, f"features-{name}", "features"))
+            written.append((path, f"{tag}features-{name}", "features"))
     return written
 
 

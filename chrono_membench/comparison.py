@@ -16,7 +16,7 @@ import numpy as np
 import yaml
 from scipy import stats
 
-from chrono_membench.logging import final_values
+from chrono_membench.logging import final_values, split_run
 
 NOISE = "not distinguishable from seed noise"
 
@@ -100,12 +100,14 @@ def seed_of(config: dict) -> tuple:
     return config.get("run", {}).get("seed"), config.get("data", {}).get("seed")
 
 
-def seed_table(runs: dict[str, list[Path]], baseline: str, prefixes=("val/", "sae/", "chrono/", "mem/", "train/loss")
+def seed_table(runs: dict[str, list[Path | str]], baseline: str, prefixes=("val/", "sae/", "chrono/", "mem/", "train/loss")
                ) -> str:
-    """Arms (each a list of seed run directories) → a text table: mean [95 % interval] per arm, and per arm but the
-    baseline its difference to the baseline [interval, paired by seed] and the verdict."""
+    """Arms (each a list of seed runs: directories, or `<directory>#<SAE variant>`) → a text table: mean [95 %
+    interval] per arm, and per arm but the baseline its difference to the baseline [interval, paired by seed] and
+    the verdict."""
     arms = {arm: [final_values(p) for p in paths] for arm, paths in runs.items()}
-    seeds = {arm: [seed_of(yaml.safe_load((p / "config.yaml").read_text())) for p in paths] for arm, paths in runs.items()}
+    seeds = {arm: [seed_of(yaml.safe_load((split_run(p)[0] / "config.yaml").read_text())) for p in paths]
+             for arm, paths in runs.items()}
     keys = sorted({k for finals in arms.values() for f in finals for k in f
                    if k.startswith(prefixes) and "/layer_" not in k and not k.endswith(("_lo", "_hi"))})
     rows = compare(arms, keys, baseline, seeds)

@@ -7,6 +7,7 @@ one line naming the field and what is allowed (experiments/run.py turns it into 
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,18 @@ ABLATIONS: dict[str, dict[str, float]] = {
     "no_diversity": {"chrono.diversity_weight": 0.0},
     "baseline": {"chrono.dropout_p_max": 0.0, "chrono.alignment_weight": 0.0, "chrono.diversity_weight": 0.0},
 }
+
+
+# What an SAE variant (sae.variants) may set: what the SAEs do with the activations the LM's forward captured (the
+# token mask and the hook points are the run's); "seed" is the variant's SAE initialisation and dropout-mask seed
+VARIANT_KEYS = ("sae.architecture", "sae.expansion", "sae.k", "sae.sparsity_coefficient", "sae.lr", "sae.dead_window",
+                "chrono.dropout_p_max", "chrono.alignment_weight", "seed")
+VARIANT_NAME = re.compile(r"[A-Za-z0-9_.,=+-]+")
+
+
+def sae_only(ablation: str) -> bool:
+    """Whether an ablation changes only the SAEs (it can then be a variant of the baseline arm's LM run)."""
+    return bool(ABLATIONS[ablation]) and all(k in VARIANT_KEYS for k in ABLATIONS[ablation])
 
 
 # Field rules, kept on the fields themselves (dataclasses metadata):
@@ -214,6 +227,9 @@ class SAEConfig(_Section):
     outlier_norm_factor: float = 10.0
     eval_tokens: int = _field(16_384, POSITIVE)  # validation tokens for the SAE eval panel (CE/KL splice, FVE, …)
     seed_baseline: bool = False  # a second SAE per hook (another seed) on the same activations: the drift floor
+    # more SAEs per hook on the same captured activations, each a name → {key: value} of VARIANT_KEYS, e.g.
+    # {no_dropout: {chrono.dropout_p_max: 0}}: an SAE-only ablation or dose point without another LM run
+    variants: dict[str, dict] = _field(None, factory=dict)
 
     def __post_init__(self):
         super().__post_init__()
@@ -296,6 +312,32 @@ class Config:
     def __post_init__(self):
         if self.chrono.enabled and self.chrono.canary_repetitions:
             self.canary_steps()  # the insertion counts must fit: refuse before any heavy work
+        for name in self.sae.variants:
+            self.variant(name)
+
+    def variant(self, name: str) -> tuple[SAEConfig, ChronoConfig, int]:
+        """An SAE variant's (sae, chrono) sections and SAE seed: this run's, with the variant's overrides."""
+        where = f"sae.variants.{name}"
+        if not VARIANT_NAME.fullmatch(name):
+            raise ConfigError(f"{where}: a variant's name may hold letters, digits and _ . , = + - only")
+        overrides = self.sae.variants[name]
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"{where} must be a mapping of key: value, got {overrides!r}")
+        tree, seed = self.to_dict(), self.run.seed
+        for key, value in overrides.items():
+            if key not in VARIANT_KEYS:
+                raise ConfigError(f"{where}.{key}: a variant may set only {', '.join(VARIANT_KEYS)} (what the SAEs do "
+                                  f"with the captured activations); anything else needs its own run")
+            if key == "seed":
+                seed = _check_type(value, int, f"{where}.seed")
+            else:
+                _set_dotted(tree, key, value)
+        tree["sae"].update(variants={}, seed_baseline=False)
+        try:
+            cfg = _build(Config, tree, "")
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
+        return cfg.sae, cfg.chrono, seed
 
     def canary_steps(self) -> tuple[int, int]:
         """(first, last) canary insertion step: the first step after warmup (insertions during warmup would

@@ -88,14 +88,17 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
         fve           1 − E‖x − x̂‖² / (E‖x‖² − ‖E x‖²)               l0            mean active latents per token
     The SAE is spliced in at the kept positions (masked ones keep their activation; zero-ablation zeroes every
     position, as sae-lens does); CE and KL count a position iff its input token is kept (sae-lens's ignore-token
-    rule). → (metrics, {hook: firing frequency [d_sae] over the kept tokens}) for the density histogram.
+    rule). → (metrics, {hook: firing frequency [d_sae] over the kept tokens}) for the density histogram. The bank's
+    variants are evaluated on the same forwards (their keys under variant/<name>/; the zero-ablation is shared).
     with_val_loss: also val/loss and val/ppl from the clean forwards (validation_metrics)."""
     t_start, rows, was_training = time.perf_counter(), _panel_rows(val, n_tokens), model.training
     model.eval()
+    banks = {"": saes, **{K.variant(name, ""): v for name, v in saes.variants.items()}}  # key prefix → bank
+    each = [(prefix, hook) for prefix, bank in banks.items() for hook in bank.hook_points if hook in saes.hook_points]
     val_sums = torch.zeros(2, dtype=torch.float64)  # as validation_loss: loss sum, target count
-    sums = {h: torch.zeros(len(PANEL_SUMS), dtype=torch.float64) for h in saes.hook_points}
-    sum_x = {h: 0.0 for h in saes.hook_points}
-    fires = {h: torch.zeros(saes.saes[h].cfg.d_sae, dtype=torch.float64) for h in saes.hook_points}
+    sums = {ph: torch.zeros(len(PANEL_SUMS), dtype=torch.float64) for ph in each}
+    sum_x = {ph: 0.0 for ph in each}
+    fires = {ph: torch.zeros(banks[ph[0]].saes[ph[1]].cfg.d_sae, dtype=torch.float64) for ph in each}
     for start in range(0, rows, micro_batch):
         tokens, sources = val["tokens"][start:start + micro_batch], val["source_index"][start:start + micro_batch]
         base = saes.base_mask(tokens, sources)
@@ -105,13 +108,14 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
             val_sums += _loss_sums(clean, tokens, sources)
         clean_logp = clean.float().log_softmax(-1)
         ce_clean = _token_ce(clean_logp, tokens)
-        for hook in saes.hook_points:
-            act = cache[hook]
+        zeroed = {}  # per hook: the zero-ablated forward, whatever SAE is evaluated there
+        for prefix, hook in each:
+            bank, act = banks[prefix], cache[hook]
             flat = hooks.flatten(act).float()
-            keep = base.flatten() & ~saes.outliers(hook, flat)
+            keep = base.flatten() & ~saes.outliers(hook, flat)  # the variants share the leading bank's token mask
             x = flat[keep]
-            latents = saes.encode(hook, x)
-            x_hat = saes.decode(hook, latents)
+            latents = bank.encode(hook, x)
+            x_hat = bank.decode(hook, latents)
             recon = flat.clone()
             recon[keep] = x_hat
 
@@ -120,30 +124,32 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
 
             with autocast:
                 spliced = model.run_with_hooks(tokens, fwd_hooks=[(hook, splice)]).float().log_softmax(-1)
-                zeroed = model.run_with_hooks(tokens, fwd_hooks=[(hook, lambda a, hook: torch.zeros_like(a))])
-            zeroed = zeroed.float().log_softmax(-1)
+                if hook not in zeroed:
+                    zeroed[hook] = model.run_with_hooks(tokens, fwd_hooks=[(hook, lambda a, hook: torch.zeros_like(a))])
+            zero_logp = zeroed[hook].float().log_softmax(-1)
             pos = keep.view_as(base)  # the positions counted
             target_ok = pos[:, :-1] & (sources[:, 1:] != PAD_SOURCE)
             norm_x = x.norm(dim=-1)
-            sums[hook] += torch.stack([t.double() for t in (
+            sums[prefix, hook] += torch.stack([t.double() for t in (
                 (ce_clean * target_ok).sum(), (_token_ce(spliced, tokens) * target_ok).sum(),
-                (_token_ce(zeroed, tokens) * target_ok).sum(), target_ok.sum(),
-                (_kl(clean_logp, spliced) * pos).sum(), (_kl(clean_logp, zeroed) * pos).sum(),
+                (_token_ce(zero_logp, tokens) * target_ok).sum(), target_ok.sum(),
+                (_kl(clean_logp, spliced) * pos).sum(), (_kl(clean_logp, zero_logp) * pos).sum(),
                 (x_hat.norm(dim=-1) / torch.where(norm_x < 1e-4, 1.0, norm_x)).sum(), (latents != 0).sum(),
                 x.pow(2).sum(), (x - x_hat).pow(2).sum(), x.new_tensor(len(x)))]).cpu()
-            sum_x[hook] = sum_x[hook] + x.double().sum(0).cpu()
-            fires[hook] += (latents != 0).sum(0).double().cpu()
+            sum_x[prefix, hook] = sum_x[prefix, hook] + x.double().sum(0).cpu()
+            fires[prefix, hook] += (latents != 0).sum(0).double().cpu()
     metrics, density = {}, {}
-    for hook, s in sums.items():
+    for (prefix, hook), s in sums.items():
         v = dict(zip(PANEL_SUMS, s.tolist()))
         n, m = max(v["tokens"], 1), max(v["targets"], 1)
         ce_clean, ce_sae, ce_zero = v["ce_clean"] / m, v["ce_sae"] / m, v["ce_zero"] / m
-        variance = v["sq_norm"] / n - (sum_x[hook] / n).pow(2).sum().item()
+        variance = v["sq_norm"] / n - (sum_x[prefix, hook] / n).pow(2).sum().item()
         panel = {"ce_recovered": ce_loss_recovered(ce_clean, ce_sae, ce_zero),
                  "kl_div_score": (v["kl_zero"] - v["kl_sae"]) / v["kl_zero"], "ce_delta": ce_sae - ce_clean,
                  "l2_ratio": v["l2_ratio"] / n, "eval_fve": 1 - v["sq_residual"] / n / variance, "eval_l0": v["l0"] / n}
-        metrics.update({K.sae(hook, name): panel[name] for name in K.SAE_EVAL})
-        density[hook] = (fires[hook] / n).float()
+        metrics.update({prefix + K.sae(hook, name): panel[name] for name in K.SAE_EVAL})
+        if not prefix:  # the density histogram artifact: the leading bank's SAEs
+            density[hook] = (fires[prefix, hook] / n).float()
     if with_val_loss:
         metrics.update(_val_metrics(*val_sums.tolist()))
     model.train(was_training)

@@ -15,6 +15,7 @@ from functools import partial
 from pathlib import Path
 from urllib.parse import urlparse
 
+from chrono_membench import metric_keys as K
 from chrono_membench.run_dir import RunDir, atomic_write, write_error
 
 
@@ -28,10 +29,24 @@ def read_metrics(path: str | Path) -> list[dict]:
     return records
 
 
-def final_values(run_dir: Path) -> dict[str, float]:
-    """The last logged value of every numeric key of a run."""
+def split_run(ref: str | Path) -> tuple[Path, str | None]:
+    """A run reference → (run directory, SAE variant or None): `runs/<name>` or `runs/<name>#<variant>`, the
+    latter meaning the run as that variant of its SAEs (sae.variants) saw it."""
+    path, _, variant = str(ref).partition("#")
+    return Path(path), variant or None
+
+
+def run_records(ref: str | Path) -> list[dict]:
+    """The metrics a run reference logged (split_run), each record in the variant's view where one is named."""
+    path, variant = split_run(ref)
+    records = read_metrics(path / "metrics.jsonl")
+    return [K.variant_view(r, variant) for r in records] if variant else records
+
+
+def final_values(run_dir: str | Path) -> dict[str, float]:
+    """The last logged value of every numeric key of a run (a run reference: split_run)."""
     last: dict[str, float] = {}
-    for record in read_metrics(Path(run_dir) / "metrics.jsonl"):
+    for record in run_records(run_dir):
         last.update({k: v for k, v in record.items() if isinstance(v, (int, float)) and k != "step"})
     return last
 

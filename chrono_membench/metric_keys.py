@@ -5,6 +5,9 @@ computed. Keys are `<group>/<name>` or `<group>/<hook point>/<name>`; the groups
     train/  the optimiser step        val/  validation loss             data/  stream statistics
     sae/    SAE quality per hook       chrono/  time-related signals    mem/   memorisation per probe column
     time/   wall time of eval parts    logging/  wandb upload health
+
+An SAE variant (sae.variants: more SAEs per hook on the same captured activations) logs its SAEs' keys under
+`variant/<name>/<key>`; variant_view turns a run's record into what a run of that variant alone would have logged.
 """
 
 from __future__ import annotations
@@ -118,6 +121,21 @@ def data_stats(stats: dict) -> dict[str, float]:
     for key, value in stats.items():
         items = value.items() if isinstance(value, dict) else [(None, value)]
         out.update({f"data/{key}" + (f"/{k}" if k is not None else ""): v for k, v in items})
+    return out
+
+
+def variant(name: str, key: str) -> str:
+    return f"variant/{name}/{key}"
+
+
+def variant_view(record: dict, name: str) -> dict:
+    """A logged record as the variant's own run would have logged it: the LM's keys as they are (the variant's LM
+    is the run's LM), the variant's keys in place of the main SAEs' (every per-hook key belongs to the SAEs, except
+    the token mask's share, which all SAEs of a hook share)."""
+    prefix = f"variant/{name}/"
+    out = {k: v for k, v in record.items() if not k.startswith("variant/")
+           and (hook_of(k) is None or k.rsplit("/", 1)[1] in SAE_MASK)}
+    out.update({k[len(prefix):]: v for k, v in record.items() if k.startswith(prefix)})
     return out
 
 

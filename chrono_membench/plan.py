@@ -109,6 +109,19 @@ def storage_plan(cfg: Config, d_model: int, n_layers: int, n_hooks: int) -> dict
     per_eval = len(K.eval_keys(hooks, buckets, canaries, sources, cfg.chrono.reference_loss))
     n_scalars = (t.max_steps // t.log_every) * len(K.TRAIN) + (t.max_steps // t.chrono_every) * per_chrono \
         + n_eval * per_eval
+    if cfg.sae.enabled and cfg.sae.variants:  # each variant: its SAEs' files and per-hook keys once more
+        sae_keys = K.SAE_STEP + K.SAE_HEALTH + K.CHRONO_STEP
+        per_eval_keys = K.SAE_EVAL + ((K.PURITY + K.SELECTIVE + (K.MEM_LATENTS if cfg.chrono.reference_loss else ()))
+                                      if cfg.chrono.enabled else ())
+        for name in cfg.sae.variants:
+            v_sae = cfg.variant(name)[0]
+            v_d_sae = v_sae.expansion * d_model
+            if cfg.checkpointing.save_features:
+                items[f"features_{name}"] = (n_ckpt * n_hooks, (v_d_sae * d_model + 2 * v_d_sae) * 2)
+            if cfg.checkpointing.save_sae_state:
+                items[f"sae_state_{name}"] = (n_ckpt * n_hooks, (2 * v_d_sae * d_model + v_d_sae + d_model) * 4)
+            n_scalars += (t.max_steps // t.chrono_every) * (n_hooks * len(sae_keys) + 1) * cfg.chrono.enabled \
+                + n_eval * n_hooks * len(per_eval_keys)
     items["scalars"] = (n_scalars, SCALAR_BYTES)
     return {name: {"count": count, "bytes_each": each, "bytes": count * each} for name, (count, each) in items.items()}
 

@@ -171,7 +171,12 @@ def probe_metrics(model, reference, saes: SAEBank | None, probes: ProbeSet, seen
     timed("extraction")  # greedy extraction, teacher-forced scores, and every statistic over them
     if saes is None:
         return metrics, {}
-    latent, matrices = latent_metrics(w, acts, permutations, seed, min_windows, fdr_q)
+    main = {h: a for h, a in acts.items() if not h.startswith("variant/")}
+    latent, matrices = latent_metrics(w, main, permutations, seed, min_windows, fdr_q)
+    for name in saes.variants:  # the same statistics (and permutation draws) as the variant's own run would get
+        prefix = K.variant(name, "")
+        mine = {h[len(prefix):]: a for h, a in acts.items() if h.startswith(prefix)}
+        latent.update({prefix + k: v for k, v in latent_metrics(w, mine, permutations, seed, min_windows, fdr_q)[0].items()})
     timed("probe_saes")  # purity + permutation nulls, selective and memorisation latents
     return {**metrics, **latent}, matrices
 
@@ -190,7 +195,7 @@ def score_windows(model, saes, probes: ProbeSet, seen: SeenLog, with_reference: 
         chunk_logits: list[torch.Tensor] = []
         doc_sums, doc_tokens, prefix_means = probe_activation_sums(model, saes, windows, autocast, chunk_logits)
         logits = _cached_logits(windows, torch.cat(chunk_logits), logits)
-        acts = {h: tuple(gather(x[h]).cpu() for x in (doc_sums, doc_tokens, prefix_means)) for h in saes.hook_points}
+        acts = {h: tuple(gather(x[h]).cpu() for x in (doc_sums, doc_tokens, prefix_means)) for h in doc_sums}
         timed("probe_forward")
     local = extraction_scores(logits, windows, generate_fn=generate_fn(model, autocast))
     scores = {k: gather(v).double().cpu().numpy() for k, v in local.items()}
@@ -324,11 +329,11 @@ def purity_summaries(S: torch.Tensor, n: torch.Tensor, col: torch.Tensor, src: t
 
 @torch.no_grad()
 def scored_activations(model, saes: SAEBank, windows: torch.Tensor, autocast, start: int = PREFIX_TOKENS,
-                       logits: list | None = None):
+                       logits: list | None = None, variants: bool = False):
     """Per chunk of windows: {hook: (latent activations [chunk, S, F] on the window's tokens from `start` on
     (default: the S scored tokens), run in their training context; the SAE mask [chunk, S])}; activations are
     0 where the mask drops a token (position 0, BOS, norm outliers). `logits`: a list the chunks' logits
-    (float) are appended to, from the same forward."""
+    (float) are appended to, from the same forward. variants: also each variant's, keyed variant/<name>/<hook>."""
     for chunk in windows.split(EVAL_CHUNK):
         with autocast:
             chunk_logits, cache = model.run_with_cache(chunk, names_filter=lambda name: name in saes.hook_points)
@@ -338,10 +343,12 @@ def scored_activations(model, saes: SAEBank, windows: torch.Tensor, autocast, st
         out = {}
         for hook in saes.hook_points:
             flat = hooks.flatten(cache[hook][:, start:])
-            keep = base.flatten() & ~saes.outliers(hook, flat)
-            acts = torch.zeros(keep.numel(), saes.saes[hook].cfg.d_sae, device=flat.device)
-            acts[keep] = saes.encode(hook, flat[keep]).float()
-            out[hook] = acts.view(len(chunk), -1, acts.shape[-1]), keep.view(len(chunk), -1)
+            keep = base.flatten() & ~saes.outliers(hook, flat)  # the variants share the leading bank's token mask
+            for key, bank in [(hook, saes)] + [(K.variant(name, hook), v) for name, v in saes.variants.items()
+                                               if variants and hook in v.hook_points]:
+                acts = torch.zeros(keep.numel(), bank.saes[hook].cfg.d_sae, device=flat.device)
+                acts[keep] = bank.encode(hook, flat[keep]).float()
+                out[key] = acts.view(len(chunk), -1, acts.shape[-1]), keep.view(len(chunk), -1)
         yield out
 
 
@@ -349,11 +356,13 @@ def scored_activations(model, saes: SAEBank, windows: torch.Tensor, autocast, st
 def probe_activation_sums(model, saes: SAEBank, windows: torch.Tensor, autocast,
                           logits: list | None = None) -> tuple[dict, dict, dict]:
     """Per window and SAE: summed latent activations over its scored tokens that the SAE mask keeps, how many
-    there are, and the mean activation over its kept prefix tokens → ({hook: [W, F]}, {hook: [W]}, {hook: [W, F]}).
-    `logits`: see scored_activations."""
-    sums, counts, prefix = ({h: [] for h in saes.hook_points} for _ in range(3))
-    for chunk in scored_activations(model, saes, windows, autocast, start=0, logits=logits):
+    there are, and the mean activation over its kept prefix tokens → ({hook: [W, F]}, {hook: [W]}, {hook: [W, F]}),
+    the variants' SAEs under variant/<name>/<hook>. `logits`: see scored_activations."""
+    sums, counts, prefix = ({} for _ in range(3))
+    for chunk in scored_activations(model, saes, windows, autocast, start=0, logits=logits, variants=True):
         for hook, (acts, keep) in chunk.items():
+            if hook not in sums:
+                sums[hook], counts[hook], prefix[hook] = [], [], []
             sums[hook].append(acts[:, PREFIX_TOKENS:].sum(1))
             counts[hook].append(keep[:, PREFIX_TOKENS:].sum(1).float())
             prefix[hook].append(acts[:, :PREFIX_TOKENS].sum(1) / keep[:, :PREFIX_TOKENS].sum(1, keepdim=True).clamp_min(1))

@@ -15,6 +15,9 @@ Adam. The SAE architecture comes from saes/ (a table over sae-lens's registry: `
   directions sae-lens's decode actually uses: unit rows where it rescales by decoder norm);
 - dead-latent tracking, drift between checkpoints over alive latents, and an optional second SAE per hook with
   another seed (`sae.seed_baseline`): the noise floor of the drift numbers;
+- SAE variants (sae.variants): one more bank per variant, with its own SAE settings, dropout, alignment and seed,
+  stepping on the inputs this bank prepares (the same masked, scaled activations) and logging under
+  variant/<name>/ — an SAE-only ablation or dose point without another LM run;
 - health: an SAE is an instrument, and its failure never stops the LM's run. A hook whose loss or gradient is
   not finite (on any rank, for any of its SAEs) skips that update, as the LM does, and counts it; after
   `sae.max_skipped_in_a_row` such updates in a row, or at once if its weights are no longer finite, the hook is
@@ -117,6 +120,13 @@ def sparse_decode(sae, rows: torch.Tensor, cols: torch.Tensor, n: int, values: t
     return sae.reshape_fn_out(sae.run_time_activation_norm_fn_out(sae.hook_sae_recons(out)), sae.d_head)
 
 
+def _check_k(cfg: SAEConfig, widths: dict[str, int], field: str) -> None:
+    narrowest = min(widths.values()) * cfg.expansion
+    if cfg.architecture in ("topk", "batchtopk") and cfg.k > narrowest:
+        raise ConfigError(f"{field}={cfg.k}: at most d_sae = sae.expansion × the hook's width = {narrowest} "
+                          f"latents can fire per token here (widths {widths}); allowed: 1..{narrowest}")
+
+
 class SAEBank:
     """widths: hook point → activation width (hooks.activation_widths). d_sae = sae.expansion × width.
     bos_token_id: the BOS token to mask, where the tokenizer adds one (None otherwise)."""
@@ -139,19 +149,25 @@ class SAEBank:
                         for i, s in enumerate(self._members(h))}
         self._captured = {h: hooks.CaptureBuffer() for h in self.hook_points}  # this update's activations
         self.n_steps = 0
+        self.variants: dict[str, SAEBank] = {}  # name → a bank fed this bank's inputs (sae.variants; for_model)
 
     @classmethod
     def for_model(cls, cfg: Config, model, tokenizer, device: torch.device, d: Dist = ALONE) -> SAEBank:
-        """A run's bank on `model`: its hook points checked, their widths measured, BOS masked where used."""
+        """A run's bank on `model`: its hook points checked, their widths measured, BOS masked where used; with
+        sae.variants, one more bank per variant that trains on the activations this bank captures."""
         hook_points = list(cfg.sae.hook_points) or hooks.default_hook_points(model.cfg.n_layers)
         hooks.check_hook_points(hook_points, model.cfg.n_layers)
         widths = hooks.activation_widths(model, hook_points)
-        narrowest = min(widths.values()) * cfg.sae.expansion
-        if cfg.sae.architecture in ("topk", "batchtopk") and cfg.sae.k > narrowest:
-            raise ConfigError(f"sae.k={cfg.sae.k}: at most d_sae = sae.expansion × the hook's width = {narrowest} "
-                              f"latents can fire per token here (widths {widths}); allowed: 1..{narrowest}")
+        _check_k(cfg.sae, widths, "sae.k")
         bos = tokenizer.bos_token_id if adds_bos(tokenizer) else None  # SmolLM2 adds none: position 0 still masked
-        return cls(cfg.sae, cfg.chrono, cfg.train.max_steps, widths, device, cfg.run.seed, d, bos)
+        bank = cls(cfg.sae, cfg.chrono, cfg.train.max_steps, widths, device, cfg.run.seed, d, bos)
+        for name in cfg.sae.variants:
+            sae_cfg, chrono, seed = cfg.variant(name)
+            _check_k(sae_cfg, widths, f"sae.variants.{name}.sae.k")
+            variant = cls(sae_cfg, chrono, cfg.train.max_steps, widths, device, seed, d, bos)
+            variant.state = bank.state  # one token mask and activation scale per hook: the variants follow this bank's
+            bank.variants[name] = variant
+        return bank
 
     def _build(self, widths: dict[str, int], seed: int) -> dict:
         sae_cls, sae_cfg_cls, kwargs = training_class(self.cfg)
@@ -249,28 +265,20 @@ class SAEBank:
         return torch.Generator(device=self.device).manual_seed(seed)
 
     # ---- one SAE step after each LM update
-    def step(self, lm_step: int, with_metrics: bool) -> dict[str, float]:
-        """Train every SAE one step on the activations captured since the last call; return metrics if asked.
+    def step(self, lm_step: int, with_metrics: bool, inputs: dict[str, torch.Tensor] | None = None
+             ) -> dict[str, float]:
+        """Train every SAE one step on the activations captured since the last call (a variant: on `inputs`, the
+        ones its leading bank prepared); return metrics if asked, the variants' under variant/<name>/.
         Under torchrun each rank holds its own tokens' activations: the norm and median estimates, the firing
         statistics and the gradients are reduced over ranks (the SAEs stay identical), the metrics averaged."""
         d = self.dist
         p = temporal_dropout_rate(lm_step, self.max_steps, self.chrono.dropout_p_max)
         metrics: dict[str, float] = {K.DROPOUT_RATE: p} if with_metrics else {}
+        if inputs is None:
+            inputs = self._take_inputs(with_metrics, metrics)
         losses, firing = {}, []
-        for hook in self.hook_points:
-            st = self.state[hook]
-            raw = self._captured[hook].tensor.float()  # a view of the buffer: used before the next capture
-            self._captured[hook].clear()
-            norms = raw.norm(dim=-1)
-            median = d.cat(norms).median().item()  # over every rank's tokens: the same on all of them
-            st.median_norm = median if st.median_norm is None else NORM_EMA * st.median_norm + (1 - NORM_EMA) * median
-            outlier = self.outliers(hook, raw)
-            raw, norms = raw[~outlier], norms[~outlier]
-            st.masked += int(outlier.sum())
-            norm_sum, count = d.sum_(torch.stack([norms.sum(), norms.new_tensor(float(len(norms)))]).double()).tolist()
-            norm = norm_sum / max(count, 1.0)
-            st.norm_ema = norm if st.norm_ema is None else NORM_EMA * st.norm_ema + (1 - NORM_EMA) * norm
-            x = raw * self.scale(hook)
+        for hook in (h for h in self.hook_points if h in inputs):
+            x = inputs[hook]
             if self.n_steps == 0:  # b_dec starts at the data mean (as sparsify does), not at 0: see _init_b_dec
                 self._init_b_dec(hook, x)
             for member, sae in enumerate(self._members(hook)):
@@ -293,9 +301,6 @@ class SAEBank:
                     metrics[K.chrono(hook, "alignment_loss")] = align.item()
                     metrics[K.chrono(hook, "alignment_share")] = (self.chrono.alignment_weight * align / loss).item()
                     metrics[K.chrono(hook, "dropped_frac")] = dropped_frac
-            if with_metrics:
-                metrics[K.sae(hook, "masked_frac")] = st.masked / max(1, st.real)
-                st.masked = st.real = 0
         finite = self._finite({h: loss.detach() for h, loss in losses.items()})  # the same verdict on every rank
         for hook, lat, acts, n in firing:
             if finite[hook]:
@@ -315,7 +320,33 @@ class SAEBank:
         self.optimizer.zero_grad(set_to_none=True)
         self.n_steps += 1
         metrics.update(self._health(lm_step, finite, with_metrics))
-        return d.mean_dict(metrics)
+        metrics = d.mean_dict(metrics)
+        for name, variant in self.variants.items():
+            metrics.update({K.variant(name, k): v for k, v in variant.step(lm_step, with_metrics, inputs).items()})
+        return metrics
+
+    def _take_inputs(self, with_metrics: bool, metrics: dict) -> dict[str, torch.Tensor]:
+        """hook → this update's SAE inputs: the captured activations less the norm outliers, scaled to mean norm
+        √d_in (the norm and median estimates updated with them); the capture buffers are emptied."""
+        d, inputs = self.dist, {}
+        for hook in self.hook_points:
+            st = self.state[hook]
+            raw = self._captured[hook].tensor.float()  # a view of the buffer: used before the next capture
+            self._captured[hook].clear()
+            norms = raw.norm(dim=-1)
+            median = d.cat(norms).median().item()  # over every rank's tokens: the same on all of them
+            st.median_norm = median if st.median_norm is None else NORM_EMA * st.median_norm + (1 - NORM_EMA) * median
+            outlier = self.outliers(hook, raw)
+            raw, norms = raw[~outlier], norms[~outlier]
+            st.masked += int(outlier.sum())
+            norm_sum, count = d.sum_(torch.stack([norms.sum(), norms.new_tensor(float(len(norms)))]).double()).tolist()
+            norm = norm_sum / max(count, 1.0)
+            st.norm_ema = norm if st.norm_ema is None else NORM_EMA * st.norm_ema + (1 - NORM_EMA) * norm
+            inputs[hook] = raw * self.scale(hook)
+            if with_metrics:
+                metrics[K.sae(hook, "masked_frac")] = st.masked / max(1, st.real)
+                st.masked = st.real = 0
+        return inputs
 
     def _finite(self, values: dict[str, torch.Tensor]) -> dict[str, bool]:
         """hook → whether its value is finite on every rank."""
@@ -424,6 +455,8 @@ class SAEBank:
             for member, sae in enumerate(self._members(hook)):
                 self.latents[hook, member].anchor = sae.W_dec.detach().clone()
                 self.latents[hook, member].anchor_alive = self.alive(hook, member)
+        for name, variant in self.variants.items():
+            metrics.update({K.variant(name, k): v for k, v in variant.on_checkpoint().items()})
         return metrics
 
     def feature_stats(self, hook: str) -> dict[str, torch.Tensor]:
@@ -439,6 +472,8 @@ class SAEBank:
             lat.fire_count.zero_()
             lat.act_sum.zero_()
             lat.tokens_seen = 0
+        for variant in self.variants.values():
+            variant.reset_feature_stats()
 
     # ---- resume
     def state_dict(self) -> dict:
@@ -450,6 +485,7 @@ class SAEBank:
             "latents": {f"{h}#{m}": vars(lat) for (h, m), lat in self.latents.items()},
             "n_steps": self.n_steps,
             "health": {"skipped": self.skipped, "skipped_in_a_row": self.skipped_in_a_row, "retired": self.retired},
+            "variants": {name: variant.state_dict() for name, variant in self.variants.items()},
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -466,3 +502,6 @@ class SAEBank:
         self.skipped_in_a_row = {h: health.get("skipped_in_a_row", {}).get(h, 0) for h in self.all_hooks}
         self.retired = dict(health.get("retired", {}))
         self.hook_points = [h for h in self.all_hooks if h not in self.retired]
+        for name, variant in self.variants.items():
+            variant.load_state_dict(state["variants"][name])
+            variant.state = self.state  # shared again (the load replaced both dicts)

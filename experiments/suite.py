@@ -7,6 +7,11 @@ is distinguishable from seed noise.
     python experiments/suite.py --preset tiny --ablations full no_dropout train.max_steps=6
     python experiments/suite.py --preset demo --seeds 3 --group demo-suite-20261130-133000   # continue a suite
 
+An SAE-only arm (no_dropout, no_alignment: it changes only what the SAEs do with the activations) does not need
+an LM run of its own: it trains as an SAE variant (sae.variants) inside the `full` run of the same seed, on the
+same captured activations, and is compared as that run seen through the variant (`<run>#<arm>`): the LM is the
+same bitwise, as it was when the arm ran separately. --separate runs every arm as its own LM run.
+
 Runs go seed by seed (all arms of seed 0, then seed 1, ...), so a suite stopped part-way already holds complete
 paired seeds. With --group naming an existing suite, finished runs (final_model/ written) are kept, a run with a
 checkpoint resumes from it, and the rest start; pass the same overrides as the first time (resume refuses a
@@ -21,12 +26,13 @@ reproduces a run; the seed-to-seed spread is the data order's and the SAE initia
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
 from chrono_membench.comparison import seed_overrides, seed_table
-from chrono_membench.config import ABLATIONS, ConfigError, load_config
+from chrono_membench.config import ABLATIONS, ConfigError, load_config, sae_only
 
 SUITE = ["full", "no_dropout", "no_alignment", "no_diversity"]
 
@@ -37,6 +43,8 @@ def main(argv=None) -> int:
     parser.add_argument("--ablations", nargs="+", default=SUITE)
     parser.add_argument("--seeds", type=int, default=1, help="seeds per arm (3 or more for intervals)")
     parser.add_argument("--group", help="the suite's name; an existing suite's name continues it")
+    parser.add_argument("--separate", action="store_true",
+                        help="run SAE-only arms (no_dropout, no_alignment) as LM runs of their own, not as variants")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args(argv)
@@ -45,24 +53,34 @@ def main(argv=None) -> int:
         unknown = [a for a in args.ablations if a not in ABLATIONS]
         if unknown:
             raise ConfigError(f"unknown ablation {unknown[0]!r}; allowed: {', '.join(ABLATIONS)}")
+        # SAE-only arms train as SAE variants inside the first arm's LM run (the same LM, bitwise), when that arm
+        # is `full`: seed i of such an arm is run <group>-full-s<i>#<arm>
+        first = args.ablations[0]
+        variants = {} if args.separate or ABLATIONS[first] else {
+            a: ABLATIONS[a] for a in args.ablations[1:] if sae_only(a)}
+        lm_arms = [a for a in args.ablations if a not in variants]
         # the cross-seed SAE gives every drift number its noise floor (an explicit override wins)
         overrides = ["sae.seed_baseline=true", *args.overrides, f"logging.group={group}"]
         if args.seeds < 1:
             raise ConfigError(f"--seeds must be a positive integer, got {args.seeds}")
         base = load_config(args.preset, overrides=overrides)
-        configs = {(a, i): load_config(args.preset, overrides=[*overrides, *seed_overrides(base, i),
-                                                               f"run.name={group}-{a}-s{i}"], ablation=a)
-                   for i in range(args.seeds) for a in args.ablations}  # all validated before the first run starts
+        configs = {(a, i): load_config(args.preset, overrides=[
+            *([f"sae.variants={json.dumps(variants)}"] if a == first and variants else []), *overrides,
+            *seed_overrides(base, i), f"run.name={group}-{a}-s{i}"], ablation=a)
+            for i in range(args.seeds) for a in lm_arms}  # all validated before the first run starts
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     from chrono_membench.run_dir import RunDir
     from chrono_membench.train import train
 
-    runs: dict[str, list[Path]] = {a: [] for a in args.ablations}
+    runs: dict[str, list] = {a: [] for a in args.ablations}
     for (ablation, i), cfg in configs.items():
         run_dir = RunDir(Path(cfg.run.out_dir) / cfg.run.name)
         runs[ablation].append(run_dir.root)
+        if ablation == first:
+            for variant in variants:
+                runs[variant].append(f"{run_dir.root}#{variant}")
         if run_dir.final_model.exists():
             print(f"\n=== {ablation} · seed {i}: finished already ({run_dir.root}) ===")
             continue

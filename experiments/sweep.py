@@ -8,6 +8,11 @@ run. Runs are named <group>-<key>=<value>[-<key>=<value>][-s<seed>]; `analysis/s
 metric against the swept value. With --seeds N every point runs N seeds (as experiments/suite.py: run.seed and
 data.seed moved by i) and the table gives each point's mean with its 95 % interval and its difference to the
 first point.
+
+When every swept key is one an SAE variant may set (config.VARIANT_KEYS: the SAEs' settings, temporal dropout,
+alignment), the LM is the same at every point: each seed then trains one LM run, with the first point's
+settings and every other point as an SAE variant of it (sae.variants) on the same activations; the table and the
+index name those points `<run>#<point>`. --separate runs one LM per point instead.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import time
 from pathlib import Path
 
 from chrono_membench.comparison import seed_overrides, seed_table
-from chrono_membench.config import ConfigError, load_config, parse_override
+from chrono_membench.config import VARIANT_KEYS, ConfigError, load_config, parse_override
 
 
 def split_axes(overrides: list[str]) -> tuple[dict[str, list[str]], list[str]]:
@@ -44,6 +49,7 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", default="demo")
     parser.add_argument("--ablation", default=None)
     parser.add_argument("--seeds", type=int, default=1, help="seeds per point (3 or more for intervals)")
+    parser.add_argument("--separate", action="store_true", help="one LM run per point even where SAE variants would do")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args(argv)
@@ -52,14 +58,22 @@ def main(argv=None) -> int:
         axes, fixed = split_axes(args.overrides)
         if args.seeds < 1:
             raise ConfigError(f"--seeds must be a positive integer, got {args.seeds}")
+        grid = [dict(parse_override(f"{k}={v}") for k, v in zip(axes, values))
+                for values in itertools.product(*axes.values())]
+        label = lambda point: ",".join(f"{k.split('.')[-1]}={v}" for k, v in point.items())  # noqa: E731
+        # every swept key SAE-only: the points after the first train as SAE variants inside the first point's run
+        as_variants = not args.separate and all(k in VARIANT_KEYS for k in axes)
         configs = {}
-        for values, i in itertools.product(itertools.product(*axes.values()), range(args.seeds)):
-            point = [f"{k}={v}" for k, v in zip(axes, values)]
-            name = f"{group}-" + "-".join(point).replace("/", "_") + (f"-s{i}" if args.seeds > 1 else "")
-            configs[name] = (dict(parse_override(p) for p in point), load_config(
-                args.preset, overrides=[*fixed, *point, *seed_overrides(load_config(args.preset, overrides=fixed), i),
-                                        f"logging.group={group}", f"run.name={name}"],
-                ablation=args.ablation))  # every point validated before the first run starts
+        for i in range(args.seeds):
+            for point in grid[:1] if as_variants else grid:
+                extra = [f"sae.variants={json.dumps({label(p): p for p in grid[1:]})}"] if as_variants else []
+                name = f"{group}-" + "-".join(f"{k}={v}" for k, v in point.items()).replace("/", "_") \
+                    + (f"-s{i}" if args.seeds > 1 else "")
+                configs[name] = (point, load_config(
+                    args.preset, overrides=[*fixed, *extra, *(f"{k}={v}" for k, v in point.items()),
+                                            *seed_overrides(load_config(args.preset, overrides=fixed), i),
+                                            f"logging.group={group}", f"run.name={name}"],
+                    ablation=args.ablation))  # every point validated before the first run starts
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -67,12 +81,12 @@ def main(argv=None) -> int:
 
     runs, points = {}, {}
     for point, cfg in configs.values():
-        print(f"\n=== {', '.join(f'{k}={v}' for k, v in point.items())} ===")
+        print(f"\n=== {label(point)}{' (+ the other points as SAE variants)' if as_variants else ''} ===")
         run_dir = Path(cfg.run.out_dir) / cfg.run.name
         train(cfg, run_dir, progress=not args.no_progress)
-        label = ",".join(f"{k.split('.')[-1]}={v}" for k, v in point.items())
-        runs.setdefault(label, []).append(run_dir)
-        points[str(run_dir)] = point
+        for p, ref in [(point, str(run_dir))] + [(p, f"{run_dir}#{label(p)}") for p in grid[1:] if as_variants]:
+            runs.setdefault(label(p), []).append(ref)
+            points[ref] = p
     out = Path(configs[next(iter(configs))][1].run.out_dir) / f"{group}.json"
     out.write_text(json.dumps({"group": group, "axes": axes, "runs": points}, indent=1))
     print(f"\nwandb group {group}; sweep index {out}\n")

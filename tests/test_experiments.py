@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import yaml
-from helpers import ROOT, cli
+from helpers import HOOK, ROOT, cli
 
 from chrono_membench.run_dir import RunDir
 
@@ -65,14 +65,18 @@ def test_suite_runs_ablations_over_seeds_as_one_group_and_prints_intervals(tmp_p
     assert "seed noise" in proc.stdout or "differs" in proc.stdout
     # seed i of both arms shares data order and SAE init: compared pairwise; the SAE-only ablation leaves the LM as is
     assert " ".join(loss_rows[1][-5:]) == "paired identical in every seed"
+    # the SAE-only arm is an SAE variant inside each seed's full run: one LM run per seed
     configs = [yaml.safe_load((p / "config.yaml").read_text()) for p in tmp_path.iterdir()]
     assert sorted((c["run"]["ablation"], c["run"]["seed"], c["data"]["seed"]) for c in configs) == [
-        ("full", 0, 0), ("full", 1, 1), ("no_dropout", 0, 0), ("no_dropout", 1, 1)]
+        ("full", 0, 0), ("full", 1, 1)]
+    assert all(c["sae"]["variants"] == {"no_dropout": {"chrono.dropout_p_max": 0.0}} for c in configs)
+    assert [r[1:3] for r in (line.split() for line in proc.stdout.splitlines())
+            if r and r[0] == f"sae/{HOOK}/fve"] == [["full", "2"], ["no_dropout", "2"]]
     groups = {c["logging"]["group"] or c["run"]["preset"] for c in configs}
-    assert len(groups) == 1 and len(list(tmp_path.iterdir())) == 4
+    assert len(groups) == 1 and len(list(tmp_path.iterdir())) == 2
     # continued by its group name: finished runs are kept, one without its final model resumes from its checkpoint
     group = configs[0]["logging"]["group"]
-    unfinished = RunDir(tmp_path / f"{group}-no_dropout-s1")
+    unfinished = RunDir(tmp_path / f"{group}-full-s1")
     shutil.rmtree(unfinished.final_model)
     lines = unfinished.metrics.read_text()
     again = subprocess.run([sys.executable, "experiments/suite.py", "--preset", "tiny", "--ablations", "full",
@@ -80,7 +84,7 @@ def test_suite_runs_ablations_over_seeds_as_one_group_and_prints_intervals(tmp_p
                             "train.max_steps=2", f"run.out_dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True,
                            env=os.environ)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert again.stdout.count("finished already") == 3 and "no_dropout · seed 1 (run.seed=1, data.seed=1) resumed" \
+    assert again.stdout.count("finished already") == 1 and "full · seed 1 (run.seed=1, data.seed=1) resumed" \
         in again.stdout
     assert unfinished.final_model.exists() and unfinished.metrics.read_text() == lines
     assert [line.split() for line in again.stdout.splitlines() if line.startswith("val/loss ")] == loss_rows

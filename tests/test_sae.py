@@ -9,8 +9,10 @@ from sae_lens import SAE
 
 import chrono_membench.train as train_mod
 from chrono_membench import hooks
+from chrono_membench import metric_keys as K
 from chrono_membench.checkpoint import latest_good_checkpoint
 from chrono_membench.config import ConfigError, load_config
+from chrono_membench.logging import run_records
 from chrono_membench.model import load_model
 from chrono_membench.sae import SAEBank
 from chrono_membench.saes import ARCHITECTURES
@@ -49,23 +51,41 @@ def test_sae_learns_and_logs_every_key(tmp_path):
     assert len(l0) == 6 and all(v == 8.0 for _, v in l0)  # topk, k=8 in the tiny preset
 
 
-def test_ablations_switch_exactly_their_mechanism(tmp_path):
-    common = ("train.max_steps=8", "train.chrono_every=1")
-    full = run(tmp_path, "full", *common)
+def test_ablations_switch_exactly_their_mechanism_and_a_variant_equals_its_own_run(tmp_path):
+    common = ("train.max_steps=8", "train.chrono_every=1", "checkpointing.checkpoint_every_n_steps=4")
+    variants = "sae.variants={no_dropout: {chrono.dropout_p_max: 0}, no_alignment: {chrono.alignment_weight: 0}, " \
+               "k4: {sae.k: 4, seed: 5}}"
+    full = run(tmp_path, "full", *common, variants)
     rates = [v for _, v in series(full, "chrono/temporal_dropout_rate")]
     expected = [0.1 * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * s / 8)).item()) for s in range(1, 9)]
     assert rates == pytest.approx(expected)
     assert any(v > 0 for _, v in series(full, f"chrono/{HOOK}/alignment_loss"))
-    no_dropout = run(tmp_path, "nd", *common, ablation="no_dropout")
+    assert any(v > 0 for _, v in series(full, f"chrono/{HOOK}/dropped_frac"))
+    # an SAE-only ablation as a variant of the full run: its view is what its own run logs, bitwise, every key
+    no_dropout = run_records(f"{tmp_path / 'full'}#no_dropout")
     for key in ("chrono/temporal_dropout_rate", f"chrono/{HOOK}/dropped_frac"):
         logged = series(no_dropout, key)
         assert len(logged) == 8 and all(v == 0.0 for _, v in logged), key
-    no_align = run(tmp_path, "na", *common, ablation="no_alignment")
+    alone = run(tmp_path, "nd", *common, ablation="no_dropout")
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in K.TIMING} for r in rs]  # noqa: E731
+    assert strip(no_dropout) == strip(alone) and len(alone) > 20
+    assert series(no_dropout, f"sae/{HOOK}/fve") != series(full, f"sae/{HOOK}/fve")  # another SAE than the main one
+    no_align = run_records(f"{tmp_path / 'full'}#no_alignment")
     align = series(no_align, f"chrono/{HOOK}/alignment_loss")
     assert len(align) == 8 and all(v == 0.0 for _, v in align)
     assert series(no_align, f"chrono/{HOOK}/mmcs") and series(no_align, f"chrono/{HOOK}/hungarian_mcs")
-    saved = yaml.safe_load((tmp_path / "na" / "config.yaml").read_text())
-    assert saved["run"]["ablation"] == "no_alignment" and saved["chrono"]["alignment_weight"] == 0.0
+    assert series(no_align, f"sae/{HOOK}/ce_recovered") and series(no_align, f"chrono/{HOOK}/temporal_purity_excess")
+    k4 = run_records(f"{tmp_path / 'full'}#k4")  # another k and another initialisation seed
+    assert all(v == 4.0 for _, v in series(k4, f"sae/{HOOK}/l0"))
+    step_8 = tmp_path / "full" / "artifacts" / "step_00000008"
+    exported = SAE.load_from_disk(step_8 / "variant_k4" / f"sae_{hooks.file_name(HOOK)}")
+    assert exported.cfg.k == 4
+    saved = yaml.safe_load((tmp_path / "nd" / "config.yaml").read_text())
+    assert saved["run"]["ablation"] == "no_dropout" and saved["chrono"]["dropout_p_max"] == 0.0
+    assert set(yaml.safe_load((tmp_path / "full" / "config.yaml").read_text())["sae"]["variants"]) == {
+        "no_dropout", "no_alignment", "k4"}
+    with pytest.raises(ConfigError, match="sae.variants.x.train.lr: a variant may set only"):
+        load_config("tiny", overrides=["sae.variants={x: {train.lr: 1}}"])
 
 
 def test_artifacts_load_with_sae_lens_and_match_the_bank(tmp_path):
