@@ -29,6 +29,8 @@ ABLATIONS: dict[str, dict[str, float]] = {
     "no_alignment": {"chrono.alignment_weight": 0.0},
     "no_diversity": {"chrono.diversity_weight": 0.0},
     "baseline": {"chrono.dropout_p_max": 0.0, "chrono.alignment_weight": 0.0, "chrono.diversity_weight": 0.0},
+    # the same data, SAEs and evals on an LM that never changes: what every drift or time metric reads by itself
+    "frozen_lm": {"train.lr": 0.0, "train.muon_lr": 0.0},
 }
 
 
@@ -46,10 +48,11 @@ def sae_only(ablation: str) -> bool:
 
 # Field rules, kept on the fields themselves (dataclasses metadata):
 #   positive   an int that must be >= 1            unit      a number in [0, 1]
-#   above_zero a number that must be > 0           on_resume True: may change on --resume; a function
+#   above_zero a number that must be > 0           non_negative  a number that must be >= 0
+#                                                  on_resume True: may change on --resume; a function
 #                                                            (saved config dict) → reason it may not, or None
 # A field without on_resume may not change on resume: that would make it a different experiment.
-POSITIVE, UNIT, ABOVE_ZERO = {"positive": True}, {"unit": True}, {"above_zero": True}
+POSITIVE, UNIT, ABOVE_ZERO, NON_NEGATIVE = {"positive": True}, {"unit": True}, {"above_zero": True}, {"non_negative": True}
 SAFE = {"on_resume": True}
 
 
@@ -82,6 +85,8 @@ class _Section:
                 raise ConfigError(f"{key} must be a positive integer, got {value}")
             if meta.get("above_zero") and value <= 0:
                 raise ConfigError(f"{key} must be > 0, got {value}")
+            if meta.get("non_negative") and value < 0:
+                raise ConfigError(f"{key} must be >= 0, got {value}")
             if meta.get("unit") and not 0 <= value <= 1:
                 raise ConfigError(f"{key} must be in [0, 1], got {value}")
 
@@ -174,8 +179,9 @@ class TrainConfig(_Section):
     grad_accum: int = _field(16, POSITIVE)
     max_steps: int = _field(5000, POSITIVE, {"on_resume": _horizon_rule})
     optimizer: Literal["adamw", "muon"] = "adamw"
-    lr: float = _field(3e-5, ABOVE_ZERO)  # AdamW LR (embeddings, unembedding, norms under Muon)
-    muon_lr: float = _field(0.02, ABOVE_ZERO)  # Muon LR for 2-D hidden matrices
+    # 0 (with muon_lr 0): the LM never changes, the `frozen_lm` arm: the floor of every drift and stability metric
+    lr: float = _field(3e-5, NON_NEGATIVE)  # AdamW LR (embeddings, unembedding, norms under Muon)
+    muon_lr: float = _field(0.02, NON_NEGATIVE)  # Muon LR for 2-D hidden matrices
     weight_decay: float = 0.0
     betas: list[float] = _field(None, factory=lambda: [0.9, 0.95])
     grad_clip: float = 1.0

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from chrono_membench import hooks
 from chrono_membench import metric_keys as K
 from chrono_membench.chrono.attention import attention_entropy, head_js_diversity
+from chrono_membench.chrono.redundancy import cofiring_max_phi
 from chrono_membench.chrono.sae_metrics import ce_loss_recovered
 from chrono_membench.data.sources import PAD_SOURCE
 from chrono_membench.distributed import ALONE, Dist
@@ -86,6 +87,7 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
         ce_recovered  (CE_zero − CE_SAE) / (CE_zero − CE_clean)     kl_div_score  (KL_zero − KL_SAE) / KL_zero
         ce_delta      CE_SAE − CE_clean (nats)                       l2_ratio      mean ‖x̂‖ / ‖x‖ (shrinkage)
         fve           1 − E‖x − x̂‖² / (E‖x‖² − ‖E x‖²)               l0            mean active latents per token
+        cofiring_max_phi  per latent, its strongest firing correlation with another (chrono/redundancy.py)
     The SAE is spliced in at the kept positions (masked ones keep their activation; zero-ablation zeroes every
     position, as sae-lens does); CE and KL count a position iff its input token is kept (sae-lens's ignore-token
     rule). → (metrics, {hook: firing frequency [d_sae] over the kept tokens}) for the density histogram. The bank's
@@ -99,6 +101,7 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
     sums = {ph: torch.zeros(len(PANEL_SUMS), dtype=torch.float64) for ph in each}
     sum_x = {ph: 0.0 for ph in each}
     fires = {ph: torch.zeros(banks[ph[0]].saes[ph[1]].cfg.d_sae, dtype=torch.float64) for ph in each}
+    events = {ph: [] for ph in each}  # (token, latent) firing events, for the co-firing statistic
     for start in range(0, rows, micro_batch):
         tokens, sources = val["tokens"][start:start + micro_batch], val["source_index"][start:start + micro_batch]
         base = saes.base_mask(tokens, sources)
@@ -138,6 +141,9 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
                 x.pow(2).sum(), (x - x_hat).pow(2).sum(), x.new_tensor(len(x)))]).cpu()
             sum_x[prefix, hook] = sum_x[prefix, hook] + x.double().sum(0).cpu()
             fires[prefix, hook] += (latents != 0).sum(0).double().cpu()
+            token, latent = (latents != 0).nonzero(as_tuple=True)
+            before = int(sums[prefix, hook][PANEL_SUMS.index("tokens")]) - len(x)  # this batch's first token
+            events[prefix, hook].append(torch.stack([token + before, latent]).cpu())
     metrics, density = {}, {}
     for (prefix, hook), s in sums.items():
         v = dict(zip(PANEL_SUMS, s.tolist()))
@@ -146,7 +152,9 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
         variance = v["sq_norm"] / n - (sum_x[prefix, hook] / n).pow(2).sum().item()
         panel = {"ce_recovered": ce_loss_recovered(ce_clean, ce_sae, ce_zero),
                  "kl_div_score": (v["kl_zero"] - v["kl_sae"]) / v["kl_zero"], "ce_delta": ce_sae - ce_clean,
-                 "l2_ratio": v["l2_ratio"] / n, "eval_fve": 1 - v["sq_residual"] / n / variance, "eval_l0": v["l0"] / n}
+                 "l2_ratio": v["l2_ratio"] / n, "eval_fve": 1 - v["sq_residual"] / n / variance, "eval_l0": v["l0"] / n,
+                 "cofiring_max_phi": cofiring_max_phi(*torch.cat(events[prefix, hook], 1), int(v["tokens"]),
+                                                      len(fires[prefix, hook]))}
         metrics.update({prefix + K.sae(hook, name): panel[name] for name in K.SAE_EVAL})
         if not prefix:  # the density histogram artifact: the leading bank's SAEs
             density[hook] = (fires[prefix, hook] / n).float()

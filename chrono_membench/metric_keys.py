@@ -21,9 +21,11 @@ SAE_MASK = ("masked_frac",)  # at the chrono cadence: the share of real tokens t
 SAE_HEALTH = ("skipped_steps",)
 SAE_RETIRED = "retired_at_step"  # logged once, when an SAE leaves the run (sae.max_skipped_in_a_row, NaN weights)
 # at eval, the core panel on sae.eval_tokens validation tokens (sae-lens / SAEBench definitions)
-SAE_EVAL = ("ce_recovered", "kl_div_score", "ce_delta", "l2_ratio", "eval_fve", "eval_l0")
+# and what temporal dropout is meant to change: co-firing of latents on those tokens (chrono/redundancy.py)
+SAE_EVAL = ("ce_recovered", "kl_div_score", "ce_delta", "l2_ratio", "eval_fve", "eval_l0", "cofiring_max_phi")
 CHRONO_STEP = ("alignment_loss", "alignment_share", "dropped_frac")  # per hook, at the chrono cadence
 DRIFT = ("mmcs", "self_match_frac", "hungarian_mcs")  # per hook, at each checkpoint after the first
+REDUNDANCY = ("decoder_redundancy",)  # per hook, at each checkpoint: live-latent pairs with decoder cosine > 0.8
 CROSS_SEED = ("cross_seed_mcs", "hungarian_mcs_seed_baseline")  # per hook, at each checkpoint, with sae.seed_baseline
 # per hook, at eval: observed, permutation null, excess = observed − null, the null's SD (the excess's resolution),
 # the permutation p (pooled kinds); the number of columns used

@@ -44,6 +44,7 @@ from chrono_membench import metric_keys as K
 from chrono_membench.chrono.alignment import (
     alignment_loss, decoder_drift, decoding_rows, matched_similarity, unit_rows,
 )
+from chrono_membench.chrono.redundancy import decoder_redundancy
 from chrono_membench.chrono.sae_metrics import fraction_of_variance_explained, l0
 from chrono_membench.chrono.temporal_dropout import inverted_dropout, temporal_dropout_rate
 from chrono_membench.config import ChronoConfig, Config, ConfigError, SAEConfig
@@ -440,6 +441,7 @@ class SAEBank:
                 self.retire(hook, self.n_steps, "its weights are no longer finite")
                 continue
             W, alive = self.saes[hook].W_dec.detach(), self.alive(hook)
+            metrics[K.chrono(hook, "decoder_redundancy")] = decoder_redundancy(unit_rows(W[alive]))
             pairs = self._since_anchor(hook, 0)
             if pairs is not None:
                 drift = decoder_drift(*pairs)

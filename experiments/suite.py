@@ -1,4 +1,4 @@
-"""Run the ablation study: full, no_dropout, no_alignment, no_diversity as one wandb group, each arm over
+"""Run the ablation study: full, no_dropout, no_alignment, no_diversity, frozen_lm as one wandb group, each arm over
 --seeds seeds, then print per metric each arm's mean with its 95 % interval over seeds, its difference to `full`
 with its interval (paired by seed: seed i of every arm shares run.seed and data.seed), and whether that difference
 is distinguishable from seed noise.
@@ -10,7 +10,10 @@ is distinguishable from seed noise.
 An SAE-only arm (no_dropout, no_alignment: it changes only what the SAEs do with the activations) does not need
 an LM run of its own: it trains as an SAE variant (sae.variants) inside the `full` run of the same seed, on the
 same captured activations, and is compared as that run seen through the variant (`<run>#<arm>`): the LM is the
-same bitwise, as it was when the arm ran separately. --separate runs every arm as its own LM run.
+same bitwise, as it was when the arm ran separately. --separate runs every arm as its own LM run. More variants,
+e.g. a dose point `'sae.variants={p_max_0.3: {chrono.dropout_p_max: 0.3}}'`, join as arms of their own.
+`frozen_lm` (the LM's learning rates 0) gives every drift and time metric its floor: what it reads on an LM that
+never changes.
 
 Runs go seed by seed (all arms of seed 0, then seed 1, ...), so a suite stopped part-way already holds complete
 paired seeds. With --group naming an existing suite, finished runs (final_model/ written) are kept, a run with a
@@ -32,9 +35,9 @@ import time
 from pathlib import Path
 
 from chrono_membench.comparison import seed_overrides, seed_table
-from chrono_membench.config import ABLATIONS, ConfigError, load_config, sae_only
+from chrono_membench.config import ABLATIONS, ConfigError, load_config, parse_override, sae_only
 
-SUITE = ["full", "no_dropout", "no_alignment", "no_diversity"]
+SUITE = ["full", "no_dropout", "no_alignment", "no_diversity", "frozen_lm"]
 
 
 def main(argv=None) -> int:
@@ -59,8 +62,16 @@ def main(argv=None) -> int:
         variants = {} if args.separate or ABLATIONS[first] else {
             a: ABLATIONS[a] for a in args.ablations[1:] if sae_only(a)}
         lm_arms = [a for a in args.ablations if a not in variants]
+        # variants given as an override (dose points, other SAE settings) are arms of their own, inside `first`
+        given = dict(parse_override(o) for o in args.overrides if o.startswith("sae.variants="))
+        extra = given.get("sae.variants") or {}
+        if not isinstance(extra, dict) or set(extra) & set(args.ablations):
+            raise ConfigError("sae.variants must be a mapping of new arm names (not ablation names) to settings")
+        variants.update(extra)
+        arms = [*args.ablations, *extra]
         # the cross-seed SAE gives every drift number its noise floor (an explicit override wins)
-        overrides = ["sae.seed_baseline=true", *args.overrides, f"logging.group={group}"]
+        overrides = ["sae.seed_baseline=true", *(o for o in args.overrides if not o.startswith("sae.variants=")),
+                     f"logging.group={group}"]
         if args.seeds < 1:
             raise ConfigError(f"--seeds must be a positive integer, got {args.seeds}")
         base = load_config(args.preset, overrides=overrides)
@@ -74,7 +85,7 @@ def main(argv=None) -> int:
     from chrono_membench.run_dir import RunDir
     from chrono_membench.train import train
 
-    runs: dict[str, list] = {a: [] for a in args.ablations}
+    runs: dict[str, list] = {a: [] for a in arms}
     for (ablation, i), cfg in configs.items():
         run_dir = RunDir(Path(cfg.run.out_dir) / cfg.run.name)
         runs[ablation].append(run_dir.root)
@@ -89,7 +100,7 @@ def main(argv=None) -> int:
               f"{' resumed' if resume else ''} ===")
         train(cfg, run_dir.root, resume=resume, progress=not args.no_progress)
     print(f"\nwandb group {group}; run directories under {Path(cfg.run.out_dir)}\n")
-    print(seed_table(runs, baseline=args.ablations[0]))
+    print(seed_table(runs, baseline=first))
     return 0
 
 

@@ -42,7 +42,7 @@ def test_chrono_keys_purity_files_and_probe_table(tmp_path):
     # logged, so the run's keys are a subset.)
     listed = set(K.chrono_step_keys([HOOK], 2, diversity=True))
     listed |= set(K.eval_keys([HOOK], ["b0", "b1"], ["1", "3", "control"], list(cfg.data.mixture)))
-    listed |= {K.train(n) for n in K.TRAIN} | {K.chrono(HOOK, n) for n in K.DRIFT} | set(K.TIMING)
+    listed |= {K.train(n) for n in K.TRAIN} | {K.chrono(HOOK, n) for n in K.DRIFT + K.REDUNDANCY} | set(K.TIMING)
     logged = {k for k in keys if not k.startswith("data/")} - {"step"}  # the stream's statistics: test_stream
     listed = {k for k in listed if not k.startswith("data/")}
     optional = {K.mem(s, b, "exposures") + x for s in K.MEM_SCORES for b in K.EXPOSURE_BINS for x in ("", *K.CI)}

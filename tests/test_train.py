@@ -15,7 +15,7 @@ from chrono_membench.checkpoint import latest_good_checkpoint, list_checkpoints
 from chrono_membench.evaluation import lm_loss
 from chrono_membench.logging import read_metrics
 from chrono_membench.metric_keys import TIMING
-from chrono_membench.model import load_model
+from chrono_membench.model import hf_state_dict, load_model
 
 
 def test_grad_accumulation_equals_one_big_batch():
@@ -130,3 +130,16 @@ def test_non_finite_steps_are_skipped_then_stop(tmp_path, monkeypatch):
     assert max(skipped) == 9 and skipped[9] == 4  # steps 7, 8, 9 in a row > 2 → stop
     path, ckpt = latest_good_checkpoint(tmp_path / "r")
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
+
+
+def test_the_frozen_lm_arm_trains_the_saes_on_an_lm_that_never_changes(tmp_path):
+    cfg = tiny("train.max_steps=4", "checkpointing.checkpoint_every_n_steps=2", ablation="frozen_lm")
+    train_mod.train(cfg, tmp_path / "f", progress=False)
+    start = hf_state_dict(load_model(cfg.model, "cpu", seed=cfg.run.seed)[0])
+    end = latest_good_checkpoint(tmp_path / "f")[1]["model"]
+    assert start.keys() == end.keys() and all(torch.equal(start[k], end[k]) for k in start)
+    val = losses(tmp_path / "f", "val/loss")
+    assert len(val) == 2 and len(set(val.values())) == 1  # the same LM at every eval
+    mse = list(losses(tmp_path / "f", "sae/blocks.1.hook_resid_post/mse").values())
+    assert mse[-1] < mse[0]  # while its SAEs learn, and drift is measured against this floor
+    assert losses(tmp_path / "f", "chrono/blocks.1.hook_resid_post/hungarian_mcs")

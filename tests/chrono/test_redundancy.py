@@ -1,0 +1,40 @@
+import numpy as np
+import pytest
+import torch
+
+from chrono_membench.chrono.redundancy import cofiring_max_phi, decoder_redundancy
+
+
+def test_decoder_redundancy_counts_near_duplicate_pairs_as_brute_force_does():
+    g = torch.Generator().manual_seed(0)
+    rows = torch.randn(300, 64, generator=g)
+    rows[10] = rows[3] + 0.1 * torch.randn(64, generator=g)  # two near-duplicates of row 3
+    rows[20] = rows[3] + 0.1 * torch.randn(64, generator=g)
+    unit = rows / rows.norm(dim=-1, keepdim=True)
+    sims = (unit @ unit.T).numpy()
+    pairs = np.triu_indices(300, 1)
+    want = float((sims[pairs] > 0.8).mean())
+    assert want == pytest.approx(3 / (300 * 299 / 2))  # (3,10), (3,20), (10,20)
+    assert decoder_redundancy(unit, chunk=64) == pytest.approx(want)  # chunking changes nothing
+    assert decoder_redundancy(unit[:1]) != decoder_redundancy(unit[:1])  # one latent: no pair (nan)
+
+
+def test_cofiring_max_phi_matches_the_phi_coefficient_computed_densely():
+    g = torch.Generator().manual_seed(1)
+    n, f = 400, 50
+    fires = torch.rand(n, f, generator=g) < 0.1
+    fires[:, 7] = fires[:, 2]  # a partner that always fires with latent 2: phi = 1 for both
+    fires[:, 40] = False  # never fires: not counted
+    rows, cols = fires.nonzero(as_tuple=True)
+    x = fires.double().numpy()
+    phi = np.corrcoef(x.T)  # the phi coefficient is Pearson's r of two binary indicators
+    np.fill_diagonal(phi, -np.inf)
+    counts = x.sum(0)
+    ok = (counts >= 5) & (counts <= n - 5)
+    best = np.maximum(np.where(ok[None, :], phi, -np.inf).max(1), 0)
+    want = best[ok].mean()
+    assert cofiring_max_phi(rows, cols, n, f) == pytest.approx(want, rel=1e-9)
+    independent = torch.rand(n, f, generator=g) < 0.1
+    chance = cofiring_max_phi(*independent.nonzero(as_tuple=True), n, f)
+    paired = torch.cat([independent[:, :25], independent[:, :25]], dim=1)  # every latent has a twin
+    assert chance < 0.2 and cofiring_max_phi(*paired.nonzero(as_tuple=True), n, f) == pytest.approx(1.0)
