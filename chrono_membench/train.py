@@ -123,6 +123,7 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
     stream = prefetched(MixtureStream(cfg.data, tokenizer, split="train"), cfg.data.prefetch_rows)
     batches = Batches(stream, t.micro_batch, probes, canaries, d, plants)
     diversity_weight = cfg.chrono.diversity_weight if chrono else 0.0
+    frozen = t.lr == 0 and t.muon_lr == 0  # forwards only (train/grad_norm logs 0): the LM is the step-0 model
     if diversity_weight > 0:  # its rows come from inside the attention kernel: sdpa or eager (attention_rows.py)
         attention_rows.require(model.original_model)
 
@@ -222,6 +223,8 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
                 sync = micro == t.grad_accum - 1
                 with ExitStack() as forward:
                     forward.enter_context(autocast)
+                    if frozen:  # the frozen_lm arm: nothing would change the weights, so no graph is kept
+                        forward.enter_context(torch.no_grad())
                     forward.enter_context(distributed.no_sync(trained, d, sync))
                     if saes is not None:
                         forward.enter_context(saes.capture(model, batch["tokens"], batch["source_index"]))
@@ -235,8 +238,9 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
                     diversity = diversity_term(pattern_rows, queries, batch["source_index"])
                     objective = loss - diversity_weight * diversity
                     diversity_sum += diversity.item() / t.grad_accum
-                with distributed.no_sync(trained, d, sync):
-                    (objective / t.grad_accum).backward()
+                if not frozen:
+                    with distributed.no_sync(trained, d, sync):
+                        (objective / t.grad_accum).backward()
                 loss_sum += loss.detach()
             train_loss = d.mean((loss_sum / t.grad_accum).item())
             diversity_sum = d.mean(diversity_sum)
