@@ -37,7 +37,7 @@ ABLATIONS: dict[str, dict[str, float]] = {
 # What an SAE variant (sae.variants) may set: what the SAEs do with the activations the LM's forward captured (the
 # token mask and the hook points are the run's); "seed" is the variant's SAE initialisation and dropout-mask seed
 VARIANT_KEYS = ("sae.architecture", "sae.expansion", "sae.k", "sae.sparsity_coefficient", "sae.lr", "sae.dead_window",
-                "chrono.dropout_p_max", "chrono.alignment_weight", "seed")
+                "sae.batch_tokens", "chrono.dropout_p_max", "chrono.alignment_weight", "seed")
 VARIANT_NAME = re.compile(r"[A-Za-z0-9_.,=+-]+")
 
 
@@ -227,6 +227,9 @@ class SAEConfig(_Section):
     # l0_coefficient; unused by topk and batchtopk (k sets their sparsity). Until 2026-12-01: sae.l1_coefficient
     sparsity_coefficient: float = 5.0
     lr: float = _field(3e-4, ABOVE_ZERO)  # sae-lens's default; short runs (demo, tiny) need more
+    # tokens per SAE step (over all ranks): an LM step's captured activations are split into ⌈tokens / this⌉
+    # minibatches, one SAE step each, as sae-lens trains (its default batch: 4,096 tokens)
+    batch_tokens: int = _field(4096, POSITIVE)
     # tokens without firing before a latent counts as dead: 10M (Gao et al.); short presets scale it down
     dead_window: int = _field(10_000_000, POSITIVE)
     # tokens above this × the running median activation norm are masked (attention sinks); 0 turns it off

@@ -2,8 +2,8 @@
 
 The LM forward of every micro-step captures the hooked activations (detached: the SAEs never touch the LM's
 gradients, and there is no second LM forward; the bank itself runs no LM forward and writes no files).
-After the LM's optimiser step, each SAE takes one step on everything captured for that update, with its own
-Adam. The SAE architecture comes from saes/ (a table over sae-lens's registry: `topk`, `standard`, `jumprelu`,
+After the LM's optimiser step, each SAE trains on everything captured for that update, with its own Adam, in
+minibatches of sae.batch_tokens tokens (over all ranks; one SAE step each, as sae-lens trains). The SAE architecture comes from saes/ (a table over sae-lens's registry: `topk`, `standard`, `jumprelu`,
 `batchtopk`, and custom ones registered there); this module adds what "alongside" needs:
 - the token mask: position 0, BOS tokens and tokens whose norm exceeds `sae.outlier_norm_factor` × the running
   median norm (attention sinks) are left out of training, the norm estimate, dead-latent counts and metrics;
@@ -28,6 +28,7 @@ Adam. The SAE architecture comes from saes/ (a table over sae-lens's registry: `
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -277,11 +278,36 @@ class SAEBank:
         metrics: dict[str, float] = {K.DROPOUT_RATE: p} if with_metrics else {}
         if inputs is None:
             inputs = self._take_inputs(with_metrics, metrics)
-        losses, firing = {}, []
-        for hook in (h for h in self.hook_points if h in inputs):
-            x = inputs[hook]
-            if self.n_steps == 0:  # b_dec starts at the data mean (as sparsify does), not at 0: see _init_b_dec
+        live = {h: x for h, x in inputs.items() if h in self.hook_points}
+        if self.n_steps == 0:  # b_dec starts at the data mean (as sparsify does), not at 0: see _init_b_dec
+            for hook, x in live.items():
                 self._init_b_dec(hook, x)
+        n_batches = self._n_batches(live)
+        for b in range(n_batches):  # sae.batch_tokens per SAE step, as sae-lens trains: one LM step, many SAE steps
+            batch = {h: x.tensor_split(n_batches)[b] for h, x in live.items()}
+            metrics.update(self._update(lm_step, p, batch, with_metrics and b == 0))
+        metrics = d.mean_dict(metrics)
+        for name, variant in self.variants.items():
+            metrics.update({K.variant(name, k): v for k, v in variant.step(lm_step, with_metrics, inputs).items()})
+        return metrics
+
+    def _n_batches(self, inputs: dict[str, torch.Tensor]) -> int:
+        """SAE steps for this LM step's tokens: ⌈tokens over all ranks / sae.batch_tokens⌉ (the most at any hook),
+        the same on every rank, and never more than the fewest tokens any rank holds at a hook."""
+        if not inputs:
+            return 1
+        counts = self.dist.cat(torch.tensor([float(len(x)) for x in inputs.values()], device=self.dist.comm_device))
+        counts = counts.view(self.dist.world, len(inputs))
+        wanted = math.ceil(counts.sum(0).max().item() / self.cfg.batch_tokens)
+        return max(1, min(wanted, int(counts.min().item())))
+
+    def _update(self, lm_step: int, dropout: float, inputs: dict[str, torch.Tensor], with_metrics: bool
+                ) -> dict[str, float]:
+        """One optimiser step of every SAE on one minibatch of inputs (hook → [tokens, d_in]), temporal dropout at
+        rate `dropout`."""
+        d, metrics = self.dist, {}
+        losses, firing = {}, []
+        for hook, x in inputs.items():
             for member, sae in enumerate(self._members(hook)):
                 lat = self.latents[hook, member]
                 dead = lat.tokens_since_fired >= self.cfg.dead_window
@@ -289,7 +315,8 @@ class SAEBank:
                                             n_training_steps=self.n_steps, is_logging_step=with_metrics)
                 if with_metrics and member == 0:  # before the update, without dropout: the SAE as it is now
                     metrics.update(self._metrics(hook, sae, step_input, dead))
-                loss, _, acts, _, dropped_frac = training_forward(sae, step_input, p, self._dropout_generator(member))
+                loss, _, acts, _, dropped_frac = training_forward(sae, step_input, dropout,
+                                                                  self._dropout_generator(member))
                 align = torch.zeros((), device=self.device)
                 if lat.anchor is not None and self.chrono.alignment_weight > 0:
                     rescaled = getattr(sae.cfg, "rescale_acts_by_decoder_norm", False)  # what decode uses
@@ -321,9 +348,6 @@ class SAEBank:
         self.optimizer.zero_grad(set_to_none=True)
         self.n_steps += 1
         metrics.update(self._health(lm_step, finite, with_metrics))
-        metrics = d.mean_dict(metrics)
-        for name, variant in self.variants.items():
-            metrics.update({K.variant(name, k): v for k, v in variant.step(lm_step, with_metrics, inputs).items()})
         return metrics
 
     def _take_inputs(self, with_metrics: bool, metrics: dict) -> dict[str, torch.Tensor]:

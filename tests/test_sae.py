@@ -378,3 +378,21 @@ def test_the_sparsity_coefficient_reads_under_its_old_name(tmp_path):
     old.write_text("sae:\n  architecture: standard\n  l1_coefficient: 0.25\n")
     assert load_config(config_path=old).sae.sparsity_coefficient == 0.25
     assert load_config("tiny", overrides=["sae.l1_coefficient=0.5"]).sae.sparsity_coefficient == 0.5
+
+
+def test_an_lm_steps_tokens_are_split_into_sae_batches_of_batch_tokens():
+    """One LM step's 256 tokens at sae.batch_tokens=64 are 4 SAE steps: exactly 4 steps on the 4 quarters."""
+    torch.manual_seed(0)
+    first, x = torch.randn(64, 16) + 1.0, torch.randn(256, 16) + 1.0
+    split, whole = unit_bank(batch_tokens=64), unit_bank(batch_tokens=4096)
+    split.step(1, False, inputs={"h": first})  # one SAE step each: b_dec initialised alike
+    whole.step(1, False, inputs={"h": first})
+    split.step(2, False, inputs={"h": x})
+    for quarter in x.split(64):
+        whole.step(2, False, inputs={"h": quarter})
+    assert split.n_steps == whole.n_steps == 5
+    for key, value in whole.saes["h"].state_dict().items():
+        assert torch.equal(split.saes["h"].state_dict()[key], value), key
+    assert torch.equal(split.latents["h", 0].fire_count, whole.latents["h", 0].fire_count)
+    metrics = unit_bank(batch_tokens=64).step(1, True, inputs={"h": x})
+    assert metrics["sae/h/l0"] == 4.0 and "sae/h/fve" in metrics  # metrics: on the first minibatch, before its update

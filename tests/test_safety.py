@@ -3,6 +3,7 @@ recorded; under chrono the horizon (train.max_steps) may not change."""
 
 import json
 
+import pytest
 from helpers import cli
 
 from chrono_membench.logging import read_metrics
@@ -11,9 +12,17 @@ from chrono_membench.safety import config_changes
 ARGS = ["--preset", "tiny", "--no-progress", "train.max_steps=4", "checkpointing.checkpoint_every_n_steps=2"]
 
 
-def test_resume_refuses_a_different_experiment_and_records_safe_changes(tmp_path):
-    first = cli(*ARGS, f"run.out_dir={tmp_path}", "run.name=r")
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One finished chrono run (ARGS) that both resume tests try to continue."""
+    out = tmp_path_factory.mktemp("finished")
+    first = cli(*ARGS, f"run.out_dir={out}", "run.name=r")
     assert first.returncode == 0, first.stderr[-2000:]
+    return out / "r"
+
+
+def test_resume_refuses_a_different_experiment_and_records_safe_changes(finished):
+    tmp_path = finished.parent
     for override, key in (("data.seq_len=32", "data.seq_len"), ("sae.expansion=2", "sae.expansion"),
                           ("run.seed=7", "run.seed"), ("model.tiny_d_model=32", "model.tiny_d_model")):
         refused = cli("--resume", str(tmp_path / "r"), override)
@@ -27,10 +36,8 @@ def test_resume_refuses_a_different_experiment_and_records_safe_changes(tmp_path
     assert record["was"] == {"train.eval_every": 4, "train.log_every": 1}
 
 
-def test_chrono_runs_refuse_a_new_horizon_others_may_extend(tmp_path):
-    first = cli(*ARGS, f"run.out_dir={tmp_path}", "run.name=chrono")
-    assert first.returncode == 0, first.stderr[-2000:]
-    refused = cli("--resume", str(tmp_path / "chrono"), "train.max_steps=6")
+def test_chrono_runs_refuse_a_new_horizon_others_may_extend(tmp_path, finished):
+    refused = cli("--resume", str(finished), "train.max_steps=6")
     assert refused.returncode == 2 and "train.max_steps: 4 → 6" in refused.stderr
     assert "time buckets" in refused.stderr and "Traceback" not in refused.stderr
     plain = cli(*ARGS, "chrono.enabled=false", f"run.out_dir={tmp_path}", "run.name=plain")
