@@ -3,7 +3,8 @@
 The LM forward of every micro-step captures the hooked activations (detached: the SAEs never touch the LM's
 gradients, and there is no second LM forward; the bank itself runs no LM forward and writes no files).
 After the LM's optimiser step, each SAE trains on everything captured for that update, with its own Adam, in
-minibatches of sae.batch_tokens tokens (over all ranks; one SAE step each, as sae-lens trains). The SAE architecture comes from saes/ (a table over sae-lens's registry: `topk`, `standard`, `jumprelu`,
+minibatches of sae.batch_tokens tokens (over all ranks; one SAE step each, as sae-lens trains). The SAE
+architecture comes from saes/ (a table over sae-lens's registry: `topk`, `standard`, `jumprelu`,
 `batchtopk`, and custom ones registered there); this module adds what "alongside" needs:
 - the token mask: position 0, BOS tokens and tokens whose norm exceeds `sae.outlier_norm_factor` × the running
   median norm (attention sinks) are left out of training, the norm estimate, dead-latent counts and metrics;
