@@ -19,6 +19,7 @@ from chrono_membench import metric_keys as K
 from chrono_membench.chrono.attention import attention_entropy, head_js_diversity
 from chrono_membench.chrono.redundancy import cofiring_max_phi
 from chrono_membench.chrono.sae_metrics import ce_loss_recovered
+from chrono_membench.chrono.stability import activation_stability
 from chrono_membench.data.sources import PAD_SOURCE
 from chrono_membench.distributed import ALONE, Dist
 from chrono_membench.sae import SAEBank
@@ -88,6 +89,8 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
         ce_delta      CE_SAE − CE_clean (nats)                       l2_ratio      mean ‖x̂‖ / ‖x‖ (shrinkage)
         fve           1 − E‖x − x̂‖² / (E‖x‖² − ‖E x‖²)               l0            mean active latents per token
         cofiring_max_phi  per latent, its strongest firing correlation with another (chrono/redundancy.py)
+    and, from the second eval on, chrono/<hook>/activation_stability against the previous eval's activations on the
+    same tokens (chrono/stability.py; kept in the bank, so a resume continues it).
     The SAE is spliced in at the kept positions (masked ones keep their activation; zero-ablation zeroes every
     position, as sae-lens does); CE and KL count a position iff its input token is kept (sae-lens's ignore-token
     rule). → (metrics, {hook: firing frequency [d_sae] over the kept tokens}) for the density histogram. The bank's
@@ -102,6 +105,7 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
     sum_x = {ph: 0.0 for ph in each}
     fires = {ph: torch.zeros(banks[ph[0]].saes[ph[1]].cfg.d_sae, dtype=torch.float64) for ph in each}
     events = {ph: [] for ph in each}  # (token, latent) firing events, for the co-firing statistic
+    activations = {ph: [] for ph in each}  # (position, latent, value): activation stability against the last eval
     for start in range(0, rows, micro_batch):
         tokens, sources = val["tokens"][start:start + micro_batch], val["source_index"][start:start + micro_batch]
         base = saes.base_mask(tokens, sources)
@@ -144,6 +148,9 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
             token, latent = (latents != 0).nonzero(as_tuple=True)
             before = int(sums[prefix, hook][PANEL_SUMS.index("tokens")]) - len(x)  # this batch's first token
             events[prefix, hook].append(torch.stack([token + before, latent]).cpu())
+            position = keep.nonzero().squeeze(1)[token] + start * tokens.shape[1]  # in the panel's rows, fixed
+            activations[prefix, hook].append(torch.stack([position.float(), latent.float(), latents[token, latent]
+                                                          .float()]).cpu())
     metrics, density = {}, {}
     for (prefix, hook), s in sums.items():
         v = dict(zip(PANEL_SUMS, s.tolist()))
@@ -156,6 +163,11 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
                  "cofiring_max_phi": cofiring_max_phi(*torch.cat(events[prefix, hook], 1), int(v["tokens"]),
                                                       len(fires[prefix, hook]))}
         metrics.update({prefix + K.sae(hook, name): panel[name] for name in K.SAE_EVAL})
+        bank, now = banks[prefix], torch.cat(activations[prefix, hook], 1)
+        if hook in bank.panel_latents:  # the same tokens at the previous eval, through that eval's LM and SAE
+            metrics[prefix + K.chrono(hook, "activation_stability")] = activation_stability(
+                bank.panel_latents[hook], now, rows * val["tokens"].shape[1], len(fires[prefix, hook]))
+        bank.panel_latents[hook] = now
         if not prefix:  # the density histogram artifact: the leading bank's SAEs
             density[hook] = (fires[prefix, hook] / n).float()
     if with_val_loss:

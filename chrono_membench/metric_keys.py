@@ -26,6 +26,7 @@ SAE_EVAL = ("ce_recovered", "kl_div_score", "ce_delta", "l2_ratio", "eval_fve", 
 CHRONO_STEP = ("alignment_loss", "alignment_share", "dropped_frac")  # per hook, at the chrono cadence
 DRIFT = ("mmcs", "self_match_frac", "hungarian_mcs")  # per hook, at each checkpoint after the first
 REDUNDANCY = ("decoder_redundancy",)  # per hook, at each checkpoint: live-latent pairs with decoder cosine > 0.8
+STABILITY = ("activation_stability",)  # per hook, at each eval after the first: per-latent correlation with the last
 CROSS_SEED = ("cross_seed_mcs", "hungarian_mcs_seed_baseline")  # per hook, at each checkpoint, with sae.seed_baseline
 # per hook, at eval: observed, permutation null, excess = observed − null, the null's SD (the excess's resolution),
 # the permutation p (pooled kinds); the number of columns used
@@ -160,6 +161,7 @@ def eval_keys(hooks: list[str], buckets: list[str], canary_labels: list[str], so
               reference: bool = True) -> list[str]:
     """Keys of one eval once every probe column is filled (buckets: b0, b1, …; plus "unseen")."""
     keys = [val(n) for n in VAL] + ["time/eval_s"] + [sae(h, n) for h in hooks for n in SAE_EVAL]
+    keys += [chrono(h, n) for h in hooks for n in STABILITY]
     # with SAEs the panel's clean forwards give the validation loss (one process): its time is the panel's
     keys += [eval_time("sae_panel")] if hooks else [eval_time("val")]
     keys += [eval_time("canaries")] if canary_labels else []

@@ -153,6 +153,8 @@ class SAEBank:
         self._captured = {h: hooks.CaptureBuffer() for h in self.hook_points}  # this update's activations
         self.n_steps = 0
         self.variants: dict[str, SAEBank] = {}  # name → a bank fed this bank's inputs (sae.variants; for_model)
+        # hook → the last eval panel's latent activations, [3, nnz] (position, latent, value): activation stability
+        self.panel_latents: dict[str, torch.Tensor] = {}
 
     @classmethod
     def for_model(cls, cfg: Config, model, tokenizer, device: torch.device, d: Dist = ALONE) -> SAEBank:
@@ -513,6 +515,7 @@ class SAEBank:
             "n_steps": self.n_steps,
             "health": {"skipped": self.skipped, "skipped_in_a_row": self.skipped_in_a_row, "retired": self.retired},
             "variants": {name: variant.state_dict() for name, variant in self.variants.items()},
+            "panel_latents": self.panel_latents,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -529,6 +532,7 @@ class SAEBank:
         self.skipped_in_a_row = {h: health.get("skipped_in_a_row", {}).get(h, 0) for h in self.all_hooks}
         self.retired = dict(health.get("retired", {}))
         self.hook_points = [h for h in self.all_hooks if h not in self.retired]
+        self.panel_latents = dict(state.get("panel_latents", {}))  # absent before 2026-12-01 (second session)
         for name, variant in self.variants.items():
             variant.load_state_dict(state["variants"][name])
             variant.state = self.state  # shared again (the load replaced both dicts)
