@@ -111,8 +111,8 @@ def storage_plan(cfg: Config, d_model: int, n_layers: int, n_hooks: int) -> dict
         + n_eval * per_eval
     if cfg.sae.enabled and cfg.sae.variants:  # each variant: its SAEs' files and per-hook keys once more
         sae_keys = K.SAE_STEP + K.SAE_HEALTH + K.CHRONO_STEP
-        per_eval_keys = K.SAE_EVAL + K.STABILITY + ((K.PURITY + K.SELECTIVE + (K.MEM_LATENTS if cfg.chrono.reference_loss else ()))
-                                      if cfg.chrono.enabled else ())
+        chrono_keys = K.PURITY + K.SELECTIVE + (K.MEM_LATENTS if cfg.chrono.reference_loss else ())
+        per_eval_keys = K.SAE_EVAL + K.STABILITY + (chrono_keys if cfg.chrono.enabled else ())
         for name in cfg.sae.variants:
             v_sae = cfg.variant(name)[0]
             v_d_sae = v_sae.expansion * d_model
