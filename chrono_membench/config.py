@@ -272,6 +272,8 @@ class ChronoConfig(_Section):
     canary_controls: int = _field(8, POSITIVE)  # secrets never inserted (exposure's null)
     canary_length: int = _field(12, POSITIVE)  # random tokens per secret
     canary_candidates: int = _field(127, POSITIVE)  # random reference secrets the true one is ranked against
+    # resamples of the candidate set for the extrapolated exposure's 95 % interval (one skew-normal fit each)
+    canary_bootstrap: int = _field(200, POSITIVE, SAFE)
     canary_until: float = _field(0.5, UNIT)  # every count's last insertion is at this fraction of training
     plant_file: str = ""  # JSON lines of documents written into training rows at given steps (data/plants.py)
     enabled: bool = True  # attention diversity, probe set, purity, memorisation probes

@@ -177,7 +177,7 @@ def eval_keys(hooks: list[str], buckets: list[str], canary_labels: list[str], so
     scores = [s for s in MIA_SCORES if reference or s != "ref"]
     keys += [k for s in scores for b in buckets for k in with_ci(mia("auc", s, b)) + [mia("tpr1", s, b), mia("tpr0", s, b)]]
     keys += [k for b in buckets for s in (False, True) for k in with_ci(did(b, s))] if reference else []
-    keys += [canary(label, x) for label in canary_labels for x in (False, True)]
+    keys += [k for label in canary_labels for k in [canary(label), *with_ci(canary(label, True))]]
     keys += [order(stat, s, by, within) for s in ORDER_SCORES if reference or s != "ref" for by in ORDER_BY
              for within in (False, True) for stat in ("rho", "p")] + [ORDER_N]
     return keys + [chrono(h, n) for h in hooks for n in PURITY + SELECTIVE + (MEM_LATENTS if reference else ())]

@@ -17,7 +17,7 @@ import torch
 from chrono_membench import hooks
 from chrono_membench import metric_keys as K
 from chrono_membench.chrono.membench import (
-    exposure, extraction_scores, extrapolated_exposure, scored_token_losses, sequence_nll,
+    exposure, extraction_scores, extrapolated_exposure, extrapolated_interval, scored_token_losses, sequence_nll,
 )
 from chrono_membench.chrono.latent_auc import memorisation_latents
 from chrono_membench.chrono.order import order_correlation
@@ -157,7 +157,7 @@ def probe_metrics(model, reference, saes: SAEBank | None, probes: ProbeSet, seen
         metrics[K.eval_time(part)], clock[0] = time.perf_counter() - clock[0], time.perf_counter()
 
     if canaries:
-        metrics.update(canary_exposures(model, canaries, autocast, device))
+        metrics.update(canary_exposures(model, canaries, autocast, device, seed))
         timed("canaries")
     flat = [p for _, ps in probes.columns() for p in ps]
     if not flat:
@@ -370,17 +370,21 @@ def probe_activation_sums(model, saes: SAEBank, windows: torch.Tensor, autocast,
 
 
 @torch.no_grad()
-def canary_exposures(model, canaries: Canaries, autocast, device) -> dict[str, float]:
+def canary_exposures(model, canaries: Canaries, autocast, device, seed: int = 0) -> dict[str, float]:
     """Mean exposure per repetition cell (and of the never-inserted controls, the null), rank-based and
-    extrapolated. The candidates' NLLs are computed once and shared by every secret."""
+    extrapolated (with a 95 % bootstrap interval over the candidate set). The candidates' NLLs are computed once and
+    shared by every secret."""
     # canary sequences are short (prefix + secret): 64 per forward, where the per-call cost of the bridge dominates
     logits = logits_fn(model, autocast, CANARY_CHUNK)
     prefix = torch.tensor(canaries.prefix, device=device)
     nll = sequence_nll(logits, prefix, torch.cat([canaries.secrets, canaries.reference]).to(device), CANARY_CHUNK).cpu()
     secrets, others = nll[:len(canaries.secrets)], nll[len(canaries.secrets):]
+    extrapolated = extrapolated_exposure(secrets.double().numpy(), others)  # one fit, every secret
+    cells = {label: [i for i, c in enumerate(canaries.cells) if c == label] for label in canaries.labels()}
+    intervals = extrapolated_interval({label: secrets[cell].double().numpy() for label, cell in cells.items()},
+                                      others, canaries.bootstrap, seed)
     out = {}
-    for label in canaries.labels():
-        cell = [i for i, c in enumerate(canaries.cells) if c == label]
+    for label, cell in cells.items():
         out[K.canary(label)] = float(np.mean([exposure(secrets[i].item(), others) for i in cell]))
-        out[K.canary(label, True)] = float(np.mean([extrapolated_exposure(secrets[i].item(), others) for i in cell]))
+        out.update(_with_ci(K.canary(label, True), float(np.mean(extrapolated[cell])), intervals[label]))
     return out

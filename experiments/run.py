@@ -203,10 +203,11 @@ def headline(run_dir: Path) -> list[str]:
         said = R.from_permutation(p, R.correlation_mde(int(n)) / R.POWER_FACTOR, largest=1.0)
         lines.append(f"training order (Spearman ρ, reference score vs first-seen step, {int(n)} seen windows): "
                      f"{rho:+.3f}, p = {p:.2g} ({said})")
-    cells = [k.split("/")[-1] for k in f if k.startswith("mem/canary_exposure/") and not k.endswith("_extrap")]
-    if cells:
-        lines.append("canary exposure (bits; rank-based / extrapolated): " + ", ".join(
-            f"×{c}: {f[K.canary(c)]:.1f} / {f.get(K.canary(c, True), nan):.1f}" for c in cells))
+    cells = [k.split("/")[-1] for k in f if k.startswith("mem/canary_exposure/") and "_extrap" not in k]
+    if cells:  # the rank-based value cannot exceed log2(candidates + 1): the extrapolation says how far beyond
+        extrap = lambda c: "{:.1f} [{:.1f}, {:.1f}]".format(*(f.get(k, nan) for k in K.with_ci(K.canary(c, True))))  # noqa: E731
+        lines.append("canary exposure (bits; rank-based / extrapolated [95 % bootstrap over candidates]): " + ", ".join(
+            f"×{c}: {f[K.canary(c)]:.1f} / {extrap(c)}" for c in cells))
     return lines
 
 

@@ -75,8 +75,27 @@ def exposure(true_nll: float, other_nll: torch.Tensor) -> float:
     return math.log2(len(other_nll) + 1) - math.log2(rank)
 
 
-def extrapolated_exposure(true_nll: float, other_nll: torch.Tensor) -> float:
+def extrapolated_exposure(true_nll: float | np.ndarray, other_nll: torch.Tensor | np.ndarray):
     """Carlini et al.'s extrapolated exposure: fit a skew-normal to the candidates' NLLs and return
-    −log2 P(NLL ≤ true NLL) under it; unlike the rank-based exposure it is not capped at log2(#candidates)."""
+    −log2 P(NLL ≤ true NLL) under it; unlike the rank-based exposure it is not capped at log2(#candidates).
+    true_nll may be an array of secrets (one fit for all of them: it depends on the candidates only)."""
     shape, loc, scale = stats.skewnorm.fit(np.asarray(other_nll, dtype=np.float64))
-    return float(-stats.skewnorm.logcdf(true_nll, shape, loc, scale) / math.log(2))
+    bits = -stats.skewnorm.logcdf(np.asarray(true_nll, dtype=np.float64), shape, loc, scale) / math.log(2)
+    return float(bits) if np.ndim(bits) == 0 else bits
+
+
+def extrapolated_interval(true_nll: dict[str, np.ndarray], other_nll: torch.Tensor | np.ndarray, resamples: int = 200,
+                          seed: int = 0, level: float = 0.95) -> dict[str, tuple[float, float]]:
+    """Per group of secrets (e.g. a repetition cell): a percentile bootstrap interval of their mean extrapolated
+    exposure, resampling the candidate set — the estimate's only random part once the model is fixed (the
+    skew-normal fit's sampling error, dominant with ~100 candidates; coverage: benchmarks/canary_exposure.py). The
+    same resampled fits serve every group."""
+    others = np.asarray(other_nll, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = {label: [] for label in true_nll}
+    for _ in range(resamples):
+        fit = stats.skewnorm.fit(others[rng.integers(0, len(others), len(others))])
+        for label, nll in true_nll.items():
+            means[label].append(float(np.mean(-stats.skewnorm.logcdf(nll, *fit) / math.log(2))))
+    q = [(1 - level) / 2, (1 + level) / 2]
+    return {label: tuple(float(v) for v in np.quantile(m, q)) for label, m in means.items()}

@@ -9,7 +9,7 @@ import numpy as np
 from scipy import stats
 
 from chrono_membench.chrono.membench import (
-    exposure, extraction_scores, extrapolated_exposure, greedy_continuation, sequence_nll,
+    exposure, extraction_scores, extrapolated_exposure, extrapolated_interval, greedy_continuation, sequence_nll,
 )
 
 
@@ -77,6 +77,20 @@ def test_extrapolated_exposure_recovers_a_known_rank_beyond_the_candidate_count(
         assert extrapolated_exposure(true_nll, others) == pytest.approx(bits, abs=2)
     assert exposure(law.ppf(2.0 ** -16), others) == pytest.approx(math.log2(1001))  # capped
     assert extrapolated_exposure(law.median(), others) == pytest.approx(1.0, abs=0.2)  # the median: 1 bit
+
+
+def test_the_extrapolated_interval_holds_the_estimate_and_narrows_with_more_candidates():
+    law = stats.skewnorm(2.0, loc=100.0, scale=10.0)
+    secrets = {"far": np.array([law.ppf(2.0 ** -20)] * 2), "median": np.array([law.median()])}
+    widths = []
+    for n in (127, 2047):
+        others = law.rvs(size=n, random_state=np.random.default_rng(n))
+        point = extrapolated_exposure(secrets["far"], others)
+        got = extrapolated_interval(secrets, others, resamples=60, seed=0)
+        assert got["far"][0] <= point.mean() <= got["far"][1] and got["median"][0] < 1.0 < got["median"][1] + 0.3
+        widths.append(got["far"][1] - got["far"][0])
+    assert widths[1] < 0.5 * widths[0], widths  # the fit's sampling error: ~1/√n
+    assert extrapolated_interval(secrets, others, resamples=60, seed=0) == got  # reproducible from the seed
 
 
 def test_min_k_is_the_mean_log_prob_of_the_least_likely_20_percent():
