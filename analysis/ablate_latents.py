@@ -25,6 +25,7 @@ from chrono_membench.checkpoint import restore_for_analysis
 from chrono_membench.chrono.membench import extraction_scores
 from chrono_membench.hooks import file_name, flatten, unflatten
 from chrono_membench.probe_eval import generate_fn, logits_fn, top_decile_within
+from chrono_membench.run_dir import RunDir
 
 
 def splice(saes, hook_name: str, latents: torch.Tensor):
@@ -60,7 +61,7 @@ def main(argv=None) -> None:
     if r.saes is None:
         raise SystemExit(f"error: {args.run} trained no SAE")
     hook = args.hook or r.saes.hook_points[0]
-    tables = sorted(args.run.glob(f"artifacts/step_*/memorisation_latents_{file_name(hook)}.json"))
+    tables = [path for _, path in RunDir(args.run).artifact_steps("memorisation_latents", hook)]
     if not tables:
         raise SystemExit(f"error: {args.run} has no memorisation_latents_{file_name(hook)}.json (needs "
                          "chrono.reference_loss and an SAE; written at each eval)")

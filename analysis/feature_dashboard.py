@@ -31,6 +31,7 @@ from chrono_membench.config import config_from_dict
 from chrono_membench.data.sources import SOURCE_NAMES
 from chrono_membench.hooks import file_name
 from chrono_membench.model import load_tokenizer
+from chrono_membench.run_dir import RunDir
 
 BLOCK = 256
 PAGE = Path(__file__).with_name("feature_dashboard.html")  # the page's HTML and JS; data is filled in
@@ -39,21 +40,18 @@ CONTEXT_BEFORE = 12  # prefix tokens shown before the scored half
 
 def read_checkpoints(run: Path, hook: str) -> list[dict]:
     """Per checkpoint with latent records: step, records (tensors), columns, windows, unit decoder rows."""
-    out = []
-    for directory in sorted((run / "artifacts").glob("step_*")):
-        path = directory / f"latents_{file_name(hook)}.safetensors"
-        if not path.exists():
-            continue
+    out, run_dir = [], RunDir(run)
+    for step, path in run_dir.artifact_steps("latents", hook):
         with safe_open(str(path), "pt") as f:
             records = {k: f.get_tensor(k) for k in f.keys()}
             columns = json.loads(f.metadata()["columns"])
         decoder = None
-        features = directory / f"features_{file_name(hook)}.safetensors"
+        features = run_dir.artifact(step, "features", hook)
         if features.exists():
             with safe_open(str(features), "pt") as f:
                 decoder = f.get_tensor("decoder_unit").float()
-        out.append({"step": int(directory.name.split("_")[1]), "records": records, "columns": columns,
-                    "windows": json.loads((directory / "windows.json").read_text()), "decoder": decoder})
+        out.append({"step": step, "records": records, "columns": columns,
+                    "windows": json.loads(run_dir.artifact(step, "windows").read_text()), "decoder": decoder})
     return out
 
 
@@ -109,12 +107,11 @@ def latent_data(i: int, checkpoints: list[dict], tokens_text) -> list[dict]:
 def memorisation_link(run: Path, hook: str) -> tuple[int, dict[int, float]]:
     """(step, {latent: within-bucket AUROC}) from the last eval's memorisation-latent table (its top 20 latents by how
     well their prefix activation tells the top-decile memorised probe windows from the rest); (0, {}) if none."""
-    tables = sorted((run / "artifacts").glob(f"step_*/memorisation_latents_{file_name(hook)}.json"),
-                    key=lambda path: int(path.parent.name.split("_")[1]))
+    tables = RunDir(run).artifact_steps("memorisation_latents", hook)
     if not tables:
         return 0, {}
-    return (int(tables[-1].parent.name.split("_")[1]),
-            {int(i): auc for i, auc in json.loads(tables[-1].read_text())["latents"]})
+    step, path = tables[-1]
+    return step, {int(i): auc for i, auc in json.loads(path.read_text())["latents"]}
 
 
 def births_and_deaths(alive: torch.Tensor, steps: list[int], chosen: set[int]) -> list[dict]:
@@ -170,7 +167,7 @@ def main(argv=None) -> None:
     parser.add_argument("--latent", type=int, action="append", default=[], help="always include this latent")
     args = parser.parse_args(argv)
     hooks = args.hook or sorted({safe_open(str(p), "pt").metadata()["hook"]
-                                 for p in (args.run / "artifacts").glob("step_*/latents_*.safetensors")})
+                                 for _, p in RunDir(args.run).artifact_steps("latents")})
     if not hooks:
         raise SystemExit(f"error: {args.run} has no latent records (artifacts/step_*/latents_*.safetensors)")
     for hook in hooks:

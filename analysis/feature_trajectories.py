@@ -15,16 +15,15 @@ from common import parse_args, save_figure, write_json
 
 from chrono_membench import metric_keys as K
 from chrono_membench.hooks import file_name
+from chrono_membench.run_dir import RunDir
 
 
 def decoder_history(run) -> dict[str, list[tuple[int, torch.Tensor]]]:
     """hook name → [(step, unit decoder rows [F, D])] over the run's feature artifacts."""
     history: dict[str, list] = {}
-    for step_dir in run.artifact_steps():
-        step = int(step_dir.name.split("_")[1])
-        for path in sorted(step_dir.glob("features_*.safetensors")):
-            with safe_open(path, "pt") as f:
-                history.setdefault(f.metadata()["hook"], []).append((step, f.get_tensor("decoder_unit").float()))
+    for step, path in RunDir(run.directory).artifact_steps("features") if run.directory else []:
+        with safe_open(path, "pt") as f:
+            history.setdefault(f.metadata()["hook"], []).append((step, f.get_tensor("decoder_unit").float()))
     return history
 
 

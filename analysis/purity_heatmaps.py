@@ -18,6 +18,7 @@ from common import parse_args, save_figure
 
 from chrono_membench import metric_keys as K
 from chrono_membench.hooks import file_name
+from chrono_membench.run_dir import RunDir
 
 KINDS = ("temporal", "source", "temporal_stratified")
 
@@ -38,16 +39,16 @@ def main() -> None:
         p.add_argument("--max-latents", type=int, default=400)
     args = parse_args(__doc__, extra)
     for run in args.loaded:
-        steps = [d for d in run.artifact_steps() if list(d.glob("purity_*.safetensors"))]
-        chosen = [d for d in steps if args.step is None or int(d.name.split("_")[1]) == args.step]
-        if not chosen:
+        found = RunDir(run.directory).artifact_steps("purity") if run.directory else []
+        steps = sorted({s for s, _ in found if args.step is None or s == args.step})
+        if not steps:
             print(f"{run.name}: no purity matrices" + (f" at step {args.step}" if args.step is not None else ""))
             continue
-        for path in sorted(chosen[-1].glob("purity_*.safetensors")):
+        for path in (p for s, p in found if s == steps[-1]):
             with safe_open(path, "pt") as f:
                 meta, temporal = f.metadata(), f.get_tensor("temporal").float()
                 source = f.get_tensor("source").float() if "source" in f.keys() else None
-            hook, step = meta["hook"], int(chosen[-1].name.split("_")[1])
+            hook, step = meta["hook"], steps[-1]
             titles = ["temporal purity P[i, bucket]", "source purity S[i, source]"]
             fig = make_subplots(rows=1, cols=2, subplot_titles=titles)
             for col, (matrix, names) in enumerate(((temporal, json.loads(meta["temporal_columns"])),

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from common import parse_args
+from chrono_membench.run_dir import RunDir
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ["training_curves", "feature_trajectories", "purity_heatmaps", "memorisation"]
@@ -40,7 +41,7 @@ def main() -> None:
         sections.append((script, [p.relative_to(args.out) for p in made]))
     # the feature dashboards: one page per run with latent records and SAE (in its own folder, with its data)
     dashboards = []
-    for run in (r for r in args.loaded if r.directory is not None and any(r.directory.glob("artifacts/step_*/latents_*"))):
+    for run in (r for r in args.loaded if r.directory is not None and RunDir(r.directory).artifact_steps("latents")):
         proc = subprocess.run([sys.executable, str(HERE / "feature_dashboard.py"), str(run.directory), "--out",
                                str(args.out / f"dashboards_{run.name}")], capture_output=True, text=True)
         sys.stderr.write(proc.stderr)

@@ -1,4 +1,5 @@
-"""What a run writes besides checkpoints and metrics, each file through run_dir.atomic_write:
+"""What a run writes besides checkpoints and metrics, each file through run_dir.atomic_write, at the path
+RunDir.artifact names (run_dir.ARTIFACTS: the one table of file names, which the analysis scripts read too):
 
     artifacts/step_N/variant_<name>/               the same sae_<hook>/ and features_<hook> of SAE variant <name>
     artifacts/step_N/sae_<hook>/                   sae-lens inference SAE (activation scaling folded in, so it
@@ -36,21 +37,20 @@ def write_sae_artifacts(run_dir: RunDir, step: int, saes, save_sae: bool, save_f
     go to artifacts/step_N/variant_<name>/ (the same names)."""
     if rank != 0:
         return []
-    directory, previous, written = run_dir.artifacts(step), run_dir.latest_checkpoint_path(), []
+    previous, written = run_dir.latest_checkpoint_path(), []
     for name, bank in ({} if variant else saes.variants).items():
         written += write_sae_artifacts(run_dir, step, bank, save_sae, save_features, rank, variant=name)
-    if variant:
-        directory = directory / f"variant_{variant}"
     tag = f"variant-{variant}-" if variant else ""  # wandb artifact names
     for hook in saes.hook_points:
         name = file_name(hook)
         if save_sae:
-            with atomic_write(directory / f"sae_{name}", reference=previous) as tmp:
+            path = run_dir.artifact(step, "sae", hook, variant)
+            with atomic_write(path, reference=previous) as tmp:
                 saes.inference_sae(hook).save_inference_model(tmp)
-            written.append((directory / f"sae_{name}", f"{tag}sae-{name}", "sae"))
+            written.append((path, f"{tag}sae-{name}", "sae"))
         if save_features:
             stats = saes.feature_stats(hook)
-            path = directory / f"features_{name}.safetensors"
+            path = run_dir.artifact(step, "features", hook, variant)
             tensors = {k: stats[k].half().cpu().contiguous() for k in ("decoder_unit", "firing_frequency",
                                                                          "mean_activation")}
             with atomic_write(path, reference=previous) as tmp:
@@ -64,9 +64,9 @@ def write_purity(run_dir: RunDir, step: int, matrices: dict, density: dict | Non
     the eval panel's tokens, and the histogram of its log10), by rank 0. A full disk raises RunWriteError."""
     if rank != 0:
         return []
-    directory, previous, written = run_dir.artifacts(step), run_dir.latest_checkpoint_path(), []
+    previous, written = run_dir.latest_checkpoint_path(), []
     for hook, frequency in (density or {}).items():
-        path = directory / f"density_{file_name(hook)}.safetensors"
+        path = run_dir.artifact(step, "density", hook)
         log10 = frequency.clamp(min=1e-10).log10()  # never-firing latents land in the lowest bin (−10)
         counts = torch.histc(log10, bins=DENSITY_BINS, min=-10, max=0)
         with atomic_write(path, reference=previous) as tmp:
@@ -75,16 +75,16 @@ def write_purity(run_dir: RunDir, step: int, matrices: dict, density: dict | Non
         written.append((path, f"density-{file_name(hook)}", "density"))
     for hook, m in matrices.items():
         if "memorisation_latents" in m:  # [(latent, within-bucket AUROC)], best first
-            path = directory / f"memorisation_latents_{file_name(hook)}.json"
+            path = run_dir.artifact(step, "memorisation_latents", hook)
             run_dir.write_text(path, json.dumps({"hook": hook, "latents": m["memorisation_latents"]}))
             written.append((path, f"memorisation-latents-{file_name(hook)}", "memorisation_latents"))
         if "selective_latents" in m:  # {"time" | "source": [{latent, q}]}: the FDR-selected latents
-            path = directory / f"selective_latents_{file_name(hook)}.json"
+            path = run_dir.artifact(step, "selective_latents", hook)
             run_dir.write_text(path, json.dumps({"hook": hook, **m["selective_latents"]}))
             written.append((path, f"selective-latents-{file_name(hook)}", "selective_latents"))
         if "temporal" not in m:
             continue
-        path = directory / f"purity_{file_name(hook)}.safetensors"
+        path = run_dir.artifact(step, "purity", hook)
         tensors = {k: m[k] for k in ("temporal", "source") if k in m}
         with atomic_write(path, reference=previous) as tmp:
             save_file({k: v.half().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
@@ -109,10 +109,10 @@ def write_latent_records(run_dir: RunDir, step: int, records: dict, windows: lis
     """latents_<hook>.safetensors per SAE and the windows they index (windows.json), by rank 0."""
     if rank != 0 or not records:
         return []
-    directory, previous, written = run_dir.artifacts(step), run_dir.latest_checkpoint_path(), []
-    run_dir.write_text(directory / "windows.json", json.dumps(windows))
+    previous, written = run_dir.latest_checkpoint_path(), []
+    run_dir.write_text(run_dir.artifact(step, "windows"), json.dumps(windows))
     for hook, r in records.items():
-        path = directory / f"latents_{file_name(hook)}.safetensors"
+        path = run_dir.artifact(step, "latents", hook)
         tensors = {k: v.cpu().contiguous() for k, v in r.items() if isinstance(v, torch.Tensor)}
         with atomic_write(path, reference=previous) as tmp:
             save_file(tensors, str(tmp), metadata={"hook": hook, "columns": json.dumps(r["columns"])})

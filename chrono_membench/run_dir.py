@@ -119,6 +119,20 @@ def atomic_write(final: Path, reference: Path | None = None, shared_cache: bool 
         raise write_error(final, cause, reference, need) from None
 
 
+# Every artifact's file name per checkpoint (artifacts.py writes them, analysis/ reads them; {} = the hook point
+# as a file-name part, hooks.file_name)
+ARTIFACTS = {
+    "sae": "sae_{}",  # sae-lens inference SAE (a directory)
+    "features": "features_{}.safetensors",
+    "purity": "purity_{}.safetensors",
+    "density": "density_{}.safetensors",
+    "latents": "latents_{}.safetensors",
+    "windows": "windows.json",
+    "memorisation_latents": "memorisation_latents_{}.json",
+    "selective_latents": "selective_latents_{}.json",
+}
+
+
 class RunDir:
     """The paths of one run. It creates nothing on its own: writers create what they write."""
 
@@ -146,6 +160,19 @@ class RunDir:
 
     def artifacts(self, step: int) -> Path:
         return self.artifacts_root / f"step_{step:08d}"
+
+    def artifact(self, step: int, kind: str, hook: str = "", variant: str = "") -> Path:
+        """The file (or directory) of one artifact: kind one of ARTIFACTS, for a hook point (not for windows),
+        of an SAE variant's SAEs (sae, features) under variant_<name>/."""
+        directory = self.artifacts(step) / (f"variant_{variant}" if variant else "")
+        return directory / ARTIFACTS[kind].format(hook.replace(".", "_"))  # hooks.file_name, without torch
+
+    def artifact_steps(self, kind: str, hook: str = "*", variant: str = "") -> list[tuple[int, Path]]:
+        """[(step, path)] of every checkpoint's artifact of this kind (hook "*": any hook), oldest first."""
+        pattern = str(self.artifact(0, kind, hook, variant).relative_to(self.artifacts(0)))
+        found = sorted(self.artifacts_root.glob(f"step_*/{pattern}")) if self.artifacts_root.exists() else []
+        step_of = lambda path: int(next(p for p in path.parts if p.startswith("step_"))[5:])  # noqa: E731
+        return [(step_of(path), path) for path in found]
 
     def list_checkpoints(self) -> list[Path]:
         """Complete checkpoint directories, oldest first (temporary ones are never listed)."""

@@ -59,3 +59,22 @@ def test_run_dir_paths_and_latest_run(tmp_path):
     (tmp_path / "never_trained").mkdir()
     (tmp_path / "never_trained" / "config.yaml").write_text("run: {}\n")
     assert latest_run(tmp_path).root == run.root
+
+
+def test_one_table_names_every_artifact_and_finds_them_by_step(tmp_path):
+    from chrono_membench.run_dir import RunDir
+
+    run = RunDir(tmp_path)
+    assert run.artifact(10, "features", "blocks.6.hook_resid_post") == \
+        tmp_path / "artifacts" / "step_00000010" / "features_blocks_6_hook_resid_post.safetensors"
+    assert run.artifact(10, "sae", "blocks.6.hook_resid_post", variant="k16") == \
+        tmp_path / "artifacts" / "step_00000010" / "variant_k16" / "sae_blocks_6_hook_resid_post"
+    for step in (20, 10):
+        for hook in ("blocks.1.hook_resid_post", "blocks.2.hook_resid_post"):
+            path = run.artifact(step, "purity", hook)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("")
+    assert [s for s, _ in run.artifact_steps("purity")] == [10, 10, 20, 20]
+    assert run.artifact_steps("purity", "blocks.2.hook_resid_post") == [
+        (s, run.artifact(s, "purity", "blocks.2.hook_resid_post")) for s in (10, 20)]
+    assert run.artifact_steps("latents") == [] and RunDir(tmp_path / "none").artifact_steps("purity") == []
