@@ -272,8 +272,9 @@ class SAEBank:
     # ---- one SAE step after each LM update
     def step(self, lm_step: int, with_metrics: bool, inputs: dict[str, torch.Tensor] | None = None
              ) -> dict[str, float]:
-        """Train every SAE one step on the activations captured since the last call (a variant: on `inputs`, the
-        ones its leading bank prepared); return metrics if asked, the variants' under variant/<name>/.
+        """Train every SAE on the activations captured since the last call (a variant: on `inputs`, the ones its
+        leading bank prepared), in ⌈tokens / sae.batch_tokens⌉ SAE steps; return metrics if asked (on the first
+        minibatch, before its update), the variants' under variant/<name>/.
         Under torchrun each rank holds its own tokens' activations: the norm and median estimates, the firing
         statistics and the gradients are reduced over ranks (the SAEs stay identical), the metrics averaged."""
         d = self.dist
