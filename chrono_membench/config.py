@@ -32,6 +32,7 @@ ABLATIONS: dict[str, dict[str, float]] = {
     # the same data, SAEs and evals on an LM that never changes: what every drift or time metric reads by itself
     "frozen_lm": {"train.lr": 0.0, "train.muon_lr": 0.0},
 }
+SUITE = ("full", "no_dropout", "no_alignment", "no_diversity", "frozen_lm")  # experiments/suite.py's default arms
 
 
 # What an SAE variant (sae.variants) may set: what the SAEs do with the activations the LM's forward captured (the

@@ -17,10 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 
-from chrono_membench.config import ConfigError, ModelConfig, load_config
+from chrono_membench.config import ABLATIONS, SUITE, ConfigError, ModelConfig, load_config, sae_only
 from chrono_membench.data import SOURCES, DataSourceError, SourceRecords
 from chrono_membench.plan import (
     GB, WANDB_FREE_TIER_GB, chinchilla_tokens, count_parameters, entries_for_time_budget, epochs_per_source,
@@ -77,6 +78,11 @@ def build_plan(cfg, hours: float, tokens_per_s: float | None, max_docs: int, ran
     n_hooks = max(1, len(cfg.sae.hook_points))
     storage = storage_plan(cfg, d_model, n_layers, n_hooks)
     run_bytes = sum(v["bytes"] for v in storage.values())
+    # one seed of experiments/suite.py: the full run with the SAE-only arms as variants, and its other LM runs
+    variants = {a: ABLATIONS[a] for a in SUITE[1:] if sae_only(a)}
+    with_variants = replace(cfg, sae=replace(cfg.sae, variants=variants))
+    suite_bytes = sum(v["bytes"] for v in storage_plan(with_variants, d_model, n_layers, n_hooks).values()) \
+        + (len(SUITE) - 1 - len(variants)) * run_bytes
     return {
         "preset": cfg.run.preset,
         "ranks": ranks,
@@ -96,8 +102,8 @@ def build_plan(cfg, hours: float, tokens_per_s: float | None, max_docs: int, ran
                         "entries_needed": {s: entries_for_time_budget(m.entries_per_gb, m.tokens_per_gb,
                                                                       tokens_per_s * cfg.data.mixture[s], seconds)
                                            for s, m in sources.items()}},
-        "storage": {"items": storage, "per_run_gb": run_bytes / GB, "per_suite_gb": 4 * run_bytes / GB,
-                    "free_tier_gb": WANDB_FREE_TIER_GB, "suite_fits_free_tier": 4 * run_bytes / GB <= WANDB_FREE_TIER_GB},
+        "storage": {"items": storage, "per_run_gb": run_bytes / GB, "per_suite_gb": suite_bytes / GB,
+                    "free_tier_gb": WANDB_FREE_TIER_GB, "suite_fits_free_tier": suite_bytes / GB <= WANDB_FREE_TIER_GB},
     }
 
 
@@ -124,7 +130,7 @@ def print_plan(p: dict) -> None:
     for name, v in st["items"].items():
         print(f"  {name:<10}{v['count']:>10,} × {v['bytes_each'] / 1e6:>10.3f} MB = {v['bytes'] / GB:>9.3f} GB")
     verdict = "fits" if st["suite_fits_free_tier"] else "does NOT fit"
-    print(f"  per run {st['per_run_gb']:.2f} GB; per 4-run ablation suite {st['per_suite_gb']:.2f} GB: "
+    print(f"  per run {st['per_run_gb']:.2f} GB; per seed of the ablation suite {st['per_suite_gb']:.2f} GB: "
           f"{verdict} the {st['free_tier_gb']:.0f} GB free tier")
 
 

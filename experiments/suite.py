@@ -35,15 +35,14 @@ import time
 from pathlib import Path
 
 from chrono_membench.comparison import seed_overrides, seed_table
-from chrono_membench.config import ABLATIONS, ConfigError, load_config, parse_override, sae_only
+from chrono_membench.config import ABLATIONS, SUITE, ConfigError, load_config, parse_override, sae_only
 
-SUITE = ["full", "no_dropout", "no_alignment", "no_diversity", "frozen_lm"]
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="demo")
-    parser.add_argument("--ablations", nargs="+", default=SUITE)
+    parser.add_argument("--ablations", nargs="+", default=list(SUITE))
     parser.add_argument("--seeds", type=int, default=1, help="seeds per arm (3 or more for intervals)")
     parser.add_argument("--group", help="the suite's name; an existing suite's name continues it")
     parser.add_argument("--separate", action="store_true",

@@ -73,7 +73,10 @@ def test_plan_command_prints_seed_numbers():
     assert plan["run"]["tokens_consumed"] == 327_680_000
     assert plan["model"]["chinchilla_tokens"] == 20 * plan["model"]["parameters"]
     assert all(s["extrapolated"] for s in plan["data"]["sources"].values())
-    assert plan["storage"]["per_suite_gb"] == pytest.approx(4 * plan["storage"]["per_run_gb"])
+    # a suite seed: full (+ no_dropout and no_alignment as SAE variants: their SAE files once more), no_diversity,
+    # frozen_lm
+    sae_files = sum(v["bytes"] for k, v in plan["storage"]["items"].items() if k in ("features", "sae_state")) / 1e9
+    assert plan["storage"]["per_suite_gb"] == pytest.approx(3 * plan["storage"]["per_run_gb"] + 2 * sae_files, rel=0.01)
     proc = subprocess.run([sys.executable, "experiments/plan.py", "--preset", "gemma-2b", "--json", "--max-docs", "20",
                            "--ranks", "4", "--tokens-per-s", "1000"], cwd=ROOT, capture_output=True, text=True)
     on_four = json.loads(proc.stdout)  # a torchrun job of 4: 4 × the global batch, throughput assumed linear
