@@ -15,6 +15,7 @@ from pathlib import Path
 
 from common import parse_args
 from chrono_membench.run_dir import RunDir
+from chrono_membench.summary import headline
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ["training_curves", "feature_trajectories", "purity_heatmaps", "memorisation"]
@@ -55,10 +56,14 @@ def main() -> None:
            or "<li>nothing to show</li>")
         + "</ul>" for script, made in sections)
     runs = ", ".join(html.escape(r.name) for r in args.loaded)
+    # each run's closing summary, with beside every time-claim what the run could have seen (chrono/resolution.py)
+    summaries = "".join(f"<h2>{html.escape(r.name)}: results at the last eval</h2><pre>"
+                        + html.escape("\n".join(headline(r.directory))) + "</pre>"
+                        for r in args.loaded if r.directory is not None)
     (args.out / "index.html").write_text(
         f"<!doctype html><html><head><meta charset='utf-8'><title>chrono-membench report</title></head>"
         f"<body style='font-family:sans-serif;max-width:900px;margin:2em auto'><h1>chrono-membench report</h1>"
-        f"<p>Runs: {runs}</p>{items}</body></html>")
+        f"<p>Runs: {runs}</p>{summaries}{items}</body></html>")
     print(args.out / "index.html")
 
 

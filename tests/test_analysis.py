@@ -94,6 +94,9 @@ def test_compare_ablations_and_report(runs, tmp_path):
     assert len(linked) >= 9 and all(f'href="{name}"' in index for name in linked)
     dashboards = sorted(p.relative_to(report).as_posix() for p in report.glob("dashboards_*/dashboard_*/index.html"))
     assert len(dashboards) == 2 and all(f'href="{d}"' in index for d in dashboards)  # one per run, linked
+    for run in ("full", "no_alignment"):  # each run's closing summary, with what it could have seen
+        assert f"{run}: results at the last eval" in index
+    assert "MIA AUROC(ref)" in index and ("detected" in index or "undecided at this size" in index)
 
 
 def test_wandb_workspace_is_built_offline_from_the_runs_keys(runs, tmp_path, monkeypatch):

@@ -1,0 +1,82 @@
+"""The closing summary of a run (experiments/run.py prints it; analysis/report.py puts it on the report's front
+page): its results at the last eval, and beside each time-claim what the run could have seen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from chrono_membench import metric_keys as K
+from chrono_membench.chrono import resolution as R
+from chrono_membench.config import read_yaml
+from chrono_membench.logging import final_values, split_run
+
+
+def headline(run_dir: str | Path) -> list[str]:
+    """The run's chrono results at its last eval: SAE quality, memorisation and membership per bucket, canary
+    exposure, purity over its null, the training-order test; beside each time-claim, what this run could have
+    seen (chrono/resolution.py). Intervals are 95 %; what each number means is in docs/metrics.md."""
+    f, lines = final_values(run_dir), []
+    nan = float("nan")
+
+    def ci(key: str, fmt: str = ".2f") -> str:
+        if key not in f:
+            return "-"
+        lo, hi = f.get(key + K.CI[0], nan), f.get(key + K.CI[1], nan)
+        return f"{f[key]:{fmt}}" + (f" [{lo:{fmt}}, {hi:{fmt}}]" if lo == lo else "")
+
+    def verdict(key: str, null: float = 0.0, largest: float | None = None) -> str:
+        return f" ({R.from_interval(f.get(key + K.CI[0], nan), f.get(key + K.CI[1], nan), null, largest)})" \
+            if key in f else ""
+
+    for hook in sorted({K.hook_of(k) for k in f} - {None}):
+        if K.sae(hook, "eval_fve") in f:
+            lines.append(f"SAE {hook}: FVE {f[K.sae(hook, 'eval_fve')]:.3f}, CE recovered "
+                         f"{f[K.sae(hook, 'ce_recovered')]:.3f}, L0 {f[K.sae(hook, 'eval_l0')]:.0f}, dead "
+                         f"{f.get(K.sae(hook, 'dead_frac'), nan):.2f}, activation stability since the last eval "
+                         f"{f.get(K.chrono(hook, 'activation_stability'), nan):.3f}")
+        if K.chrono(hook, "temporal_purity_excess") in f:
+            parts = []
+            for kind in ("temporal", "temporal_stratified", "source"):
+                excess = f.get(K.chrono(hook, kind + "_purity_excess"), nan)
+                sd, p = f.get(K.chrono(hook, kind + "_purity_null_sd"), nan), f.get(K.chrono(hook, kind + "_purity_p"))
+                said = (R.from_permutation(p, sd) if p is not None  # stratified: its null's SD, no p
+                        else R.from_interval(excess - R.Z * sd, excess + R.Z * sd))
+                parts.append(f"{kind} {excess:+.4f} ({said})")
+            lines.append("  purity − permutation null: " + "; ".join(parts))
+        tested = {kind: f.get(K.chrono(hook, f"selective_{kind}_tested")) for kind in ("time", "source")}
+        if any(tested.values()):
+            q = read_yaml(split_run(run_dir)[0] / "config.yaml").get("chrono", {}).get("fdr_q", 0.05)
+            lines.append(f"  latents selective at FDR q = {q} (Kruskal–Wallis per latent, Benjamini–Hochberg): " + ", ".join(
+                f"{kind} {f[K.chrono(hook, f'selective_{kind}_count')]:.0f} of {n:.0f} tested"
+                for kind, n in tested.items() if n))
+    buckets = sorted({k.split("/")[-1] for k in f if k.startswith("mem/loss/") and not k.endswith(K.CI)},
+                     key=lambda b: (b == "unseen", b))
+    if buckets:
+        lines.append("memorisation (probe windows in their training context; 95 % intervals):")
+        for b in buckets:
+            lines.append(f"  {b:>7}: loss {ci(K.mem('loss', b))}  exact {ci(K.mem('exact_match', b))}")
+            if b != "unseen":
+                lines.append(f"           MIA AUROC(ref) {ci(K.mia('auc', 'ref', b))}"
+                             f"{verdict(K.mia('auc', 'ref', b), 0.5, 0.5)}")
+                lines.append(f"           DiD within sources {ci(K.did(b, True), '+.3f')}{verdict(K.did(b, True))}")
+        if K.MEM_LOSS_GAP in f:
+            lines.append(f"  unseen − seen loss gap {f[K.MEM_LOSS_GAP]:+.3f} nats")
+    rho, p, n = f.get(K.order("rho", "ref")), f.get(K.order("p", "ref")), f.get(K.ORDER_N)
+    if rho is not None and n:
+        said = R.from_permutation(p, R.correlation_mde(int(n)) / R.POWER_FACTOR, largest=1.0)
+        lines.append(f"training order (Spearman ρ, reference score vs first-seen step, {int(n)} seen windows): "
+                     f"{rho:+.3f}, p = {p:.2g} ({said})")
+    variants = sorted({k.split("/")[1] for k in f if k.startswith("variant/")})
+    for name in variants:  # the SAE variants trained on this run's activations (docs/configuration.md)
+        v = final_values(f"{split_run(run_dir)[0]}#{name}")
+        lines.append(f"  variant {name}: " + "; ".join(
+            f"{hook} FVE {v.get(K.sae(hook, 'eval_fve'), nan):.3f}, "
+            f"CE recovered {v.get(K.sae(hook, 'ce_recovered'), nan):.3f}, "
+            f"activation stability {v.get(K.chrono(hook, 'activation_stability'), nan):.3f}"
+            for hook in sorted({K.hook_of(k) for k in v} - {None})))
+    cells = [k.split("/")[-1] for k in f if k.startswith("mem/canary_exposure/") and "_extrap" not in k]
+    if cells:  # the rank-based value cannot exceed log2(candidates + 1): the extrapolation says how far beyond
+        extrap = lambda c: "{:.1f} [{:.1f}, {:.1f}]".format(*(f.get(k, nan) for k in K.with_ci(K.canary(c, True))))  # noqa: E731
+        lines.append("canary exposure (bits; rank-based / extrapolated [95 % bootstrap over candidates]): " + ", ".join(
+            f"×{c}: {f[K.canary(c)]:.1f} / {extrap(c)}" for c in cells))
+    return lines
