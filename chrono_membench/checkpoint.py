@@ -77,7 +77,7 @@ def save(run_dir: RunDir, state: TrainState, model, optimizers, saes, batches, d
     if saes is not None:
         payload["saes"] = saes.state_dict()
     if d.main:
-        write(run_dir, state.step, payload, keep_last)
+        write(run_dir, state.step, payload, keep_last, world_size=d.world)
     d.barrier()  # no rank runs ahead of a checkpoint that may still fail (exit 5 on rank 0 stops the job)
     return run_dir.checkpoint(state.step)
 
@@ -117,8 +117,9 @@ def _nbytes(obj) -> int:
     return 0
 
 
-def write(run_dir: RunDir, step: int, payload: dict[str, object], keep_last: int) -> Path:
-    """payload: name → picklable object (state dicts); one `<name>.pt` file each, a manifest, then renamed."""
+def write(run_dir: RunDir, step: int, payload: dict[str, object], keep_last: int, world_size: int = 1) -> Path:
+    """payload: name → picklable object (state dicts); one `<name>.pt` file each, a manifest (with the world size,
+    which --resume checks before the heavy imports: manifest_world_size), then renamed."""
     previous = run_dir.latest_checkpoint_path()
     with atomic_write(run_dir.checkpoint(step), reference=previous, need=_nbytes(payload)) as tmp:
         tmp.mkdir()
@@ -128,7 +129,7 @@ def write(run_dir: RunDir, step: int, payload: dict[str, object], keep_last: int
             with open(path, "wb") as f:
                 torch.save(obj, f)
             files[path.name] = _sha256(path)
-        (tmp / MANIFEST).write_text(json.dumps({"step": step, "files": files}, indent=1))
+        (tmp / MANIFEST).write_text(json.dumps({"step": step, "world_size": world_size, "files": files}, indent=1))
     for old in run_dir.list_checkpoints()[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
     return run_dir.checkpoint(step)

@@ -189,6 +189,19 @@ class RunDir:
             tmp.write_text(text)
 
 
+def check_world_size(run_dir: RunDir, world: int) -> None:
+    """--resume under another number of processes than the latest checkpoint was written by: refused (ConfigError)
+    from its manifest alone, before anything heavy is imported (checkpoint.check_world_size checks the payload)."""
+    latest = run_dir.latest_checkpoint_path()
+    try:
+        saved = json.loads((latest / "manifest.json").read_text()).get("world_size") if latest else None
+    except (OSError, ValueError):
+        return  # unreadable: the full check, after loading, decides (and may fall back to an older checkpoint)
+    if saved is not None and saved != world:
+        raise ConfigError(f"--resume: {latest} was written by {saved} process(es); resume it with the same world size "
+                          f"(torchrun --nproc_per_node {saved}), not {world}")
+
+
 def latest_run(out_dir: str | Path) -> RunDir | None:
     """The most recently written run under out_dir that has trained (holds a checkpoint): a run that failed
     before its first checkpoint has nothing to resume."""

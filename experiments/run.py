@@ -23,7 +23,7 @@ import warnings
 from pathlib import Path
 
 from chrono_membench.config import ConfigError, config_from_dict, load_config, parse_override, read_yaml
-from chrono_membench.run_dir import RunDir, check_unlocked, latest_run
+from chrono_membench.run_dir import RunDir, check_unlocked, check_world_size, latest_run
 from chrono_membench.safety import check_resume_config
 
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -63,6 +63,7 @@ def build(args) -> tuple:
                               ablation=args.ablation or cfg.run.ablation)
             cfg.run.preset = tree["run"]["preset"]
         check_resume_config(RunDir(run_dir), tree, cfg.to_dict(), write_log=False)  # refused before heavy imports
+        check_world_size(RunDir(run_dir), int(os.environ.get("WORLD_SIZE", "1")))
         return cfg, run_dir
     cfg = load_config(args.preset or (None if args.config else "demo"), args.config, args.overrides, args.ablation)
     if not cfg.run.name:
