@@ -16,16 +16,13 @@ coverage of b. Each fit ≈ 10 ms: replicates × resamples fits per row.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from scipy import stats
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from chrono_membench.chrono.membench import extrapolated_exposure, extrapolated_interval  # noqa: E402
+from chrono_membench.chrono.membench import extrapolated_exposure, extrapolated_interval
 
 VOCAB, LENGTH = 49_152, 12
 

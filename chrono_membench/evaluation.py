@@ -101,11 +101,7 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
     banks = {"": saes, **{K.variant(name, ""): v for name, v in saes.variants.items()}}  # key prefix → bank
     each = [(prefix, hook) for prefix, bank in banks.items() for hook in bank.hook_points if hook in saes.hook_points]
     val_sums = torch.zeros(2, dtype=torch.float64)  # as validation_loss: loss sum, target count
-    sums = {ph: torch.zeros(len(PANEL_SUMS), dtype=torch.float64) for ph in each}
-    sum_x = {ph: 0.0 for ph in each}
-    fires = {ph: torch.zeros(banks[ph[0]].saes[ph[1]].cfg.d_sae, dtype=torch.float64) for ph in each}
-    events = {ph: [] for ph in each}  # (token, latent) firing events, for the co-firing statistic
-    activations = {ph: [] for ph in each}  # (position, latent, value): activation stability against the last eval
+    tallies = {ph: _Tally(banks[ph[0]].saes[ph[1]].cfg.d_sae) for ph in each}
     for start in range(0, rows, micro_batch):
         tokens, sources = val["tokens"][start:start + micro_batch], val["source_index"][start:start + micro_batch]
         base = saes.base_mask(tokens, sources)
@@ -137,39 +133,19 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
             pos = keep.view_as(base)  # the positions counted
             target_ok = pos[:, :-1] & (sources[:, 1:] != PAD_SOURCE)
             norm_x = x.norm(dim=-1)
-            sums[prefix, hook] += torch.stack([t.double() for t in (
+            tallies[prefix, hook].add(torch.stack([t.double() for t in (
                 (ce_clean * target_ok).sum(), (_token_ce(spliced, tokens) * target_ok).sum(),
                 (_token_ce(zero_logp, tokens) * target_ok).sum(), target_ok.sum(),
                 (_kl(clean_logp, spliced) * pos).sum(), (_kl(clean_logp, zero_logp) * pos).sum(),
                 (x_hat.norm(dim=-1) / torch.where(norm_x < 1e-4, 1.0, norm_x)).sum(), (latents != 0).sum(),
-                x.pow(2).sum(), (x - x_hat).pow(2).sum(), x.new_tensor(len(x)))]).cpu()
-            sum_x[prefix, hook] = sum_x[prefix, hook] + x.double().sum(0).cpu()
-            fires[prefix, hook] += (latents != 0).sum(0).double().cpu()
-            token, latent = (latents != 0).nonzero(as_tuple=True)
-            before = int(sums[prefix, hook][PANEL_SUMS.index("tokens")]) - len(x)  # this batch's first token
-            events[prefix, hook].append(torch.stack([token + before, latent]).cpu())
-            position = keep.nonzero().squeeze(1)[token] + start * tokens.shape[1]  # in the panel's rows, fixed
-            activations[prefix, hook].append(torch.stack([position.float(), latent.float(), latents[token, latent]
-                                                          .float()]).cpu())
+                x.pow(2).sum(), (x - x_hat).pow(2).sum(), x.new_tensor(len(x)))]).cpu(), x, latents,
+                keep.nonzero().squeeze(1) + start * tokens.shape[1])  # kept tokens' positions in the panel's rows
     metrics, density = {}, {}
-    for (prefix, hook), s in sums.items():
-        v = dict(zip(PANEL_SUMS, s.tolist()))
-        n, m = max(v["tokens"], 1), max(v["targets"], 1)
-        ce_clean, ce_sae, ce_zero = v["ce_clean"] / m, v["ce_sae"] / m, v["ce_zero"] / m
-        variance = v["sq_norm"] / n - (sum_x[prefix, hook] / n).pow(2).sum().item()
-        panel = {"ce_recovered": ce_loss_recovered(ce_clean, ce_sae, ce_zero),
-                 "kl_div_score": (v["kl_zero"] - v["kl_sae"]) / v["kl_zero"], "ce_delta": ce_sae - ce_clean,
-                 "l2_ratio": v["l2_ratio"] / n, "eval_fve": 1 - v["sq_residual"] / n / variance, "eval_l0": v["l0"] / n,
-                 "cofiring_max_phi": cofiring_max_phi(*torch.cat(events[prefix, hook], 1), int(v["tokens"]),
-                                                      len(fires[prefix, hook]))}
-        metrics.update({prefix + K.sae(hook, name): panel[name] for name in K.SAE_EVAL})
-        bank, now = banks[prefix], torch.cat(activations[prefix, hook], 1)
-        if hook in bank.panel_latents:  # the same tokens at the previous eval, through that eval's LM and SAE
-            metrics[prefix + K.chrono(hook, "activation_stability")] = activation_stability(
-                bank.panel_latents[hook], now, rows * val["tokens"].shape[1], len(fires[prefix, hook]))
-        bank.panel_latents[hook] = now
+    for (prefix, hook), tally in tallies.items():
+        bank = banks[prefix]
+        metrics.update({prefix + key: v for key, v in tally.metrics(hook, bank, rows * val["tokens"].shape[1]).items()})
         if not prefix:  # the density histogram artifact: the leading bank's SAEs
-            density[hook] = (fires[prefix, hook] / n).float()
+            density[hook] = (tally.fires / max(tally.sums[PANEL_SUMS.index("tokens")].item(), 1)).float()
     if with_val_loss:
         metrics.update(_val_metrics(*val_sums.tolist()))
     model.train(was_training)
@@ -179,6 +155,43 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
 
 PANEL_SUMS = ("ce_clean", "ce_sae", "ce_zero", "targets", "kl_sae", "kl_zero", "l2_ratio", "l0", "sq_norm",
               "sq_residual", "tokens")
+
+
+class _Tally:
+    """One SAE's running sums over the panel's batches, and the panel's metrics from them."""
+
+    def __init__(self, d_sae: int):
+        self.sums = torch.zeros(len(PANEL_SUMS), dtype=torch.float64)
+        self.sum_x, self.fires = 0.0, torch.zeros(d_sae, dtype=torch.float64)
+        self.events: list[torch.Tensor] = []  # (token, latent) firing events: co-firing
+        self.activations: list[torch.Tensor] = []  # (position, latent, value): activation stability
+
+    def add(self, sums: torch.Tensor, x: torch.Tensor, latents: torch.Tensor, positions: torch.Tensor) -> None:
+        first = int(self.sums[PANEL_SUMS.index("tokens")])  # this batch's first token among the kept ones
+        self.sums += sums
+        self.sum_x = self.sum_x + x.double().sum(0).cpu()
+        self.fires += (latents != 0).sum(0).double().cpu()
+        token, latent = (latents != 0).nonzero(as_tuple=True)
+        self.events.append(torch.stack([token + first, latent]).cpu())
+        self.activations.append(torch.stack([positions[token].float(), latent.float(),
+                                             latents[token, latent].float()]).cpu())
+
+    def metrics(self, hook: str, bank: SAEBank, n_positions: int) -> dict[str, float]:
+        v = dict(zip(PANEL_SUMS, self.sums.tolist()))
+        n, m = max(v["tokens"], 1), max(v["targets"], 1)
+        ce_clean, ce_sae, ce_zero = v["ce_clean"] / m, v["ce_sae"] / m, v["ce_zero"] / m
+        variance = v["sq_norm"] / n - (self.sum_x / n).pow(2).sum().item()
+        panel = {"ce_recovered": ce_loss_recovered(ce_clean, ce_sae, ce_zero),
+                 "kl_div_score": (v["kl_zero"] - v["kl_sae"]) / v["kl_zero"], "ce_delta": ce_sae - ce_clean,
+                 "l2_ratio": v["l2_ratio"] / n, "eval_fve": 1 - v["sq_residual"] / n / variance, "eval_l0": v["l0"] / n,
+                 "cofiring_max_phi": cofiring_max_phi(*torch.cat(self.events, 1), int(v["tokens"]), len(self.fires))}
+        out = {K.sae(hook, name): panel[name] for name in K.SAE_EVAL}
+        now = torch.cat(self.activations, 1)
+        if hook in bank.panel_latents:  # the same tokens at the previous eval, through that eval's LM and SAE
+            out[K.chrono(hook, "activation_stability")] = activation_stability(
+                bank.panel_latents[hook], now, n_positions, len(self.fires))
+        bank.panel_latents[hook] = now
+        return out
 
 
 def _token_ce(log_probs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:

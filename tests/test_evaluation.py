@@ -277,6 +277,8 @@ def test_the_panels_clean_forwards_give_the_validation_loss_bitwise():
     alone = validation_loss(model, val, 2, nullcontext())
     assert shared[K.val("loss")] == alone[K.val("loss")] and shared[K.val("ppl")] == alone[K.val("ppl")]
     panel, _ = sae_eval_panel(model, bank, val, 4 * 32, 2, nullcontext())
+    stability = panel.pop(K.chrono(HOOK, "activation_stability"))  # a second eval: the same LM, SAE and tokens
+    assert stability == pytest.approx(1.0) and K.chrono(HOOK, "activation_stability") not in shared
     assert all(shared[k] == v for k, v in panel.items() if not k.startswith("time/"))
     partial, _ = validation_metrics(model, bank, val, 2 * 32, 2, nullcontext())  # the panel sees 2 of 4 rows
     assert partial[K.val("loss")] == alone[K.val("loss")] and K.eval_time("val") in partial
