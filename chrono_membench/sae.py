@@ -3,7 +3,7 @@
 The LM forward of every micro-step captures the hooked activations (detached: the SAEs never touch the LM's
 gradients, and there is no second LM forward; the bank itself runs no LM forward and writes no files).
 After the LM's optimiser step, each SAE trains on everything captured for that update, with its own Adam, in
-minibatches of sae.batch_tokens tokens (over all ranks; one SAE step each, as sae-lens trains). The SAE
+minibatches of sae.batch_tokens shuffled tokens (over all ranks; one SAE step each, as sae-lens trains). The SAE
 architecture comes from saes/ (a table over sae-lens's registry: `topk`, `standard`, `jumprelu`,
 `batchtopk`, and custom ones registered there); this module adds what "alongside" needs:
 - the token mask: position 0, BOS tokens and tokens whose norm exceeds `sae.outlier_norm_factor` × the running
@@ -121,6 +121,16 @@ def sparse_decode(sae, rows: torch.Tensor, cols: torch.Tensor, n: int, values: t
     offsets = torch.searchsorted(rows, torch.arange(n, device=rows.device))  # each token's first entry
     out = F.embedding_bag(cols, sae.W_dec, offsets, mode="sum", per_sample_weights=values) + sae.b_dec
     return sae.reshape_fn_out(sae.run_time_activation_norm_fn_out(sae.hook_sae_recons(out)), sae.d_head)
+
+
+def minibatches(inputs: dict[str, torch.Tensor], n: int, generator: torch.Generator) -> list[dict[str, torch.Tensor]]:
+    """hook → [tokens, d] split into n minibatches of shuffled tokens (sae-lens trains on shuffled activations: one
+    row's tokens, which are correlated, are spread over the minibatches); n = 1: the tokens as they are."""
+    if n == 1:
+        return [inputs]
+    order = {h: torch.randperm(len(x), generator=generator).to(x.device) for h, x in inputs.items()}
+    split = {h: x[order[h]].tensor_split(n) for h, x in inputs.items()}
+    return [{h: parts[b] for h, parts in split.items()} for b in range(n)]
 
 
 def _check_k(cfg: SAEConfig, widths: dict[str, int], field: str) -> None:
@@ -286,9 +296,9 @@ class SAEBank:
         if self.n_steps == 0:  # b_dec starts at the data mean (as sparsify does), not at 0: see _init_b_dec
             for hook, x in live.items():
                 self._init_b_dec(hook, x)
-        n_batches = self._n_batches(live)
-        for b in range(n_batches):  # sae.batch_tokens per SAE step, as sae-lens trains: one LM step, many SAE steps
-            batch = {h: x.tensor_split(n_batches)[b] for h, x in live.items()}
+        n_batches = self._n_batches(live)  # sae.batch_tokens per SAE step, as sae-lens trains
+        shuffle = torch.Generator().manual_seed((self.seed * 1_000_003 + self.n_steps) * 64 + self.dist.rank)
+        for b, batch in enumerate(minibatches(live, n_batches, shuffle)):
             metrics.update(self._update(lm_step, p, batch, with_metrics and b == 0))
         metrics = d.mean_dict(metrics)
         for name, variant in self.variants.items():

@@ -381,15 +381,20 @@ def test_the_sparsity_coefficient_reads_under_its_old_name(tmp_path):
 
 
 def test_an_lm_steps_tokens_are_split_into_sae_batches_of_batch_tokens():
-    """One LM step's 256 tokens at sae.batch_tokens=64 are 4 SAE steps: exactly 4 steps on the 4 quarters."""
+    """One LM step's 256 tokens at sae.batch_tokens=64 are 4 SAE steps: exactly 4 steps on 4 shuffled quarters."""
+    from chrono_membench.sae import minibatches
+
     torch.manual_seed(0)
     first, x = torch.randn(64, 16) + 1.0, torch.randn(256, 16) + 1.0
     split, whole = unit_bank(batch_tokens=64), unit_bank(batch_tokens=4096)
     split.step(1, False, inputs={"h": first})  # one SAE step each: b_dec initialised alike
     whole.step(1, False, inputs={"h": first})
     split.step(2, False, inputs={"h": x})
-    for quarter in x.split(64):
-        whole.step(2, False, inputs={"h": quarter})
+    quarters = minibatches({"h": x}, 4, torch.Generator().manual_seed((0 * 1_000_003 + 1) * 64 + 0))  # seed, SAE step
+    assert sorted(torch.cat([q["h"] for q in quarters]).sum(1).tolist()) == sorted(x.sum(1).tolist())  # a permutation
+    assert not torch.equal(torch.cat([q["h"] for q in quarters]), x)  # of the tokens, not their row order
+    for quarter in quarters:
+        whole.step(2, False, inputs=quarter)
     assert split.n_steps == whole.n_steps == 5
     for key, value in whole.saes["h"].state_dict().items():
         assert torch.equal(split.saes["h"].state_dict()[key], value), key
