@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from chrono_membench.logging import read_metrics
+from chrono_membench.logging import run_records, split_run
 
 
 @dataclass
@@ -45,13 +45,15 @@ class Run:
         return sorted(p for p in root.glob("step_*") if p.is_dir()) if root.exists() else []
 
 
-def load_run(path: str | Path) -> Run:
-    path = Path(path)
+def load_run(ref: str | Path) -> Run:
+    """A run directory, or `<directory>#<SAE variant>`: the run as that variant of its SAEs saw it (labelled by the
+    variant's name; its artifacts are the run's)."""
+    path, variant = split_run(ref)
     if not (path / "metrics.jsonl").exists():
         raise SystemExit(f"error: {path} is not a run directory (no metrics.jsonl)")
     config = yaml.safe_load((path / "config.yaml").read_text()) if (path / "config.yaml").exists() else {}
-    label = config.get("run", {}).get("ablation") or path.name
-    return Run(path.name, read_metrics(path / "metrics.jsonl"), config, path, label)
+    label = variant or config.get("run", {}).get("ablation") or path.name
+    return Run(path.name + (f"#{variant}" if variant else ""), run_records(ref), config, path, label)
 
 
 def load_wandb_run(spec: str) -> Run:

@@ -60,7 +60,9 @@ def main() -> None:
     args = parse_args(__doc__)
     arms: dict[str, list] = {}
     for run in args.loaded:
-        arms.setdefault(run.config.get("run", {}).get("ablation") or run.label, []).append(run)
+        variant = run.name.partition("#")[2]  # a run seen through an SAE variant (<run>#<variant>): its own arm
+        arm = variant or run.config.get("run", {}).get("ablation") or run.label
+        arms.setdefault(arm, []).append(run)
     finals = {arm: [r.final() for r in runs] for arm, runs in arms.items()}
     keys = sorted({k for fs in finals.values() for f in fs for k in f
                    if k.startswith(PREFIXES) and "/layer_" not in k and not k.endswith(K.CI)})

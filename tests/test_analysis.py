@@ -18,9 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     for name, ablation, seed in (("full", "full", 0), ("no_alignment", "no_alignment", 0), ("full-s1", "full", 1)):
+        variants = ["sae.variants={no_dropout: {chrono.dropout_p_max: 0}}"] if ablation == "full" else []
         cfg = load_config("tiny", ablation=ablation, overrides=["chrono.canary_repetitions=[1, 3]",
                                                               "chrono.canary_candidates=15", f"run.seed={seed}",
-                                                              f"data.seed={seed}"])
+                                                              f"data.seed={seed}", *variants])
         train_mod.train(cfg, out / name, progress=False)
     return out
 
@@ -76,7 +77,8 @@ def test_memorisation(runs, tmp_path):
 
 
 def test_compare_ablations_and_report(runs, tmp_path):
-    render("compare_ablations", [runs / "full", runs / "full-s1", runs / "no_alignment"], tmp_path)
+    render("compare_ablations", [runs / "full", runs / "full-s1", runs / "no_alignment", f"{runs / 'full'}#no_dropout",
+                                 f"{runs / 'full-s1'}#no_dropout"], tmp_path)  # an SAE variant is an arm of its own
     tables = [t for t in figure(tmp_path, "ablations_table").data if t.type == "table"]
     cells = [str(v) for t in tables for column in t.cells["values"] for v in column]
     assert tables and any("one seed: no interval" in c for c in cells)  # no_alignment has one seed
@@ -84,6 +86,9 @@ def test_compare_ablations_and_report(runs, tmp_path):
     val = {r["arm"]: r for r in summary["rows"] if r["metric"] == "val/loss"}
     assert val["full"]["seeds"] == 2 and val["full"]["low"] <= val["full"]["mean"] <= val["full"]["high"]
     assert summary["baseline"] == "full" and "diff" in val["no_alignment"]
+    assert val["no_dropout"]["seeds"] == 2 and val["no_dropout"]["verdict"] == "identical in every seed"  # same LM
+    fve = {r["arm"]: r for r in summary["rows"] if r["metric"] == "sae/blocks.1.hook_resid_post/eval_fve"}
+    assert fve["no_dropout"]["mean"] != fve["full"]["mean"]  # its own SAEs
     curves = names(figure(tmp_path, "ablations_curves"))
     assert "chrono/blocks.1.hook_resid_post/alignment_loss · no_alignment" in curves
     assert "val/loss · full 95 %" in curves  # the seed band of the two-seed arm
