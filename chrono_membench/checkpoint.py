@@ -24,10 +24,11 @@ import numpy as np
 import torch
 
 from chrono_membench import distributed
-from chrono_membench.config import ConfigError
 from chrono_membench.distributed import Dist
 from chrono_membench.model import hf_state_dict, load_hf_state_dict
-from chrono_membench.run_dir import CheckpointWriteError, RunDir, atomic_write  # noqa: F401 (re-exported)
+from chrono_membench.run_dir import (  # noqa: F401 (CheckpointWriteError re-exported)
+    CheckpointWriteError, RunDir, atomic_write, refuse_world_size,
+)
 
 MANIFEST = "manifest.json"
 
@@ -99,10 +100,7 @@ def restore_training(ckpt: dict, model, optimizers, saes, batches, d: Dist) -> T
 
 
 def check_world_size(path: Path, ckpt: dict, d: Dist) -> None:
-    saved = ckpt["state"].get("world_size", 1)
-    if saved != d.world:
-        raise ConfigError(f"--resume: {path} was written by {saved} process(es); resume it with the same world size "
-                          f"(torchrun --nproc_per_node {saved}), not {d.world}")
+    refuse_world_size(path, ckpt["state"].get("world_size", 1), d.world)
 
 
 # ---- files

@@ -197,8 +197,14 @@ def check_world_size(run_dir: RunDir, world: int) -> None:
         saved = json.loads((latest / "manifest.json").read_text()).get("world_size") if latest else None
     except (OSError, ValueError):
         return  # unreadable: the full check, after loading, decides (and may fall back to an older checkpoint)
-    if saved is not None and saved != world:
-        raise ConfigError(f"--resume: {latest} was written by {saved} process(es); resume it with the same world size "
+    if saved is not None:
+        refuse_world_size(latest, saved, world)
+
+
+def refuse_world_size(path: Path, saved: int, world: int) -> None:
+    """The one refusal of a checkpoint written by another number of processes (manifest or payload)."""
+    if saved != world:
+        raise ConfigError(f"--resume: {path} was written by {saved} process(es); resume it with the same world size "
                           f"(torchrun --nproc_per_node {saved}), not {world}")
 
 
