@@ -31,14 +31,17 @@ ABLATIONS: dict[str, dict[str, float]] = {
     "baseline": {"chrono.dropout_p_max": 0.0, "chrono.alignment_weight": 0.0, "chrono.diversity_weight": 0.0},
     # the same data, SAEs and evals on an LM that never changes: what every drift or time metric reads by itself
     "frozen_lm": {"train.lr": 0.0, "train.muon_lr": 0.0},
+    # the SAEs start from random with the LM (no sae.warmup_tokens): how much of early drift is the SAE converging
+    "no_warmup": {"sae.warmup_tokens": 0},
 }
-SUITE = ("full", "no_dropout", "no_alignment", "no_diversity", "frozen_lm")  # experiments/suite.py's default arms
+# experiments/suite.py's default arms
+SUITE = ("full", "no_dropout", "no_alignment", "no_diversity", "frozen_lm", "no_warmup")
 
 
 # What an SAE variant (sae.variants) may set: what the SAEs do with the activations the LM's forward captured (the
 # token mask and the hook points are the run's); "seed" is the variant's SAE initialisation and dropout-mask seed
 VARIANT_KEYS = ("sae.architecture", "sae.expansion", "sae.k", "sae.sparsity_coefficient", "sae.lr", "sae.dead_window",
-                "sae.batch_tokens", "chrono.dropout_p_max", "chrono.alignment_weight", "seed")
+                "sae.batch_tokens", "sae.warmup_tokens", "chrono.dropout_p_max", "chrono.alignment_weight", "seed")
 VARIANT_NAME = re.compile(r"[A-Za-z0-9_.,=+-]+")
 
 
@@ -235,6 +238,10 @@ class SAEConfig(_Section):
     dead_window: int = _field(10_000_000, POSITIVE)
     # tokens above this × the running median activation norm are masked (attention sinks); 0 turns it off
     outlier_norm_factor: float = 10.0
+    # tokens of the training mixture (a stream of their own) the SAEs train on through the frozen step-0 model before
+    # fine-tuning starts, exported as artifacts/step_00000000: first-checkpoint drift is then the LM's change, not the
+    # SAE's convergence from random init. 0: the SAEs start at random with the LM (sae.py: warm_up)
+    warmup_tokens: int = _field(0, NON_NEGATIVE)
     eval_tokens: int = _field(16_384, POSITIVE)  # validation tokens for the SAE eval panel (CE/KL splice, FVE, …)
     seed_baseline: bool = False  # a second SAE per hook (another seed) on the same activations: the drift floor
     # more SAEs per hook on the same captured activations, each a name → {key: value} of VARIANT_KEYS, e.g.
@@ -349,6 +356,9 @@ class Config:
             cfg = _build(Config, tree, "")
         except ConfigError as e:
             raise ConfigError(f"{where}: {e}") from None
+        if cfg.sae.warmup_tokens > self.sae.warmup_tokens:  # it warms up on a prefix of the main bank's warm-up
+            raise ConfigError(f"{where}.sae.warmup_tokens: at most the run's sae.warmup_tokens "
+                              f"({self.sae.warmup_tokens}), got {cfg.sae.warmup_tokens}")
         return cfg.sae, cfg.chrono, seed
 
     def canary_steps(self) -> tuple[int, int]:

@@ -206,7 +206,12 @@ def optimizer_state(bridge, optimizers, d: Dist) -> list[dict]:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    return [get_optimizer_state_dict(bridge.original_model, opt, options=options) for opt in optimizers]
+    # An optimiser that has not stepped yet (a checkpoint at step 0: the SAE warm-up's, or a stop before the first
+    # update) has nothing to save, and get_optimizer_state_dict would create its state with a zero-gradient step
+    # (Adam's step count 1 from then on: every later update's bias correction shifted). Every rank has stepped
+    # the same number of times, so every rank takes the same branch of this collective.
+    return [get_optimizer_state_dict(bridge.original_model, opt, options=options) if opt.state else {}
+            for opt in optimizers]
 
 
 def load_optimizer_state(bridge, optimizers, states: list[dict], d: Dist) -> None:
@@ -218,4 +223,5 @@ def load_optimizer_state(bridge, optimizers, states: list[dict], d: Dist) -> Non
 
     options = StateDictOptions(full_state_dict=True)
     for opt, state in zip(optimizers, states):
-        set_optimizer_state_dict(bridge.original_model, opt, state, options=options)
+        if state:  # {}: saved before the first update (optimizer_state)
+            set_optimizer_state_dict(bridge.original_model, opt, state, options=options)

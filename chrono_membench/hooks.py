@@ -42,10 +42,15 @@ def check_hook_forms(hook_points: list[str]) -> None:
 def check_hook_points(hook_points: list[str], n_layers: int) -> None:
     check_hook_forms(hook_points)
     for hook in hook_points:
-        layer = int(_FORM.match(hook).group(1))
+        layer = layer_of(hook)
         if layer >= n_layers:
             raise ConfigError(f"sae.hook_points: {hook!r} names layer {layer}, but the model has layers 0..{n_layers - 1}; "
                          f"allowed: {ALLOWED_FORMS}")
+
+
+def layer_of(hook: str) -> int:
+    """The block a hook point sits in: blocks.6.attn.hook_z → 6."""
+    return int(_FORM.match(hook).group(1))
 
 
 def default_hook_points(n_layers: int) -> list[str]:

@@ -51,8 +51,9 @@ def eval_time(part: str) -> str:
 # the parts of one eval, each timed (time/eval_<part>_s; benchmarks/eval_cost.py prints the split)
 EVAL_PARTS = ("val", "sae_panel", "canaries", "reference", "probe_forward", "extraction", "probe_saes")
 # wall-clock, and what a session's faults change (data workers restarted): differ between identical runs
-TIMING = ("time/eval_s", "time/attn_metrics_s", "time/latent_records_s", "train/tokens_per_s", "train/data_wait_frac",
-          *(eval_time(part) for part in EVAL_PARTS), "data/worker_restarts")
+SAE_WARMUP_TOKENS, SAE_WARMUP_S = "sae/warmup_tokens", "time/sae_warmup_s"  # sae.warmup_tokens, at step 0
+TIMING = ("time/eval_s", "time/attn_metrics_s", "time/latent_records_s", SAE_WARMUP_S, "train/tokens_per_s",
+          "train/data_wait_frac", *(eval_time(part) for part in EVAL_PARTS), "data/worker_restarts")
 DROPOUT_RATE = "chrono/temporal_dropout_rate"
 ATTN_DIVERSITY_MEAN, ATTN_ENTROPY_MEAN = "chrono/attn_diversity/mean", "chrono/attn_entropy/mean"
 ATTN_DIVERSITY_NOSINK_MEAN = "chrono/attn_diversity_nosink/mean"

@@ -41,6 +41,13 @@ def steps_for_tokens(tokens: float, tokens_per_step: int) -> int:
     return math.ceil(tokens / tokens_per_step)
 
 
+def warmup_seconds(warmup_tokens: int, tokens_per_s: float, stop_layer: int, n_layers: int) -> float:
+    """sae.warmup_tokens' time: forwards only (≈ 1/3 of a training step's FLOPs per token: 2N of 6N), through
+    stop_layer of n_layers blocks, at the training throughput tokens_per_s. The SAE steps are left out (at the
+    hub presets' widths ≈ 1 % of the LM step's FLOPs: RESULTS.md's FLOP floor)."""
+    return warmup_tokens * (stop_layer / n_layers) / (3 * tokens_per_s)
+
+
 def entries_for_time_budget(entries_per_gb: float, tokens_per_gb: float, tokens_per_s: float, seconds: float) -> float:
     """Seed 002: entries/GB × GB/token × tokens/s × time — how many documents a run of that length reads."""
     return entries_per_gb * (1.0 / tokens_per_gb) * tokens_per_s * seconds
@@ -84,7 +91,8 @@ def storage_plan(cfg: Config, d_model: int, n_layers: int, n_hooks: int) -> dict
     """wandb storage per run, from the artifact shapes and cadence the config asks for (bytes)."""
     t, d_sae = cfg.train, cfg.sae.expansion * d_model
     every = cfg.checkpointing.checkpoint_every_n_steps
-    n_ckpt = t.max_steps // every + (t.max_steps % every > 0)  # the last step is always checkpointed
+    # the last step is always checkpointed; with the SAE warm-up, step 0 as well
+    n_ckpt = t.max_steps // every + (t.max_steps % every > 0) + (cfg.sae.warmup_tokens > 0)
     n_eval = t.max_steps // t.eval_every + 1 + (t.max_steps % t.eval_every > 0)
     items = {}
     if cfg.sae.enabled and cfg.checkpointing.save_features:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE
 from sae_lens.saes.sae import TrainCoefficientConfig, TrainStepInput
 from sae_lens.saes.topk_sae import TopKTrainingSAE
@@ -51,7 +53,7 @@ from chrono_membench.chrono.sae_metrics import fraction_of_variance_explained, l
 from chrono_membench.chrono.temporal_dropout import inverted_dropout, temporal_dropout_rate
 from chrono_membench.config import ChronoConfig, Config, ConfigError, SAEConfig
 from chrono_membench.data.sources import PAD_SOURCE
-from chrono_membench.data.stream import adds_bos
+from chrono_membench.data.stream import adds_bos, collate
 from chrono_membench.distributed import ALONE, Dist
 from chrono_membench.saes import training_class
 
@@ -280,11 +282,12 @@ class SAEBank:
         return torch.Generator(device=self.device).manual_seed(seed)
 
     # ---- one SAE step after each LM update
-    def step(self, lm_step: int, with_metrics: bool, inputs: dict[str, torch.Tensor] | None = None
-             ) -> dict[str, float]:
+    def step(self, lm_step: int, with_metrics: bool, inputs: dict[str, torch.Tensor] | None = None,
+             warming: int | None = None) -> dict[str, float]:
         """Train every SAE on the activations captured since the last call (a variant: on `inputs`, the ones its
         leading bank prepared), in ⌈tokens / sae.batch_tokens⌉ SAE steps; return metrics if asked (on the first
-        minibatch, before its update), the variants' under variant/<name>/.
+        minibatch, before its update), the variants' under variant/<name>/. During the warm-up, `warming` is the
+        tokens fed before this step: a variant with fewer sae.warmup_tokens than that sits it out.
         Under torchrun each rank holds its own tokens' activations: the norm and median estimates, the firing
         statistics and the gradients are reduced over ranks (the SAEs stay identical), the metrics averaged."""
         d = self.dist
@@ -302,7 +305,8 @@ class SAEBank:
             metrics.update(self._update(lm_step, p, batch, with_metrics and b == 0))
         metrics = d.mean_dict(metrics)
         for name, variant in self.variants.items():
-            metrics.update({K.variant(name, k): v for k, v in variant.step(lm_step, with_metrics, inputs).items()})
+            if warming is None or warming < variant.cfg.warmup_tokens:
+                metrics.update({K.variant(name, k): v for k, v in variant.step(lm_step, with_metrics, inputs).items()})
         return metrics
 
     def _n_batches(self, inputs: dict[str, torch.Tensor]) -> int:
@@ -474,6 +478,10 @@ class SAEBank:
         the cross-seed floor, and the seed baseline's own matched drift; then the current decoder becomes the
         new anchor."""
         metrics = {}
+        for name, variant in self.variants.items():
+            metrics.update({K.variant(name, k): v for k, v in variant.on_checkpoint().items()})
+        if self.n_steps == 0:  # never trained (a variant without the warm-up, at step 0): its init is no anchor
+            return metrics
         for hook in list(self.hook_points):
             if not self._weights_finite(hook):  # restored non-finite: there is no drift to measure
                 self.retire(hook, self.n_steps, "its weights are no longer finite")
@@ -495,8 +503,6 @@ class SAEBank:
             for member, sae in enumerate(self._members(hook)):
                 self.latents[hook, member].anchor = sae.W_dec.detach().clone()
                 self.latents[hook, member].anchor_alive = self.alive(hook, member)
-        for name, variant in self.variants.items():
-            metrics.update({K.variant(name, k): v for k, v in variant.on_checkpoint().items()})
         return metrics
 
     def feature_stats(self, hook: str) -> dict[str, torch.Tensor]:
@@ -547,3 +553,31 @@ class SAEBank:
         for name, variant in self.variants.items():
             variant.load_state_dict(state["variants"][name])
             variant.state = self.state  # shared again (the load replaced both dicts)
+
+
+def warm_up(bank: SAEBank, model, rows, n_tokens: int, micro_batch: int, grad_accum: int, autocast,
+            progress: bool = False) -> dict[str, float]:
+    """sae.warmup_tokens: before fine-tuning starts, train the bank (and its variants) on the step-0 model's
+    activations, so that drift between the first checkpoints measures what the LM's change does to the features
+    and not the SAE still converging from its random init. Forward only, stopped after the deepest hooked block;
+    `rows`: the training mixture on a stream of its own (the LM's stream and every RNG it uses are untouched).
+    Each rank takes its share of each global micro-batch, as data/batches.py does, and the SAEs step once per
+    `grad_accum` forwards — the tokens of one LM update, as in training — all ranks in lockstep.
+    Returns the last step's SAE metrics, the tokens seen and the time it took."""
+    start, d = time.perf_counter(), bank.dist
+    stop_at = max(hooks.layer_of(h) for h in bank.hook_points) + 1
+    first = next(rows)
+    per_forward = micro_batch * d.world * len(first.tokens)  # global tokens per forward (padding included)
+    steps = max(1, math.ceil(n_tokens / (per_forward * grad_accum)))
+    metrics, seen, pending = {}, 0, [first]
+    for step in tqdm(range(steps), desc="sae warm-up", disable=not progress, dynamic_ncols=True):
+        for _ in range(grad_accum):
+            global_rows = pending + [next(rows) for _ in range(micro_batch * d.world - len(pending))]
+            pending = []
+            batch = {k: v.to(bank.device) for k, v in collate(global_rows[d.rank::d.world]).items()}
+            with torch.no_grad(), autocast, bank.capture(model, batch["tokens"], batch["source_index"]):
+                model(batch["tokens"], stop_at_layer=stop_at)
+        captured = torch.tensor(float(len(bank._captured[bank.hook_points[0]])), device=d.comm_device)
+        seen += int(d.sum_(captured).item())
+        metrics = bank.step(0, with_metrics=step == steps - 1, warming=step * per_forward * grad_accum)
+    return {**metrics, K.SAE_WARMUP_TOKENS: float(seen), K.SAE_WARMUP_S: time.perf_counter() - start}

@@ -46,7 +46,11 @@ from chrono_membench.probe_eval import probe_metrics
 from chrono_membench.probes import Canaries, ProbeSet
 from chrono_membench.run_dir import RunDir, run_lock
 from chrono_membench.safety import Preempted, PreemptionGuard, check_resume_config
-from chrono_membench.sae import SAEBank
+from chrono_membench.sae import SAEBank, warm_up
+
+
+# the SAE warm-up's rows: the training mixture on seed data.seed + this (far from a suite's seed shifts)
+WARMUP_STREAM = 104_729
 
 
 class TrainingStopped(RuntimeError):
@@ -152,6 +156,10 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
 
     logger = make_logger(d.rank, run_dir, cfg)
     summary = Summary(run_dir=run_dir.root, wandb_dir=logger.wandb_dir)
+    warmed = saes is not None and cfg.sae.warmup_tokens > 0 and not resume  # a resume restores the warm SAEs
+    if warmed:  # the SAEs first learn the step-0 model (exported and checkpointed as step 0 below)
+        rows = iter(MixtureStream(cfg.data, tokenizer, split="train", seed=cfg.data.seed + WARMUP_STREAM).next_row, None)
+        logger.log(0, warm_up(saes, model, rows, cfg.sae.warmup_tokens, t.micro_batch, t.grad_accum, autocast, progress))
 
     def save() -> Path:  # everything logged so far is on disk before the checkpoint that covers it
         logger.flush()
@@ -184,7 +192,7 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
                     logger.log_artifact(*artifact)
                 summary.val_ppl.append((step, metrics[K.val("ppl")]))
             saved_path = None
-            if fresh and step > 0 and (step % cfg.checkpointing.checkpoint_every_n_steps == 0 or last):
+            if fresh and (step > 0 or warmed) and (step % cfg.checkpointing.checkpoint_every_n_steps == 0 or last):
                 metrics, artifacts = K.data_stats(stream.stats()), []
                 if saes is not None:
                     metrics.update(saes.on_checkpoint())  # drift vs the previous checkpoint; new alignment anchors

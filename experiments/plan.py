@@ -24,7 +24,7 @@ from pathlib import Path
 from chrono_membench.config import ABLATIONS, SUITE, ConfigError, ModelConfig, load_config, sae_only
 from chrono_membench.data import SOURCES, DataSourceError, SourceRecords
 from chrono_membench.plan import (
-    GB, WANDB_FREE_TIER_GB, chinchilla_tokens, count_parameters, entries_for_time_budget, epochs_per_source,
+    GB, WANDB_FREE_TIER_GB, chinchilla_tokens, warmup_seconds, count_parameters, entries_for_time_budget, epochs_per_source,
     measure_documents, steps_for_tokens, storage_plan, tokens_consumed,
 )
 
@@ -83,6 +83,11 @@ def build_plan(cfg, hours: float, tokens_per_s: float | None, max_docs: int, ran
     with_variants = replace(cfg, sae=replace(cfg.sae, variants=variants))
     suite_bytes = sum(v["bytes"] for v in storage_plan(with_variants, d_model, n_layers, n_hooks).values()) \
         + (len(SUITE) - 1 - len(variants)) * run_bytes
+    from chrono_membench.hooks import default_hook_points, layer_of  # torch: imported once the model is counted
+
+    hook_points = list(cfg.sae.hook_points) or default_hook_points(n_layers)
+    stop_layer = max(layer_of(h) for h in hook_points) + 1
+    warmup_s = warmup_seconds(cfg.sae.warmup_tokens, tokens_per_s, stop_layer, n_layers) if cfg.sae.enabled else 0.0
     return {
         "preset": cfg.run.preset,
         "ranks": ranks,
@@ -92,7 +97,10 @@ def build_plan(cfg, hours: float, tokens_per_s: float | None, max_docs: int, ran
                                  "measured_entries": m.measured_entries, "extrapolated": m.extrapolated,
                                  "epochs": epochs.get(s), "weight": cfg.data.mixture[s]}
                              for s, m in sources.items()}},
-        "run": {"max_steps": t.max_steps, "tokens_per_step": per_step, "tokens_consumed": consumed},
+        "run": {"max_steps": t.max_steps, "tokens_per_step": per_step, "tokens_consumed": consumed,
+                "hours": consumed / tokens_per_s / 3600},
+        "sae_warmup": {"tokens": cfg.sae.warmup_tokens if cfg.sae.enabled else 0, "stop_layer": stop_layer,
+                       "hours": warmup_s / 3600, "share_of_run": warmup_s / (consumed / tokens_per_s)},
         "model": {"name": cfg.model.name, "parameters": n_params, "d_model": d_model, "n_layers": n_layers,
                   "chinchilla_tokens": chinchilla_tokens(n_params),
                   "chinchilla_steps": steps_for_tokens(chinchilla_tokens(n_params), per_step),
@@ -118,7 +126,11 @@ def print_plan(p: dict) -> None:
               f"{v['entries_per_gb']:>12,.0f}{v['tokens_per_gb']:>14,.0f}{(v['epochs'] or 0):>9.2f}{flag}")
     ranks = f" over {p['ranks']} ranks" if p["ranks"] > 1 else ""
     print(f"\nrun: {r['max_steps']:,} steps × {r['tokens_per_step']:,} tokens/step{ranks} = {r['tokens_consumed']:,} tokens "
-          f"({r['tokens_consumed'] / 1e6:.1f} M)")
+          f"({r['tokens_consumed'] / 1e6:.1f} M): {r['hours']:.1f} h at {tb['tokens_per_s']:,.0f} tokens/s")
+    w = p["sae_warmup"]
+    if w["tokens"]:
+        print(f"SAE warm-up: {w['tokens']:,} tokens through {w['stop_layer']} of {m['n_layers']} blocks, forward only: "
+              f"{w['hours']:.2f} h ({w['share_of_run']:.1%} of the run)")
     print(f"model {m['name']}: {m['parameters']:,} parameters (d_model {m['d_model']}, {m['n_layers']} layers); "
           f"Chinchilla 20 × N = {m['chinchilla_tokens']:,} tokens = {m['chinchilla_steps']:,} steps at this batch; "
           f"this run is {m['tokens_vs_chinchilla']:.3f} × Chinchilla")

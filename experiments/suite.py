@@ -1,5 +1,5 @@
-"""Run the ablation study: full, no_dropout, no_alignment, no_diversity, frozen_lm as one wandb group, each arm over
---seeds seeds, then print per metric each arm's mean with its 95 % interval over seeds, its difference to `full`
+"""Run the ablation study: full, no_dropout, no_alignment, no_diversity, frozen_lm, no_warmup as one wandb group, each
+arm over --seeds seeds, then print per metric each arm's mean with its 95 % interval over seeds, its difference to `full`
 with its interval (paired by seed: seed i of every arm shares run.seed and data.seed), and whether that difference
 is distinguishable from seed noise.
 
@@ -7,7 +7,7 @@ is distinguishable from seed noise.
     python experiments/suite.py --preset tiny --ablations full no_dropout train.max_steps=6
     python experiments/suite.py --preset demo --seeds 3 --group demo-suite-20261130-133000   # continue a suite
 
-An SAE-only arm (no_dropout, no_alignment: it changes only what the SAEs do with the activations) does not need
+An SAE-only arm (no_dropout, no_alignment, no_warmup: it changes only what the SAEs do with the activations) does not need
 an LM run of its own: it trains as an SAE variant (sae.variants) inside the `full` run of the same seed, on the
 same captured activations, and is compared as that run seen through the variant (`<run>#<arm>`): the LM is the
 same bitwise, as it was when the arm ran separately. --separate runs every arm as its own LM run. More variants,

@@ -14,6 +14,27 @@ os.environ.setdefault("CHRONO_MEMBENCH_PNG", "0")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+NEEDS_GB = 2.0  # the peak of the tests' temporary directories (real checkpoints, each passing test's removed at once)
+
+
+def pytest_sessionstart(session):
+    """Before any test: room for what the tests write, or one line saying where and how much (rather than dozens
+    of failures of a disk that is full before the tests start)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    if hasattr(session.config, "workerinput"):  # a pytest-xdist worker: the controller has checked
+        return
+    where = Path(session.config.option.basetemp or tempfile.gettempdir()).resolve()
+    while not where.exists():
+        where = where.parent
+    free = shutil.disk_usage(where).free / 1e9
+    if free < NEEDS_GB:
+        pytest.exit(f"the tests write real checkpoints under {where} and need about {NEEDS_GB:g} GB free there; "
+                    f"{free:.2f} GB free (free some, or point TMPDIR or --basetemp at a roomier disk)", returncode=1)
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     from chrono_membench.config import ModelConfig

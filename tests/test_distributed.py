@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # baseline: no temporal dropout (each rank draws masks for its own tokens, so a 2-rank run's SAEs cannot be
 # bitwise those of one process with dropout on) and no diversity regulariser (a nonlinear function of the batch)
 ARGS = ["--preset", "tiny", "--ablation", "baseline", "--no-progress", "train.max_steps=6", "train.eval_every=6",
-        "checkpointing.checkpoint_every_n_steps=3", "chrono.canary_repetitions=[2]"]
+        "checkpointing.checkpoint_every_n_steps=3", "chrono.canary_repetitions=[2]",
+        "sae.warmup_tokens=512"]  # the SAE warm-up, its rows split over the ranks like a training step's
 
 
 def free_port() -> int:
@@ -97,7 +98,7 @@ def assert_same_training(run_dir, reference, rel=1e-4):
         for key, value in state.items():
             torch.testing.assert_close(a["saes"]["saes"][hook][key], value, rtol=rel, atol=rel / 10, msg=key)
     assert (run_dir / "final_model" / "config.json").exists()
-    assert len(list((run_dir / "artifacts").glob("step_*/sae_*"))) == 2  # written once (rank 0), per checkpoint
+    assert len(list((run_dir / "artifacts").glob("step_*/sae_*"))) == 3  # once (rank 0) per checkpoint: 0 (warm), 3, 6
 
 
 def test_ddp_two_ranks_match_one_process_and_resume_exactly(tmp_path, one_process):

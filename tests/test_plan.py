@@ -73,10 +73,16 @@ def test_plan_command_prints_seed_numbers():
     assert plan["run"]["tokens_consumed"] == 327_680_000
     assert plan["model"]["chinchilla_tokens"] == 20 * plan["model"]["parameters"]
     assert all(s["extrapolated"] for s in plan["data"]["sources"].values())
-    # a suite seed: full (+ no_dropout and no_alignment as SAE variants: their SAE files once more), no_diversity,
-    # frozen_lm
+    # a suite seed: full (+ no_dropout, no_alignment and no_warmup as SAE variants: their SAE files once more),
+    # no_diversity, frozen_lm
     sae_files = sum(v["bytes"] for k, v in plan["storage"]["items"].items() if k in ("features", "sae_state")) / 1e9
-    assert plan["storage"]["per_suite_gb"] == pytest.approx(3 * plan["storage"]["per_run_gb"] + 2 * sae_files, rel=0.01)
+    assert plan["storage"]["per_suite_gb"] == pytest.approx(3 * plan["storage"]["per_run_gb"] + 3 * sae_files, rel=0.01)
+    assert plan["storage"]["items"]["sae_state"]["count"] == 10 + 1  # every 500 steps, and the warm SAE at step 0
+    # the SAE warm-up: 2^25 tokens through blocks 0..13 of 26 (the hook: blocks.13), forwards at 1/3 of a step's cost
+    warm = plan["sae_warmup"]
+    assert warm["tokens"] == 2**25 and warm["stop_layer"] == 14
+    assert warm["hours"] == pytest.approx(2**25 * 14 / 26 / (3 * 2500) / 3600)
+    assert warm["share_of_run"] == pytest.approx(warm["hours"] / plan["run"]["hours"])
     proc = subprocess.run([sys.executable, "experiments/plan.py", "--preset", "gemma-2b", "--json", "--max-docs", "20",
                            "--ranks", "4", "--tokens-per-s", "1000"], cwd=ROOT, capture_output=True, text=True)
     on_four = json.loads(proc.stdout)  # a torchrun job of 4: 4 × the global batch, throughput assumed linear

@@ -14,6 +14,7 @@ from chrono_membench.checkpoint import latest_good_checkpoint
 from chrono_membench.config import ConfigError, load_config
 from chrono_membench.logging import run_records
 from chrono_membench.model import load_model
+from chrono_membench.run_dir import RunDir
 from chrono_membench.sae import SAEBank
 from chrono_membench.saes import ARCHITECTURES
 
@@ -401,3 +402,30 @@ def test_an_lm_steps_tokens_are_split_into_sae_batches_of_batch_tokens():
     assert torch.equal(split.latents["h", 0].fire_count, whole.latents["h", 0].fire_count)
     metrics = unit_bank(batch_tokens=64).step(1, True, inputs={"h": x})
     assert metrics["sae/h/l0"] == 4.0 and "sae/h/fve" in metrics  # metrics: on the first minibatch, before its update
+
+
+def test_warm_up_trains_the_saes_on_the_step_0_model_and_leaves_the_lm_run_bitwise_unchanged(tmp_path):
+    common = ("train.max_steps=4", "train.eval_every=2", "checkpointing.checkpoint_every_n_steps=2")
+    cold = run(tmp_path, "cold", *common, "sae.variants={no_dropout: {chrono.dropout_p_max: 0}}")
+    warm = run(tmp_path, "warm", *common, "sae.warmup_tokens=8192",
+               "sae.variants={no_dropout: {chrono.dropout_p_max: 0}, cold: {sae.warmup_tokens: 0}}")
+    for key in ("train/loss", "train/grad_norm", "val/loss", "mem/loss_gap"):  # the LM never sees the warm-up
+        assert series(warm, key) == series(cold, key) and series(cold, key), key
+    # 8,192 tokens = 32 SAE steps of one LM update's tokens (2 × 2 rows of 64), position 0 masked: 32 × 252
+    assert series(warm, K.SAE_WARMUP_TOKENS) == [(0, 32 * 4 * 63)] and not series(cold, K.SAE_WARMUP_TOKENS)
+    fve = lambda m, variant="": series(m, K.variant(variant, K.sae(HOOK, "eval_fve")) if variant  # noqa: E731
+                                       else K.sae(HOOK, "eval_fve"))[0]  # the eval at step 0
+    assert fve(warm)[1] > fve(cold)[1] + 0.2 and fve(warm, "no_dropout")[1] > fve(cold, "no_dropout")[1] + 0.2
+    assert fve(warm, "cold")[1] < fve(warm)[1] - 0.2  # the variant that sat the warm-up out starts at random
+    # the warm SAEs are step 0's checkpoint and export; the first checkpoint's drift is measured against them
+    assert (tmp_path / "warm" / "checkpoints" / "step_00000000").exists()
+    warm_dir = RunDir(tmp_path / "warm")
+    for variant in ("", "no_dropout"):
+        assert SAE.load_from_disk(str(warm_dir.artifact(0, "sae", HOOK, variant))).cfg.d_sae == 64 * 4
+    drift = lambda m, variant="": [s for s, _ in series(m, K.variant(variant, K.chrono(HOOK, "hungarian_mcs"))  # noqa: E731
+                                                        if variant else K.chrono(HOOK, "hungarian_mcs"))]
+    assert drift(warm) == drift(warm, "no_dropout") == [2, 4]
+    assert drift(cold) == drift(warm, "cold") == [4]  # an untrained SAE is no anchor
+    with pytest.raises(ConfigError, match=r"sae.variants.more.sae.warmup_tokens: at most the run's"):
+        load_config("tiny", overrides=["sae.warmup_tokens=64", "sae.variants={more: {sae.warmup_tokens: 128}}"]
+                    ).variant("more")
