@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -90,7 +91,8 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
         fve           1 − E‖x − x̂‖² / (E‖x‖² − ‖E x‖²)               l0            mean active latents per token
         cofiring_max_phi  per latent, its strongest firing correlation with another (chrono/redundancy.py)
     and, from the second eval on, chrono/<hook>/activation_stability against the previous eval's activations on the
-    same tokens (chrono/stability.py; kept in the bank, so a resume continues it).
+    same tokens (chrono/stability.py; kept in the bank, so a resume continues it); after the first checkpoint,
+    chrono/<hook>/previous_sae_{fve,ce_recovered,kl_div_score}: that checkpoint's exported SAE on this model.
     The SAE is spliced in at the kept positions (masked ones keep their activation; zero-ablation zeroes every
     position, as sae-lens does); CE and KL count a position iff its input token is kept (sae-lens's ignore-token
     rule). → (metrics, {hook: firing frequency [d_sae] over the kept tokens}) for the density histogram. The bank's
@@ -100,8 +102,16 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
     model.eval()
     banks = {"": saes, **{K.variant(name, ""): v for name, v in saes.variants.items()}}  # key prefix → bank
     each = [(prefix, hook) for prefix, bank in banks.items() for hook in bank.hook_points if hook in saes.hook_points]
+    each += [(PREVIOUS, hook) for hook in saes.hook_points if hook in saes.previous]
+
+    def codec(prefix: str, hook: str):  # (encode, decode) of raw activations
+        if prefix == PREVIOUS:
+            return saes.previous[hook].encode, saes.previous[hook].decode
+        return partial(banks[prefix].encode, hook), partial(banks[prefix].decode, hook)
+
     val_sums = torch.zeros(2, dtype=torch.float64)  # as validation_loss: loss sum, target count
-    tallies = {ph: _Tally(banks[ph[0]].saes[ph[1]].cfg.d_sae) for ph in each}
+    tallies = {(prefix, hook): _Tally((saes if prefix == PREVIOUS else banks[prefix]).saes[hook].cfg.d_sae)
+               for prefix, hook in each}
     for start in range(0, rows, micro_batch):
         tokens, sources = val["tokens"][start:start + micro_batch], val["source_index"][start:start + micro_batch]
         base = saes.base_mask(tokens, sources)
@@ -113,12 +123,12 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
         ce_clean = _token_ce(clean_logp, tokens)
         zeroed = {}  # per hook: the zero-ablated forward, whatever SAE is evaluated there
         for prefix, hook in each:
-            bank, act = banks[prefix], cache[hook]
-            flat = hooks.flatten(act).float()
+            flat = hooks.flatten(cache[hook]).float()
             keep = base.flatten() & ~saes.outliers(hook, flat)  # the variants share the leading bank's token mask
             x = flat[keep]
-            latents = bank.encode(hook, x)
-            x_hat = bank.decode(hook, latents)
+            encode, decode = codec(prefix, hook)
+            latents = encode(x)
+            x_hat = decode(latents)
             recon = flat.clone()
             recon[keep] = x_hat
 
@@ -142,6 +152,11 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
                 keep.nonzero().squeeze(1) + start * tokens.shape[1])  # kept tokens' positions in the panel's rows
     metrics, density = {}, {}
     for (prefix, hook), tally in tallies.items():
+        if prefix == PREVIOUS:
+            panel = tally.panel()
+            metrics.update({K.chrono(hook, key): panel[key.removeprefix("previous_sae_").replace("fve", "eval_fve")]
+                            for key in K.PREVIOUS_SAE})
+            continue
         bank = banks[prefix]
         metrics.update({prefix + key: v for key, v in tally.metrics(hook, bank, rows * val["tokens"].shape[1]).items()})
         if not prefix:  # the density histogram artifact: the leading bank's SAEs
@@ -153,6 +168,7 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
     return metrics, density
 
 
+PREVIOUS = "previous/"  # the panel's pseudo-prefix for the last checkpoint's SAE (SAEBank.previous)
 PANEL_SUMS = ("ce_clean", "ce_sae", "ce_zero", "targets", "kl_sae", "kl_zero", "l2_ratio", "l0", "sq_norm",
               "sq_residual", "tokens")
 
@@ -176,15 +192,20 @@ class _Tally:
         self.activations.append(torch.stack([positions[token].float(), latent.float(),
                                              latents[token, latent].float()]).cpu())
 
-    def metrics(self, hook: str, bank: SAEBank, n_positions: int) -> dict[str, float]:
+    def panel(self) -> dict[str, float]:
+        """The panel's values from the sums (co-firing aside)."""
         v = dict(zip(PANEL_SUMS, self.sums.tolist()))
         n, m = max(v["tokens"], 1), max(v["targets"], 1)
         ce_clean, ce_sae, ce_zero = v["ce_clean"] / m, v["ce_sae"] / m, v["ce_zero"] / m
         variance = v["sq_norm"] / n - (self.sum_x / n).pow(2).sum().item()
-        panel = {"ce_recovered": ce_loss_recovered(ce_clean, ce_sae, ce_zero),
-                 "kl_div_score": (v["kl_zero"] - v["kl_sae"]) / v["kl_zero"], "ce_delta": ce_sae - ce_clean,
-                 "l2_ratio": v["l2_ratio"] / n, "eval_fve": 1 - v["sq_residual"] / n / variance, "eval_l0": v["l0"] / n,
-                 "cofiring_max_phi": cofiring_max_phi(*torch.cat(self.events, 1), int(v["tokens"]), len(self.fires))}
+        return {"ce_recovered": ce_loss_recovered(ce_clean, ce_sae, ce_zero),
+                "kl_div_score": (v["kl_zero"] - v["kl_sae"]) / v["kl_zero"], "ce_delta": ce_sae - ce_clean,
+                "l2_ratio": v["l2_ratio"] / n, "eval_fve": 1 - v["sq_residual"] / n / variance, "eval_l0": v["l0"] / n}
+
+    def metrics(self, hook: str, bank: SAEBank, n_positions: int) -> dict[str, float]:
+        panel = self.panel()
+        panel["cofiring_max_phi"] = cofiring_max_phi(*torch.cat(self.events, 1), int(self.sums[PANEL_SUMS.index("tokens")]),
+                                                     len(self.fires))
         out = {K.sae(hook, name): panel[name] for name in K.SAE_EVAL}
         now = torch.cat(self.activations, 1)
         if hook in bank.panel_latents:  # the same tokens at the previous eval, through that eval's LM and SAE

@@ -24,9 +24,13 @@ SAE_RETIRED = "retired_at_step"  # logged once, when an SAE leaves the run (sae.
 # and what temporal dropout is meant to change: co-firing of latents on those tokens (chrono/redundancy.py)
 SAE_EVAL = ("ce_recovered", "kl_div_score", "ce_delta", "l2_ratio", "eval_fve", "eval_l0", "cofiring_max_phi")
 CHRONO_STEP = ("alignment_loss", "alignment_share", "dropped_frac")  # per hook, at the chrono cadence
-DRIFT = ("mmcs", "self_match_frac", "hungarian_mcs")  # per hook, at each checkpoint after the first
+# per hook, at each checkpoint after the first (the encoder's rows matched as the decoder's are: hungarian_mcs_encoder)
+DRIFT = ("mmcs", "self_match_frac", "hungarian_mcs", "hungarian_mcs_encoder")
 REDUNDANCY = ("decoder_redundancy",)  # per hook, at each checkpoint: live-latent pairs with decoder cosine > 0.8
 STABILITY = ("activation_stability",)  # per hook, at each eval after the first: per-latent correlation with the last
+# per hook, at each eval after the first checkpoint: the last checkpoint's exported SAE on this model's activations
+# (how much the LM's change since then breaks an SAE; the panel's own eval_fve / ce_recovered / kl_div_score)
+PREVIOUS_SAE = ("previous_sae_fve", "previous_sae_ce_recovered", "previous_sae_kl_div_score")
 CROSS_SEED = ("cross_seed_mcs", "hungarian_mcs_seed_baseline")  # per hook, at each checkpoint, with sae.seed_baseline
 # per hook, at eval: observed, permutation null, excess = observed − null, the null's SD (the excess's resolution),
 # the permutation p (pooled kinds); the number of columns used
@@ -162,7 +166,7 @@ def eval_keys(hooks: list[str], buckets: list[str], canary_labels: list[str], so
               reference: bool = True) -> list[str]:
     """Keys of one eval once every probe column is filled (buckets: b0, b1, …; plus "unseen")."""
     keys = [val(n) for n in VAL] + ["time/eval_s"] + [sae(h, n) for h in hooks for n in SAE_EVAL]
-    keys += [chrono(h, n) for h in hooks for n in STABILITY]
+    keys += [chrono(h, n) for h in hooks for n in STABILITY + PREVIOUS_SAE]
     # with SAEs the panel's clean forwards give the validation loss (one process): its time is the panel's
     keys += [eval_time("sae_panel")] if hooks else [eval_time("val")]
     keys += [eval_time("canaries")] if canary_labels else []

@@ -167,6 +167,10 @@ class SAEBank:
         self.variants: dict[str, SAEBank] = {}  # name → a bank fed this bank's inputs (sae.variants; for_model)
         # hook → the last eval panel's latent activations, [3, nnz] (position, latent, value): activation stability
         self.panel_latents: dict[str, torch.Tensor] = {}
+        # hook → the last checkpoint's SAE as exported (it takes raw activations): evaluated on the LM as it is now
+        # (the panel's previous_sae_* keys) and the encoder's drift; the leading bank's only (not its variants')
+        self.previous: dict[str, object] = {}
+        self.keeps_previous = True
 
     @classmethod
     def for_model(cls, cfg: Config, model, tokenizer, device: torch.device, d: Dist = ALONE) -> SAEBank:
@@ -183,6 +187,7 @@ class SAEBank:
             _check_k(sae_cfg, widths, f"sae.variants.{name}.sae.k")
             variant = cls(sae_cfg, chrono, cfg.train.max_steps, widths, device, seed, d, bos)
             variant.state = bank.state  # one token mask and activation scale per hook: the variants follow this bank's
+            variant.keeps_previous = False
             bank.variants[name] = variant
         return bank
 
@@ -494,6 +499,12 @@ class SAEBank:
                 metrics[K.chrono(hook, "mmcs")] = drift["mmcs"]
                 metrics[K.chrono(hook, "self_match_frac")] = drift["self_match_frac"]
                 metrics[K.chrono(hook, "hungarian_mcs")] = matched_similarity(*pairs)
+            if hook in self.previous:  # the encoder's rows (W_enc columns), matched as the decoder's, same latents
+                both = alive & self.latents[hook, 0].anchor_alive
+                metrics[K.chrono(hook, "hungarian_mcs_encoder")] = matched_similarity(
+                    self.saes[hook].W_enc.detach().T[both], self.previous[hook].W_enc.detach().T[both])
+            if self.keeps_previous:
+                self.previous[hook] = self.inference_sae(hook).requires_grad_(False)
             if hook in self.baselines:
                 other = self.baselines[hook].W_dec.detach()[self.alive(hook, 1)]
                 metrics[K.chrono(hook, "cross_seed_mcs")] = matched_similarity(W[alive], other)
@@ -533,6 +544,7 @@ class SAEBank:
             "health": {"skipped": self.skipped, "skipped_in_a_row": self.skipped_in_a_row, "retired": self.retired},
             "variants": {name: variant.state_dict() for name, variant in self.variants.items()},
             "panel_latents": self.panel_latents,
+            "previous": {h: s.state_dict() for h, s in self.previous.items()},
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -550,6 +562,10 @@ class SAEBank:
         self.retired = dict(health.get("retired", {}))
         self.hook_points = [h for h in self.all_hooks if h not in self.retired]
         self.panel_latents = dict(state.get("panel_latents", {}))  # absent before 2026-12-01 (second session)
+        self.previous = {}
+        for hook, previous in state.get("previous", {}).items():  # absent before 2026-12-01 (fourth session)
+            self.previous[hook] = copy.deepcopy(self.saes[hook]).requires_grad_(False)
+            self.previous[hook].load_state_dict(previous)
         for name, variant in self.variants.items():
             variant.load_state_dict(state["variants"][name])
             variant.state = self.state  # shared again (the load replaced both dicts)

@@ -133,13 +133,23 @@ def test_non_finite_steps_are_skipped_then_stop(tmp_path, monkeypatch):
 
 
 def test_the_frozen_lm_arm_trains_the_saes_on_an_lm_that_never_changes(tmp_path):
-    cfg = tiny("train.max_steps=4", "checkpointing.checkpoint_every_n_steps=2", ablation="frozen_lm")
+    cfg = tiny("train.max_steps=4", "checkpointing.checkpoint_every_n_steps=2", "train.eval_every=2",
+               ablation="frozen_lm")
     train_mod.train(cfg, tmp_path / "f", progress=False)
     start = hf_state_dict(load_model(cfg.model, "cpu", seed=cfg.run.seed)[0])
     end = latest_good_checkpoint(tmp_path / "f")[1]["model"]
     assert start.keys() == end.keys() and all(torch.equal(start[k], end[k]) for k in start)
     val = losses(tmp_path / "f", "val/loss")
-    assert len(val) == 2 and len(set(val.values())) == 1  # the same LM at every eval
+    assert len(val) == 3 and len(set(val.values())) == 1  # the same LM at every eval
     mse = list(losses(tmp_path / "f", "sae/blocks.1.hook_resid_post/mse").values())
     assert mse[-1] < mse[0]  # while its SAEs learn, and drift is measured against this floor
-    assert losses(tmp_path / "f", "chrono/blocks.1.hook_resid_post/hungarian_mcs")
+    for key in ("hungarian_mcs", "hungarian_mcs_encoder"):
+        assert list(losses(tmp_path / "f", f"chrono/blocks.1.hook_resid_post/{key}")) == [4], key
+    # The last checkpoint's exported SAE, evaluated on the model as it is now: on an LM that never changes it reads
+    # what that SAE read at its own checkpoint's eval (the same SAE, model and tokens), though the SAE has moved on.
+    for previous, own in (("previous_sae_fve", "eval_fve"), ("previous_sae_ce_recovered", "ce_recovered"),
+                          ("previous_sae_kl_div_score", "kl_div_score")):
+        stale = losses(tmp_path / "f", f"chrono/blocks.1.hook_resid_post/{previous}")
+        then = losses(tmp_path / "f", f"sae/blocks.1.hook_resid_post/{own}")
+        assert list(stale) == [4] and stale[4] == pytest.approx(then[2], rel=1e-4, abs=1e-6), previous
+        assert abs(then[4] - then[2]) > 1e-3, own  # the SAE itself changed in between
