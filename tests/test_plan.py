@@ -42,7 +42,10 @@ def test_storage_plan_from_shapes():
     cfg = load_config("gemma-2b")
     items = storage_plan(cfg, d_model=2304, n_layers=26, n_hooks=1)
     d_sae = 8 * 2304
-    assert items["features"]["count"] == 10 and items["features"]["bytes_each"] == (d_sae * 2304 + 2 * d_sae) * 2
+    # every 500 steps of 5,000, and step 0 (the SAE warm-up's export)
+    assert items["features"]["count"] == 11 and items["features"]["bytes_each"] == (d_sae * 2304 + 2 * d_sae) * 2
+    cold = storage_plan(load_config("gemma-2b", overrides=["sae.warmup_tokens=0"]), 2304, 26, 1)
+    assert cold["features"]["count"] == cold["sae_state"]["count"] == 10
     assert items["sae_state"]["bytes_each"] == (2 * d_sae * 2304 + d_sae + 2304) * 4
     assert items["purity"]["count"] == 21  # evals at 0, 250, …, 5000
     no_sae = load_config("gemma-2b", overrides=["sae.enabled=false"])
