@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import time
-from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -101,17 +100,11 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
     t_start, rows, was_training = time.perf_counter(), _panel_rows(val, n_tokens), model.training
     model.eval()
     banks = {"": saes, **{K.variant(name, ""): v for name, v in saes.variants.items()}}  # key prefix → bank
-    each = [(prefix, hook) for prefix, bank in banks.items() for hook in bank.hook_points if hook in saes.hook_points]
-    each += [(PREVIOUS, hook) for hook in saes.hook_points if hook in saes.previous]
-
-    def codec(prefix: str, hook: str):  # (encode, decode) of raw activations
-        if prefix == PREVIOUS:
-            return saes.previous[hook].encode, saes.previous[hook].decode
-        return partial(banks[prefix].encode, hook), partial(banks[prefix].decode, hook)
-
+    # what is evaluated: (key prefix, hook, whether it is that bank's SAE of the last checkpoint)
+    each = [(prefix, hook, previous) for previous in (False, True) for prefix, bank in banks.items()
+            for hook in bank.hook_points if hook in saes.hook_points and (not previous or hook in bank.previous)]
     val_sums = torch.zeros(2, dtype=torch.float64)  # as validation_loss: loss sum, target count
-    tallies = {(prefix, hook): _Tally((saes if prefix == PREVIOUS else banks[prefix]).saes[hook].cfg.d_sae)
-               for prefix, hook in each}
+    tallies = {e: _Tally(banks[e[0]].saes[e[1]].cfg.d_sae) for e in each}
     for start in range(0, rows, micro_batch):
         tokens, sources = val["tokens"][start:start + micro_batch], val["source_index"][start:start + micro_batch]
         base = saes.base_mask(tokens, sources)
@@ -120,42 +113,30 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
         if with_val_loss:
             val_sums += _loss_sums(clean, tokens, sources)
         clean_logp = clean.float().log_softmax(-1)
-        ce_clean = _token_ce(clean_logp, tokens)
-        zeroed = {}  # per hook: the zero-ablated forward, whatever SAE is evaluated there
-        for prefix, hook in each:
+        zeroed = {}  # per hook: the zero-ablated forward's log-probs, whatever SAE is evaluated there
+        for prefix, hook, previous in each:
             flat = hooks.flatten(cache[hook]).float()
             keep = base.flatten() & ~saes.outliers(hook, flat)  # the variants share the leading bank's token mask
             x = flat[keep]
-            encode, decode = codec(prefix, hook)
-            latents = encode(x)
-            x_hat = decode(latents)
-            recon = flat.clone()
-            recon[keep] = x_hat
-
-            def splice(activation, hook, recon=recon):
-                return hooks.unflatten(recon, activation)
-
-            with autocast:
-                spliced = model.run_with_hooks(tokens, fwd_hooks=[(hook, splice)]).float().log_softmax(-1)
-                if hook not in zeroed:
-                    zeroed[hook] = model.run_with_hooks(tokens, fwd_hooks=[(hook, lambda a, hook: torch.zeros_like(a))])
-            zero_logp = zeroed[hook].float().log_softmax(-1)
-            pos = keep.view_as(base)  # the positions counted
-            target_ok = pos[:, :-1] & (sources[:, 1:] != PAD_SOURCE)
+            sae = banks[prefix].previous[hook] if previous else None  # exported: it takes raw activations
+            latents = sae.encode(x) if previous else banks[prefix].encode(hook, x)
+            x_hat = sae.decode(latents) if previous else banks[prefix].decode(hook, latents)
+            if hook not in zeroed:
+                with autocast:
+                    zeroed[hook] = model.run_with_hooks(tokens, fwd_hooks=[(hook, lambda a, hook: torch.zeros_like(a))]
+                                                        ).float().log_softmax(-1)
+            sums = _splice_sums(model, tokens, sources, hook, flat, keep, x_hat, clean_logp, zeroed[hook], autocast)
             norm_x = x.norm(dim=-1)
-            tallies[prefix, hook].add(torch.stack([t.double() for t in (
-                (ce_clean * target_ok).sum(), (_token_ce(spliced, tokens) * target_ok).sum(),
-                (_token_ce(zero_logp, tokens) * target_ok).sum(), target_ok.sum(),
-                (_kl(clean_logp, spliced) * pos).sum(), (_kl(clean_logp, zero_logp) * pos).sum(),
-                (x_hat.norm(dim=-1) / torch.where(norm_x < 1e-4, 1.0, norm_x)).sum(), (latents != 0).sum(),
-                x.pow(2).sum(), (x - x_hat).pow(2).sum(), x.new_tensor(len(x)))]).cpu(), x, latents,
-                keep.nonzero().squeeze(1) + start * tokens.shape[1])  # kept tokens' positions in the panel's rows
+            sums += [(x_hat.norm(dim=-1) / torch.where(norm_x < 1e-4, 1.0, norm_x)).sum(), (latents != 0).sum(),
+                     x.pow(2).sum(), (x - x_hat).pow(2).sum(), x.new_tensor(len(x))]
+            tallies[prefix, hook, previous].add(torch.stack([t.double() for t in sums]).cpu(), x, latents,
+                                                keep.nonzero().squeeze(1) + start * tokens.shape[1])  # kept positions
     metrics, density = {}, {}
-    for (prefix, hook), tally in tallies.items():
-        if prefix == PREVIOUS:
+    for (prefix, hook, previous), tally in tallies.items():
+        if previous:  # the panel's own definitions, for the last checkpoint's SAE on this model
             panel = tally.panel()
-            metrics.update({K.chrono(hook, key): panel[key.removeprefix("previous_sae_").replace("fve", "eval_fve")]
-                            for key in K.PREVIOUS_SAE})
+            metrics.update({prefix + K.chrono(hook, f"previous_sae_{name}"): panel[{"fve": "eval_fve"}.get(name, name)]
+                            for name in ("fve", "ce_recovered", "kl_div_score")})
             continue
         bank = banks[prefix]
         metrics.update({prefix + key: v for key, v in tally.metrics(hook, bank, rows * val["tokens"].shape[1]).items()})
@@ -168,7 +149,21 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
     return metrics, density
 
 
-PREVIOUS = "previous/"  # the panel's pseudo-prefix for the last checkpoint's SAE (SAEBank.previous)
+def _splice_sums(model, tokens, sources, hook: str, flat, keep, x_hat, clean_logp, zero_logp, autocast) -> list:
+    """One batch's CE and KL sums (PANEL_SUMS up to kl_zero) of a reconstruction x_hat spliced in at the kept
+    positions of the hook's activations `flat` (the others keep theirs)."""
+    recon = flat.clone()
+    recon[keep] = x_hat
+    with autocast:
+        spliced = model.run_with_hooks(tokens, fwd_hooks=[(hook, lambda a, hook: hooks.unflatten(recon, a))])
+    spliced = spliced.float().log_softmax(-1)
+    pos = keep.view(tokens.shape)  # the positions counted
+    target_ok = pos[:, :-1] & (sources[:, 1:] != PAD_SOURCE)
+    return [(_token_ce(clean_logp, tokens) * target_ok).sum(), (_token_ce(spliced, tokens) * target_ok).sum(),
+            (_token_ce(zero_logp, tokens) * target_ok).sum(), target_ok.sum(),
+            (_kl(clean_logp, spliced) * pos).sum(), (_kl(clean_logp, zero_logp) * pos).sum()]
+
+
 PANEL_SUMS = ("ce_clean", "ce_sae", "ce_zero", "targets", "kl_sae", "kl_zero", "l2_ratio", "l0", "sq_norm",
               "sq_residual", "tokens")
 

@@ -168,9 +168,8 @@ class SAEBank:
         # hook → the last eval panel's latent activations, [3, nnz] (position, latent, value): activation stability
         self.panel_latents: dict[str, torch.Tensor] = {}
         # hook → the last checkpoint's SAE as exported (it takes raw activations): evaluated on the LM as it is now
-        # (the panel's previous_sae_* keys) and the encoder's drift; the leading bank's only (not its variants')
+        # (the panel's previous_sae_* keys) and the encoder's drift
         self.previous: dict[str, object] = {}
-        self.keeps_previous = True
 
     @classmethod
     def for_model(cls, cfg: Config, model, tokenizer, device: torch.device, d: Dist = ALONE) -> SAEBank:
@@ -187,7 +186,6 @@ class SAEBank:
             _check_k(sae_cfg, widths, f"sae.variants.{name}.sae.k")
             variant = cls(sae_cfg, chrono, cfg.train.max_steps, widths, device, seed, d, bos)
             variant.state = bank.state  # one token mask and activation scale per hook: the variants follow this bank's
-            variant.keeps_previous = False
             bank.variants[name] = variant
         return bank
 
@@ -503,8 +501,7 @@ class SAEBank:
                 both = alive & self.latents[hook, 0].anchor_alive
                 metrics[K.chrono(hook, "hungarian_mcs_encoder")] = matched_similarity(
                     self.saes[hook].W_enc.detach().T[both], self.previous[hook].W_enc.detach().T[both])
-            if self.keeps_previous:
-                self.previous[hook] = self.inference_sae(hook).requires_grad_(False)
+            self.previous[hook] = self.inference_sae(hook).requires_grad_(False)
             if hook in self.baselines:
                 other = self.baselines[hook].W_dec.detach()[self.alive(hook, 1)]
                 metrics[K.chrono(hook, "cross_seed_mcs")] = matched_similarity(W[alive], other)
