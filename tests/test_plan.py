@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import load_script
 
 from chrono_membench.config import load_config
 from chrono_membench.plan import (
@@ -86,9 +87,8 @@ def test_plan_command_prints_seed_numbers():
     assert warm["tokens"] == 2**25 and warm["stop_layer"] == 14
     assert warm["hours"] == pytest.approx(2**25 * 14 / 26 / (3 * 2500) / 3600)
     assert warm["share_of_run"] == pytest.approx(warm["hours"] / plan["run"]["hours"])
-    proc = subprocess.run([sys.executable, "experiments/plan.py", "--preset", "gemma-2b", "--json", "--max-docs", "20",
-                           "--ranks", "4", "--tokens-per-s", "1000"], cwd=ROOT, capture_output=True, text=True)
-    on_four = json.loads(proc.stdout)  # a torchrun job of 4: 4 × the global batch, throughput assumed linear
+    # a torchrun job of 4 (`--ranks 4 --tokens-per-s 1000`, in this process): 4 × the global batch, throughput linear
+    on_four = load_script("experiments/plan.py").build_plan(load_config("gemma-2b"), 120.0, 1000, 20, ranks=4)
     assert on_four["run"]["tokens_consumed"] == 4 * 327_680_000
     assert on_four["time_budget"]["tokens_per_s"] == 4000 and "linear" in on_four["time_budget"]["tokens_per_s_from"]
 

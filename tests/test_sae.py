@@ -28,14 +28,6 @@ def bank_for(cfg, model, hook_points):
                    torch.device("cpu"))
 
 
-def test_sae_bank_leaves_the_lm_bitwise_unchanged(tmp_path):
-    run(tmp_path, "with", "train.max_steps=6", "checkpointing.checkpoint_every_n_steps=6")
-    run(tmp_path, "without", "train.max_steps=6", "checkpointing.checkpoint_every_n_steps=6", "sae.enabled=false")
-    a = latest_good_checkpoint(tmp_path / "with")[1]["model"]
-    b = latest_good_checkpoint(tmp_path / "without")[1]["model"]
-    assert a and a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
 def test_sae_learns_and_logs_every_key(tmp_path):
     # A nearly frozen LM, so the test isolates the SAE's learning from the LM's drift.
     m = run(tmp_path, "r", "train.lr=1e-7", "train.max_steps=24", "train.chrono_every=4", "train.eval_every=12",
@@ -404,28 +396,28 @@ def test_an_lm_steps_tokens_are_split_into_sae_batches_of_batch_tokens():
     assert metrics["sae/h/l0"] == 4.0 and "sae/h/fve" in metrics  # metrics: on the first minibatch, before its update
 
 
-def test_warm_up_trains_the_saes_on_the_step_0_model_and_leaves_the_lm_run_bitwise_unchanged(tmp_path):
+def test_the_sae_bank_and_its_warm_up_leave_the_lm_bitwise_unchanged_and_the_warm_up_trains_the_saes(tmp_path):
     common = ("train.max_steps=4", "train.eval_every=2", "checkpointing.checkpoint_every_n_steps=2")
-    cold = run(tmp_path, "cold", *common, "sae.variants={no_dropout: {chrono.dropout_p_max: 0}}")
-    warm = run(tmp_path, "warm", *common, "sae.warmup_tokens=8192",
+    warm = run(tmp_path, "with", *common, "sae.warmup_tokens=8192",
                "sae.variants={no_dropout: {chrono.dropout_p_max: 0}, cold: {sae.warmup_tokens: 0}}")
-    for key in ("train/loss", "train/grad_norm", "val/loss", "mem/loss_gap"):  # the LM never sees the warm-up
-        assert series(warm, key) == series(cold, key) and series(cold, key), key
+    without = run(tmp_path, "without", *common, "sae.enabled=false")
+    a = latest_good_checkpoint(tmp_path / "with")[1]["model"]
+    b = latest_good_checkpoint(tmp_path / "without")[1]["model"]
+    assert a and a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    for key in ("train/loss", "train/grad_norm", "val/loss", "mem/loss_gap"):  # the LM never sees the SAEs
+        assert series(warm, key) == series(without, key) and series(without, key), key
     # 8,192 tokens = 32 SAE steps of one LM update's tokens (2 × 2 rows of 64), position 0 masked: 32 × 252
-    assert series(warm, K.SAE_WARMUP_TOKENS) == [(0, 32 * 4 * 63)] and not series(cold, K.SAE_WARMUP_TOKENS)
-    fve = lambda m, variant="": series(m, K.variant(variant, K.sae(HOOK, "eval_fve")) if variant  # noqa: E731
-                                       else K.sae(HOOK, "eval_fve"))[0]  # the eval at step 0
-    assert fve(warm)[1] > fve(cold)[1] + 0.2 and fve(warm, "no_dropout")[1] > fve(cold, "no_dropout")[1] + 0.2
-    assert fve(warm, "cold")[1] < fve(warm)[1] - 0.2  # the variant that sat the warm-up out starts at random
+    assert series(warm, K.SAE_WARMUP_TOKENS) == [(0, 32 * 4 * 63)]
+    fve = lambda variant="": series(warm, K.variant(variant, K.sae(HOOK, "eval_fve")) if variant  # noqa: E731
+                                    else K.sae(HOOK, "eval_fve"))[0][1]  # at the eval of step 0
+    assert fve() > fve("cold") + 0.2 and fve("no_dropout") > fve("cold") + 0.2  # "cold" sat the warm-up out
     # the warm SAEs are step 0's checkpoint and export; the first checkpoint's drift is measured against them
-    assert (tmp_path / "warm" / "checkpoints" / "step_00000000").exists()
-    warm_dir = RunDir(tmp_path / "warm")
+    assert (tmp_path / "with" / "checkpoints" / "step_00000000").exists()
     for variant in ("", "no_dropout"):
-        assert SAE.load_from_disk(str(warm_dir.artifact(0, "sae", HOOK, variant))).cfg.d_sae == 64 * 4
-    drift = lambda m, variant="": [s for s, _ in series(m, K.variant(variant, K.chrono(HOOK, "hungarian_mcs"))  # noqa: E731
-                                                        if variant else K.chrono(HOOK, "hungarian_mcs"))]
-    assert drift(warm) == drift(warm, "no_dropout") == [2, 4]
-    assert drift(cold) == drift(warm, "cold") == [4]  # an untrained SAE is no anchor
+        assert SAE.load_from_disk(str(RunDir(tmp_path / "with").artifact(0, "sae", HOOK, variant))).cfg.d_sae == 64 * 4
+    drift = lambda variant="": [s for s, _ in series(warm, K.variant(variant, K.chrono(HOOK, "hungarian_mcs"))  # noqa: E731
+                                                     if variant else K.chrono(HOOK, "hungarian_mcs"))]
+    assert drift() == drift("no_dropout") == [2, 4] and drift("cold") == [4]  # an untrained SAE is no anchor
     with pytest.raises(ConfigError, match=r"sae.variants.more.sae.warmup_tokens: at most the run's"):
         load_config("tiny", overrides=["sae.warmup_tokens=64", "sae.variants={more: {sae.warmup_tokens: 128}}"]
                     ).variant("more")
