@@ -34,7 +34,7 @@ def packing_rate(cfg, tokenizer, seconds: float) -> float:
 
 def wait_fraction(cfg, tokenizer, prefetch_rows: int, device_tokens_per_s: float, steps: int, warmup: int) -> float:
     t = cfg.train
-    probes = ProbeSet(cfg.chrono.n_buckets, cfg.chrono.probe_per_bucket, t.max_steps, cfg.run.seed, tokenizer.decode)
+    probes = ProbeSet.for_run(cfg, tokenizer, fill_unseen=False)
     canaries = Canaries(cfg, tokenizer, cfg.run.seed) if cfg.chrono.canary_repetitions else None
     stream = prefetched(MixtureStream(cfg.data, tokenizer), prefetch_rows)
     batches = Batches(stream, t.micro_batch, probes, canaries)

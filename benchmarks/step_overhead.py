@@ -28,6 +28,7 @@ from chrono_membench.data import MixtureStream, collate
 from chrono_membench.distributed import resolve_device
 from chrono_membench.evaluation import diversity_term, lm_loss, sample_queries
 from chrono_membench.mfu import flops_per_token, peak_flops
+from chrono_membench.model import autocast as model_autocast
 from chrono_membench.model import load_model
 from chrono_membench.sae import SAEBank
 from chrono_membench.optim import build_optimizers
@@ -60,7 +61,7 @@ def main() -> None:
     cfg = load_config(args.preset, overrides=args.overrides)
     device = resolve_device(cfg.run.device)
     cuda = device.type == "cuda"
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
+    autocast = model_autocast(device)
     torch.manual_seed(0)
     model, tokenizer = load_model(cfg.model, device)
     if cfg.train.compile:

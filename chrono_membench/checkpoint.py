@@ -218,8 +218,7 @@ def restore_for_analysis(run_dir: RunDir | Path, device: str | torch.device = "c
     saes = SAEBank.for_model(cfg, model, tokenizer, device) if ckpt.get("saes") is not None else None
     if saes is not None:
         saes.load_state_dict(ckpt["saes"])
-    probes = ProbeSet(cfg.chrono.n_buckets, cfg.chrono.probe_per_bucket, cfg.train.max_steps, cfg.run.seed,
-                      tokenizer.decode)
+    probes = ProbeSet.for_run(cfg, tokenizer, fill_unseen=False)  # the state below holds them
     if ckpt["state"]["batches"]["probes"] is not None:
         probes.load_state_dict(ckpt["state"]["batches"]["probes"])
     return Restored(cfg, ckpt["state"]["step"], model.eval(), reference.eval(), saes, probes, tokenizer)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -272,6 +273,12 @@ def export_hf_model(bridge, tokenizer, target: Path, state: dict | None = None) 
     with atomic_write(target) as tmp:
         fresh.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+
+
+def autocast(device: str | torch.device):
+    """What every forward of a run (training, evals, analysis) runs under: bf16 autocast on CUDA, with the fp32
+    master weights kept; nothing on the CPU. One object, entered again at each forward."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if torch.device(device).type == "cuda" else nullcontext()
 
 
 def load_model(model_cfg: ModelConfig, device: str | torch.device = "cpu", seed: int = 0):

@@ -65,6 +65,19 @@ class ProbeSet:
         self.unseen: list[Probe] = []
         self.rng = np.random.default_rng(seed)
 
+    @classmethod
+    def for_run(cls, cfg, tokenizer, fill_unseen: bool = True) -> ProbeSet:
+        """A run's probe set as its trainer builds it: chrono.n_buckets buckets over train.max_steps, drawn with
+        run.seed; with fill_unseen, its "unseen" windows from packed validation documents never trained on (the
+        validation split on seed data.seed + 1, so not the validation loss's rows)."""
+        from chrono_membench.data.stream import MixtureStream  # lazily: data/batches.py imports this module
+
+        probes = cls(cfg.chrono.n_buckets, cfg.chrono.probe_per_bucket, cfg.train.max_steps, cfg.run.seed,
+                     tokenizer.decode)
+        if fill_unseen:
+            probes.fill_unseen(MixtureStream(cfg.data, tokenizer, "val", seed=cfg.data.seed + 1, repeat=False))
+        return probes
+
     def bucket_of(self, step: int) -> int:
         """Bucket of a window trained at (1-based) training step `step`."""
         return min(self.n_buckets - 1, (step - 1) * self.n_buckets // self.max_steps)

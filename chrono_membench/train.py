@@ -40,6 +40,7 @@ from chrono_membench.evaluation import (
 from chrono_membench.latent_records import latent_records
 from chrono_membench.logging import make_logger, truncate_metrics
 from chrono_membench.mfu import flops_per_token, peak_flops
+from chrono_membench.model import autocast as model_autocast
 from chrono_membench.model import export_hf_model, hf_state_dict, load_model
 from chrono_membench.optim import build_optimizers, lr_multiplier
 from chrono_membench.probe_eval import probe_metrics
@@ -104,7 +105,7 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
         run_dir.write_text(run_dir.config, dump_config(cfg))
         if not resume:  # a run started again (after a stop before its first checkpoint) logs from a clean slate
             truncate_metrics(run_dir.metrics, -1)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    autocast = model_autocast(device)
     for seed_everything in (torch.manual_seed, random.seed, np.random.seed):
         seed_everything(cfg.run.seed)
 
@@ -118,10 +119,7 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
     saes = SAEBank.for_model(cfg, model, tokenizer, device, d) if cfg.sae.enabled else None
     val_rows = [r for _, r in zip(range(cfg.data.val_rows), MixtureStream(cfg.data, tokenizer, "val", repeat=False))]
     val = {k: v.to(device) for k, v in collate(val_rows).items()}
-    probes = ProbeSet(cfg.chrono.n_buckets, cfg.chrono.probe_per_bucket, t.max_steps, cfg.run.seed,
-                      tokenizer.decode) if chrono else None
-    if probes is not None:  # "unseen" probes: windows of packed validation documents, never trained on
-        probes.fill_unseen(MixtureStream(cfg.data, tokenizer, "val", seed=cfg.data.seed + 1, repeat=False))
+    probes = ProbeSet.for_run(cfg, tokenizer) if chrono else None  # with its unseen windows, never trained on
     canaries = Canaries(cfg, tokenizer, cfg.run.seed) if chrono and cfg.chrono.canary_repetitions else None
     plants = Plants.for_run(cfg, canaries, d.world)  # None without chrono.plant_file
     stream = prefetched(MixtureStream(cfg.data, tokenizer, split="train"), cfg.data.prefetch_rows)

@@ -76,10 +76,9 @@ def spread(first: int, last: int, n: int) -> list[int]:
 
 
 def used_validation_uids(cfg: Config, tokenizer) -> set[str]:
-    """Validation documents the run itself uses: its validation rows and its unseen probes (as train.py draws them)."""
+    """Validation documents the run itself uses: its validation rows and its unseen probes."""
     rows = [r for _, r in zip(range(cfg.data.val_rows), MixtureStream(cfg.data, tokenizer, "val", repeat=False))]
-    probes = ProbeSet(1, cfg.chrono.probe_per_bucket, cfg.train.max_steps, cfg.run.seed, tokenizer.decode)
-    probes.fill_unseen(MixtureStream(cfg.data, tokenizer, "val", seed=cfg.data.seed + 1, repeat=False))
+    probes = ProbeSet.for_run(cfg, tokenizer)
     return {d.uid for r in rows for d in r.docs} | {p.uid for p in probes.unseen}
 
 

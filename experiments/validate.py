@@ -18,7 +18,6 @@ import argparse
 import json
 import sys
 import time
-from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from chrono_membench import checkpoint, distributed
 from chrono_membench import validation as V
 from chrono_membench.config import ConfigError, load_config
 from chrono_membench.logging import final_values, read_metrics
+from chrono_membench.model import autocast as model_autocast
 from chrono_membench.probes import PROBE_TOKENS, ProbeSet
 
 RUNS = ("main", "control", "no_alignment")
@@ -76,7 +76,7 @@ def evaluate(out: Path, arms: dict, sizes: V.Sizes) -> list[V.Check]:
             continue
         cfg = load_config(arms[name][0], overrides=arms[name][1])
         device = distributed.resolve_device(cfg.run.device)
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+        autocast = model_autocast(device)
         run_dir = Path(cfg.run.out_dir) / cfg.run.name
         r = checkpoint.restore_for_analysis(run_dir, device)
         model, reference, saes, probes, tokenizer = r.model, r.reference, r.saes, r.probes, r.tokenizer
