@@ -17,6 +17,9 @@ def headline(run_dir: str | Path) -> list[str]:
     seen (chrono/resolution.py). Intervals are 95 %; what each number means is in docs/metrics.md."""
     f, lines = final_values(run_dir), []
     nan = float("nan")
+    if K.SAE_WARMUP_TOKENS in f:
+        lines.append(f"SAE warm-up: {f[K.SAE_WARMUP_TOKENS]:,.0f} tokens through the step-0 model before training "
+                     f"({f.get(K.SAE_WARMUP_S, nan):.0f} s; exported as step 0)")
 
     def ci(key: str, fmt: str = ".2f") -> str:
         if key not in f:
@@ -34,6 +37,10 @@ def headline(run_dir: str | Path) -> list[str]:
                          f"{f[K.sae(hook, 'ce_recovered')]:.3f}, L0 {f[K.sae(hook, 'eval_l0')]:.0f}, dead "
                          f"{f.get(K.sae(hook, 'dead_frac'), nan):.2f}, activation stability since the last eval "
                          f"{f.get(K.chrono(hook, 'activation_stability'), nan):.3f}")
+        if K.chrono(hook, "previous_sae_fve") in f:
+            lines.append(f"  the last checkpoint's SAE on this model: FVE {f[K.chrono(hook, 'previous_sae_fve')]:.3f}, "
+                         f"CE recovered {f[K.chrono(hook, 'previous_sae_ce_recovered')]:.3f} (what the LM's change "
+                         f"since that checkpoint costs an SAE trained before it)")
         if K.chrono(hook, "temporal_purity_excess") in f:
             parts = []
             for kind in ("temporal", "temporal_stratified", "source"):

@@ -15,6 +15,7 @@ from chrono_membench.config import ConfigError, load_config
 from chrono_membench.logging import run_records
 from chrono_membench.model import load_model
 from chrono_membench.run_dir import RunDir
+from chrono_membench.summary import headline
 from chrono_membench.sae import SAEBank
 from chrono_membench.saes import ARCHITECTURES
 
@@ -418,6 +419,8 @@ def test_the_sae_bank_and_its_warm_up_leave_the_lm_bitwise_unchanged_and_the_war
     drift = lambda variant="": [s for s, _ in series(warm, K.variant(variant, K.chrono(HOOK, "hungarian_mcs"))  # noqa: E731
                                                      if variant else K.chrono(HOOK, "hungarian_mcs"))]
     assert drift() == drift("no_dropout") == [2, 4] and drift("cold") == [4]  # an untrained SAE is no anchor
+    said = "\n".join(headline(tmp_path / "with"))  # the closing summary says both
+    assert "SAE warm-up: 8,064 tokens through the step-0 model" in said and "the last checkpoint's SAE on this model" in said
     with pytest.raises(ConfigError, match=r"sae.variants.more.sae.warmup_tokens: at most the run's"):
         load_config("tiny", overrides=["sae.warmup_tokens=64", "sae.variants={more: {sae.warmup_tokens: 128}}"]
                     ).variant("more")
