@@ -29,6 +29,7 @@ architecture comes from saes/ (a table over sae-lens's registry: `topk`, `standa
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import time
 import warnings
@@ -38,10 +39,10 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE
 from sae_lens.saes.sae import TrainCoefficientConfig, TrainStepInput
 from sae_lens.saes.topk_sae import TopKTrainingSAE
+from tqdm import tqdm
 
 from chrono_membench import hooks
 from chrono_membench import metric_keys as K
@@ -576,21 +577,22 @@ def warm_up(bank: SAEBank, model, rows, n_tokens: int, micro_batch: int, grad_ac
     `rows`: the training mixture on a stream of its own (the LM's stream and every RNG it uses are untouched).
     Each rank takes its share of each global micro-batch, as data/batches.py does, and the SAEs step once per
     `grad_accum` forwards — the tokens of one LM update, as in training — all ranks in lockstep.
-    Returns the last step's SAE metrics, the tokens seen and the time it took."""
+    Returns the last step's SAE metrics, the tokens the SAEs trained on (masked positions left out; over all
+    ranks) and the time it took."""
     start, d = time.perf_counter(), bank.dist
     stop_at = max(hooks.layer_of(h) for h in bank.hook_points) + 1
     first = next(rows)
-    per_forward = micro_batch * d.world * len(first.tokens)  # global tokens per forward (padding included)
-    steps = max(1, math.ceil(n_tokens / (per_forward * grad_accum)))
-    metrics, seen, pending = {}, 0, [first]
+    rows = itertools.chain([first], rows)
+    per_step = micro_batch * d.world * len(first.tokens) * grad_accum  # global tokens per SAE step (padding included)
+    steps = max(1, math.ceil(n_tokens / per_step))
+    metrics, seen = {}, 0
     for step in tqdm(range(steps), desc="sae warm-up", disable=not progress, dynamic_ncols=True):
         for _ in range(grad_accum):
-            global_rows = pending + [next(rows) for _ in range(micro_batch * d.world - len(pending))]
-            pending = []
+            global_rows = [next(rows) for _ in range(micro_batch * d.world)]
             batch = {k: v.to(bank.device) for k, v in collate(global_rows[d.rank::d.world]).items()}
             with torch.no_grad(), autocast, bank.capture(model, batch["tokens"], batch["source_index"]):
                 model(batch["tokens"], stop_at_layer=stop_at)
         captured = torch.tensor(float(len(bank._captured[bank.hook_points[0]])), device=d.comm_device)
         seen += int(d.sum_(captured).item())
-        metrics = bank.step(0, with_metrics=step == steps - 1, warming=step * per_forward * grad_accum)
+        metrics = bank.step(0, with_metrics=step == steps - 1, warming=step * per_step)
     return {**metrics, K.SAE_WARMUP_TOKENS: float(seen), K.SAE_WARMUP_S: time.perf_counter() - start}
