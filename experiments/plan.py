@@ -2,6 +2,7 @@
 Chinchilla, entries needed for a time budget, wandb storage per run and per 4-run ablation suite.
 
     python experiments/plan.py --preset gemma-2b [--hours 120] [--tokens-per-s N] [--ranks R] [--json] [key=value ...]
+    python experiments/plan.py --preset demo --power [--auroc 0.05] [--did 0.1 --did-sd 0.3] [--rho 0.1] [--seed-effect 1]
 
 Measured inputs: documents, bytes and tokens per source are counted on the configured local data, or on
 the bundled sample when the data is on the hub (then scaled to the seed's document counts and labelled
@@ -10,6 +11,11 @@ offline; tokens/s from `experiments/tune.py`'s result for the preset if there is
 (default: the design's 2,500). --ranks R plans a torchrun job of R processes: the global batch is R times
 the preset's, and throughput is assumed to scale linearly from the per-process tokens/s (an assumption,
 said so in the output; measure with the real job's train/tokens_per_s).
+
+--power: what the preset's probe set can detect (two-sided 5 %, 80 % power; chrono/resolution.py), and the inverse:
+the windows per bucket, seen windows and paired seeds needed for a given effect — an AUROC's distance from 0.5, a
+DiD difference between two buckets (nats; per-window SD --did-sd, 0.3 measured on the demo: its DiD intervals over
+16 + 16 windows), a training-order ρ, an arm difference in units of its seed-to-seed SD.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 
 
+from chrono_membench.chrono import resolution as R
 from chrono_membench.config import ABLATIONS, SUITE, ConfigError, ModelConfig, load_config, sae_only
 from chrono_membench.data import SOURCES, DataSourceError, SourceRecords
 from chrono_membench.plan import (
@@ -115,6 +122,40 @@ def build_plan(cfg, hours: float, tokens_per_s: float | None, max_docs: int, ran
     }
 
 
+def power_plan(cfg, auroc: float, did: float, did_sd: float, rho: float, seed_effect: float) -> dict:
+    """--power: the MDEs at the preset's probe-set size, and the sizes that detect the given effects."""
+    n, buckets = cfg.chrono.probe_per_bucket, cfg.chrono.n_buckets
+    return {
+        "at_this_size": {"windows_per_bucket": n, "buckets": buckets, "seen_windows": n * buckets,
+                         "auroc_vs_0.5": R.auroc_mde(n, n), "did_between_buckets_nats": R.mean_difference_mde(did_sd, n, n),
+                         "order_rho": R.correlation_mde(n * buckets),
+                         "paired_arm_difference_in_seed_sds": {s: R.paired_seeds_mde(s) for s in (3, 5, 10)}},
+        "needed": {"auroc": {"effect": auroc, "windows_per_bucket": R.windows_for_auroc(auroc)},
+                   "did": {"effect_nats": did, "per_window_sd": did_sd,
+                           "windows_per_bucket": R.windows_for_mean_difference(did, did_sd)},
+                   "order_rho": {"effect": rho, "seen_windows": R.windows_for_correlation(rho)},
+                   "paired_arm_difference": {"effect_in_seed_sds": seed_effect,
+                                             "seeds": R.seeds_for_paired_difference(seed_effect)}},
+    }
+
+
+def print_power(p: dict) -> None:
+    a, need = p["at_this_size"], p["needed"]
+    print(f"\npower (two-sided 5 %, 80 % power): what this probe set detects — {a['windows_per_bucket']} windows "
+          f"per bucket × {a['buckets']} buckets, {a['seen_windows']} seen windows")
+    print(f"  AUROC, a bucket vs unseen: |AUROC − 0.5| ≥ {a['auroc_vs_0.5']:.3f}")
+    print(f"  DiD between two buckets (per-window SD {need['did']['per_window_sd']:g} nats): ≥ "
+          f"{a['did_between_buckets_nats']:.3f} nats")
+    print(f"  training-order ρ: |ρ| ≥ {a['order_rho']:.3f}")
+    print("  an arm's paired difference from full: ≥ " + ", ".join(
+        f"{v:.2f} seed SDs at {s} seeds" for s, v in a["paired_arm_difference_in_seed_sds"].items()))
+    print(f"to detect: AUROC 0.5 ± {need['auroc']['effect']:g} → {need['auroc']['windows_per_bucket']:,} windows per "
+          f"bucket; a DiD difference of {need['did']['effect_nats']:g} nats → {need['did']['windows_per_bucket']:,} "
+          f"windows per bucket; ρ = {need['order_rho']['effect']:g} → {need['order_rho']['seen_windows']:,} seen "
+          f"windows; an arm difference of {need['paired_arm_difference']['effect_in_seed_sds']:g} seed SD → "
+          f"{need['paired_arm_difference']['seeds']} paired seeds")
+
+
 def print_plan(p: dict) -> None:
     d, r, m, tb, st = p["data"], p["run"], p["model"], p["time_budget"], p["storage"]
     print(f"plan for preset {p['preset']}")
@@ -154,12 +195,25 @@ def main(argv=None) -> int:
     parser.add_argument("--max-docs", type=int, default=500, help="documents per source to tokenise")
     parser.add_argument("--ranks", type=int, default=1, help="torchrun processes (GPUs) of the planned job")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--power", action="store_true", help="what the probe set can detect, and what a target needs")
+    parser.add_argument("--auroc", type=float, default=0.05, help="--power: an AUROC's distance from 0.5 to detect")
+    parser.add_argument("--did", type=float, default=0.1, help="--power: a DiD difference between buckets (nats)")
+    parser.add_argument("--did-sd", type=float, default=0.3, help="--power: the reference score's per-window SD")
+    parser.add_argument("--rho", type=float, default=0.1, help="--power: a training-order correlation to detect")
+    parser.add_argument("--seed-effect", type=float, default=1.0, help="--power: an arm difference, in seed SDs")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args(argv)
     try:
         if args.ranks < 1:
             raise ConfigError(f"--ranks must be a positive integer, got {args.ranks}")
         cfg = load_config(args.preset, overrides=args.overrides)
+        for name in ("auroc", "did", "did_sd", "rho", "seed_effect"):
+            if getattr(args, name) <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
+        if args.power:  # no data to measure: the probe set's size and the targets are all it needs
+            plan = power_plan(cfg, args.auroc, args.did, args.did_sd, args.rho, args.seed_effect)
+            print(json.dumps(plan, indent=1)) if args.json else print_power(plan)
+            return 0
         plan = build_plan(cfg, args.hours, args.tokens_per_s, args.max_docs, args.ranks)
     except (ConfigError, DataSourceError) as e:
         print(f"error: {e}", file=sys.stderr)

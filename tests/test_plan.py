@@ -105,3 +105,20 @@ def test_tune_writes_what_plan_reads(tmp_path):
                            "--max-docs", "5"], cwd=env_cwd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout)["time_budget"]["tokens_per_s"] == result["tokens_per_s"]
+
+
+def test_plan_power_says_what_the_probe_set_detects_and_what_a_target_needs(capsys):
+    from chrono_membench.chrono import resolution as R
+
+    plan_script = load_script("experiments/plan.py")
+    assert plan_script.main(["--preset", "demo", "--power", "--json", "--did", "0.2"]) == 0
+    power = json.loads(capsys.readouterr().out)
+    at = power["at_this_size"]  # the demo: 16 windows per bucket, 3 buckets
+    assert (at["windows_per_bucket"], at["seen_windows"]) == (16, 48)
+    assert at["auroc_vs_0.5"] == pytest.approx(R.auroc_mde(16, 16))
+    assert at["order_rho"] == pytest.approx(R.correlation_mde(48))
+    need = power["needed"]
+    assert need["did"]["windows_per_bucket"] == R.windows_for_mean_difference(0.2, 0.3)
+    assert need["paired_arm_difference"]["seeds"] == 10  # a 1-SD arm difference
+    assert plan_script.main(["--preset", "demo", "--power", "--did-sd", "0"]) == 2
+    assert "--did-sd must be > 0" in capsys.readouterr().err

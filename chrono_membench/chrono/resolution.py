@@ -54,3 +54,57 @@ def from_permutation(p: float, null_sd: float, largest: float | None = None) -> 
 def correlation_mde(n: int) -> float:
     """The |ρ| a Spearman correlation over n pairs detects (SE ≈ 1/√(n − 1) under the null)."""
     return POWER_FACTOR / math.sqrt(n - 1) if n > 1 else math.inf
+
+
+# ---- the inverse (experiments/plan.py --power): the size a run needs to detect a given effect, and the MDE at a size
+def auroc_mde(n_pos: int, n_neg: int) -> float:
+    """The |AUROC − 0.5| a run with these windows detects (the Mann–Whitney null SE, √((n₁ + n₂ + 1) / 12 n₁ n₂))."""
+    return POWER_FACTOR * math.sqrt((n_pos + n_neg + 1) / (12 * n_pos * n_neg)) if n_pos and n_neg else math.inf
+
+
+def windows_for_auroc(delta: float) -> int:
+    """Windows per class (seen bucket and unseen, equal) for auroc_mde ≤ delta."""
+    n = 1
+    while auroc_mde(n, n) > delta:
+        n *= 2
+    lo, hi = n // 2, n
+    while hi - lo > 1:  # the smallest n in (lo, hi]
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if auroc_mde(mid, mid) > delta else (lo, mid)
+    return hi
+
+
+def windows_for_correlation(rho: float) -> int:
+    """Seen windows for correlation_mde ≤ |rho|."""
+    return math.ceil((POWER_FACTOR / abs(rho)) ** 2 + 1)
+
+
+def mean_difference_mde(sd: float, n_a: int, n_b: int) -> float:
+    """The difference of two group means (e.g. the DiD of two buckets) a run detects, per-window SD `sd`."""
+    return POWER_FACTOR * sd * math.sqrt(1 / n_a + 1 / n_b) if n_a and n_b else math.inf
+
+
+def windows_for_mean_difference(delta: float, sd: float) -> int:
+    """Windows per group (equal) for mean_difference_mde ≤ delta."""
+    return math.ceil(2 * (POWER_FACTOR * sd / delta) ** 2)
+
+
+def paired_seeds_mde(seeds: int) -> float:
+    """The paired arm difference, in units of its seed-to-seed SD, that `seeds` paired seeds detect with a two-sided
+    5 % paired t-test 80 % of the time (exact, from the noncentral t: few seeds pay twice, a wider t and a smaller
+    √n; ≈ (t₀.₉₇₅ + t₀.₈₀) / √seeds). Two seeds (1 df: scipy's noncentral t is unstable there, and the test
+    needs an effect of ≈ 10 SDs) count as too few: inf."""
+    from scipy.optimize import brentq
+    from scipy.stats import nct, t
+
+    if seeds < 3:
+        return math.inf
+    df, crit = seeds - 1, t.ppf(0.975, seeds - 1)
+    power = lambda d: nct.sf(crit, df, d * math.sqrt(seeds)) + nct.cdf(-crit, df, d * math.sqrt(seeds))  # noqa: E731
+    approximate = (crit + t.ppf(0.80, df)) / math.sqrt(seeds)
+    return brentq(lambda d: power(d) - 0.80, 0.5 * approximate, 1.5 * approximate)
+
+
+def seeds_for_paired_difference(delta_in_sd: float, most: int = 1000) -> int:
+    """Paired seeds for paired_seeds_mde ≤ delta_in_sd (an effect of that many seed SDs)."""
+    return next((s for s in range(2, most + 1) if paired_seeds_mde(s) <= delta_in_sd), most)

@@ -34,3 +34,33 @@ def test_the_mde_is_found_80_percent_of_the_time():
         hits += R.from_interval(diff - R.Z * se, diff + R.Z * se) == "detected"
     assert 0.76 <= hits / 2000 <= 0.84, hits / 2000
     assert stats.norm.cdf(R.POWER_FACTOR - R.Z) == pytest.approx(0.8, abs=1e-3)
+
+
+def test_power_inverses_are_the_smallest_sizes_that_reach_their_mde():
+    for delta in (0.29, 0.1, 0.05):
+        n = R.windows_for_auroc(delta)
+        assert R.auroc_mde(n, n) <= delta < R.auroc_mde(n - 1, n - 1)
+    for rho in (0.5, 0.1):
+        n = R.windows_for_correlation(rho)
+        assert R.correlation_mde(n) <= rho < R.correlation_mde(n - 1)
+    n = R.windows_for_mean_difference(0.1, 0.3)
+    assert R.mean_difference_mde(0.3, n, n) <= 0.1 < R.mean_difference_mde(0.3, n - 1, n - 1)
+    s = R.seeds_for_paired_difference(1.0)
+    assert R.paired_seeds_mde(s) <= 1.0 < R.paired_seeds_mde(s - 1) and s == 10
+    for seeds in (3, 10, 30):  # near the textbook approximation, which the exact value approaches with more seeds
+        approximate = (stats.t.ppf(0.975, seeds - 1) + stats.t.ppf(0.8, seeds - 1)) / np.sqrt(seeds)
+        assert R.paired_seeds_mde(seeds) == pytest.approx(approximate, rel=0.1 if seeds == 3 else 0.01)
+
+
+def test_power_arithmetic_holds_by_simulation():
+    """The null SEs behind the MDEs are the real ones (AUROC: Mann–Whitney; Spearman ρ), and a paired difference of
+    paired_seeds_mde(s) seed SDs is found by a paired t-test about 80 % of the time."""
+    rng = np.random.default_rng(1)
+    aucs = [stats.mannwhitneyu(rng.normal(size=16), rng.normal(size=24)).statistic / (16 * 24) for _ in range(4000)]
+    assert np.std(aucs) == pytest.approx(R.auroc_mde(16, 24) / R.POWER_FACTOR, rel=0.05)
+    rhos = [stats.spearmanr(rng.normal(size=48), rng.normal(size=48)).statistic for _ in range(4000)]
+    assert np.std(rhos) == pytest.approx(R.correlation_mde(48) / R.POWER_FACTOR, rel=0.05)
+    for seeds in (3, 5):
+        effect = R.paired_seeds_mde(seeds)
+        hits = np.mean([stats.ttest_1samp(rng.normal(effect, 1.0, seeds), 0).pvalue <= 0.05 for _ in range(4000)])
+        assert 0.77 <= hits <= 0.83, (seeds, hits)
