@@ -97,7 +97,7 @@ def _on_sigchld(signum, frame) -> None:
     """A child ended. If it is the worker a stream is waiting on, interrupt the wait (PEP 475 retries a read that a
     signal interrupts unless the handler raises); otherwise the next wait finds the dead worker itself."""
     for stream in list(_streams):
-        if stream._fetching and not stream._worker_alive():
+        if stream._fetching and stream._worker_failed():
             raise WorkerDied("DataLoader worker exited while sending rows")
 
 
@@ -147,6 +147,7 @@ class PrefetchedStream:
         self._chunks = None  # the worker's iterator, started by the first next_row (after any resume)
         self._chunk: list = []
         self.restarts, self._restarts_in_a_row = 0, 0  # dead workers replaced, this session
+        self._ended = False  # the stream ran out (repeat=False): it stays ended
         self._fetching = False  # True while the trainer waits for the worker's next chunk
         _streams.add(self)
 
@@ -161,6 +162,8 @@ class PrefetchedStream:
         _workers[:] = [w for w in _workers if w.is_alive()] + list(self._chunks._workers)
 
     def next_row(self) -> Row | None:
+        if self._ended:
+            return None
         if self._chunks is None:
             self._start()
         if not self._chunk:
@@ -177,12 +180,18 @@ class PrefetchedStream:
                 self._fetching = False
             self._restarts_in_a_row = 0
             if not self._chunk:  # the stream ended; it stays ended
+                self._ended = True
                 return None
         row, self._state = self._chunk.pop()
         return _with_arrays(row, torch.from_numpy)
 
     def _worker_alive(self) -> bool:
         return self._chunks is None or all(w.is_alive() for w in self._chunks._workers)
+
+    def _worker_failed(self) -> bool:
+        """A worker ended by a signal or an error. Not the clean exit of one the DataLoader shuts down itself when a
+        finite stream runs out — inside the very next() the trainer is waiting in, so its SIGCHLD arrives then."""
+        return self._chunks is not None and any(w.exitcode not in (None, 0) for w in self._chunks._workers)
 
     def _restart(self, error: RuntimeError) -> Row | None:
         """A new worker, from the state after the last row handed out: the rows go on exactly where they were."""
@@ -202,7 +211,7 @@ class PrefetchedStream:
     def load_state_dict(self, state: dict) -> None:
         self.close()
         self.stream.load_state_dict(state)
-        self._state = state
+        self._state, self._ended = state, False
 
     def stats(self) -> dict:
         return {**stream_stats(self._state), "worker_restarts": self.restarts}
