@@ -85,9 +85,10 @@ def require(hf_model) -> None:
 
     kernel = hf_model.config._attn_implementation
     if not (kernel or "").startswith("chrono_"):
-        raise ConfigError(f"chrono.diversity_weight > 0 takes the attention pattern's rows from inside the attention "
-                          f"kernel, which works for 'sdpa' and 'eager', not {kernel!r}; load the model with one of "
-                          f"those, or set chrono.diversity_weight=0")
+        raise ConfigError(f"the diversity regulariser (chrono.diversity_share or chrono.diversity_weight > 0) takes the "
+                          f"attention pattern's rows from inside the attention kernel, which works for 'sdpa' and "
+                          f"'eager', not {kernel!r}; load the model with one of those, or set "
+                          f"chrono.diversity_share=0 chrono.diversity_weight=0")
 
 
 @contextmanager

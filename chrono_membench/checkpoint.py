@@ -39,6 +39,7 @@ class TrainState:
     step: int = 0  # finished optimiser updates
     skipped: int = 0  # updates skipped for a non-finite loss or gradient, in total
     skipped_in_a_row: int = 0
+    diversity_mu: float = 0.0  # the diversity regulariser's μ, when chrono.diversity_share sets it
 
 
 def get_rng_state() -> dict:
@@ -72,7 +73,7 @@ def save(run_dir: RunDir, state: TrainState, model, optimizers, saes, batches, d
     payload = {
         "model": hf_state_dict(model),
         "optim": distributed.optimizer_state(model, optimizers, d),
-        "state": {"step": state.step, "skipped": state.skipped, "world_size": d.world, "rng": get_rng_state(),
+        "state": {"step": state.step, "skipped": state.skipped, "diversity_mu": state.diversity_mu, "world_size": d.world, "rng": get_rng_state(),
                   "batches": batches.state_dict()},
     }
     if saes is not None:
@@ -96,7 +97,7 @@ def restore_training(ckpt: dict, model, optimizers, saes, batches, d: Dist) -> T
     if saes is not None:
         saes.load_state_dict(ckpt["saes"])
     set_rng_state(state["rng"])
-    return TrainState(step=state["step"], skipped=state["skipped"])
+    return TrainState(step=state["step"], skipped=state["skipped"], diversity_mu=state.get("diversity_mu", 0.0))
 
 
 def check_world_size(path: Path, ckpt: dict, d: Dist) -> None:

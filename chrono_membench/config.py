@@ -27,8 +27,9 @@ ABLATIONS: dict[str, dict[str, float]] = {
     "full": {},
     "no_dropout": {"chrono.dropout_p_max": 0.0},
     "no_alignment": {"chrono.alignment_weight": 0.0},
-    "no_diversity": {"chrono.diversity_weight": 0.0},
-    "baseline": {"chrono.dropout_p_max": 0.0, "chrono.alignment_weight": 0.0, "chrono.diversity_weight": 0.0},
+    "no_diversity": {"chrono.diversity_weight": 0.0, "chrono.diversity_share": 0.0},
+    "baseline": {"chrono.dropout_p_max": 0.0, "chrono.alignment_weight": 0.0, "chrono.diversity_weight": 0.0,
+                 "chrono.diversity_share": 0.0},
     # the same data, SAEs and evals on an LM that never changes: what every drift or time metric reads by itself
     "frozen_lm": {"train.lr": 0.0, "train.muon_lr": 0.0},
     # the SAEs start from random with the LM (no sae.warmup_tokens): how much of early drift is the SAE converging
@@ -265,7 +266,12 @@ class ChronoConfig(_Section):
     # λ ∈ {0, 0.3, 1, 3, 10} with warm-started SAEs (RESULTS.md, 2026-12-01 fourth session): λ = 3 has the best FVE
     # (+0.0031 over λ = 1, +0.0068 over 0) and activation stability at least λ = 1's; 10 drifts least but reads no better
     alignment_weight: float = 3.0
-    diversity_weight: float = 0.01
+    # the diversity regulariser's μ (DESIGN.md §4.3), set one of two ways: diversity_share ρ makes μ · ‖∇D‖ the share
+    # ρ of ‖∇CE‖ on the attention q/k projections, measured on one micro-batch in the first update and in each
+    # one ending at a train.chrono_every step (train.py); diversity_weight > 0 fixes μ instead (its realised share is
+    # still measured and logged)
+    diversity_share: float = _field(0.1, UNIT)
+    diversity_weight: float = _field(0.0, NON_NEGATIVE)
     n_buckets: int = _field(10, POSITIVE)
     # 256 windows per bucket: a 5 % exact-match rate then has a 95 % interval of about ±2.7 points (32: ±7.5)
     probe_per_bucket: int = _field(256, POSITIVE)
@@ -287,8 +293,17 @@ class ChronoConfig(_Section):
     plant_file: str = ""  # JSON lines of documents written into training rows at given steps (data/plants.py)
     enabled: bool = True  # attention diversity, probe set, purity, memorisation probes
 
+    @property
+    def diversity(self) -> bool:
+        """Whether the training objective carries the diversity regulariser."""
+        return self.enabled and (self.diversity_share > 0 or self.diversity_weight > 0)
+
     def __post_init__(self):
         super().__post_init__()
+        if self.diversity_share > 0 and self.diversity_weight > 0:
+            raise ConfigError(f"set one of chrono.diversity_share (μ from the share of the q/k gradient, now "
+                              f"{self.diversity_share}) and chrono.diversity_weight (a fixed μ, now "
+                              f"{self.diversity_weight}); the other 0")
         if any(r < 1 for r in self.canary_repetitions):
             raise ConfigError(f"chrono.canary_repetitions must be positive integers, got {self.canary_repetitions}")
         if self.plant_file and not Path(self.plant_file).is_file():
@@ -330,6 +345,10 @@ class Config:
     checkpointing: CheckpointingConfig = field(default_factory=CheckpointingConfig)
 
     def __post_init__(self):
+        if self.chrono.enabled and self.chrono.diversity_share > 0 and self.train.parallel == "fsdp":
+            raise ConfigError("chrono.diversity_share measures each rank's whole q/k gradient, which train.parallel=fsdp "
+                              "shards; use train.parallel=ddp, or a fixed chrono.diversity_weight with "
+                              "chrono.diversity_share=0")
         if self.chrono.enabled and self.chrono.canary_repetitions:
             self.canary_steps()  # the insertion counts must fit: refuse before any heavy work
         for name in self.sae.variants:

@@ -255,3 +255,25 @@ def diversity_term(pattern_rows: list[torch.Tensor], query_index: torch.Tensor,
                            "nor eager (see attention_rows.install)")
     valid = source_index != PAD_SOURCE if source_index is not None else None
     return torch.stack([head_js_diversity(p, query_index, valid, rows_taken=True) for p in pattern_rows]).mean()
+
+
+def qk_parameters(hf_model) -> list[torch.nn.Parameter]:
+    """The attention query and key projections (weights and biases): the parameters the diversity term steers
+    directly, and where its share of the gradient is measured."""
+    return [p for n, p in hf_model.named_parameters() if p.requires_grad and (".q_proj." in n or ".k_proj." in n)]
+
+
+def gradient_norm(loss: torch.Tensor, params: list[torch.Tensor]) -> float:
+    """‖∇ loss‖ over `params` alone (nothing accumulates into .grad; the graph is kept for the backward after)."""
+    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+    return math.sqrt(sum(g.float().pow(2).sum().item() for g in grads if g is not None))
+
+
+def diversity_share(loss: torch.Tensor, diversity: torch.Tensor, qk_params: list[torch.Tensor], mu: float,
+                    share: float, d: Dist = ALONE) -> tuple[float, float]:
+    """(the share μ · ‖∇D‖ / ‖∇CE‖ that `mu` steers of the q/k gradient on this micro-batch, the μ to use from now
+    on): with `share` ρ > 0, the μ that makes that share ρ; otherwise `mu` (fixed). Norms are averaged over ranks,
+    so every rank gets the same μ."""
+    ce_norm, div_norm = (d.mean(gradient_norm(x, qk_params)) for x in (loss, diversity))
+    realised = mu * div_norm / max(ce_norm, 1e-30)
+    return realised, share * ce_norm / max(div_norm, 1e-30) if share > 0 else mu

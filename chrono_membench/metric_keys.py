@@ -62,6 +62,8 @@ DROPOUT_RATE = "chrono/temporal_dropout_rate"
 ATTN_DIVERSITY_MEAN, ATTN_ENTROPY_MEAN = "chrono/attn_diversity/mean", "chrono/attn_entropy/mean"
 ATTN_DIVERSITY_NOSINK_MEAN = "chrono/attn_diversity_nosink/mean"
 ATTN_TRAIN_TERM = "chrono/attn_diversity/train_term"
+# the regulariser's μ in use, and μ · ‖∇D‖ / ‖∇CE‖ on the q/k projections, measured at the chrono cadence
+ATTN_MU, ATTN_GRAD_SHARE = "chrono/attn_diversity/mu", "chrono/attn_diversity/grad_share"
 MEM_LOSS_GAP = "mem/loss_gap"
 CI = ("_lo", "_hi")  # suffixes of a value's 95 % interval
 
@@ -157,7 +159,7 @@ def hook_of(key: str) -> str | None:
 def chrono_step_keys(hooks: list[str], n_layers: int, diversity: bool) -> list[str]:
     keys = [DROPOUT_RATE, ATTN_DIVERSITY_MEAN, ATTN_DIVERSITY_NOSINK_MEAN, ATTN_ENTROPY_MEAN, "time/attn_metrics_s"]
     keys += [attn_layer(l, nosink) for l in range(n_layers) for nosink in (False, True)]
-    keys += [ATTN_TRAIN_TERM] if diversity else []
+    keys += [ATTN_TRAIN_TERM, ATTN_MU, ATTN_GRAD_SHARE] if diversity else []
     keys += [sae(h, n) for h in hooks for n in SAE_STEP + SAE_MASK + SAE_HEALTH]
     return keys + [chrono(h, n) for h in hooks for n in CHRONO_STEP]
 

@@ -112,7 +112,7 @@ def storage_plan(cfg: Config, d_model: int, n_layers: int, n_hooks: int) -> dict
     hooks = [f"blocks.{i}.hook_resid_post" for i in range(n_hooks)] if cfg.sae.enabled else []
     buckets = [f"b{b}" for b in range(cfg.chrono.n_buckets)] if cfg.chrono.enabled else []
     canaries = [str(r) for r in cfg.chrono.canary_repetitions] + ["control"] if cfg.chrono.canary_repetitions else []
-    per_chrono = len(K.chrono_step_keys(hooks, n_layers, cfg.chrono.diversity_weight > 0)) if cfg.chrono.enabled else 0
+    per_chrono = len(K.chrono_step_keys(hooks, n_layers, cfg.chrono.diversity)) if cfg.chrono.enabled else 0
     sources = [s for s, w in cfg.data.mixture.items() if w > 0]
     per_eval = len(K.eval_keys(hooks, buckets, canaries, sources, cfg.chrono.reference_loss))
     n_scalars = (t.max_steps // t.log_every) * len(K.TRAIN) + (t.max_steps // t.chrono_every) * per_chrono \

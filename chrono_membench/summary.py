@@ -21,6 +21,12 @@ def headline(run_dir: str | Path) -> list[str]:
         lines.append(f"SAE warm-up: {f[K.SAE_WARMUP_TOKENS]:,.0f} tokens through the step-0 model before training "
                      f"({f.get(K.SAE_WARMUP_S, nan):.0f} s; exported as step 0)")
 
+    if K.ATTN_MU in f:
+        share = (f"; re-measured at the last calibration, the μ in use steered {f[K.ATTN_GRAD_SHARE]:.2%} of the q/k "
+                 f"gradient" if K.ATTN_GRAD_SHARE in f else "")
+        lines.append(f"attention-diversity regulariser: μ {f[K.ATTN_MU]:.3g}{share}; head diversity "
+                     f"{f.get(K.ATTN_DIVERSITY_MEAN, nan):.4f}")
+
     def ci(key: str, fmt: str = ".2f") -> str:
         if key not in f:
             return "-"

@@ -35,7 +35,7 @@ from chrono_membench.data import Batches, MixtureStream, Plants, collate, prefet
 from chrono_membench.data.sources import sample_provenance
 from chrono_membench.distributed import Dist
 from chrono_membench.evaluation import (
-    attention_metrics, diversity_term, lm_loss, sample_queries, validation_metrics,
+    attention_metrics, diversity_share, diversity_term, lm_loss, qk_parameters, sample_queries, validation_metrics,
 )
 from chrono_membench.latent_records import latent_records
 from chrono_membench.logging import make_logger, truncate_metrics
@@ -124,10 +124,11 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
     plants = Plants.for_run(cfg, canaries, d.world)  # None without chrono.plant_file
     stream = prefetched(MixtureStream(cfg.data, tokenizer, split="train"), cfg.data.prefetch_rows)
     batches = Batches(stream, t.micro_batch, probes, canaries, d, plants)
-    diversity_weight = cfg.chrono.diversity_weight if chrono else 0.0
     frozen = t.lr == 0 and t.muon_lr == 0  # forwards only (train/grad_norm logs 0): the LM is the step-0 model
-    if diversity_weight > 0:  # its rows come from inside the attention kernel: sdpa or eager (attention_rows.py)
+    diversity_on = cfg.chrono.diversity and not frozen
+    if diversity_on:  # its rows come from inside the attention kernel: sdpa or eager (attention_rows.py)
         attention_rows.require(model.original_model)
+    qk_params = qk_parameters(model.original_model)
 
     # ---- resume: the weights before data parallelism shards them; the rest once the optimisers exist
     ckpt = None
@@ -143,9 +144,11 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
         model.original_model.compile()  # in place: the bridge keeps calling the same module objects
     optimizers = build_optimizers(model.original_model, cfg)
     params = [p for p in model.original_model.parameters() if p.requires_grad]
-    state = TrainState()
+    state = TrainState(diversity_mu=cfg.chrono.diversity_weight)
     if ckpt is not None:
         state = checkpoint.restore_training(ckpt, model, optimizers, saes, batches, d)
+        if cfg.chrono.diversity_share == 0:  # a fixed μ (a checkpoint from before μ was saved holds none)
+            state.diversity_mu = cfg.chrono.diversity_weight
         if d.main:
             truncate_metrics(run_dir.metrics, state.step)
             print(f"resumed from {path} (step {state.step})")
@@ -222,6 +225,7 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
             for group in (g for opt in optimizers for g in opt.param_groups):
                 group["lr"] = group["base_lr"] * lr_mult
             loss_sum, diversity_sum, data_s = torch.zeros((), device=device), 0.0, 0.0
+            step_metrics = {}
             for micro in range(t.grad_accum):
                 t_data = time.perf_counter()
                 batch = {k: v.to(device) for k, v in batches.next(step + 1, micro).items()}
@@ -234,15 +238,24 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
                     forward.enter_context(distributed.no_sync(trained, d, sync))
                     if saes is not None:
                         forward.enter_context(saes.capture(model, batch["tokens"], batch["source_index"]))
-                    if diversity_weight > 0:  # the pattern's rows at sampled queries, from inside the SDPA kernel
+                    if diversity_on:  # the pattern's rows at sampled queries, from inside the SDPA kernel
                         queries = sample_queries(cfg, step, micro)
                         pattern_rows = forward.enter_context(attention_rows.capture(queries))
                     logits = trained(batch["tokens"])
                 loss = lm_loss(logits, batch["tokens"], batch["source_index"])
                 objective = loss
-                if diversity_weight > 0:  # −μ · diversity: reward heads that attend differently
+                if diversity_on:  # −μ · diversity: reward heads that attend differently
                     diversity = diversity_term(pattern_rows, queries, batch["source_index"])
-                    objective = loss - diversity_weight * diversity
+                    if micro == 0 and qk_params and (state.diversity_mu == 0 or (step + 1) % t.chrono_every == 0):
+                        # in the first update and in each one ending at a chrono step: the share of the q/k
+                        # gradient the μ in use steers on this micro-batch (logged once there is a μ);
+                        # chrono.diversity_share then sets μ so that the share is ρ again
+                        realised, mu = diversity_share(loss, diversity, qk_params, state.diversity_mu,
+                                                       cfg.chrono.diversity_share, d)
+                        if state.diversity_mu > 0:
+                            step_metrics[K.ATTN_GRAD_SHARE] = realised
+                        step_metrics[K.ATTN_MU] = state.diversity_mu = mu
+                    objective = loss - state.diversity_mu * diversity
                     diversity_sum += diversity.item() / t.grad_accum
                 if not frozen:
                     with distributed.no_sync(trained, d, sync):
@@ -263,18 +276,17 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
 
             # ---- after the LM update: the SAEs step on what its forwards captured; chrono signals; logging
             chrono_step = step % t.chrono_every == 0 or step == t.max_steps
-            step_metrics = {}
             if saes is not None:
                 if state.skipped_in_a_row:
                     saes.discard_captured()
                 else:
-                    step_metrics = saes.step(step, with_metrics=chrono_step)
+                    step_metrics.update(saes.step(step, with_metrics=chrono_step))
             if chrono and chrono_step:
                 t_attn = time.perf_counter()
                 step_metrics.update(attention_metrics(model, val["tokens"][:t.micro_batch],
                                                       val["source_index"][:t.micro_batch], autocast))
                 step_metrics["time/attn_metrics_s"] = time.perf_counter() - t_attn
-                if diversity_weight > 0:
+                if diversity_on:
                     step_metrics[K.ATTN_TRAIN_TERM] = diversity_sum
             dt = time.perf_counter() - t0
             summary.tokens += tokens_per_step

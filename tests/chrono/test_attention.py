@@ -63,3 +63,38 @@ def test_js_diversity_equals_scipys_jensen_shannon_over_every_head_pair():
     assert ours.item() == pytest.approx(expected / weights, rel=1e-5)
     taken = head_js_diversity(pattern[:, :, queries], queries, valid, rows_taken=True)
     assert taken.item() == pytest.approx(ours.item(), rel=1e-6)
+
+
+def test_js_diversity_gradient_equals_autograd_through_every_pair():
+    """The regulariser's gradient (computed in the forward pass, chrono/attention._PairMixtureEntropy) equals
+    autograd's through the plain definition — every head pair's mixture gathered, entropies clamped as ours — on
+    causal rows with exact zeros, padding and the sink dropped; and the value is the one without a gradient.
+    (The metric computes in float32: tolerances are float32's.)"""
+    from chrono_membench.chrono.attention import EPS, _prepare
+
+    def plain(pattern, queries, valid, drop_sink):
+        p, weight = _prepare(pattern, queries, valid, drop_sink)
+        i, j = torch.triu_indices(p.shape[1], p.shape[1], offset=1)
+        entropy = lambda x: -(x * torch.log2(x.clamp_min(EPS))).sum(-1)  # noqa: E731
+        mean = lambda v: (v.mean(1) * weight).sum() / weight.sum()  # noqa: E731
+        return mean(entropy((p[:, i] + p[:, j]) / 2)) - mean(entropy(p))
+
+    torch.manual_seed(0)
+    B, H, T = 2, 5, 12
+    causal = torch.ones(T, T, dtype=torch.bool).tril()
+    logits = (torch.randn(B, H, T, T) * 3).masked_fill(~causal, float("-inf")).double()
+    valid = torch.ones(B, T, dtype=torch.bool)
+    valid[0, 10:] = False
+    queries = torch.tensor([0, 1, 4, 7, 11])
+    for drop_sink in (False, True):
+        grads = []
+        for f in (head_js_diversity, plain):
+            x = logits.clone().requires_grad_(True)
+            value = f(torch.softmax(x, -1), queries, valid, drop_sink=drop_sink)
+            value.backward()
+            grads.append((value.item(), x.grad))
+        (ours, g_ours), (ref, g_ref) = grads
+        assert ours == pytest.approx(ref, rel=1e-6) and g_ref.abs().max() > 1e-3
+        torch.testing.assert_close(g_ours, g_ref, rtol=1e-4, atol=1e-6 * g_ref.abs().max().item())
+        with torch.no_grad():
+            assert head_js_diversity(torch.softmax(logits, -1), queries, valid, drop_sink).item() == pytest.approx(ref, rel=1e-6)
