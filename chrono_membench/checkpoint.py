@@ -73,7 +73,8 @@ def save(run_dir: RunDir, state: TrainState, model, optimizers, saes, batches, d
     payload = {
         "model": hf_state_dict(model),
         "optim": distributed.optimizer_state(model, optimizers, d),
-        "state": {"step": state.step, "skipped": state.skipped, "diversity_mu": state.diversity_mu, "world_size": d.world, "rng": get_rng_state(),
+        "state": {"step": state.step, "skipped": state.skipped, "diversity_mu": state.diversity_mu,
+                  "world_size": d.world, "rng": get_rng_state(),
                   "batches": batches.state_dict()},
     }
     if saes is not None:
