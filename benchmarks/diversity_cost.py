@@ -44,7 +44,7 @@ def main() -> None:
             if mode == "rows.sum":
                 loss = loss - 0.01 * torch.stack([r.sum() for r in rows]).sum()
             elif mode == "diversity":
-                loss = loss - cfg.chrono.diversity_weight * diversity_term(rows, queries, sources)
+                loss = loss - (cfg.chrono.diversity_weight or 0.01) * diversity_term(rows, queries, sources)
         loss.backward()
         model.zero_grad(set_to_none=True)
         return time.perf_counter() - start

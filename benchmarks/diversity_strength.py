@@ -1,5 +1,5 @@
-"""How hard the attention-diversity regulariser pulls, against the LM loss, at the preset's μ: why a μ moves
-head diversity or not, without a training run per μ.
+"""How hard the attention-diversity regulariser pulls, against the LM loss, at several μ and at the μ the preset's
+chrono.diversity_share would set: why a μ moves head diversity or not, without a training run per μ.
 
     python benchmarks/diversity_strength.py [--preset demo] [--batches 4] [key=value ...]
 
@@ -82,6 +82,9 @@ def main() -> None:
     for mu in mus:
         mark = "  <- preset" if mu == cfg.chrono.diversity_weight else ""
         print(f"{mu:8g}  {r['shares'][mu]:37.4%}  {mu * r['ratio_qk']:.4%}{mark}")
+    if cfg.chrono.diversity_share > 0:  # what train.py's calibration would set on these batches
+        print(f"chrono.diversity_share = {cfg.chrono.diversity_share:g} sets mu = share / (|grad D| / |grad CE| on q/k) "
+              f"= {cfg.chrono.diversity_share / r['ratio_qk']:.4g} here (train.py measures it on one micro-batch)")
 
 
 if __name__ == "__main__":

@@ -286,7 +286,10 @@ class ChronoConfig(_Section):
     canary_per_count: int = _field(4, POSITIVE)  # secrets per repetition count
     canary_controls: int = _field(8, POSITIVE)  # secrets never inserted (exposure's null)
     canary_length: int = _field(12, POSITIVE)  # random tokens per secret
-    canary_candidates: int = _field(127, POSITIVE)  # random reference secrets the true one is ranked against
+    # random reference secrets the true one is ranked against, and the extrapolation's skew-normal is fitted to
+    # (benchmarks/canary_exposure.py: 127 candidates leave a 10-bit exposure anywhere in [7, 34] bits; 1,023 in
+    # [9, 11]); the demo presets take 1,024, tiny 127
+    canary_candidates: int = _field(10_000, POSITIVE)
     # resamples of the candidate set for the extrapolated exposure's 95 % interval (one skew-normal fit each)
     canary_bootstrap: int = _field(200, POSITIVE, SAFE)
     canary_until: float = _field(0.5, UNIT)  # every count's last insertion is at this fraction of training

@@ -17,7 +17,8 @@ import torch
 from chrono_membench import hooks
 from chrono_membench import metric_keys as K
 from chrono_membench.chrono.membench import (
-    exposure, extraction_scores, extrapolated_exposure, extrapolated_interval, scored_token_losses, sequence_nll,
+    exposure, extraction_scores, extrapolated_exposure, extrapolated_interval, prefixed_nll, scored_token_losses,
+    skewnorm_fit_check,
 )
 from chrono_membench.chrono.latent_auc import memorisation_latents
 from chrono_membench.chrono.order import order_correlation
@@ -374,16 +375,16 @@ def canary_exposures(model, canaries: Canaries, autocast, device, seed: int = 0)
     """Mean exposure per repetition cell (and of the never-inserted controls, the null), rank-based and
     extrapolated (with a 95 % bootstrap interval over the candidate set). The candidates' NLLs are computed once and
     shared by every secret."""
-    # canary sequences are short (prefix + secret): 64 per forward, where the per-call cost of the bridge dominates
-    logits = logits_fn(model, autocast, CANARY_CHUNK)
+    # the shared prefix once (its keys and values cached), then 64 candidates per forward of the HF model
     prefix = torch.tensor(canaries.prefix, device=device)
-    nll = sequence_nll(logits, prefix, torch.cat([canaries.secrets, canaries.reference]).to(device), CANARY_CHUNK).cpu()
+    nll = prefixed_nll(model.original_model, prefix, torch.cat([canaries.secrets, canaries.reference]).to(device),
+                       CANARY_CHUNK, autocast).cpu()
     secrets, others = nll[:len(canaries.secrets)], nll[len(canaries.secrets):]
     extrapolated = extrapolated_exposure(secrets.double().numpy(), others)  # one fit, every secret
+    out = dict(zip((K.CANARY_FIT_KS, K.CANARY_FIT_TAIL), skewnorm_fit_check(others)))
     cells = {label: [i for i, c in enumerate(canaries.cells) if c == label] for label in canaries.labels()}
     intervals = extrapolated_interval({label: secrets[cell].double().numpy() for label, cell in cells.items()},
                                       others, canaries.bootstrap, seed)
-    out = {}
     for label, cell in cells.items():
         out[K.canary(label)] = float(np.mean([exposure(secrets[i].item(), others) for i in cell]))
         out.update(_with_ci(K.canary(label, True), float(np.mean(extrapolated[cell])), intervals[label]))

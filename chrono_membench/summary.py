@@ -3,6 +3,7 @@ page): its results at the last eval, and beside each time-claim what the run cou
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from chrono_membench import metric_keys as K
@@ -90,6 +91,12 @@ def headline(run_dir: str | Path) -> list[str]:
     cells = [k.split("/")[-1] for k in f if k.startswith("mem/canary_exposure/") and "_extrap" not in k]
     if cells:  # the rank-based value cannot exceed log2(candidates + 1): the extrapolation says how far beyond
         extrap = lambda c: "{:.1f} [{:.1f}, {:.1f}]".format(*(f.get(k, nan) for k in K.with_ci(K.canary(c, True))))  # noqa: E731
-        lines.append("canary exposure (bits; rank-based / extrapolated [95 % bootstrap over candidates]): " + ", ".join(
+        n = read_yaml(split_run(run_dir)[0] / "config.yaml").get("chrono", {}).get("canary_candidates", 127)
+        lines.append(f"canary exposure (bits; rank-based, capped at log2({n} + 1) = {math.log2(n + 1):.1f} / "
+                     f"extrapolated [95 % bootstrap over the candidates]): " + ", ".join(
             f"×{c}: {f[K.canary(c)]:.1f} / {extrap(c)}" for c in cells))
+        if K.CANARY_FIT_KS in f:
+            lines.append(f"  the skew-normal fit of the candidates: KS distance {f[K.CANARY_FIT_KS]:.3f}, lower-tail error "
+                         f"{f[K.CANARY_FIT_TAIL]:+.2f} bits at its deepest checkable quantile (> 0: extrapolated bits "
+                         f"read low; docs/metrics.md)")
     return lines

@@ -68,6 +68,32 @@ def sequence_nll(logits_fn: Logits, prefix: torch.Tensor, candidates: torch.Tens
     return torch.cat(out)
 
 
+@torch.no_grad()
+def prefixed_nll(hf_model, prefix: torch.Tensor, candidates: torch.Tensor, batch: int = 64, autocast=None) -> torch.Tensor:
+    """sequence_nll with the shared prefix's keys and values computed once: the HF causal LM runs the prefix [P]
+    with a cache, then each batch of candidates [N, L] continues from a copy of it (the first candidate token's
+    distribution is the prefix's last position's). The same numbers as full forwards, for L tokens per candidate
+    instead of P + L."""
+    import copy
+    from contextlib import nullcontext
+
+    with autocast or nullcontext():
+        start = hf_model(prefix[None], use_cache=True)
+    first = start.logits[0, -1].float().log_softmax(-1)
+    out = []
+    for cand in candidates.split(batch):
+        cache = copy.deepcopy(start.past_key_values)
+        cache.batch_repeat_interleave(len(cand))
+        nll = -first[cand[:, 0]]
+        if cand.shape[1] > 1:
+            with autocast or nullcontext():
+                logits = hf_model(cand[:, :-1], past_key_values=cache, use_cache=False).logits.float()
+            nll = nll + F.cross_entropy(logits.flatten(0, 1), cand[:, 1:].flatten(), reduction="none").view(
+                len(cand), -1).sum(1)
+        out.append(nll)
+    return torch.cat(out)
+
+
 def exposure(true_nll: float, other_nll: torch.Tensor) -> float:
     """log2(#candidates) − log2(rank of the true secret), rank 1 = lowest NLL among true + others
     (Carlini et al., The Secret Sharer). Ties count against the secret."""
@@ -82,6 +108,18 @@ def extrapolated_exposure(true_nll: float | np.ndarray, other_nll: torch.Tensor 
     shape, loc, scale = stats.skewnorm.fit(np.asarray(other_nll, dtype=np.float64))
     bits = -stats.skewnorm.logcdf(np.asarray(true_nll, dtype=np.float64), shape, loc, scale) / math.log(2)
     return float(bits) if np.ndim(bits) == 0 else bits
+
+
+def skewnorm_fit_check(other_nll: torch.Tensor | np.ndarray, tail: float = 0.01) -> tuple[float, float]:
+    """How well the skew-normal fits the candidates' NLLs, where the extrapolation uses it. (Kolmogorov–Smirnov
+    distance over all candidates; tail error in bits: log2 of the fitted CDF at the empirical `tail` quantile (the
+    deepest point the candidates still resolve, at least the lowest) over that quantile's plotting position i / (n + 1)
+    — positive when the fitted lower tail is heavier than the candidates', so extrapolated exposures are too low.)"""
+    x = np.sort(np.asarray(other_nll, dtype=np.float64))
+    fit = stats.skewnorm.fit(x)
+    ks = float(stats.kstest(x, "skewnorm", args=fit).statistic)
+    i = max(1, int(round(tail * len(x))))
+    return ks, float((stats.skewnorm.logcdf(x[i - 1], *fit) - math.log(i / (len(x) + 1))) / math.log(2))
 
 
 def extrapolated_interval(true_nll: dict[str, np.ndarray], other_nll: torch.Tensor | np.ndarray, resamples: int = 200,

@@ -108,3 +108,37 @@ def test_min_k_is_the_mean_log_prob_of_the_least_likely_20_percent():
     expected = log_p.sort(dim=1).values[:, :7].mean(1)
     torch.testing.assert_close(scores["min_k"], expected)
     torch.testing.assert_close(scores["loss"], -log_p.mean(1))
+
+
+@pytest.mark.parametrize("kind", ["llama", "gemma-3"])
+def test_prefixed_nll_equals_full_forwards(kind):
+    """The canary candidates scored from one cached prefix read what full forwards of prefix + candidate read
+    (Gemma 3: sliding-window and global layers in one cache)."""
+    from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig
+
+    from chrono_membench.chrono.membench import prefixed_nll
+
+    torch.manual_seed(0)
+    config = (Gemma3TextConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                               num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=4)
+              if kind == "gemma-3" else
+              LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                          num_attention_heads=4, num_key_value_heads=2))
+    model = AutoModelForCausalLM.from_config(config).eval()
+    prefix, candidates = torch.tensor([5, 17, 42, 8]), torch.randint(0, 300, (37, 6))
+    full = sequence_nll(lambda t: model(t).logits, prefix, candidates, batch=16)
+    torch.testing.assert_close(prefixed_nll(model, prefix, candidates, batch=10), full, rtol=1e-5, atol=1e-4)
+
+
+def test_skewnorm_fit_check_flags_a_tail_the_fit_gets_wrong():
+    """On skew-normal candidates the fit is near-exact (KS small, tail error ≈ 0 bits); on a law with a heavier
+    lower tail than any skew-normal (a 5 % mixture far below), the tail error is large and negative."""
+    from chrono_membench.chrono.membench import skewnorm_fit_check
+
+    rng = np.random.default_rng(0)
+    good = stats.skewnorm(2.0, loc=100.0, scale=10.0).rvs(size=2000, random_state=rng)
+    ks, tail = skewnorm_fit_check(good)
+    assert ks < 0.03 and abs(tail) < 0.5
+    bad = np.concatenate([good[:1900], rng.normal(40.0, 3.0, size=100)])
+    ks_bad, tail_bad = skewnorm_fit_check(bad)
+    assert ks_bad > ks and tail_bad < -1.0
