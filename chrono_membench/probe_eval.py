@@ -25,7 +25,7 @@ from chrono_membench.chrono.order import order_correlation
 from chrono_membench.chrono.purity import purity_with_null, stratified_purity
 from chrono_membench.chrono.selectivity import selective_latents
 from chrono_membench.chrono.stats import (
-    auroc, auroc_interval, bootstrap_interval, mean, mean_difference, stratified_difference, tpr_at_fpr, wilson_interval,
+    auroc, auroc_interval, difference_interval, mean_interval, stratified_difference, tpr_at_fpr, wilson_interval,
 )
 from chrono_membench.data.batches import SeenLog
 from chrono_membench.data.sources import SOURCE_NAMES
@@ -85,7 +85,7 @@ def _with_ci(key: str, value: float, interval: tuple[float, float]) -> dict[str,
 
 
 def _score_group(scores: dict[str, np.ndarray], rows: np.ndarray, column: str, by: str = "") -> dict[str, float]:
-    """Exact-match rate (Wilson interval), memorisation score and loss (bootstrap intervals) of the windows `rows`."""
+    """Exact-match rate (Wilson interval), memorisation score and loss (t intervals) of the windows `rows`."""
     if not rows.any():
         return {}
     out = {}
@@ -93,7 +93,7 @@ def _score_group(scores: dict[str, np.ndarray], rows: np.ndarray, column: str, b
     out.update(_with_ci(K.mem("exact_match", column, by), hits / n, wilson_interval(hits, n)))
     for name in ("token_match", "loss"):
         x = scores[name][rows]
-        out.update(_with_ci(K.mem(name, column, by), float(x.mean()), bootstrap_interval(mean, x)))
+        out.update(_with_ci(K.mem(name, column, by), float(x.mean()), mean_interval(x)))
     return out
 
 
@@ -245,7 +245,7 @@ def membership(w: Windows, seed: int) -> dict[str, float]:
         if w.ref_loss is not None:  # Δloss = loss now − loss at step 0; DiD = mean Δ(bucket) − mean Δ(unseen)
             delta = w.scores["loss"] - w.ref_loss
             a, b = delta[rows], delta[unseen]
-            out.update(_with_ci(K.did(name), float(a.mean() - b.mean()), bootstrap_interval(mean_difference, a, b)))
+            out.update(_with_ci(K.did(name), float(a.mean() - b.mean()), difference_interval(a, b)))
             # the same within each source, weighted by the bucket's mix: fine-tuning moves sources' losses unequally
             value, low, high = stratified_difference(a, w.source[rows], b, w.source[unseen])
             if value == value:  # nan: no source has windows on both sides yet

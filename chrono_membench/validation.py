@@ -29,7 +29,7 @@ import torch
 from chrono_membench import metric_keys as K
 from chrono_membench.chrono.membench import extraction_scores, scored_token_losses
 from chrono_membench.chrono.purity import purity_with_null
-from chrono_membench.chrono.stats import auroc, auroc_interval, bootstrap_interval, mean_difference
+from chrono_membench.chrono.stats import auroc, auroc_interval, difference_interval
 from chrono_membench.config import Config
 from chrono_membench.data import MixtureStream
 from chrono_membench.data.plants import Plant
@@ -207,7 +207,7 @@ def forgetting(scores: dict[str, dict[str, np.ndarray]]) -> list[Check]:
     delta = {s: v["loss"] - v["ref_loss"] for s, v in scores.items()}
     control = np.concatenate([delta["never_a"], delta["never_b"]]).mean()
     early, late = delta["early"].mean() - control, delta["late"].mean() - control
-    lo, hi = bootstrap_interval(mean_difference, delta["late"], delta["early"])
+    lo, hi = difference_interval(delta["late"], delta["early"])
     return [Check("forgetting: DiD early / late (nats)", f"{early:+.3f} / {late:+.3f}; late − early "
                   f"{late - early:+.3f} [{lo:+.3f}, {hi:+.3f}]", "late − early < 0, 95 % interval below 0",
                   bool(hi < 0))]

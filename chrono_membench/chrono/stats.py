@@ -1,9 +1,11 @@
 """Uncertainty and membership-inference statistics: 95 % intervals, AUROC, TPR at a fixed FPR.
 
 Intervals: Wilson for a rate (exact match: a binomial proportion that is often near 0, where the normal
-interval collapses), percentile bootstrap for a mean or a difference of means (scipy.stats.bootstrap), and
-Newcombe's score interval for an AUROC (the percentile bootstrap under-covers it at the probe set's sizes and
-collapses to [1, 1] on separable sets: tests/chrono/test_stats.py measures both).
+interval collapses); Student's t for a mean, Welch's for a difference of means, and Welch–Satterthwaite across
+strata for a stratified difference (the percentile bootstrap they replaced under-covered at the probe set's sizes:
+0.905 for a mean of 16 skewed values, 0.92 for a difference of 16 vs 16, 0.80 stratified over 4 sources); and
+Newcombe's score interval for an AUROC (the percentile bootstrap under-covers it too and collapses to [1, 1] on
+separable sets). tests/chrono/test_stats.py measures each one's coverage by simulation.
 Membership scores follow MIMIR's convention: higher = more likely a member.
 """
 
@@ -15,7 +17,6 @@ import numpy as np
 from scipy import optimize, stats
 
 LEVEL = 0.95
-N_RESAMPLES = 1000
 
 
 def wilson_interval(successes: int, n: int) -> tuple[float, float]:
@@ -26,46 +27,57 @@ def wilson_interval(successes: int, n: int) -> tuple[float, float]:
     return float(ci.low), float(ci.high)
 
 
-def bootstrap_interval(statistic, *samples: np.ndarray, seed: int = 0) -> tuple[float, float]:
-    """95 % percentile-bootstrap interval of statistic(*samples) (each sample resampled independently);
-    (nan, nan) when a sample has fewer than 2 values, or every resample gives the same value."""
-    samples = tuple(np.asarray(s, dtype=np.float64) for s in samples)
-    if any(len(s) < 2 for s in samples):
+def mean_interval(x: np.ndarray) -> tuple[float, float]:
+    """95 % Student t interval of a mean; (nan, nan) with fewer than 2 values."""
+    x = np.asarray(x, dtype=np.float64)
+    if len(x) < 2:
         return math.nan, math.nan
-    if all(np.all(s == s[0]) for s in samples):
-        value = float(statistic(*samples, axis=-1))
-        return value, value
-    ci = stats.bootstrap(samples, statistic, n_resamples=N_RESAMPLES, confidence_level=LEVEL, method="percentile",
-                         vectorized=True, rng=np.random.default_rng(seed)).confidence_interval
-    return float(ci.low), float(ci.high)
+    half = stats.t.ppf((1 + LEVEL) / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    return float(x.mean() - half), float(x.mean() + half)
 
 
-def stratified_difference(a: np.ndarray, a_strata: np.ndarray, b: np.ndarray, b_strata: np.ndarray,
-                          seed: int = 0) -> tuple[float, float, float]:
+def _welch(terms: list[tuple[float, int]]) -> float:
+    """Half-width of a 95 % interval whose variance is Σ v over terms (v, degrees of freedom): Welch–Satterthwaite."""
+    var = sum(v for v, _ in terms)
+    if var == 0:
+        return 0.0
+    df = var ** 2 / sum(v ** 2 / d for v, d in terms if v > 0)
+    return float(stats.t.ppf((1 + LEVEL) / 2, df) * math.sqrt(var))
+
+
+def difference_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """95 % Welch interval of mean(a) − mean(b); (nan, nan) when a sample has fewer than 2 values."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if len(a) < 2 or len(b) < 2:
+        return math.nan, math.nan
+    value = a.mean() - b.mean()
+    half = _welch([(x.var(ddof=1) / len(x), len(x) - 1) for x in (a, b)])
+    return float(value - half), float(value + half)
+
+
+def stratified_difference(a: np.ndarray, a_strata: np.ndarray, b: np.ndarray, b_strata: np.ndarray
+                          ) -> tuple[float, float, float]:
     """Σ_s n_a,s · (mean a_s − mean b_s) / Σ_s n_a,s over the strata both samples have: the difference of means with
     b reweighted to a's stratum mix (so a different mix of sources cannot pose as a difference), with a 95 %
-    percentile-bootstrap interval (each stratum of each sample resampled on its own). nan when no stratum is shared."""
+    Welch–Satterthwaite interval (each stratum's own variance; a stratum with one value takes its sample's pooled
+    within-stratum variance). nan when no stratum is shared; no interval when no sample has within-stratum spread."""
     strata = [s for s in np.unique(a_strata) if (b_strata == s).any()]
     if not strata:
         return math.nan, math.nan, math.nan
-    cells = [(a[a_strata == s], b[b_strata == s]) for s in strata]
-    weights = np.array([len(x) for x, _ in cells], dtype=np.float64)
-    value = float(sum(w * (x.mean() - y.mean()) for w, (x, y) in zip(weights, cells)) / weights.sum())
-    if all(len(x) < 2 and len(y) < 2 for x, y in cells):
-        return value, math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    draws = sum(w * (rng.choice(x, (N_RESAMPLES, len(x))).mean(1) - rng.choice(y, (N_RESAMPLES, len(y))).mean(1))
-                for w, (x, y) in zip(weights, cells)) / weights.sum()
-    low, high = np.percentile(draws, [100 * (1 - LEVEL) / 2, 100 * (1 + LEVEL) / 2])
-    return value, float(low), float(high)
-
-
-def mean(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.mean(x, axis=axis)
-
-
-def mean_difference(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.mean(a, axis=axis) - np.mean(b, axis=axis)
+    cells = [(a[a_strata == s].astype(np.float64), b[b_strata == s].astype(np.float64)) for s in strata]
+    weights = np.array([len(x) for x, _ in cells], dtype=np.float64) / sum(len(x) for x, _ in cells)
+    value = float(sum(w * (x.mean() - y.mean()) for w, (x, y) in zip(weights, cells)))
+    terms = []
+    for side in (0, 1):
+        groups = [cell[side] for cell in cells]
+        dof = sum(len(g) - 1 for g in groups)
+        if dof == 0:
+            return value, math.nan, math.nan
+        pooled = sum(((g - g.mean()) ** 2).sum() for g in groups) / dof
+        terms += [(w ** 2 * (g.var(ddof=1) if len(g) > 1 else pooled) / len(g), len(g) - 1 if len(g) > 1 else dof)
+                  for w, g in zip(weights, groups)]
+    half = _welch(terms)
+    return value, value - half, value + half
 
 
 def auroc(members: np.ndarray, non_members: np.ndarray, axis: int = -1) -> np.ndarray:
