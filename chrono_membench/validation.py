@@ -7,7 +7,8 @@ The plan, for T updates with W warmup and D warmdown steps (L = T − D, the las
   control);
 - forgetting: two sets inserted 4× on consecutive steps at full learning rate, one right after warmup
   ("early"), one ending at L − 1 ("late"; step L is full with the dose sets' last insertions): the same count and
-  learning rate, only the time differs;
+  learning rate, only the time differs; the training-order test (Spearman ρ of score vs first step) must find it
+  too, and find nothing on the never-inserted sets given the same steps;
 - time-local feature: Python source (the standard library's; absent from the mixture) planted once per
   document, all within the middle time bucket — in the control run spread evenly over the whole run;
 - canaries: chrono.canary_repetitions [1, 4, 16], ending at L.
@@ -19,6 +20,7 @@ model, with the harness's own functions.
 from __future__ import annotations
 
 import json
+import math
 import sysconfig
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ import torch
 
 from chrono_membench import metric_keys as K
 from chrono_membench.chrono.membench import extraction_scores, scored_token_losses
+from chrono_membench.chrono.order import order_correlation
 from chrono_membench.chrono.purity import purity_with_null
 from chrono_membench.chrono.stats import auroc, auroc_interval, difference_interval
 from chrono_membench.config import Config
@@ -211,6 +214,30 @@ def forgetting(scores: dict[str, dict[str, np.ndarray]]) -> list[Check]:
     return [Check("forgetting: DiD early / late (nats)", f"{early:+.3f} / {late:+.3f}; late − early "
                   f"{late - early:+.3f} [{lo:+.3f}, {hi:+.3f}]", "late − early < 0, 95 % interval below 0",
                   bool(hi < 0))]
+
+
+def training_order(scores: dict[str, dict[str, np.ndarray]], plan: dict[str, list[Plant]]) -> list[Check]:
+    """The training-order test (chrono/order.py, Kuditipudi et al.) on the forgetting sets: Spearman ρ between each
+    early or late document's reference score and its first insertion step must find the planted recency (ρ > 0,
+    permutation p < 0.05); the never-inserted sets given those same steps (never_a early's, never_b late's) are its
+    null (p ≥ 0.05, wrong about 1 time in 20 by design). No check where the sizes cannot reach p < 0.05: two
+    groups of m and n documents allow p ≥ 2 / C(m + n, m)."""
+    m, n = len(plan["early"]), len(plan["late"])
+    if 2 / math.comb(m + n, m) >= 0.05:
+        return []
+    first = {s: np.array([p.steps[0] for p in plan[s]]) for s in ("early", "late")}
+
+    def test(a: str, b: str) -> tuple[float, float]:
+        steps = np.concatenate([np.resize(first["early"], len(scores[a]["ref"])),
+                                np.resize(first["late"], len(scores[b]["ref"]))])
+        return order_correlation(np.concatenate([scores[a]["ref"], scores[b]["ref"]]), steps, permutations=9999)
+
+    rho, p = test("early", "late")
+    null_rho, null_p = test("never_a", "never_b")
+    return [Check("order: ρ(ref score, first step), early + late", f"{rho:+.3f}, p = {p:.2g} ({m} + {n} documents)",
+                  "ρ > 0, p < 0.05", bool(rho > 0 and p < 0.05)),
+            Check("order: the same on never-inserted sets (null)", f"{null_rho:+.3f}, p = {null_p:.2g}", "p ≥ 0.05",
+                  bool(null_p >= 0.05))]
 
 
 def canaries(final: dict[str, float], controls: int, candidates: int, seed: int = 0) -> list[Check]:

@@ -93,7 +93,7 @@ def evaluate(out: Path, arms: dict, sizes: V.Sizes) -> list[V.Check]:
         logits, generate = partial(logits_fn, autocast=autocast), partial(generate_fn, autocast=autocast)
         scores = {s: V.window_scores(model, reference, V.plant_windows(plan[s]).to(device), logits, generate)
                   for s in ("never_a", "never_b", "x1", "x4", "x16", "early", "late")}
-        checks += V.dose_response(scores) + V.forgetting(scores)
+        checks += V.dose_response(scores) + V.forgetting(scores) + V.training_order(scores, plan)
         checks += V.canaries(final_values(run_dir), cfg.chrono.canary_controls, cfg.chrono.canary_candidates)
         planted_uids = {p.uid.split("/", 2)[2] for ps in plan.values() for p in ps}
         tokens, source = source_windows(cfg, tokenizer, planted_uids, 2 * sizes.never)

@@ -46,6 +46,14 @@ def test_dose_and_forgetting_checks_pass_on_a_planted_effect_and_fail_without_on
     none = {k: scores(0) for k in effect}
     assert not any(c.passed for c in V.dose_response(none) if "16× vs never" in c.name)
     assert not V.forgetting(none)[0].passed
+    # the training-order test on the same sets: the planted recency found, the never-inserted sets its null
+    plan = {name: [V.Plant(f"{name}/{i}", [0], steps) for i in range(12)]
+            for name, steps in (("early", [3, 4, 5, 6]), ("late", [20, 21, 22, 23]))}
+    found, null = V.training_order(effect, plan)
+    assert found.passed and null.passed
+    assert not V.training_order(none, plan)[0].passed
+    assert not V.training_order({**effect, "never_b": scores(1.0)}, plan)[1].passed  # a "null" that differs
+    assert V.training_order(effect, {k: v[:2] for k, v in plan.items()}) == []  # 2 + 2 documents: p ≥ 0.33
 
 
 def test_alignment_check_compares_the_arm_effect_with_the_seed_floor():
