@@ -151,6 +151,9 @@ def test_sigterm_to_torchrun_stops_every_rank_at_one_step_and_resumes(tmp_path):
 
     ok(run("--resume", str(run_dir), "--no-progress"))
     assert [r["step"] for r in read_metrics(run_dir / "metrics.jsonl") if "train/loss" in r] == list(range(1, 31))
+    # the diversity regulariser's μ, calibrated from both ranks' q/k gradient norms (autograd.grad under DDP)
+    mus = [r["chrono/attn_diversity/mu"] for r in read_metrics(run_dir / "metrics.jsonl") if "chrono/attn_diversity/mu" in r]
+    assert len(mus) >= 5 and all(0 < m < float("inf") for m in mus)
 
 
 def test_padded_share_splits_items_disjointly_and_pads_to_equal_counts():
