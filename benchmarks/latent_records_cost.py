@@ -16,7 +16,7 @@ import contextlib
 
 import torch
 
-from chrono_membench.checkpoint import restore_for_analysis
+from chrono_membench.restore import restore_for_analysis
 from chrono_membench.latent_records import latent_records, windows_of
 from chrono_membench.probe_eval import scored_activations
 from timing import interleaved  # benchmarks/timing.py

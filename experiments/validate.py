@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from chrono_membench import checkpoint, distributed
+from chrono_membench import distributed
 from chrono_membench import validation as V
 from chrono_membench.config import ConfigError, load_config
 from chrono_membench.logging import final_values, read_metrics
@@ -68,6 +68,7 @@ def source_windows(cfg, tokenizer, exclude: set[str], per_source: int):
 
 def evaluate(out: Path, arms: dict, sizes: V.Sizes) -> list[V.Check]:
     from chrono_membench.probe_eval import generate_fn, logits_fn, probe_activation_sums
+    from chrono_membench.restore import restore_for_analysis
 
     checks, generator = [], torch.Generator().manual_seed(0)
     plan = V.read_plan(out / "plan.json")
@@ -78,7 +79,7 @@ def evaluate(out: Path, arms: dict, sizes: V.Sizes) -> list[V.Check]:
         device = distributed.resolve_device(cfg.run.device)
         autocast = model_autocast(device)
         run_dir = Path(cfg.run.out_dir) / cfg.run.name
-        r = checkpoint.restore_for_analysis(run_dir, device)
+        r = restore_for_analysis(run_dir, device)
         model, reference, saes, probes, tokenizer = r.model, r.reference, r.saes, r.probes, r.tokenizer
         sets = plan if name == "main" else V.spread_code(cfg, plan)
         tokens, bucket, is_code = temporal_windows(sets, probes)

@@ -59,7 +59,7 @@ def test_dashboard_top_activations_are_the_checkpoints_sae_on_that_token(tiny_ru
 
 
 def test_ablating_latents_through_the_splice(tiny_run, tmp_path):
-    from chrono_membench.checkpoint import restore_for_analysis
+    from chrono_membench.restore import restore_for_analysis
 
     run, _ = tiny_run
     ablate = load_script("analysis/ablate_latents.py")
