@@ -22,11 +22,7 @@ def headline(run_dir: str | Path) -> list[str]:
         lines.append(f"SAE warm-up: {f[K.SAE_WARMUP_TOKENS]:,.0f} tokens through the step-0 model before training "
                      f"({f.get(K.SAE_WARMUP_S, nan):.0f} s; exported as step 0)")
 
-    if K.ATTN_MU in f:
-        share = (f"; re-measured at the last calibration, the μ in use steered {f[K.ATTN_GRAD_SHARE]:.2%} of the q/k "
-                 f"gradient" if K.ATTN_GRAD_SHARE in f else "")
-        lines.append(f"attention-diversity regulariser: μ {f[K.ATTN_MU]:.3g}{share}; head diversity "
-                     f"{f.get(K.ATTN_DIVERSITY_MEAN, nan):.4f}")
+    lines += _regulariser(f)
 
     def ci(key: str, fmt: str = ".2f") -> str:
         if key not in f:
@@ -88,6 +84,21 @@ def headline(run_dir: str | Path) -> list[str]:
             f"CE recovered {v.get(K.sae(hook, 'ce_recovered'), nan):.3f}, "
             f"activation stability {v.get(K.chrono(hook, 'activation_stability'), nan):.3f}"
             for hook in sorted({K.hook_of(k) for k in v} - {None})))
+    return lines + _canaries(f, run_dir)
+
+
+def _regulariser(f: dict) -> list[str]:
+    if K.ATTN_MU not in f:
+        return []
+    share = (f"; re-measured at the last calibration, the μ in use steered {f[K.ATTN_GRAD_SHARE]:.2%} of the q/k "
+             f"gradient" if K.ATTN_GRAD_SHARE in f else "")
+    return [f"attention-diversity regulariser: μ {f[K.ATTN_MU]:.3g}{share}; head diversity "
+            f"{f.get(K.ATTN_DIVERSITY_MEAN, float('nan')):.4f}"]
+
+
+def _canaries(f: dict, run_dir: str | Path) -> list[str]:
+    """Canary exposure per repetition cell: rank-based (capped) and extrapolated with its interval; the fit's check."""
+    nan, lines = float("nan"), []
     cells = [k.split("/")[-1] for k in f if k.startswith("mem/canary_exposure/") and "_extrap" not in k]
     if cells:  # the rank-based value cannot exceed log2(candidates + 1): the extrapolation says how far beyond
         extrap = lambda c: "{:.1f} [{:.1f}, {:.1f}]".format(*(f.get(k, nan) for k in K.with_ci(K.canary(c, True))))  # noqa: E731
