@@ -113,7 +113,7 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
         if with_val_loss:
             val_sums += _loss_sums(clean, tokens, sources)
         clean_logp = clean.float().log_softmax(-1)
-        zeroed = {}  # per hook: the zero-ablated forward's log-probs, whatever SAE is evaluated there
+        reference = {}  # per hook: the zero-ablated forward's sums, shared by whatever SAE is evaluated there
         for prefix, hook, previous in each:
             flat = hooks.flatten(cache[hook]).float()
             keep = base.flatten() & ~saes.outliers(hook, flat)  # the variants share the leading bank's token mask
@@ -121,11 +121,12 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
             sae = banks[prefix].previous[hook] if previous else None  # exported: it takes raw activations
             latents = sae.encode(x) if previous else banks[prefix].encode(hook, x)
             x_hat = sae.decode(latents) if previous else banks[prefix].decode(hook, latents)
-            if hook not in zeroed:
+            if hook not in reference:
                 with autocast:
-                    zeroed[hook] = model.run_with_hooks(tokens, fwd_hooks=[(hook, lambda a, hook: torch.zeros_like(a))]
-                                                        ).float().log_softmax(-1)
-            sums = _splice_sums(model, tokens, sources, hook, flat, keep, x_hat, clean_logp, zeroed[hook], autocast)
+                    zero_logp = model.run_with_hooks(tokens, fwd_hooks=[(hook, lambda a, hook: torch.zeros_like(a))]
+                                                     ).float().log_softmax(-1)
+                reference[hook] = _reference_sums(tokens, sources, keep, clean_logp, zero_logp)
+            sums = _splice_sums(model, tokens, hook, flat, keep, x_hat, clean_logp, reference[hook], autocast)
             norm_x = x.norm(dim=-1)
             sums += [(x_hat.norm(dim=-1) / torch.where(norm_x < 1e-4, 1.0, norm_x)).sum(), (latents != 0).sum(),
                      x.pow(2).sum(), (x - x_hat).pow(2).sum(), x.new_tensor(len(x))]
@@ -149,19 +150,27 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
     return metrics, density
 
 
-def _splice_sums(model, tokens, sources, hook: str, flat, keep, x_hat, clean_logp, zero_logp, autocast) -> list:
+def _reference_sums(tokens, sources, keep, clean_logp, zero_logp) -> tuple[list, torch.Tensor, torch.Tensor]:
+    """What every SAE at a hook shares in one batch (they share its token mask `keep`): the CE sums of the clean and
+    the zero-ablated forwards, the target count and KL(clean ‖ zero) (PANEL_SUMS' ce_clean, ce_zero, targets,
+    kl_zero), with the masks that count a target / a position."""
+    pos = keep.view(tokens.shape)  # the positions counted
+    target_ok = pos[:, :-1] & (sources[:, 1:] != PAD_SOURCE)
+    return ([(_token_ce(clean_logp, tokens) * target_ok).sum(), (_token_ce(zero_logp, tokens) * target_ok).sum(),
+             target_ok.sum(), (_kl(clean_logp, zero_logp) * pos).sum()], target_ok, pos)
+
+
+def _splice_sums(model, tokens, hook: str, flat, keep, x_hat, clean_logp, reference, autocast) -> list:
     """One batch's CE and KL sums (PANEL_SUMS up to kl_zero) of a reconstruction x_hat spliced in at the kept
-    positions of the hook's activations `flat` (the others keep theirs)."""
+    positions of the hook's activations `flat` (the others keep theirs); `reference`: the hook's _reference_sums."""
     recon = flat.clone()
     recon[keep] = x_hat
     with autocast:
         spliced = model.run_with_hooks(tokens, fwd_hooks=[(hook, lambda a, hook: hooks.unflatten(recon, a))])
     spliced = spliced.float().log_softmax(-1)
-    pos = keep.view(tokens.shape)  # the positions counted
-    target_ok = pos[:, :-1] & (sources[:, 1:] != PAD_SOURCE)
-    return [(_token_ce(clean_logp, tokens) * target_ok).sum(), (_token_ce(spliced, tokens) * target_ok).sum(),
-            (_token_ce(zero_logp, tokens) * target_ok).sum(), target_ok.sum(),
-            (_kl(clean_logp, spliced) * pos).sum(), (_kl(clean_logp, zero_logp) * pos).sum()]
+    (ce_clean, ce_zero, targets, kl_zero), target_ok, pos = reference
+    return [ce_clean, (_token_ce(spliced, tokens) * target_ok).sum(), ce_zero, targets,
+            (_kl(clean_logp, spliced) * pos).sum(), kl_zero]
 
 
 PANEL_SUMS = ("ce_clean", "ce_sae", "ce_zero", "targets", "kl_sae", "kl_zero", "l2_ratio", "l0", "sq_norm",
