@@ -104,7 +104,7 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
     each = [(prefix, hook, previous) for previous in (False, True) for prefix, bank in banks.items()
             for hook in bank.hook_points if hook in saes.hook_points and (not previous or hook in bank.previous)]
     val_sums = torch.zeros(2, dtype=torch.float64)  # as validation_loss: loss sum, target count
-    tallies = {e: _Tally(banks[e[0]].saes[e[1]].cfg.d_sae) for e in each}
+    tallies = {e: _Tally(banks[e[0]].saes[e[1]].cfg.d_sae, records=not e[2]) for e in each}
     for start in range(0, rows, micro_batch):
         tokens, sources = val["tokens"][start:start + micro_batch], val["source_index"][start:start + micro_batch]
         base = saes.base_mask(tokens, sources)
@@ -180,9 +180,10 @@ PANEL_SUMS = ("ce_clean", "ce_sae", "ce_zero", "targets", "kl_sae", "kl_zero", "
 class _Tally:
     """One SAE's running sums over the panel's batches, and the panel's metrics from them."""
 
-    def __init__(self, d_sae: int):
+    def __init__(self, d_sae: int, records: bool = True):
         self.sums = torch.zeros(len(PANEL_SUMS), dtype=torch.float64)
         self.sum_x, self.fires = 0.0, torch.zeros(d_sae, dtype=torch.float64)
+        self.records = records  # the firing events and activations below (not for the previous checkpoint's SAE)
         self.events: list[torch.Tensor] = []  # (token, latent) firing events: co-firing
         self.activations: list[torch.Tensor] = []  # (position, latent, value): activation stability
 
@@ -191,6 +192,8 @@ class _Tally:
         self.sums += sums
         self.sum_x = self.sum_x + x.double().sum(0).cpu()
         self.fires += (latents != 0).sum(0).double().cpu()
+        if not self.records:
+            return
         token, latent = (latents != 0).nonzero(as_tuple=True)
         self.events.append(torch.stack([token + first, latent]).cpu())
         self.activations.append(torch.stack([positions[token].float(), latent.float(),
