@@ -287,5 +287,7 @@ def diversity_share(loss: torch.Tensor, diversity: torch.Tensor, qk_params: list
     on): with `share` ρ > 0, the μ that makes that share ρ; otherwise `mu` (fixed). Norms are averaged over ranks,
     so every rank gets the same μ."""
     ce_norm, div_norm = (d.mean(gradient_norm(x, qk_params)) for x in (loss, diversity))
-    realised = mu * div_norm / max(ce_norm, 1e-30)
-    return realised, share * ce_norm / max(div_norm, 1e-30) if share > 0 else mu
+    if not (math.isfinite(ce_norm) and math.isfinite(div_norm) and ce_norm > 0 and div_norm > 0):
+        return math.nan, mu  # a non-finite loss (an update that will be skipped) must not set μ for the ones after
+    realised = mu * div_norm / ce_norm
+    return realised, share * ce_norm / div_norm if share > 0 else mu

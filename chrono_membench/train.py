@@ -252,7 +252,7 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
                         # chrono.diversity_share then sets μ so that the share is ρ again
                         realised, mu = diversity_share(loss, diversity, qk_params, state.diversity_mu,
                                                        cfg.chrono.diversity_share, d)
-                        if state.diversity_mu > 0:
+                        if state.diversity_mu > 0 and math.isfinite(realised):
                             step_metrics[K.ATTN_GRAD_SHARE] = realised
                         step_metrics[K.ATTN_MU] = state.diversity_mu = mu
                     objective = loss - state.diversity_mu * diversity
