@@ -277,8 +277,8 @@ def qk_parameters(hf_model) -> list[torch.nn.Parameter]:
 
 def gradient_norm(loss: torch.Tensor, params: list[torch.Tensor]) -> float:
     """‖∇ loss‖ over `params` alone (nothing accumulates into .grad; the graph is kept for the backward after)."""
-    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-    return math.sqrt(sum(g.float().pow(2).sum().item() for g in grads if g is not None))
+    grads = [g for g in torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True) if g is not None]
+    return torch.linalg.vector_norm(torch.stack([g.float().norm() for g in grads])).item() if grads else 0.0
 
 
 def diversity_share(loss: torch.Tensor, diversity: torch.Tensor, qk_params: list[torch.Tensor], mu: float,

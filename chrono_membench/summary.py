@@ -17,6 +17,8 @@ def headline(run_dir: str | Path) -> list[str]:
     exposure, purity over its null, the training-order test; beside each time-claim, what this run could have
     seen (chrono/resolution.py). Intervals are 95 %; what each number means is in docs/metrics.md."""
     f, lines = final_values(run_dir), []
+    config = split_run(run_dir)[0] / "config.yaml"
+    chrono_cfg = read_yaml(config).get("chrono", {}) if config.exists() else {}
     nan = float("nan")
     if K.SAE_WARMUP_TOKENS in f:
         lines.append(f"SAE warm-up: {f[K.SAE_WARMUP_TOKENS]:,.0f} tokens through the step-0 model before training "
@@ -55,7 +57,7 @@ def headline(run_dir: str | Path) -> list[str]:
             lines.append("  purity − permutation null: " + "; ".join(parts))
         tested = {kind: f.get(K.chrono(hook, f"selective_{kind}_tested")) for kind in ("time", "source")}
         if any(tested.values()):
-            q = read_yaml(split_run(run_dir)[0] / "config.yaml").get("chrono", {}).get("fdr_q", 0.05)
+            q = chrono_cfg.get("fdr_q", 0.05)
             lines.append(f"  latents selective at FDR q = {q} (Kruskal–Wallis per latent, Benjamini–Hochberg): " + ", ".join(
                 f"{kind} {f[K.chrono(hook, f'selective_{kind}_count')]:.0f} of {n:.0f} tested"
                 for kind, n in tested.items() if n))
@@ -84,7 +86,7 @@ def headline(run_dir: str | Path) -> list[str]:
             f"CE recovered {v.get(K.sae(hook, 'ce_recovered'), nan):.3f}, "
             f"activation stability {v.get(K.chrono(hook, 'activation_stability'), nan):.3f}"
             for hook in sorted({K.hook_of(k) for k in v} - {None})))
-    return lines + _canaries(f, run_dir)
+    return lines + _canaries(f, chrono_cfg.get("canary_candidates", 127))
 
 
 def _regulariser(f: dict) -> list[str]:
@@ -96,13 +98,13 @@ def _regulariser(f: dict) -> list[str]:
             f"{f.get(K.ATTN_DIVERSITY_MEAN, float('nan')):.4f}"]
 
 
-def _canaries(f: dict, run_dir: str | Path) -> list[str]:
-    """Canary exposure per repetition cell: rank-based (capped) and extrapolated with its interval; the fit's check."""
+def _canaries(f: dict, n: int) -> list[str]:
+    """Canary exposure per repetition cell: rank-based (capped at n candidates) and extrapolated with its interval;
+    the fit's check."""
     nan, lines = float("nan"), []
     cells = [k.split("/")[-1] for k in f if k.startswith("mem/canary_exposure/") and "_extrap" not in k]
     if cells:  # the rank-based value cannot exceed log2(candidates + 1): the extrapolation says how far beyond
         extrap = lambda c: "{:.1f} [{:.1f}, {:.1f}]".format(*(f.get(k, nan) for k in K.with_ci(K.canary(c, True))))  # noqa: E731
-        n = read_yaml(split_run(run_dir)[0] / "config.yaml").get("chrono", {}).get("canary_candidates", 127)
         lines.append(f"canary exposure (bits; rank-based, capped at log2({n} + 1) = {math.log2(n + 1):.1f} / "
                      f"extrapolated [95 % bootstrap over the candidates]): " + ", ".join(
             f"×{c}: {f[K.canary(c)]:.1f} / {extrap(c)}" for c in cells))

@@ -3,7 +3,9 @@ membership scores (MIMIR), canary exposure (Carlini et al.), rank-based and extr
 
 from __future__ import annotations
 
+import copy
 import math
+from contextlib import nullcontext
 
 import numpy as np
 from scipy import stats
@@ -14,6 +16,7 @@ import torch.nn.functional as F
 
 Logits = Callable[[torch.Tensor], torch.Tensor]  # tokens [B, T] → logits [B, T, V]
 Generate = Callable[[torch.Tensor, int], torch.Tensor]  # (prefix [B, P], n) → greedy continuation [B, n]
+NO_AUTOCAST = nullcontext()  # reusable: the default where no autocast is given
 
 
 @torch.no_grad()
@@ -57,7 +60,8 @@ def scored_token_losses(logits_fn: Logits, windows: torch.Tensor, prefix_len: in
 
 @torch.no_grad()
 def sequence_nll(logits_fn: Logits, prefix: torch.Tensor, candidates: torch.Tensor, batch: int = 16) -> torch.Tensor:
-    """Summed NLL of each candidate [N, L] after a shared prefix [P] → [N]."""
+    """Summed NLL of each candidate [N, L] after a shared prefix [P] → [N], with full forwards (the reference; the
+    trainer scores canaries with prefixed_nll, which computes the prefix once)."""
     out = []
     for start in range(0, len(candidates), batch):
         cand = candidates[start:start + batch]
@@ -69,15 +73,13 @@ def sequence_nll(logits_fn: Logits, prefix: torch.Tensor, candidates: torch.Tens
 
 
 @torch.no_grad()
-def prefixed_nll(hf_model, prefix: torch.Tensor, candidates: torch.Tensor, batch: int = 64, autocast=None) -> torch.Tensor:
+def prefixed_nll(hf_model, prefix: torch.Tensor, candidates: torch.Tensor, batch: int = 64,
+                 autocast=NO_AUTOCAST) -> torch.Tensor:
     """sequence_nll with the shared prefix's keys and values computed once: the HF causal LM runs the prefix [P]
     with a cache, then each batch of candidates [N, L] continues from a copy of it (the first candidate token's
     distribution is the prefix's last position's). The same numbers as full forwards, for L tokens per candidate
     instead of P + L."""
-    import copy
-    from contextlib import nullcontext
-
-    with autocast or nullcontext():
+    with autocast:
         start = hf_model(prefix[None], use_cache=True)
     first = start.logits[0, -1].float().log_softmax(-1)
     out = []
@@ -86,7 +88,7 @@ def prefixed_nll(hf_model, prefix: torch.Tensor, candidates: torch.Tensor, batch
         cache.batch_repeat_interleave(len(cand))
         nll = -first[cand[:, 0]]
         if cand.shape[1] > 1:
-            with autocast or nullcontext():
+            with autocast:
                 logits = hf_model(cand[:, :-1], past_key_values=cache, use_cache=False).logits.float()
             nll = nll + F.cross_entropy(logits.flatten(0, 1), cand[:, 1:].flatten(), reduction="none").view(
                 len(cand), -1).sum(1)
