@@ -61,7 +61,7 @@ def main() -> None:
     cfg = load_config(args.preset, overrides=args.overrides)
     device = resolve_device(cfg.run.device)
     cuda = device.type == "cuda"
-    autocast = model_autocast(device)
+    autocast = model_autocast(device, cfg.train.autocast)
     torch.manual_seed(0)
     model, tokenizer = load_model(cfg.model, device)
     if cfg.train.compile:

@@ -200,6 +200,10 @@ class TrainConfig(_Section):
     # under torchrun: ddp, or fsdp (FSDP2 fully_shard per block: models too big to replicate)
     parallel: Literal["ddp", "fsdp"] = "ddp"
     compile: bool = _field(False, SAFE)  # torch.compile the HF model (docs/scaling.md: what it breaks)
+    # bf16 autocast over fp32 master weights. auto: on CUDA, and on a CPU with native bf16 arithmetic (AVX512-BF16
+    # or AMX: 1.55x per SmolLM2 micro-batch on a 2-core EPYC); fp32 elsewhere (emulated bf16 is slower than fp32).
+    # The run's config.yaml records what auto resolved to, and a resume must match it.
+    autocast: Literal["auto", "bf16", "fp32"] = "auto"
     peak_tflops: float = _field(0.0, SAFE)  # accelerator peak bf16 TFLOP/s for train/mfu; 0 = look the GPU up
 
     def __post_init__(self):

@@ -40,7 +40,7 @@ from chrono_membench.evaluation import (
 from chrono_membench.latent_records import latent_records
 from chrono_membench.logging import make_logger, truncate_metrics
 from chrono_membench.mfu import flops_per_token, peak_flops
-from chrono_membench.model import autocast as model_autocast
+from chrono_membench.model import autocast as model_autocast, resolve_autocast
 from chrono_membench.model import export_hf_model, hf_state_dict, load_model
 from chrono_membench.optim import build_optimizers, lr_multiplier
 from chrono_membench.probe_eval import probe_metrics
@@ -96,6 +96,7 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
            d: Dist, device: torch.device) -> Summary:
     t_start, t = time.perf_counter(), cfg.train
     cfg.data.provenance = sample_provenance() if cfg.data.origin == "sample" else {}  # into config.yaml
+    t.autocast = resolve_autocast(t.autocast, device)  # config.yaml records bf16 or fp32; a resume must agree
     if resume and run_dir.config.exists():  # before anything heavy: same experiment, or refuse
         check_resume_config(run_dir, read_yaml(run_dir.config), cfg.to_dict(), write_log=d.main)
     if resume and not run_dir.list_checkpoints():  # stopped before its first checkpoint: start it again
@@ -105,7 +106,7 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
         run_dir.write_text(run_dir.config, dump_config(cfg))
         if not resume:  # a run started again (after a stop before its first checkpoint) logs from a clean slate
             truncate_metrics(run_dir.metrics, -1)
-    autocast = model_autocast(device)
+    autocast = model_autocast(device, t.autocast)
     for seed_everything in (torch.manual_seed, random.seed, np.random.seed):
         seed_everything(cfg.run.seed)
 

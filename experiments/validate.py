@@ -77,7 +77,7 @@ def evaluate(out: Path, arms: dict, sizes: V.Sizes) -> list[V.Check]:
             continue
         cfg = load_config(arms[name][0], overrides=arms[name][1])
         device = distributed.resolve_device(cfg.run.device)
-        autocast = model_autocast(device)
+        autocast = model_autocast(device, cfg.train.autocast)
         run_dir = Path(cfg.run.out_dir) / cfg.run.name
         r = restore_for_analysis(run_dir, device)
         model, reference, saes, probes, tokenizer = r.model, r.reference, r.saes, r.probes, r.tokenizer
