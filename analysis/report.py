@@ -3,7 +3,8 @@
     python analysis/report.py runs/<name> --out report/
     python analysis/report.py runs/<suite>-full runs/<suite>-no_dropout ... --out report/
 
-With latent records in a run's artifacts, its feature dashboards (feature_dashboard.py) are linked too.
+With latent records in a run's artifacts, its feature dashboards (feature_dashboard.py) are linked too; the
+sparse-probing figure (sparse_probing.py, minutes per checkpoint) when it is already in --out.
 """
 
 from __future__ import annotations
@@ -50,10 +51,14 @@ def main() -> None:
             raise SystemExit(f"error: feature_dashboard.py failed (exit {proc.returncode})")
         dashboards += [Path(line).resolve() for line in proc.stdout.split()]
     sections.append(("feature_dashboard", [p.relative_to(args.out.resolve()) for p in dashboards]))
+    # sparse probing takes minutes per checkpoint on a CPU, so the report links it when it is there, never runs it
+    probing = [Path("sparse_probing.html")] if (args.out / "sparse_probing.html").exists() else []
+    sections.append(("sparse_probing", probing))
     items = "\n".join(
         f"<h2>{html.escape(script.replace('_', ' '))}</h2><ul>"
         + ("".join(f'<li><a href="{p.as_posix()}">{html.escape(label(p))}</a></li>' for p in made)
-           or "<li>nothing to show</li>")
+           or ("<li>not computed: <code>python analysis/sparse_probing.py RUN... --out " + html.escape(str(args.out))
+               + "</code>, then this report again</li>" if script == "sparse_probing" else "<li>nothing to show</li>"))
         + "</ul>" for script, made in sections)
     runs = ", ".join(html.escape(r.name) for r in args.loaded)
     # each run's closing summary, with beside every time-claim what the run could have seen (chrono/resolution.py)

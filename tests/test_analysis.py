@@ -102,6 +102,7 @@ def test_compare_ablations_and_report(runs, tmp_path):
     for run in ("full", "no_alignment"):  # each run's closing summary, with what it could have seen
         assert f"{run}: results at the last eval" in index
     assert "MIA AUROC(ref)" in index and ("detected" in index or "undecided at this size" in index)
+    assert "not computed: <code>python analysis/sparse_probing.py" in index  # linked once it is there
 
 
 def test_wandb_workspace_is_built_offline_from_the_runs_keys(runs, tmp_path, monkeypatch):
@@ -129,3 +130,48 @@ def test_no_run_given_is_a_clear_error(tmp_path):
     proc = subprocess.run([sys.executable, "analysis/training_curves.py", str(tmp_path), "--out", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode != 0 and "not a run directory" in proc.stderr
+
+
+def test_sparse_probing_through_the_checkpoints(runs, tmp_path):
+    """sae-probes's protocol on each checkpoint whose model is on disk: a raw-activation baseline per model
+    checkpoint and each SAE (variants too) at each k; a step whose model is gone is said to be skipped."""
+    import csv
+    import shutil
+
+    shutil.copytree(runs / "full", tmp_path / "full", ignore=shutil.ignore_patterns("final_model"))
+    shutil.rmtree(tmp_path / "full" / "checkpoints" / "step_00000004")  # as keep_last would have
+    out = tmp_path / "probing"
+    proc = render("sparse_probing", [tmp_path / "full", runs / "full-s1"], out, "--datasets", "129_arith_mc_A",
+                  "--max-examples", "300", "--ks", "1,4", "--no-wandb", "--no-progress")
+    assert "skipped: full step 4: its model is not on disk" in proc.stderr
+    rows = list(csv.DictReader(open(out / "sparse_probing.csv")))
+    got = {(r["run"], int(r["step"]), r["sae"], int(r["k"])) for r in rows}
+    probes = (("", 0), ("main", 1), ("main", 4), ("no_dropout", 1), ("no_dropout", 4))  # "": the raw baseline
+    assert got == {("full", 8, *p) for p in probes} | {("full-s1", s, *p) for s in (4, 8) for p in probes}
+    assert all(0 <= float(r["test_auc"]) <= 1 and 0 < float(r["se"]) < 0.2 for r in rows)
+    assert {(int(r["n_train"]), int(r["n_test"])) for r in rows} == {(200, 99)}  # sae-probes: min(n − 100, 1024)
+    traces = names(figure(out, "sparse_probing"))
+    assert {"raw activations", "SAE k=1", "SAE k=4", "SAE no_dropout k=1"} <= set(traces)
+    assert "| blocks.1.hook_resid_post | 129_arith_mc_A | SAE k=4 |" in (out / "sparse_probing.md").read_text()
+    bad = subprocess.run([sys.executable, "analysis/sparse_probing.py", str(runs / "full"), "--out", str(out),
+                          "--datasets", "no_such_set"], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and "--datasets: unknown no_such_set" in bad.stderr
+
+
+def test_sparse_probing_reads_each_prompts_last_token_as_an_unpadded_forward_would(runs):
+    import contextlib
+
+    import torch
+
+    from chrono_membench.restore import restore_for_analysis
+
+    probing = load_script("analysis/sparse_probing.py")
+    r = restore_for_analysis(runs / "full")
+    prompts = ["Calculate 63 - 5 =", "A", "What are the prime factors of 185577?", "Goliath " * 40]
+    hook = "blocks.1.hook_resid_post"
+    got = probing.last_token_activations(r.model, r.tokenizer, prompts, [hook], max_seq_len=32, batch_size=3,
+                                         autocast=contextlib.nullcontext(), device="cpu")[hook]
+    for i, p in enumerate(prompts):
+        ids = r.tokenizer(p)["input_ids"][-32:]  # left truncation
+        _, cache = r.model.run_with_cache(torch.tensor([ids]), names_filter=[hook])
+        torch.testing.assert_close(got[i], cache[hook][0, -1], rtol=1e-4, atol=1e-5)

@@ -8,10 +8,11 @@ import time
 
 import pytest
 import torch
-from helpers import FAULT_ARGS, ROOT, losses, tiny
+from helpers import FAULT_ARGS, ROOT, losses, series, tiny, train_tiny
 
 import chrono_membench.train as train_mod
 from chrono_membench.checkpoint import latest_good_checkpoint, list_checkpoints
+from chrono_membench.config import read_yaml
 from chrono_membench.evaluation import lm_loss
 from chrono_membench.logging import read_metrics
 from chrono_membench.metric_keys import TIMING
@@ -153,3 +154,23 @@ def test_the_frozen_lm_arm_trains_the_saes_on_an_lm_that_never_changes(tmp_path)
         then = losses(tmp_path / "f", f"sae/blocks.1.hook_resid_post/{own}")
         assert list(stale) == [4] and stale[4] == pytest.approx(then[2], rel=1e-4, abs=1e-6), previous
         assert abs(then[4] - then[2]) > 1e-3, own  # the SAE itself changed in between
+
+
+def test_bf16_autocast_trains_fp32_weights_and_a_resume_must_keep_it(tmp_path):
+    """train.autocast=bf16 on the CPU: the matmuls run in bf16 (the losses differ from fp32's, by bf16's rounding),
+    the weights stay fp32, config.yaml records the resolved value, and resuming in fp32 is refused in one line."""
+    from chrono_membench.errors import ConfigError
+    from chrono_membench.model import resolve_autocast
+
+    fp32 = train_tiny(tmp_path / "fp32", "train.max_steps=4")
+    bf16 = train_tiny(tmp_path / "bf16", "train.max_steps=4", "train.autocast=bf16")
+    a, b = (dict(series(m, "train/loss")) for m in (fp32, bf16))
+    assert a.keys() == b.keys() == {1, 2, 3, 4}
+    assert a != b and all(abs(a[s] - b[s]) < 0.02 * a[s] for s in a)
+    assert read_yaml(tmp_path / "bf16" / "config.yaml")["train"]["autocast"] == "bf16"
+    weights = latest_good_checkpoint(tmp_path / "bf16")[1]["model"]
+    assert {v.dtype for v in weights.values() if v.is_floating_point()} == {torch.float32}
+    with pytest.raises(ConfigError, match=r"train\.autocast: 'bf16' → 'fp32'"):
+        train_mod.train(tiny("train.max_steps=8", "train.autocast=fp32"), tmp_path / "bf16", resume=True, progress=False)
+    train_tiny(tmp_path / "auto", "train.max_steps=1", "train.autocast=auto", "sae.enabled=false", "chrono.enabled=false")
+    assert read_yaml(tmp_path / "auto" / "config.yaml")["train"]["autocast"] == resolve_autocast("auto", "cpu")
