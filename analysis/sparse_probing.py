@@ -20,14 +20,18 @@ Which checkpoints: step 0 is the pretrained model (always rebuilt); a later step
 (checkpointing.keep_last keeps the newest few): an SAE whose model is gone is listed as skipped, never probed on
 another step's activations. Writes sparse_probing.csv, sparse_probing.md and sparse_probing.html (AUC against the
 step; several runs: their mean, with the seeds' range as a band) to --out, and a wandb table into the run's
-wandb directory (offline) where the run has one. Needs the probing extra: `bash scripts/install.sh --probing`.
+wandb directory (offline) where the run has one. Each run keeps its rows in sparse_probing.jsonl: a later call with
+the same --max-examples and --max-seq-len (e.g. the seeds together) reuses them; --recompute does not.
+sae-probes comes with `bash scripts/install.sh` (with --no-deps: docs/analysis.md says why).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -37,7 +41,8 @@ from tqdm import tqdm
 
 # the corpus's kinds of text: people (Wikipedia), arithmetic (Orca-Math), books (BookCorpus), news, science
 DEFAULT_DATASETS = ["5_hist_fig_ismale", "129_arith_mc_A", "126_art_type_book", "21_headline_istrump", "36_sciq_tf"]
-INSTALL = "bash scripts/install.sh --probing"
+INSTALL = "bash scripts/install.sh"
+CACHE = "sparse_probing.jsonl"  # in the run directory: rows already computed, reused under the same settings
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -52,6 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-wandb", action="store_true", help="do not write the wandb table")
+    p.add_argument("--recompute", action="store_true", help=f"ignore the rows cached in each run's {CACHE}")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     # every input checked before anything heavy
@@ -133,9 +139,12 @@ def last_token_activations(model, tokenizer, prompts: list[str], hooks: list[str
 def probe(x: torch.Tensor, y: torch.Tensor, split: tuple) -> dict[str, float]:
     """sae-probes's find_best_reg on the split → test and validation AUC."""
     from sae_probes.utils_training import find_best_reg
+    from threadpoolctl import threadpool_limits
 
     train, test = split
-    with warnings.catch_warnings():
+    # one BLAS thread: these are small problems, and threaded BLAS beside torch's threads made each lbfgs
+    # iteration 20–50x slower on 2 cores (a 1024 x 576 fit: 5.5 s → 0.1 s)
+    with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("ignore")  # sklearn's ConvergenceWarning at C = 1e5, as sae-probes silences it
         m = find_best_reg(x[train].numpy(), y[train].numpy(), x[test].numpy(), y[test].numpy(), seed=42).metrics
     return {"test_auc": m.test_auc, "val_auc": m.val_auc}
@@ -153,8 +162,30 @@ def sae_latents(sae, x: torch.Tensor, batch: int = 1024) -> torch.Tensor:
         return torch.cat([sae.encode(x[i:i + batch].to(sae.device)).float().cpu() for i in range(0, len(x), batch)])
 
 
+def _cached(run_dir: Path, args) -> dict[tuple, dict]:
+    """(step, dataset, hook, sae, k) → row, for the rows computed before with these --max-examples/--max-seq-len."""
+    path, settings = run_dir / CACHE, {"max_examples": args.max_examples, "max_seq_len": args.max_seq_len}
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() and not args.recompute else []
+    return {(r["step"], r["dataset"], r["hook"], r["sae"], r["k"]): {k: v for k, v in r.items() if k not in settings}
+            for r in rows if all(r.get(k) == v for k, v in settings.items())}
+
+
+def _save_cache(run_dir: Path, args, rows: list[dict]) -> None:
+    """Every row of this run so far (others' settings kept), written whole: tmp file, then rename."""
+    path = run_dir / CACHE
+    mine = {(r["step"], r["dataset"], r["hook"], r["sae"], r["k"]) for r in rows}
+    settings = {"max_examples": args.max_examples, "max_seq_len": args.max_seq_len}
+    old = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    keep = [r for r in old if not (all(r.get(k) == v for k, v in settings.items())
+                                   and (r["step"], r["dataset"], r["hook"], r["sae"], r["k"]) in mine)]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in keep + [{**r, **settings} for r in rows]))
+    os.replace(tmp, path)
+
+
 def probe_run(run_dir: Path, args, data: dict) -> tuple[list[dict], list[str]]:
-    """Every (checkpoint, hook, SAE, dataset, k) of one run → result rows, and the lines saying what was skipped."""
+    """Every (checkpoint, hook, SAE, dataset, k) of one run → result rows, and the lines saying what was skipped.
+    Rows computed before under the same settings (the run's sparse_probing.jsonl) are reused, not recomputed."""
     from sae_lens import SAE
     from sae_probes.run_sae_evals import get_sorted_indices, mean_act_normalization
 
@@ -170,21 +201,27 @@ def probe_run(run_dir: Path, args, data: dict) -> tuple[list[dict], list[str]]:
         for step, path in rd.artifact_steps("sae", variant=variant):
             saes_at.setdefault(step, []).append((variant or "main", path))
     checkpoints = {int(p.name.removeprefix("step_")): p for p in rd.list_checkpoints()}
-    model, tokenizer = load_model(cfg.model, args.device, seed=cfg.run.seed)
-    model.eval()
+    cache, model = _cached(run_dir, args), None
     autocast = model_autocast(args.device, cfg.train.autocast)
     rows, skipped = [], []
     for step in sorted(saes_at):
-        if step != 0 and step not in checkpoints:
+        saes = [(name, SAE.load_from_disk(str(path), device=args.device)) for name, path in saes_at[step]]
+        hooks = sorted({sae.cfg.metadata.hook_name for _, sae in saes})
+        wanted = [(h, "", 0) for h in hooks] + [(sae.cfg.metadata.hook_name, name, k) for name, sae in saes
+                                                 for k in args.ks]
+        todo = [tag for tag in data if any((step, tag, *w) not in cache for w in wanted)]
+        rows += [cache[(step, tag, *w)] for tag in data if tag not in todo for w in wanted]
+        if todo and step != 0 and step not in checkpoints:
             skipped.append(f"{run_dir.name} step {step}: its model is not on disk (checkpointing.keep_last); "
                            f"its SAEs are not probed")
             continue
-        if step != 0:
+        if todo and model is None:
+            model, tokenizer = load_model(cfg.model, args.device, seed=cfg.run.seed)
+            model.eval()
+        if todo and step != 0:
             load_hf_state_dict(model, load_checkpoint(checkpoints[step], required=("model",))["model"])
-        saes = [(name, SAE.load_from_disk(str(path), device=args.device)) for name, path in saes_at[step]]
-        hooks = sorted({sae.cfg.metadata.hook_name for _, sae in saes})
-        for tag, (prompts, y, split) in tqdm(data.items(), desc=f"{run_dir.name} step {step}",
-                                             disable=args.no_progress, dynamic_ncols=True):
+        for tag in tqdm(todo, desc=f"{run_dir.name} step {step}", disable=args.no_progress, dynamic_ncols=True):
+            prompts, y, split = data[tag]
             acts = last_token_activations(model, tokenizer, prompts, hooks, args.max_seq_len, args.batch_size,
                                           autocast, args.device)
             n_pos, n_neg = int(y[split[1]].sum()), int((1 - y[split[1]]).sum())
@@ -200,6 +237,7 @@ def probe_run(run_dir: Path, args, data: dict) -> tuple[list[dict], list[str]]:
                         r = probe(z[:, ranked[:k]], y, split)
                         rows.append({**base, "hook": hook, "sae": name, "k": k, **r,
                                      "se": auc_se(r["test_auc"], n_pos, n_neg)})
+            _save_cache(run_dir, args, rows)  # a stopped run keeps what it computed
     return rows, skipped
 
 

@@ -153,6 +153,12 @@ def test_sparse_probing_through_the_checkpoints(runs, tmp_path):
     traces = names(figure(out, "sparse_probing"))
     assert {"raw activations", "SAE k=1", "SAE k=4", "SAE no_dropout k=1"} <= set(traces)
     assert "| blocks.1.hook_resid_post | 129_arith_mc_A | SAE k=4 |" in (out / "sparse_probing.md").read_text()
+    # a second call reuses each run's rows (sparse_probing.jsonl): step 8 stays, though its model is gone now
+    shutil.rmtree(tmp_path / "full" / "checkpoints")
+    again = tmp_path / "again"
+    render("sparse_probing", [tmp_path / "full"], again, "--datasets", "129_arith_mc_A", "--max-examples", "300",
+           "--ks", "1,4", "--no-wandb", "--no-progress")
+    assert list(csv.DictReader(open(again / "sparse_probing.csv"))) == [r for r in rows if r["run"] == "full"]
     bad = subprocess.run([sys.executable, "analysis/sparse_probing.py", str(runs / "full"), "--out", str(out),
                           "--datasets", "no_such_set"], cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 2 and "--datasets: unknown no_such_set" in bad.stderr
