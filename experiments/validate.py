@@ -89,6 +89,8 @@ def evaluate(out: Path, arms: dict, sizes: V.Sizes) -> list[V.Check]:
             checks.append(V.time_local(name + " run" + ("" if name == "main" else " (spread)"), hook, sums[hook].cpu(),
                                        counts[hook].cpu(), bucket, is_code, planted, sizes.latents, name == "main",
                                        generator))
+            checks += V.time_local_fdr(name + " run", hook, sums[hook].cpu(), counts[hook].cpu(), bucket, is_code,
+                                       planted, name == "main", cfg.chrono.fdr_q, cfg.chrono.min_windows)
         if name != "main":
             continue
         logits, generate = partial(logits_fn, autocast=autocast), partial(generate_fn, autocast=autocast)
