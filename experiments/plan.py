@@ -3,6 +3,7 @@ Chinchilla, entries needed for a time budget, wandb storage per run and per 4-ru
 
     python experiments/plan.py --preset gemma-2b [--hours 120] [--tokens-per-s N] [--ranks R] [--json] [key=value ...]
     python experiments/plan.py --preset demo --power [--auroc 0.05] [--did 0.1 --did-sd 0.3] [--rho 0.1] [--seed-effect 1]
+                                                     [--enrichment 2]
 
 Measured inputs: documents, bytes and tokens per source are counted on the configured local data, or on
 the bundled sample when the data is on the hub (then scaled to the seed's document counts and labelled
@@ -15,7 +16,9 @@ said so in the output; measure with the real job's train/tokens_per_s).
 --power: what the preset's probe set can detect (two-sided 5 %, 80 % power; chrono/resolution.py), and the inverse:
 the windows per bucket, seen windows and paired seeds needed for a given effect — an AUROC's distance from 0.5, a
 DiD difference between two buckets (nats; per-window SD --did-sd, 0.3 measured on the demo: its DiD intervals over
-16 + 16 windows), a training-order ρ, an arm difference in units of its seed-to-seed SD.
+16 + 16 windows), a training-order ρ, an arm difference in units of its seed-to-seed SD, and a time-selective
+population of latents (5 % of them firing --enrichment times as often in one bucket) found by the evals'
+per-latent test under FDR (simulated: chrono/resolution.fdr_power).
 """
 
 from __future__ import annotations
@@ -122,20 +125,25 @@ def build_plan(cfg, hours: float, tokens_per_s: float | None, max_docs: int, ran
     }
 
 
-def power_plan(cfg, auroc: float, did: float, did_sd: float, rho: float, seed_effect: float) -> dict:
+def power_plan(cfg, auroc: float, did: float, did_sd: float, rho: float, seed_effect: float,
+               enrichment: float = 2.0) -> dict:
     """--power: the MDEs at the preset's probe-set size, and the sizes that detect the given effects."""
-    n, buckets = cfg.chrono.probe_per_bucket, cfg.chrono.n_buckets
+    n, buckets, q = cfg.chrono.probe_per_bucket, cfg.chrono.n_buckets, cfg.chrono.fdr_q
     return {
         "at_this_size": {"windows_per_bucket": n, "buckets": buckets, "seen_windows": n * buckets,
                          "auroc_vs_0.5": R.auroc_mde(n, n), "did_between_buckets_nats": R.mean_difference_mde(did_sd, n, n),
                          "order_rho": R.correlation_mde(n * buckets),
-                         "paired_arm_difference_in_seed_sds": {s: R.paired_seeds_mde(s) for s in (3, 5, 10)}},
+                         "paired_arm_difference_in_seed_sds": {s: R.paired_seeds_mde(s) for s in (3, 5, 10)},
+                         # a 5 % population of latents firing e× as often in one bucket: the share FDR finds
+                         "time_selective_found": {e: R.fdr_power(n, buckets, e, q=q) for e in (2.0, 4.0)}},
         "needed": {"auroc": {"effect": auroc, "windows_per_bucket": R.windows_for_auroc(auroc)},
                    "did": {"effect_nats": did, "per_window_sd": did_sd,
                            "windows_per_bucket": R.windows_for_mean_difference(did, did_sd)},
                    "order_rho": {"effect": rho, "seen_windows": R.windows_for_correlation(rho)},
                    "paired_arm_difference": {"effect_in_seed_sds": seed_effect,
-                                             "seeds": R.seeds_for_paired_difference(seed_effect)}},
+                                             "seeds": R.seeds_for_paired_difference(seed_effect)},
+                   "time_selective": {"enrichment": enrichment, "share": 0.05, "found": 0.8,
+                                      "windows_per_bucket": R.windows_for_fdr(enrichment, buckets, q=q)}},
     }
 
 
@@ -149,11 +157,16 @@ def print_power(p: dict) -> None:
     print(f"  training-order ρ: |ρ| ≥ {a['order_rho']:.3f}")
     print("  an arm's paired difference from full: ≥ " + ", ".join(
         f"{v:.2f} seed SDs at {s} seeds" for s, v in a["paired_arm_difference_in_seed_sds"].items()))
+    print(f"  time-selective latents (5 % of them firing e× as often in one bucket; Kruskal–Wallis + BH, simulated): "
+          + ", ".join(f"{v['found']:.0%} found at e = {e:g} (false share {v['false_share']:.0%})"
+                      for e, v in a["time_selective_found"].items()))
+    ts = need["time_selective"]
     print(f"to detect: AUROC 0.5 ± {need['auroc']['effect']:g} → {need['auroc']['windows_per_bucket']:,} windows per "
           f"bucket; a DiD difference of {need['did']['effect_nats']:g} nats → {need['did']['windows_per_bucket']:,} "
           f"windows per bucket; ρ = {need['order_rho']['effect']:g} → {need['order_rho']['seen_windows']:,} seen "
           f"windows; an arm difference of {need['paired_arm_difference']['effect_in_seed_sds']:g} seed SD → "
-          f"{need['paired_arm_difference']['seeds']} paired seeds")
+          f"{need['paired_arm_difference']['seeds']} paired seeds; 80 % of a time-selective population at "
+          f"e = {ts['enrichment']:g} → ≈ {ts['windows_per_bucket']:,} windows per bucket")
 
 
 def print_plan(p: dict) -> None:
@@ -201,17 +214,19 @@ def main(argv=None) -> int:
     parser.add_argument("--did-sd", type=float, default=0.3, help="--power: the reference score's per-window SD")
     parser.add_argument("--rho", type=float, default=0.1, help="--power: a training-order correlation to detect")
     parser.add_argument("--seed-effect", type=float, default=1.0, help="--power: an arm difference, in seed SDs")
+    parser.add_argument("--enrichment", type=float, default=2.0,
+                        help="--power: how many times as often time-selective latents fire in their bucket")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args(argv)
     try:
         if args.ranks < 1:
             raise ConfigError(f"--ranks must be a positive integer, got {args.ranks}")
         cfg = load_config(args.preset, overrides=args.overrides)
-        for name in ("auroc", "did", "did_sd", "rho", "seed_effect"):
+        for name in ("auroc", "did", "did_sd", "rho", "seed_effect", "enrichment"):
             if getattr(args, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
         if args.power:  # no data to measure: the probe set's size and the targets are all it needs
-            plan = power_plan(cfg, args.auroc, args.did, args.did_sd, args.rho, args.seed_effect)
+            plan = power_plan(cfg, args.auroc, args.did, args.did_sd, args.rho, args.seed_effect, args.enrichment)
             print(json.dumps(plan, indent=1)) if args.json else print_power(plan)
             return 0
         plan = build_plan(cfg, args.hours, args.tokens_per_s, args.max_docs, args.ranks)
