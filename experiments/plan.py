@@ -157,7 +157,7 @@ def print_power(p: dict) -> None:
     print(f"  training-order ρ: |ρ| ≥ {a['order_rho']:.3f}")
     print("  an arm's paired difference from full: ≥ " + ", ".join(
         f"{v:.2f} seed SDs at {s} seeds" for s, v in a["paired_arm_difference_in_seed_sds"].items()))
-    print(f"  time-selective latents (5 % of them firing e× as often in one bucket; Kruskal–Wallis + BH, simulated): "
+    print("  time-selective latents (5 % of them firing e× as often in one bucket; Kruskal–Wallis + BH, simulated): "
           + ", ".join(f"{v['found']:.0%} found at e = {e:g} (false share {v['false_share']:.0%})"
                       for e, v in a["time_selective_found"].items()))
     ts = need["time_selective"]
