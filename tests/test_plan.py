@@ -133,3 +133,14 @@ def test_fdr_power_grows_with_windows_and_holds_the_false_share():
     assert small["found"] < 0.2 < 0.8 < large["found"]
     assert large["false_share"] <= 0.1  # BH at q = 0.05: the expected false share ≤ q (4 simulations)
     assert R.fdr_power(128, 3, 1.0)["found"] == 0.0  # nothing enriched: nothing true to find
+
+
+def test_the_study_preset_is_sized_to_its_targets():
+    """experiments/configs/study.yaml: the probe set at which each time-claim sees the effect its comment names."""
+    from chrono_membench.chrono import resolution as R
+    from chrono_membench.config import load_config
+
+    c = load_config("study").chrono
+    n, seen = c.probe_per_bucket, c.probe_per_bucket * c.n_buckets
+    assert R.auroc_mde(n, n) <= 0.05 and R.mean_difference_mde(0.3, n, n) <= 0.1 and R.correlation_mde(seen) <= 0.1
+    assert n >= R.windows_for_auroc(0.05)
