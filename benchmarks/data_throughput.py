@@ -19,7 +19,8 @@ import argparse
 import time
 
 from chrono_membench.config import load_config
-from chrono_membench.data import Batches, MixtureStream, prefetched
+from chrono_membench.batches import Batches
+from chrono_membench.data import MixtureStream, prefetched
 from chrono_membench.model import load_tokenizer
 from chrono_membench.probes import Canaries, ProbeSet
 

@@ -27,7 +27,7 @@ from chrono_membench.chrono.selectivity import selective_latents
 from chrono_membench.chrono.stats import (
     auroc, auroc_interval, difference_interval, mean_interval, stratified_difference, tpr_at_fpr, wilson_interval,
 )
-from chrono_membench.data.batches import SeenLog
+from chrono_membench.batches import SeenLog
 from chrono_membench.data.sources import SOURCE_NAMES
 from chrono_membench.distributed import ALONE, Dist
 from chrono_membench.probes import PREFIX_TOKENS, UNSEEN, Canaries, Probe, ProbeSet

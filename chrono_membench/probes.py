@@ -70,7 +70,7 @@ class ProbeSet:
         """A run's probe set as its trainer builds it: chrono.n_buckets buckets over train.max_steps, drawn with
         run.seed; with fill_unseen, its "unseen" windows from packed validation documents never trained on (the
         validation split on seed data.seed + 1, so not the validation loss's rows)."""
-        from chrono_membench.data.stream import MixtureStream  # lazily: data/batches.py imports this module
+        from chrono_membench.data.stream import MixtureStream  # lazily: a probe set needs no stream until filled
 
         probes = cls(cfg.chrono.n_buckets, cfg.chrono.probe_per_bucket, cfg.train.max_steps, cfg.run.seed,
                      tokenizer.decode)

@@ -575,7 +575,7 @@ def warm_up(bank: SAEBank, model, rows, n_tokens: int, micro_batch: int, grad_ac
     activations, so that drift between the first checkpoints measures what the LM's change does to the features
     and not the SAE still converging from its random init. Forward only, stopped after the deepest hooked block;
     `rows`: the training mixture on a stream of its own (the LM's stream and every RNG it uses are untouched).
-    Each rank takes its share of each global micro-batch, as data/batches.py does, and the SAEs step once per
+    Each rank takes its share of each global micro-batch, as batches.py does, and the SAEs step once per
     `grad_accum` forwards — the tokens of one LM update, as in training — all ranks in lockstep.
     Returns the last step's SAE metrics, the tokens the SAEs trained on (masked positions left out; over all
     ranks) and the time it took."""

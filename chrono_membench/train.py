@@ -6,7 +6,7 @@ activations that update's forwards captured. `state.step` counts finished optimi
 carries the step it describes, and everything logged for step <= S is on disk before checkpoint S is
 written, so a resume from S drops nothing and repeats nothing.
 
-Who does what elsewhere: data/batches.py (seen log, probes, canaries, this rank's rows), sae.py (the SAE
+Who does what elsewhere: batches.py (seen log, probes, canaries, this rank's rows), sae.py (the SAE
 bank), evaluation.py (every eval metric), checkpoint.py (the payload), artifacts.py (files), logging.py.
 Under torchrun the same loop runs on every rank; the writers and the logger know their rank.
 """
@@ -29,9 +29,10 @@ from tqdm import tqdm
 from chrono_membench import attention_rows, checkpoint, distributed
 from chrono_membench import metric_keys as K
 from chrono_membench.artifacts import write_latent_records, write_probe_set, write_purity, write_sae_artifacts
+from chrono_membench.batches import Batches
 from chrono_membench.checkpoint import TrainState
 from chrono_membench.config import Config, dump_config, read_yaml
-from chrono_membench.data import Batches, MixtureStream, Plants, collate, prefetched
+from chrono_membench.data import MixtureStream, Plants, collate, prefetched
 from chrono_membench.data.sources import sample_provenance
 from chrono_membench.distributed import Dist
 from chrono_membench.evaluation import (
@@ -40,8 +41,7 @@ from chrono_membench.evaluation import (
 from chrono_membench.latent_records import latent_records
 from chrono_membench.logging import make_logger, truncate_metrics
 from chrono_membench.mfu import flops_per_token, peak_flops
-from chrono_membench.model import autocast as model_autocast, resolve_autocast
-from chrono_membench.model import export_hf_model, hf_state_dict, load_model
+from chrono_membench.model import autocast as model_autocast, export_hf_model, hf_state_dict, load_model, resolve_autocast
 from chrono_membench.optim import build_optimizers, lr_multiplier
 from chrono_membench.probe_eval import probe_metrics
 from chrono_membench.probes import Canaries, ProbeSet

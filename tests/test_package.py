@@ -14,8 +14,10 @@ def module_imports() -> dict[str, set[str]]:
              for p in PACKAGE.rglob("*.py")}
     graph = {}
     for name, path in files.items():
-        deps = set()
-        for node in ast.walk(ast.parse(path.read_text())):
+        deps, tree = set(), ast.parse(path.read_text())
+        for guard in [n for n in ast.walk(tree) if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"]:
+            guard.body = []  # annotations only: not an import at run time
+        for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("chrono_membench"):
                 deps |= {node.module} | {f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in files}
             elif isinstance(node, ast.Import):
@@ -40,6 +42,19 @@ def test_the_package_has_no_import_cycle():
     for module in graph:
         visit(module, [module])
     assert not cycles, [" → ".join(c) for c in cycles]
+
+
+def test_no_arrow_runs_back_into_a_folder():
+    """No module inside a folder (data/, chrono/, saes/) imports a module outside it that imports the folder back
+    (its CLI, __main__, excepted: an entry point may read the config)."""
+    graph = module_imports()
+    back = []
+    for folder in {m.rsplit(".", 1)[0] for m in graph if m.count(".") >= 2}:
+        inside = {m for m in graph if m == folder or m.startswith(folder + ".")}
+        for module in sorted(inside - {folder + ".__main__"}):
+            back += [f"{module} → {dep} → {sorted(graph[dep] & inside)}" for dep in sorted(graph[module] - inside)
+                     if graph.get(dep, set()) & inside]
+    assert not back, back
 
 
 def test_temp_then_rename_is_written_once():

@@ -1,8 +1,8 @@
-"""The mixed-corpus data pipeline: sources → mixture → packed rows → global batches (DESIGN.md §2).
+"""The mixed-corpus data pipeline: sources → mixture → packed rows (DESIGN.md §2); what a global batch carries
+besides its rows (seen log, probe offers, canaries) is ../batches.py, which reads the probe set.
 
     sources.py   the four sources (the one source list), how records are read and become documents
     stream.py    mixture sampling, the hash split, packing into rows, the resumable stream state
-    batches.py   what happens to a global batch before it is split over ranks: seen log, probes, canaries
     prefetch.py  rows packed ahead of the step in a worker process, resuming exactly
     plants.py    planted documents: token sequences written into training rows at given steps (validation)
 
@@ -14,7 +14,7 @@ import importlib
 _EXPORTS = {
     "SOURCES": "sources", "SOURCE_NAMES": "sources", "DataSourceError": "sources", "SourceRecords": "sources",
     "PAD_SOURCE": "sources", "Document": "stream", "MixtureStream": "stream", "Row": "stream", "collate": "stream",
-    "is_validation": "stream", "Batches": "batches", "PrefetchedStream": "prefetch", "prefetched": "prefetch",
+    "is_validation": "stream", "PrefetchedStream": "prefetch", "prefetched": "prefetch",
     "Plants": "plants", "read_plants": "plants",
 }
 __all__ = list(_EXPORTS)

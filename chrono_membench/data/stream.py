@@ -12,13 +12,15 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import torch
 
-from chrono_membench.config import DataConfig
 from chrono_membench.data.sources import PAD_SOURCE, SOURCE_NAMES, SOURCES, DataSourceError, SourceRecords
+
+if TYPE_CHECKING:  # config.py reads data/sources.py: no import back up at run time
+    from chrono_membench.config import DataConfig
 
 
 

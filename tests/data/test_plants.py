@@ -6,7 +6,8 @@ import json
 import pytest
 
 from chrono_membench.config import ConfigError, load_config
-from chrono_membench.data import Batches, MixtureStream
+from chrono_membench.batches import Batches
+from chrono_membench.data import MixtureStream
 from chrono_membench.data.plants import Plant, Plants, read_plants
 from chrono_membench.probes import INSERTED_SOURCE, Canaries, ProbeSet
 

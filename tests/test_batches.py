@@ -3,8 +3,8 @@
 import torch
 
 from chrono_membench.config import load_config
-from chrono_membench.data import Batches, MixtureStream
-from chrono_membench.data.batches import SeenLog
+from chrono_membench.batches import Batches, SeenLog
+from chrono_membench.data import MixtureStream
 from chrono_membench.distributed import Dist
 from chrono_membench.probes import Canaries, ProbeSet
 
