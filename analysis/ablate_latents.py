@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from chrono_membench.restore import restore_for_analysis
-from chrono_membench.chrono.membench import extraction_scores
+from chrono_membench.chrono.memorisation import extraction_scores
 from chrono_membench.hooks import file_name, flatten, unflatten
 from chrono_membench.probe_eval import generate_fn, logits_fn, top_decile_within
 from chrono_membench.run_dir import RunDir

@@ -1,4 +1,4 @@
-"""Coverage of the extrapolated canary exposure's 95 % interval (chrono/membench.extrapolated_interval), by
+"""Coverage of the extrapolated canary exposure's 95 % interval (chrono/memorisation.extrapolated_interval), by
 simulation with a known truth, at the harness's candidate counts.
 
     python benchmarks/canary_exposure.py [--replicates 100] [--resamples 100] [--candidates 127 1023]
@@ -22,7 +22,7 @@ import numpy as np
 from scipy import stats
 from tqdm import tqdm
 
-from chrono_membench.chrono.membench import extrapolated_exposure, extrapolated_interval
+from chrono_membench.chrono.memorisation import extrapolated_exposure, extrapolated_interval
 
 VOCAB, LENGTH = 49_152, 12
 

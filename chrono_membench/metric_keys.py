@@ -41,7 +41,9 @@ PURITY = tuple(f"{kind}_purity{part}" for kind in ("temporal", "source", "tempor
 # those tested (firing in ≥ chrono.min_windows windows)
 SELECTIVE = tuple(f"selective_{kind}_{k}" for kind in ("time", "source") for k in ("count", "frac", "tested"))
 MEM_LATENTS = tuple(f"memorisation_latents_{k}" for k in ("auc_max", "auc_max_null", "auc_max_p"))  # with reference
-MEM_SCORES = ("exact_match", "token_match", "loss")  # per probe column, each with _lo / _hi (95 % interval)
+# the memorisation scores (chrono/memorisation.extraction_scores computes them) per probe column, each with _lo / _hi:
+# a 0/1 score's rate gets a Wilson interval, any other's mean a t interval. A new score: compute it there, name it here.
+MEM_SCORES = {"exact_match": "rate", "token_match": "mean", "loss": "mean"}
 MIA_SCORES = ("loss", "zlib", "min_k", "ref")  # membership scores (MIMIR): per bucket vs unseen
 EXPOSURE_BINS = ("1", "2", "3-4", "5+")  # memorisation by exposure count
 # the training-order test (chrono/order.py): Spearman ρ and permutation p between a seen window's membership score

@@ -16,7 +16,7 @@ import torch
 
 from chrono_membench import hooks
 from chrono_membench import metric_keys as K
-from chrono_membench.chrono.membench import (
+from chrono_membench.chrono.memorisation import (
     exposure, extraction_scores, extrapolated_exposure, extrapolated_interval, prefixed_nll, scored_token_losses,
     skewnorm_fit_check,
 )
@@ -85,15 +85,18 @@ def _with_ci(key: str, value: float, interval: tuple[float, float]) -> dict[str,
 
 
 def _score_group(scores: dict[str, np.ndarray], rows: np.ndarray, column: str, by: str = "") -> dict[str, float]:
-    """Exact-match rate (Wilson interval), memorisation score and loss (t intervals) of the windows `rows`."""
+    """Each memorisation score (K.MEM_SCORES) of the windows `rows`: a rate with its Wilson interval, or a mean with
+    its t interval."""
     if not rows.any():
         return {}
     out = {}
-    hits, n = int(scores["exact_match"][rows].sum()), int(rows.sum())
-    out.update(_with_ci(K.mem("exact_match", column, by), hits / n, wilson_interval(hits, n)))
-    for name in ("token_match", "loss"):
+    for name, kind in K.MEM_SCORES.items():
         x = scores[name][rows]
-        out.update(_with_ci(K.mem(name, column, by), float(x.mean()), mean_interval(x)))
+        if kind == "rate":
+            hits, n = int(x.sum()), len(x)
+            out.update(_with_ci(K.mem(name, column, by), hits / n, wilson_interval(hits, n)))
+        else:
+            out.update(_with_ci(K.mem(name, column, by), float(x.mean()), mean_interval(x)))
     return out
 
 

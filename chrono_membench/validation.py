@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from chrono_membench import metric_keys as K
-from chrono_membench.chrono.membench import extraction_scores, scored_token_losses
+from chrono_membench.chrono.memorisation import extraction_scores, scored_token_losses
 from chrono_membench.chrono.order import order_correlation
 from chrono_membench.chrono.purity import purity_with_null
 from chrono_membench.chrono.selectivity import selective_latents as fdr_selective

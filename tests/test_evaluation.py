@@ -143,7 +143,7 @@ def test_reference_losses_are_the_step_0_models(tmp_path):
     """Windows enter the probe set while the model trains; their reference loss must still be the untouched
     step-0 model's (a deepcopy of a bridge shares its modules' state with the live model: it would not be)."""
     from chrono_membench.checkpoint import latest_good_checkpoint
-    from chrono_membench.chrono.membench import scored_token_losses
+    from chrono_membench.chrono.memorisation import scored_token_losses
     from chrono_membench.model import load_model
 
     cfg = load_config("tiny", overrides=["sae.enabled=false"])
@@ -283,3 +283,23 @@ def test_the_panels_clean_forwards_give_the_validation_loss_bitwise():
     assert all(shared[k] == v for k, v in panel.items() if not k.startswith("time/"))
     partial, _ = validation_metrics(model, bank, val, 2 * 32, 2, nullcontext())  # the panel sees 2 of 4 rows
     assert partial[K.val("loss")] == alone[K.val("loss")] and K.eval_time("val") in partial
+
+
+def test_a_new_memorisation_score_is_one_registry_entry(monkeypatch):
+    """extraction_scores already computes Min-K% Prob; naming it in K.MEM_SCORES is all it takes to have it per
+    column with a t interval (and a 0/1 score with a Wilson interval), as a new score would."""
+    from chrono_membench.chrono.stats import mean_interval, wilson_interval
+    from chrono_membench.probe_eval import _score_group
+
+    monkeypatch.setattr(K, "MEM_SCORES", {**K.MEM_SCORES, "min_k": "mean", "first_token_right": "rate"})
+    rng = np.random.default_rng(0)
+    scores = {"exact_match": (rng.random(20) < 0.2).astype(float), "token_match": rng.random(20),
+              "loss": rng.random(20) * 3, "min_k": -rng.random(20), "first_token_right": (rng.random(20) < 0.5) * 1.0}
+    rows = np.arange(20) < 12
+    out = _score_group(scores, rows, "b0")
+    x = scores["min_k"][rows]
+    assert out[K.mem("min_k", "b0")] == pytest.approx(x.mean())
+    assert (out[K.mem("min_k", "b0") + K.CI[0]], out[K.mem("min_k", "b0") + K.CI[1]]) == pytest.approx(mean_interval(x))
+    hits = int(scores["first_token_right"][rows].sum())
+    assert (out[K.mem("first_token_right", "b0") + K.CI[0]], out[K.mem("first_token_right", "b0") + K.CI[1]]) \
+        == pytest.approx(wilson_interval(hits, 12))

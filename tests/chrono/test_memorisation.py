@@ -8,7 +8,7 @@ import torch
 import numpy as np
 from scipy import stats
 
-from chrono_membench.chrono.membench import (
+from chrono_membench.chrono.memorisation import (
     exposure, extraction_scores, extrapolated_exposure, extrapolated_interval, greedy_continuation, sequence_nll,
 )
 
@@ -116,7 +116,7 @@ def test_prefixed_nll_equals_full_forwards(kind):
     (Gemma 3: sliding-window and global layers in one cache)."""
     from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig
 
-    from chrono_membench.chrono.membench import prefixed_nll
+    from chrono_membench.chrono.memorisation import prefixed_nll
 
     torch.manual_seed(0)
     config = (Gemma3TextConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -133,7 +133,7 @@ def test_prefixed_nll_equals_full_forwards(kind):
 def test_skewnorm_fit_check_flags_a_tail_the_fit_gets_wrong():
     """On skew-normal candidates the fit is near-exact (KS small, tail error ≈ 0 bits); on a law with a heavier
     lower tail than any skew-normal (a 5 % mixture far below), the tail error is large and negative."""
-    from chrono_membench.chrono.membench import skewnorm_fit_check
+    from chrono_membench.chrono.memorisation import skewnorm_fit_check
 
     rng = np.random.default_rng(0)
     good = stats.skewnorm(2.0, loc=100.0, scale=10.0).rvs(size=2000, random_state=rng)
