@@ -9,6 +9,7 @@ table says so.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -19,6 +20,26 @@ from scipy import stats
 from chrono_membench.logging import final_values, split_run
 
 NOISE = "not distinguishable from seed noise"
+
+
+def with_variants(overrides: list[str], variants: dict[str, dict]) -> list[str]:
+    """`overrides` with `variants` (SAE variant name → settings) joined to any `sae.variants=` among them, as one
+    override (a second one would replace the first). A name both give is refused in one line. What suite.py and
+    sweep.py use to put their SAE-only arms and points inside one LM run."""
+    from chrono_membench.config import ConfigError, parse_override
+
+    given: dict = {}
+    for o in (o for o in overrides if o.startswith("sae.variants=")):
+        value = parse_override(o)[1] or {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"sae.variants must be a mapping of variant names to settings, got {value!r}")
+        given.update(value)
+    if set(given) & set(variants):
+        raise ConfigError(f"sae.variants: {', '.join(sorted(set(given) & set(variants)))} named twice (an arm or "
+                          f"point of this suite/sweep already has that name)")
+    merged = {**variants, **given}
+    rest = [o for o in overrides if not o.startswith("sae.variants=")]
+    return rest + ([f"sae.variants={json.dumps(merged)}"] if merged else [])
 
 
 def seed_overrides(base, i: int) -> list[str]:

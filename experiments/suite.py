@@ -29,12 +29,11 @@ reproduces a run; the seed-to-seed spread is the data order's and the SAE initia
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
-from chrono_membench.comparison import seed_overrides, seed_table
+from chrono_membench.comparison import seed_overrides, seed_table, with_variants
 from chrono_membench.config import ABLATIONS, SUITE, ConfigError, load_config, parse_override, sae_only
 
 
@@ -75,8 +74,8 @@ def main(argv=None) -> int:
             raise ConfigError(f"--seeds must be a positive integer, got {args.seeds}")
         base = load_config(args.preset, overrides=overrides)
         configs = {(a, i): load_config(args.preset, overrides=[
-            *([f"sae.variants={json.dumps(variants)}"] if a == first and variants else []), *overrides,
-            *seed_overrides(base, i), f"run.name={group}-{a}-s{i}"], ablation=a)
+            *(with_variants(overrides, variants) if a == first else overrides), *seed_overrides(base, i),
+            f"run.name={group}-{a}-s{i}"], ablation=a)
             for i in range(args.seeds) for a in lm_arms}  # all validated before the first run starts
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from chrono_membench.comparison import seed_overrides, seed_table
+from chrono_membench.comparison import seed_overrides, seed_table, with_variants
 from chrono_membench.config import VARIANT_KEYS, ConfigError, load_config, parse_override
 
 
@@ -66,11 +66,11 @@ def main(argv=None) -> int:
         configs = {}
         for i in range(args.seeds):
             for point in grid[:1] if as_variants else grid:
-                extra = [f"sae.variants={json.dumps({label(p): p for p in grid[1:]})}"] if as_variants else []
+                given = with_variants(fixed, {label(p): p for p in grid[1:]} if as_variants else {})
                 name = f"{group}-" + "-".join(f"{k}={v}" for k, v in point.items()).replace("/", "_") \
                     + (f"-s{i}" if args.seeds > 1 else "")
                 configs[name] = (point, load_config(
-                    args.preset, overrides=[*fixed, *extra, *(f"{k}={v}" for k, v in point.items()),
+                    args.preset, overrides=[*given, *(f"{k}={v}" for k, v in point.items()),
                                             *seed_overrides(load_config(args.preset, overrides=fixed), i),
                                             f"logging.group={group}", f"run.name={name}"],
                     ablation=args.ablation))  # every point validated before the first run starts

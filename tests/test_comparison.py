@@ -50,3 +50,16 @@ def test_matched_seeds_are_compared_pairwise():
     assert {r["arm"]: r for r in compare(arms, ["m"], "full", shuffled)}["shifted"]["verdict"] == NOISE
     other = {**seeds, "shifted": [(i + 10, i) for i in range(4)]}
     assert {r["arm"]: r for r in compare(arms, ["m"], "full", other)}["shifted"]["test"] == "Welch"
+
+
+def test_suite_and_sweep_join_their_variants_to_the_users_in_one_override():
+    from chrono_membench.comparison import with_variants
+    from chrono_membench.config import ConfigError, parse_override
+
+    user = ["train.max_steps=4", "sae.variants={k16: {sae.k: 16}}"]
+    out = with_variants(user, {"no_dropout": {"chrono.dropout_p_max": 0}})
+    assert out[0] == "train.max_steps=4" and len([o for o in out if o.startswith("sae.variants=")]) == 1
+    assert parse_override(out[-1])[1] == {"no_dropout": {"chrono.dropout_p_max": 0}, "k16": {"sae.k": 16}}
+    assert with_variants(["train.lr=0.1"], {}) == ["train.lr=0.1"]
+    with pytest.raises(ConfigError, match="k16 named twice"):
+        with_variants(user, {"k16": {"sae.k": 8}})

@@ -91,3 +91,17 @@ def test_suite_runs_ablations_over_seeds_as_one_group_and_prints_intervals(tmp_p
     bad = subprocess.run([sys.executable, "experiments/suite.py", "--preset", "tiny", "--ablations", "nope"],
                          cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown ablation" in bad.stderr
+
+
+def test_sweep_of_an_sae_setting_is_one_lm_run_with_the_points_and_the_users_variants(tmp_path):
+    proc = subprocess.run([sys.executable, "experiments/sweep.py", "--preset", "tiny", "--no-progress",
+                           "train.max_steps=2", f"run.out_dir={tmp_path}", "chrono.alignment_weight=0,1",
+                           "sae.variants={k4: {sae.k: 4}}"], cwd=ROOT, capture_output=True, text=True, env=os.environ)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert len(runs) == 1  # the second point is an SAE variant of the first point's LM run
+    config = yaml.safe_load((runs[0] / "config.yaml").read_text())
+    assert set(config["sae"]["variants"]) == {"alignment_weight=1", "k4"}  # the user's variant kept beside it
+    assert config["chrono"]["alignment_weight"] == 0
+    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("val/loss ")]
+    assert [r[1] for r in rows] == ["alignment_weight=0", "alignment_weight=1"]
