@@ -183,9 +183,10 @@ def _save_cache(run_dir: Path, args, rows: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def probe_run(run_dir: Path, args, data: dict) -> tuple[list[dict], list[str]]:
-    """Every (checkpoint, hook, SAE, dataset, k) of one run → result rows, and the lines saying what was skipped.
-    Rows computed before under the same settings (the run's sparse_probing.jsonl) are reused, not recomputed."""
+def probe_run(run_dir: Path, args, data: dict) -> tuple[list[dict], list[str], int]:
+    """Every (checkpoint, hook, SAE, dataset, k) of one run → result rows, the lines saying what was skipped, and
+    how many rows were new. Rows computed before under the same settings (the run's sparse_probing.jsonl) are
+    reused, not recomputed."""
     from sae_lens import SAE
     from sae_probes.run_sae_evals import get_sorted_indices, mean_act_normalization
 
@@ -203,14 +204,15 @@ def probe_run(run_dir: Path, args, data: dict) -> tuple[list[dict], list[str]]:
     checkpoints = {int(p.name.removeprefix("step_")): p for p in rd.list_checkpoints()}
     cache, model = _cached(run_dir, args), None
     autocast = model_autocast(args.device, cfg.train.autocast)
-    rows, skipped = [], []
+    rows, skipped, reused = [], [], 0  # reused: rows taken from the cache
     for step in sorted(saes_at):
         saes = [(name, SAE.load_from_disk(str(path), device=args.device)) for name, path in saes_at[step]]
         hooks = sorted({sae.cfg.metadata.hook_name for _, sae in saes})
         wanted = [(h, "", 0) for h in hooks] + [(sae.cfg.metadata.hook_name, name, k) for name, sae in saes
                                                  for k in args.ks]
         todo = [tag for tag in data if any((step, tag, *w) not in cache for w in wanted)]
-        rows += [cache[(step, tag, *w)] for tag in data if tag not in todo for w in wanted]
+        cached = [cache[(step, tag, *w)] for tag in data if tag not in todo for w in wanted]
+        rows, reused = rows + cached, reused + len(cached)
         if todo and step != 0 and step not in checkpoints:
             skipped.append(f"{run_dir.name} step {step}: its model is not on disk (checkpointing.keep_last); "
                            f"its SAEs are not probed")
@@ -238,7 +240,7 @@ def probe_run(run_dir: Path, args, data: dict) -> tuple[list[dict], list[str]]:
                         rows.append({**base, "hook": hook, "sae": name, "k": k, **r,
                                      "se": auc_se(r["test_auc"], n_pos, n_neg)})
             _save_cache(run_dir, args, rows)  # a stopped run keeps what it computed
-    return rows, skipped
+    return rows, skipped, len(rows) - reused
 
 
 def series_name(row: dict) -> str:
@@ -324,10 +326,10 @@ def main(argv=None) -> int:
     data = {tag: dataset(tag, args.max_examples) for tag in args.datasets}
     rows, skipped = [], []
     for run_dir in args.runs:
-        got, missing = probe_run(run_dir, args, data)
+        got, missing, new = probe_run(run_dir, args, data)
         rows += got
         skipped += missing
-        if got and not args.no_wandb:
+        if new and not args.no_wandb:  # a table per computation, not one more per call that reuses the rows
             where = wandb_table(run_dir, got)
             if where is not None:
                 print(f"wandb table: {where}", file=sys.stderr)
