@@ -248,7 +248,9 @@ def series_name(row: dict) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    """Markdown: one line per (hook, dataset, probe), a column per step (mean over runs ± Hanley–McNeil SE)."""
+    """Markdown: one line per (hook, dataset, probe), a column per step: the mean over runs ± one run's Hanley–McNeil
+    SE (every run and step scores the same test prompts, so averaging runs does not shrink that error), and with
+    several runs their [min, max]."""
     steps = sorted({r["step"] for r in rows})
     keys = sorted({(r["hook"], r["dataset"], r["k"], r["sae"]) for r in rows}, key=lambda t: (t[0], t[1], t[2], t[3]))
     out = ["| hook | dataset | probe | " + " | ".join(f"step {s}" for s in steps) + " |",
@@ -257,9 +259,12 @@ def table(rows: list[dict]) -> str:
         cells = []
         for s in steps:
             got = [r for r in rows if (r["hook"], r["dataset"], r["k"], r["sae"], r["step"]) == (hook, ds, k, sae, s)]
-            mean = sum(r["test_auc"] for r in got) / len(got) if got else float("nan")
-            se = math.sqrt(sum(r["se"] ** 2 for r in got)) / len(got) if got else float("nan")
-            cells.append(f"{mean:.3f} ± {se:.3f}" + (f" (n={len(got)})" if len(got) > 1 else "") if got else "-")
+            if not got:
+                cells.append("-")
+                continue
+            aucs = [r["test_auc"] for r in got]
+            spread = f" [{min(aucs):.3f}, {max(aucs):.3f}]" if len(got) > 1 else ""
+            cells.append(f"{sum(aucs) / len(aucs):.3f} ± {sum(r['se'] for r in got) / len(got):.3f}{spread}")
         out.append(f"| {hook} | {ds} | {series_name({'k': k, 'sae': sae})} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 
@@ -344,7 +349,8 @@ def main(argv=None) -> int:
         writer.writerows(rows)
     md = table(rows)
     (args.out / "sparse_probing.md").write_text(
-        "Sparse probing (sae-probes protocol): test AUC, mean over runs ± Hanley–McNeil standard error\n\n" + md + "\n")
+        "Sparse probing (sae-probes protocol): test AUC, the mean over runs ± one run's Hanley–McNeil standard error "
+        "(the same test prompts in every run and step), [min, max] over runs\n\n" + md + "\n")
     print(md)
     print(figure(rows, args.out))
     return 0
