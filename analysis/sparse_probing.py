@@ -72,19 +72,32 @@ def parse_args(argv=None) -> argparse.Namespace:
     for run in args.runs:
         if not (run / "config.yaml").exists():
             p.error(f"{run} is not a run directory (no config.yaml)")
-    try:
-        import sae_probes  # noqa: F401  (its data, split and probe code)
-    except ImportError as e:
-        p.error(f"sparse probing needs the sae-probes package ({e}); install it with: {INSTALL}")
-    from sae_probes.utils_data import get_numbered_binary_tags
-
-    known = get_numbered_binary_tags()
+    known = known_datasets()
+    if known is None:
+        p.error(f"sparse probing needs the sae-probes package; install it with: {INSTALL}")
     args.datasets = known if args.datasets == "all" else args.datasets.split(",")
     unknown = [d for d in args.datasets if d not in known]
     if unknown:
         p.error(f"--datasets: unknown {', '.join(unknown)}; allowed: `all` or names such as {', '.join(known[:6])}, … "
                 f"(sae_probes.utils_data.get_numbered_binary_tags())")
     return args
+
+
+def known_datasets() -> list[str] | None:
+    """sae-probes's binary datasets (its get_numbered_binary_tags, read the same way from its master table), or None
+    without the package. Read without importing sae_probes: its __init__ reads all 113 datasets (≈ 13 s), which a
+    bad --datasets or a call whose rows are all cached should not pay."""
+    import importlib.util
+
+    import pandas as pd
+
+    spec = importlib.util.find_spec("sae_probes")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    table = Path(spec.submodule_search_locations[0]) / "data" / "probing_datasets_MASTER.csv.zst"
+    df = pd.read_csv(table, compression="zstd")
+    binary = df[df["Data type"] == "Binary Classification"]["Dataset save name"]
+    return [name.split("/")[-1].split(".")[0] for name in binary]
 
 
 def dataset(tag: str, max_examples: int) -> tuple[list[str], torch.Tensor, tuple]:
@@ -134,6 +147,19 @@ def last_token_activations(model, tokenizer, prompts: list[str], hooks: list[str
         for h in hooks:
             out[h][rows] = captured[h]
     return out
+
+
+class Datasets(dict):
+    """tag → dataset(tag), read on first use (a run whose rows are all cached reads none)."""
+
+    def __init__(self, tags: list[str], max_examples: int):
+        super().__init__((t, None) for t in tags)
+        self.max_examples = max_examples
+
+    def __getitem__(self, tag: str):
+        if super().__getitem__(tag) is None:
+            self[tag] = dataset(tag, self.max_examples)
+        return super().__getitem__(tag)
 
 
 def probe(x: torch.Tensor, y: torch.Tensor, split: tuple) -> dict[str, float]:
@@ -188,7 +214,6 @@ def probe_run(run_dir: Path, args, data: dict) -> tuple[list[dict], list[str], i
     how many rows were new. Rows computed before under the same settings (the run's sparse_probing.jsonl) are
     reused, not recomputed."""
     from sae_lens import SAE
-    from sae_probes.run_sae_evals import get_sorted_indices, mean_act_normalization
 
     from chrono_membench.checkpoint import load_checkpoint
     from chrono_membench.config import config_from_dict, read_yaml
@@ -218,6 +243,8 @@ def probe_run(run_dir: Path, args, data: dict) -> tuple[list[dict], list[str], i
                            f"its SAEs are not probed")
             continue
         if todo and model is None:
+            from sae_probes.run_sae_evals import get_sorted_indices, mean_act_normalization  # ≈ 13 s: its __init__
+
             model, tokenizer = load_model(cfg.model, args.device, seed=cfg.run.seed)
             model.eval()
         if todo and step != 0:
@@ -328,7 +355,7 @@ def wandb_table(run_dir: Path, rows: list[dict]) -> Path | None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    data = {tag: dataset(tag, args.max_examples) for tag in args.datasets}
+    data = Datasets(args.datasets, args.max_examples)
     rows, skipped = [], []
     for run_dir in args.runs:
         got, missing, new = probe_run(run_dir, args, data)
