@@ -73,9 +73,8 @@ class Summary:
 
 def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = True) -> Summary:
     """Train (or, with resume, continue) the run in run_dir. One process per run directory (a lock), or one
-    torchrun job; the first SIGTERM/SIGINT stops it cleanly after the step in flight (raises Preempted).
-    A new run that fails before it has logged anything (a model or dataset that cannot load) leaves no
-    directory behind, so `--resume latest` never picks it."""
+    torchrun job; the first SIGTERM/SIGINT stops it cleanly after the step in flight (raises Preempted). A new run
+    that fails before it has logged anything (a model or dataset that cannot load) leaves no directory behind."""
     d, device = distributed.from_environment(cfg.train.parallel, cfg.run.device)
     run_dir = RunDir(run_dir)
     created = not run_dir.root.exists()
@@ -98,7 +97,9 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
     cfg.data.provenance = sample_provenance() if cfg.data.origin == "sample" else {}  # into config.yaml
     t.autocast = resolve_autocast(t.autocast, device)  # config.yaml records bf16 or fp32; a resume must agree
     if resume and run_dir.config.exists():  # before anything heavy: same experiment, or refuse
-        check_resume_config(run_dir, read_yaml(run_dir.config), cfg.to_dict(), write_log=d.main)
+        saved = read_yaml(run_dir.config)  # a run from before train.autocast ran bf16 on CUDA only
+        saved.setdefault("train", {}).setdefault("autocast", "bf16" if device.type == "cuda" else "fp32")
+        check_resume_config(run_dir, saved, cfg.to_dict(), write_log=d.main)
     if resume and not run_dir.list_checkpoints():  # stopped before its first checkpoint: start it again
         print(f"--resume: {run_dir.root} has no checkpoint yet; training it again from step 0", file=sys.stderr)
         resume = False
@@ -248,9 +249,8 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
                 if diversity_on:  # −μ · diversity: reward heads that attend differently
                     diversity = diversity_term(pattern_rows, queries, batch["source_index"])
                     if micro == 0 and qk_params and (state.diversity_mu == 0 or (step + 1) % t.chrono_every == 0):
-                        # in the first update and in each one ending at a chrono step: the share of the q/k
-                        # gradient the μ in use steers on this micro-batch (logged once there is a μ);
-                        # chrono.diversity_share then sets μ so that the share is ρ again
+                        # in the first update and in each one ending at a chrono step: the q/k gradient share the μ
+                        # in use steers (logged once there is a μ); chrono.diversity_share then sets μ to make it ρ
                         realised, mu = diversity_share(loss, diversity, qk_params, state.diversity_mu,
                                                        cfg.chrono.diversity_share, d)
                         if state.diversity_mu > 0 and math.isfinite(realised):

@@ -172,5 +172,10 @@ def test_bf16_autocast_trains_fp32_weights_and_a_resume_must_keep_it(tmp_path):
     assert {v.dtype for v in weights.values() if v.is_floating_point()} == {torch.float32}
     with pytest.raises(ConfigError, match=r"train\.autocast: 'bf16' → 'fp32'"):
         train_mod.train(tiny("train.max_steps=8", "train.autocast=fp32"), tmp_path / "bf16", resume=True, progress=False)
+    # a run from before train.autocast (no such key in its config.yaml) ran fp32 on a CPU: it resumes in fp32
+    config = tmp_path / "fp32" / "config.yaml"
+    config.write_text(config.read_text().replace("  autocast: fp32\n", ""))
+    assert "autocast" not in config.read_text()
+    train_mod.train(tiny("train.max_steps=4"), tmp_path / "fp32", resume=True, progress=False)
     train_tiny(tmp_path / "auto", "train.max_steps=1", "train.autocast=auto", "sae.enabled=false", "chrono.enabled=false")
     assert read_yaml(tmp_path / "auto" / "config.yaml")["train"]["autocast"] == resolve_autocast("auto", "cpu")
