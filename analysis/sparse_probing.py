@@ -120,14 +120,15 @@ def dataset(tag: str, max_examples: int) -> tuple[list[str], torch.Tensor, tuple
 @torch.no_grad()
 def last_token_activations(model, tokenizer, prompts: list[str], hooks: list[str], max_seq_len: int,
                            batch_size: int, autocast, device) -> dict[str, torch.Tensor]:
-    """hook → [prompts, d_model] float32: each prompt's last token's activation (batches of similar length)."""
+    """hook → [prompts, width] float32: each prompt's last token's activation (batches of similar length; a
+    per-head hook such as hook_z flattened over its heads, as the SAE sees it)."""
     from chrono_membench.hooks import layer_of
 
     tokenizer.truncation_side = "left"
     ids = [tokenizer(p, truncation=True, max_length=max_seq_len)["input_ids"] or [tokenizer.eos_token_id]
            for p in prompts]
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    out = {h: torch.empty(len(ids), model.cfg.d_model) for h in hooks}
+    out: dict[str, torch.Tensor] = {}
     stop_at = max(layer_of(h) for h in hooks) + 1
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
@@ -139,13 +140,13 @@ def last_token_activations(model, tokenizer, prompts: list[str], hooks: list[str
 
         def keeper(name, captured=captured, last=lengths - 1):  # by name: the bridge's hook may carry an alias
             def keep(act, hook):
-                captured[name] = act[torch.arange(len(last)), last.to(act.device)].float().cpu()
+                captured[name] = act[torch.arange(len(last)), last.to(act.device)].flatten(1).float().cpu()
             return keep
 
         with autocast, model.hooks(fwd_hooks=[(h, keeper(h)) for h in hooks]):
             model(tokens.to(device), stop_at_layer=stop_at)
         for h in hooks:
-            out[h][rows] = captured[h]
+            out.setdefault(h, torch.empty(len(ids), captured[h].shape[1]))[rows] = captured[h]
     return out
 
 
