@@ -54,11 +54,12 @@ def main() -> None:
     # sparse probing takes minutes per checkpoint on a CPU, so the report links it when it is there, never runs it
     probing = [Path("sparse_probing.html")] if (args.out / "sparse_probing.html").exists() else []
     sections.append(("sparse_probing", probing))
+    empty = {"sparse_probing": "not computed: <code>python analysis/sparse_probing.py RUN... --out "
+             + html.escape(str(args.out)) + "</code>, then this report again"}  # what an empty section says
     items = "\n".join(
         f"<h2>{html.escape(script.replace('_', ' '))}</h2><ul>"
         + ("".join(f'<li><a href="{p.as_posix()}">{html.escape(label(p))}</a></li>' for p in made)
-           or ("<li>not computed: <code>python analysis/sparse_probing.py RUN... --out " + html.escape(str(args.out))
-               + "</code>, then this report again</li>" if script == "sparse_probing" else "<li>nothing to show</li>"))
+           or f"<li>{empty.get(script, 'nothing to show')}</li>")
         + "</ul>" for script, made in sections)
     runs = ", ".join(html.escape(r.name) for r in args.loaded)
     # each run's closing summary, with beside every time-claim what the run could have seen (chrono/resolution.py)

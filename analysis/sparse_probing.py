@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import math
 import os
@@ -150,19 +151,6 @@ def last_token_activations(model, tokenizer, prompts: list[str], hooks: list[str
     return out
 
 
-class Datasets(dict):
-    """tag → dataset(tag), read on first use (a run whose rows are all cached reads none)."""
-
-    def __init__(self, tags: list[str], max_examples: int):
-        super().__init__((t, None) for t in tags)
-        self.max_examples = max_examples
-
-    def __getitem__(self, tag: str):
-        if super().__getitem__(tag) is None:
-            self[tag] = dataset(tag, self.max_examples)
-        return super().__getitem__(tag)
-
-
 def probe(x: torch.Tensor, y: torch.Tensor, split: tuple) -> dict[str, float]:
     """sae-probes's find_best_reg on the split → test and validation AUC."""
     from sae_probes.utils_training import find_best_reg
@@ -189,31 +177,39 @@ def sae_latents(sae, x: torch.Tensor, batch: int = 1024) -> torch.Tensor:
         return torch.cat([sae.encode(x[i:i + batch].to(sae.device)).float().cpu() for i in range(0, len(x), batch)])
 
 
+def _key(row: dict) -> tuple:
+    return row["step"], row["dataset"], row["hook"], row["sae"], row["k"]
+
+
+def _cache_lines(run_dir: Path, args) -> tuple[list[dict], dict]:
+    """(every cached row of the run, the settings a row must have been computed with to be reused)."""
+    path = run_dir / CACHE
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return rows, {"max_examples": args.max_examples, "max_seq_len": args.max_seq_len}
+
+
 def _cached(run_dir: Path, args) -> dict[tuple, dict]:
     """(step, dataset, hook, sae, k) → row, for the rows computed before with these --max-examples/--max-seq-len."""
-    path, settings = run_dir / CACHE, {"max_examples": args.max_examples, "max_seq_len": args.max_seq_len}
-    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() and not args.recompute else []
-    return {(r["step"], r["dataset"], r["hook"], r["sae"], r["k"]): {k: v for k, v in r.items() if k not in settings}
-            for r in rows if all(r.get(k) == v for k, v in settings.items())}
+    rows, settings = _cache_lines(run_dir, args)
+    return {} if args.recompute else {_key(r): {k: v for k, v in r.items() if k not in settings} for r in rows
+                                      if all(r.get(k) == v for k, v in settings.items())}
 
 
 def _save_cache(run_dir: Path, args, rows: list[dict]) -> None:
     """Every row of this run so far (others' settings kept), written whole: tmp file, then rename."""
+    old, settings = _cache_lines(run_dir, args)
+    mine = {_key(r) for r in rows}
+    keep = [r for r in old if not (all(r.get(k) == v for k, v in settings.items()) and _key(r) in mine)]
     path = run_dir / CACHE
-    mine = {(r["step"], r["dataset"], r["hook"], r["sae"], r["k"]) for r in rows}
-    settings = {"max_examples": args.max_examples, "max_seq_len": args.max_seq_len}
-    old = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-    keep = [r for r in old if not (all(r.get(k) == v for k, v in settings.items())
-                                   and (r["step"], r["dataset"], r["hook"], r["sae"], r["k"]) in mine)]
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in keep + [{**r, **settings} for r in rows]))
     os.replace(tmp, path)
 
 
-def probe_run(run_dir: Path, args, data: dict) -> tuple[list[dict], list[str], int]:
+def probe_run(run_dir: Path, args, data) -> tuple[list[dict], list[str], int]:
     """Every (checkpoint, hook, SAE, dataset, k) of one run → result rows, the lines saying what was skipped, and
     how many rows were new. Rows computed before under the same settings (the run's sparse_probing.jsonl) are
-    reused, not recomputed."""
+    reused, not recomputed. `data`: tag → (prompts, labels, split), read on first use."""
     from sae_lens import SAE
 
     from chrono_membench.checkpoint import load_checkpoint
@@ -236,8 +232,8 @@ def probe_run(run_dir: Path, args, data: dict) -> tuple[list[dict], list[str], i
         hooks = sorted({sae.cfg.metadata.hook_name for _, sae in saes})
         wanted = [(h, "", 0) for h in hooks] + [(sae.cfg.metadata.hook_name, name, k) for name, sae in saes
                                                  for k in args.ks]
-        todo = [tag for tag in data if any((step, tag, *w) not in cache for w in wanted)]
-        cached = [cache[(step, tag, *w)] for tag in data if tag not in todo for w in wanted]
+        todo = [tag for tag in args.datasets if any((step, tag, *w) not in cache for w in wanted)]
+        cached = [cache[(step, tag, *w)] for tag in args.datasets if tag not in todo for w in wanted]
         rows, reused = rows + cached, reused + len(cached)
         if todo and step != 0 and step not in checkpoints:
             skipped.append(f"{run_dir.name} step {step}: its model is not on disk (checkpointing.keep_last); "
@@ -251,7 +247,7 @@ def probe_run(run_dir: Path, args, data: dict) -> tuple[list[dict], list[str], i
         if todo and step != 0:
             load_hf_state_dict(model, load_checkpoint(checkpoints[step], required=("model",))["model"])
         for tag in tqdm(todo, desc=f"{run_dir.name} step {step}", disable=args.no_progress, dynamic_ncols=True):
-            prompts, y, split = data[tag]
+            prompts, y, split = data(tag)
             acts = last_token_activations(model, tokenizer, prompts, hooks, args.max_seq_len, args.batch_size,
                                           autocast, args.device)
             n_pos, n_neg = int(y[split[1]].sum()), int((1 - y[split[1]]).sum())
@@ -356,7 +352,7 @@ def wandb_table(run_dir: Path, rows: list[dict]) -> Path | None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    data = Datasets(args.datasets, args.max_examples)
+    data = functools.cache(functools.partial(dataset, max_examples=args.max_examples))  # a cached run reads none
     rows, skipped = [], []
     for run_dir in args.runs:
         got, missing, new = probe_run(run_dir, args, data)

@@ -292,35 +292,26 @@ def time_local(name: str, hook: str, S: torch.Tensor, n: torch.Tensor, bucket: t
     return Check(f"time-local [{hook}] {name}", measured, "p ≥ 0.05 (no concentration)", got["p"] >= 0.05)
 
 
-def time_local_fdr(name: str, hook: str, S: torch.Tensor, n: torch.Tensor, bucket: torch.Tensor, is_code: torch.Tensor,
-                   planted: int, main: bool, q: float = 0.05, min_windows: int = 5) -> list[Check]:
+def time_local_fdr(name: str, hook: str, S: torch.Tensor, n: torch.Tensor, bucket: torch.Tensor, planted: int,
+                   main: bool, q: float = 0.05, min_windows: int = 5) -> list[Check]:
     """The per-latent test the evals run (chrono/selectivity.py: Kruskal–Wallis over time buckets, Benjamini–
     Hochberg at q) on the Python and the ordinary windows. Main run: it finds a time-selective population, and most
     of it peaks in the planted bucket. Control run (the Python documents spread over the buckets): none — under the
     global null BH holds P(any discovery) ≤ q. (The ordinary windows could carry a real time signal of their own,
     memorisation by training order; the demo's evals find 0 of ≈ 2,200 latents time-selective on them.)"""
-    def run(keep: torch.Tensor):
-        return fdr_selective(S[keep].numpy(), n[keep].numpy(), bucket[keep].numpy(), min_windows, q)
-
-    def none_found(label: str, got) -> Check:
-        count = 0 if got is None else got["count"]
-        tested = 0 if got is None else len(got["tested"])
-        return Check(f"time-selective latents (FDR q = {q}) [{hook}] {label}", f"{count} of {tested} tested",
-                     "0 (the global null: BH holds P(any) ≤ q)", count == 0)
-
+    got = fdr_selective(S.numpy(), n.numpy(), bucket.numpy(), min_windows, q)
+    count, tested = (0, 0) if got is None else (got["count"], len(got["tested"]))
+    label = f"time-selective latents (FDR q = {q}) [{hook}] {name}"
     if not main:
-        return [none_found(f"{name} (spread)", run(torch.ones_like(is_code)))]
-    got = run(torch.ones_like(is_code))
-    count = 0 if got is None else got["count"]
+        return [Check(f"{label} (spread)", f"{count} of {tested} tested", "0 (the global null: BH holds P(any) ≤ q)",
+                      count == 0)]
     share = 0.0
     if count:  # where each selective latent's mean rate per token is highest
         rate = S[:, got["selective"]] / n.clamp_min(1)[:, None]
         peaks = torch.stack([rate[bucket == b].mean(0) for b in range(int(bucket.max()) + 1)]).argmax(0)
         share = (peaks == planted).float().mean().item()
-    found = Check(f"time-selective latents (FDR q = {q}) [{hook}] {name}",
-                  f"{count} of {0 if got is None else len(got['tested'])} tested; {share:.0%} peak in b{planted}",
-                  "≥ 1, and ≥ 80 % of them peak in the planted bucket", count >= 1 and share >= 0.8)
-    return [found]
+    return [Check(label, f"{count} of {tested} tested; {share:.0%} peak in b{planted}",
+                  "≥ 1, and ≥ 80 % of them peak in the planted bucket", count >= 1 and share >= 0.8)]
 
 
 def source_purity(hook: str, S: torch.Tensor, n: torch.Tensor, source: torch.Tensor, k: int, generator) -> list[Check]:

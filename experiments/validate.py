@@ -77,9 +77,9 @@ def evaluate(out: Path, arms: dict, sizes: V.Sizes) -> list[V.Check]:
             continue
         cfg = load_config(arms[name][0], overrides=arms[name][1])
         device = distributed.resolve_device(cfg.run.device)
-        autocast = model_autocast(device, cfg.train.autocast)
         run_dir = Path(cfg.run.out_dir) / cfg.run.name
         r = restore_for_analysis(run_dir, device)
+        autocast = model_autocast(device, r.cfg.train.autocast)  # the precision the run recorded
         model, reference, saes, probes, tokenizer = r.model, r.reference, r.saes, r.probes, r.tokenizer
         sets = plan if name == "main" else V.spread_code(cfg, plan)
         tokens, bucket, is_code = temporal_windows(sets, probes)
@@ -89,8 +89,8 @@ def evaluate(out: Path, arms: dict, sizes: V.Sizes) -> list[V.Check]:
             checks.append(V.time_local(name + " run" + ("" if name == "main" else " (spread)"), hook, sums[hook].cpu(),
                                        counts[hook].cpu(), bucket, is_code, planted, sizes.latents, name == "main",
                                        generator))
-            checks += V.time_local_fdr(name + " run", hook, sums[hook].cpu(), counts[hook].cpu(), bucket, is_code,
-                                       planted, name == "main", cfg.chrono.fdr_q, cfg.chrono.min_windows)
+            checks += V.time_local_fdr(name + " run", hook, sums[hook].cpu(), counts[hook].cpu(), bucket, planted,
+                                       name == "main", cfg.chrono.fdr_q, cfg.chrono.min_windows)
         if name != "main":
             continue
         logits, generate = partial(logits_fn, autocast=autocast), partial(generate_fn, autocast=autocast)

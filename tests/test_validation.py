@@ -98,13 +98,13 @@ def test_fdr_check_finds_a_planted_time_local_population_and_nothing_when_it_is_
     ordinary_buckets = torch.arange(n_ordinary) % 3
     confined = torch.cat([torch.full((n_code,), 1), ordinary_buckets])
     spread = torch.cat([torch.arange(n_code) % 3, ordinary_buckets])
-    (found,) = V.time_local_fdr("main", HOOK, S, n, confined, is_code, planted=1, main=True)
-    (control,) = V.time_local_fdr("control", HOOK, S, n, spread, is_code, planted=1, main=False)
+    (found,) = V.time_local_fdr("main", HOOK, S, n, confined, planted=1, main=True)
+    (control,) = V.time_local_fdr("control", HOOK, S, n, spread, planted=1, main=False)
     # the 6 planted, and here one false discovery (7 found: BH bounds the expected false share by q, not each draw's)
     assert found.passed and found.measured.startswith("7 of 200 tested; 86% peak in b1"), found.measured
     from chrono_membench.chrono.selectivity import selective_latents
 
     assert set(range(6)) <= set(selective_latents(S.numpy(), n.numpy(), confined.numpy())["selective"].tolist())
     assert control.passed and control.measured == "0 of 200 tested"
-    assert not V.time_local_fdr("main", HOOK, S, n, spread, is_code, 1, True)[0].passed  # nothing planted: fails
-    assert not V.time_local_fdr("control", HOOK, S, n, confined, is_code, 1, False)[0].passed  # a leak: fails
+    assert not V.time_local_fdr("main", HOOK, S, n, spread, 1, True)[0].passed  # nothing planted: fails
+    assert not V.time_local_fdr("control", HOOK, S, n, confined, 1, False)[0].passed  # a leak: fails
