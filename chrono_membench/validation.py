@@ -297,21 +297,26 @@ def time_local_fdr(name: str, hook: str, S: torch.Tensor, n: torch.Tensor, bucke
     """The per-latent test the evals run (chrono/selectivity.py: Kruskal–Wallis over time buckets, Benjamini–
     Hochberg at q) on the Python and the ordinary windows. Main run: it finds a time-selective population, and most
     of it peaks in the planted bucket. Control run (the Python documents spread over the buckets): none — under the
-    global null BH holds P(any discovery) ≤ q. (The ordinary windows could carry a real time signal of their own,
-    memorisation by training order; the demo's evals find 0 of ≈ 2,200 latents time-selective on them.)"""
+    global null BH holds P(any discovery) ≤ q. Kruskal–Wallis flags a latent whose rate differs across buckets either
+    way, and planting Python into one bucket also makes the text latents fire less there: so the main criterion is
+    that the planted bucket is the extreme (highest or lowest rate) of most selective latents. (The ordinary windows
+    could carry a real time signal of their own, memorisation by training order; the demo's evals find 0 of ≈ 2,200
+    latents time-selective on them.)"""
     got = fdr_selective(S.numpy(), n.numpy(), bucket.numpy(), min_windows, q)
     count, tested = (0, 0) if got is None else (got["count"], len(got["tested"]))
     label = f"time-selective latents (FDR q = {q}) [{hook}] {name}"
     if not main:
         return [Check(f"{label} (spread)", f"{count} of {tested} tested", "0 (the global null: BH holds P(any) ≤ q)",
                       count == 0)]
-    share = 0.0
-    if count:  # where each selective latent's mean rate per token is highest
+    peak = trough = 0.0
+    if count:  # each selective latent's mean rate per token by bucket: is the planted one its highest or lowest?
         rate = S[:, got["selective"]] / n.clamp_min(1)[:, None]
-        peaks = torch.stack([rate[bucket == b].mean(0) for b in range(int(bucket.max()) + 1)]).argmax(0)
-        share = (peaks == planted).float().mean().item()
-    return [Check(label, f"{count} of {tested} tested; {share:.0%} peak in b{planted}",
-                  "≥ 1, and ≥ 80 % of them peak in the planted bucket", count >= 1 and share >= 0.8)]
+        by_bucket = torch.stack([rate[bucket == b].mean(0) for b in range(int(bucket.max()) + 1)])
+        peak = (by_bucket.argmax(0) == planted).float().mean().item()
+        trough = (by_bucket.argmin(0) == planted).float().mean().item()
+    return [Check(label, f"{count} of {tested} tested; b{planted} is the highest of {peak:.0%}, the lowest of {trough:.0%}",
+                  "≥ 1, and the planted bucket is the extreme (highest or lowest) of ≥ 80 % of them",
+                  count >= 1 and peak + trough >= 0.8)]
 
 
 def source_purity(hook: str, S: torch.Tensor, n: torch.Tensor, source: torch.Tensor, k: int, generator) -> list[Check]:
