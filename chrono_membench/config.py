@@ -294,6 +294,10 @@ class ChronoConfig(_Section):
     # (benchmarks/canary_exposure.py: 127 candidates leave a 10-bit exposure anywhere in [7, 34] bits; 1,023 in
     # [9, 11]); the demo presets take 1,024, tiny 127
     canary_candidates: int = _field(10_000, POSITIVE)
+    # the evals before the last score the first this-many candidates only (0: all): the exposure's time course at a
+    # fraction of the cost, its rank-based value capped lower and its extrapolated interval wider; the last eval,
+    # which the summary reads, scores all of them (mem/canary_candidates logs which)
+    canary_interim_candidates: int = _field(0, NON_NEGATIVE, SAFE)
     # resamples of the candidate set for the extrapolated exposure's 95 % interval (one skew-normal fit each)
     canary_bootstrap: int = _field(200, POSITIVE, SAFE)
     canary_until: float = _field(0.5, UNIT)  # every count's last insertion is at this fraction of training

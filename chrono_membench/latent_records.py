@@ -27,7 +27,7 @@ import torch
 from chrono_membench.chrono.purity import mean_activation_matrix
 from chrono_membench.data.sources import SOURCE_NAMES
 from chrono_membench.probe_eval import scored_activations
-from chrono_membench.probes import PREFIX_TOKENS, ProbeSet
+from chrono_membench.probes import PREFIX_TOKENS, PROBE_TOKENS, ProbeSet
 
 TOP_K, N_LOGITS = 10, 10
 HIST_EDGES = torch.linspace(-3, 2, 26)  # log10 activation, 0.2 a bin; values outside go to the end bins
@@ -83,55 +83,81 @@ def merge_top(r: dict, acts: torch.Tensor, start: int, k: int) -> None:
     r["top_act"], r["top_index"], r["top_ctx"] = top.values, index, ctx
 
 
-@torch.no_grad()
-def latent_records(model, saes, probes: ProbeSet, autocast, device, k: int = TOP_K) -> tuple[dict, list[dict]]:
-    """({hook: records}, windows) for the current checkpoint; records as in the module docstring."""
-    windows = windows_of(probes)
-    if not windows:
-        return {}, windows
-    tokens = torch.tensor([w["tokens"] for w in windows], device=device)
-    records = {}
-    for hook in saes.hook_points:
-        F = saes.saes[hook].cfg.d_sae
-        records[hook] = {"top_act": torch.zeros(0, F, device=device),
-                         "top_index": torch.zeros(0, F, dtype=torch.long, device=device),
-                         "top_ctx": torch.zeros(0, F, tokens.shape[1] - PREFIX_TOKENS, device=device),
-                         "hist": torch.zeros(F * (len(HIST_EDGES) + 1), device=device),
-                         "fires": torch.zeros(F, device=device), "sums": [], "counts": []}
-    start = 0
-    units = {hook: saes.export_units(hook) for hook in saes.hook_points}  # the exported sae-lens SAE's values
-    for chunk in scored_activations(model, saes, tokens, autocast):
-        for hook, (acts, keep) in chunk.items():
-            acts = acts / units[hook]
-            r, (c, S, F) = records[hook], acts.shape
-            merge_top(r, acts, start, k)
+class LatentRecords:
+    """The records of one checkpoint, folded in chunk by chunk from scored_activations' output (its leading bank's
+    hooks; the scored tokens only), then finished by result(). latent_records() runs its own forward; an eval at
+    the checkpoint's step can fold in its forward over the same windows instead (probe_eval.probe_metrics)."""
+
+    def __init__(self, saes, probes: ProbeSet, device, k: int = TOP_K):
+        self.saes, self.k, self.start = saes, k, 0
+        self.windows = windows_of(probes)
+        self.units = {hook: saes.export_units(hook) for hook in saes.hook_points}  # the exported SAE's values
+        S = PROBE_TOKENS - PREFIX_TOKENS
+        self.records = {hook: {"top_act": torch.zeros(0, F, device=device),
+                               "top_index": torch.zeros(0, F, dtype=torch.long, device=device),
+                               "top_ctx": torch.zeros(0, F, S, device=device),
+                               "hist": torch.zeros(F * (len(HIST_EDGES) + 1), device=device),
+                               "fires": torch.zeros(F, device=device), "sums": [], "counts": []}
+                        for hook in saes.hook_points for F in [saes.saes[hook].cfg.d_sae]}
+
+    @torch.no_grad()
+    def add(self, chunk: dict, offset: int = 0) -> None:
+        """One chunk of windows: {hook: (activations [c, T, F], mask [c, T])}, the scored tokens from `offset` on."""
+        for hook, r in self.records.items():
+            acts, keep = chunk[hook]
+            acts, keep = acts[:, offset:] / self.units[hook], keep[:, offset:]
+            (c, S, F) = acts.shape
+            merge_top(r, acts, self.start, self.k)
             flat = acts.reshape(c * S, F)
             firing = flat > 0
             r["fires"] += firing.sum(0)
-            bins = torch.bucketize(flat[firing].log10(), HIST_EDGES.to(device))
+            bins = torch.bucketize(flat[firing].log10(), HIST_EDGES.to(flat.device))
             latent = firing.nonzero()[:, 1]
             r["hist"].index_add_(0, latent * (len(HIST_EDGES) + 1) + bins, torch.ones_like(bins, dtype=torch.float))
             r["sums"].append(acts.sum(1))
             r["counts"].append(keep.sum(1).float())
-        start += len(next(iter(chunk.values()))[0])
-    S = tokens.shape[1] - PREFIX_TOKENS
-    columns = sorted({w["column"] for w in windows}, key=[w["column"] for w in windows].index)
-    col = torch.tensor([columns.index(w["column"]) for w in windows], device=device)
-    src = torch.tensor([SOURCE_NAMES.index(w["source"]) for w in windows], device=device)
-    out = {}
-    for hook, r in records.items():
-        sums, counts = torch.cat(r["sums"]), torch.cat(r["counts"])
-        F = sums.shape[1]
-        out[hook] = {
-            "top_act": r["top_act"].T.half(), "top_window": (r["top_index"] // S).T.int(),
-            "top_pos": (r["top_index"] % S + PREFIX_TOKENS).T.short(), "top_ctx": r["top_ctx"].transpose(0, 1).half(),
-            "hist": r["hist"].view(F, -1).int(), "density": r["fires"] / counts.sum().clamp_min(1),
-            "bucket_profile": mean_activation_matrix(sums, counts, torch.nn.functional.one_hot(col, len(columns))
-                                                     .float()).half(),
-            "source_profile": mean_activation_matrix(sums, counts, torch.nn.functional.one_hot(
-                src, len(SOURCE_NAMES)).float()).half(),
-            **{key: (v.half() if v.is_floating_point() else v)
-               for key, v in logit_effects(model, saes.saes[hook].W_dec.detach() / saes.scale(hook)).items()},
-        }
-        out[hook]["columns"] = columns
-    return out, windows
+        self.start += len(next(iter(chunk.values()))[0])
+
+    @torch.no_grad()
+    def result(self, model) -> tuple[dict, list[dict]]:
+        """({hook: records}, windows), once every window was added."""
+        windows, S = self.windows, PROBE_TOKENS - PREFIX_TOKENS
+        if not windows:
+            return {}, windows
+        assert self.start == len(windows), (self.start, len(windows))
+        columns = sorted({w["column"] for w in windows}, key=[w["column"] for w in windows].index)
+        device = self.records[next(iter(self.records))]["fires"].device if self.records else "cpu"
+        col = torch.tensor([columns.index(w["column"]) for w in windows], device=device)
+        src = torch.tensor([SOURCE_NAMES.index(w["source"]) for w in windows], device=device)
+        out = {}
+        for hook, r in self.records.items():
+            if hook not in self.saes.hook_points:  # retired since (its weights turned non-finite at the checkpoint)
+                continue
+            sums, counts = torch.cat(r["sums"]), torch.cat(r["counts"])
+            F = sums.shape[1]
+            out[hook] = {
+                "top_act": r["top_act"].T.half(), "top_window": (r["top_index"] // S).T.int(),
+                "top_pos": (r["top_index"] % S + PREFIX_TOKENS).T.short(),
+                "top_ctx": r["top_ctx"].transpose(0, 1).half(),
+                "hist": r["hist"].view(F, -1).int(), "density": r["fires"] / counts.sum().clamp_min(1),
+                "bucket_profile": mean_activation_matrix(sums, counts, torch.nn.functional.one_hot(
+                    col, len(columns)).float()).half(),
+                "source_profile": mean_activation_matrix(sums, counts, torch.nn.functional.one_hot(
+                    src, len(SOURCE_NAMES)).float()).half(),
+                **{key: (v.half() if v.is_floating_point() else v) for key, v in logit_effects(
+                    model, self.saes.saes[hook].W_dec.detach() / self.saes.scale(hook)).items()},
+            }
+            out[hook]["columns"] = columns
+        return out, windows
+
+
+@torch.no_grad()
+def latent_records(model, saes, probes: ProbeSet, autocast, device, k: int = TOP_K) -> tuple[dict, list[dict]]:
+    """({hook: records}, windows) for the current checkpoint, from a forward of its own over the probe windows;
+    records as in the module docstring."""
+    records = LatentRecords(saes, probes, device, k)
+    if records.windows:
+        tokens = torch.tensor([w["tokens"] for w in records.windows], device=device)
+        for chunk in scored_activations(model, saes, tokens, autocast):
+            records.add(chunk)
+    return records.result(model)

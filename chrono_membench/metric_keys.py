@@ -121,6 +121,7 @@ def order(stat: str, score: str, by: str = "first", within: bool = False) -> str
 
 # the skew-normal fit of the canary candidates' NLLs: Kolmogorov–Smirnov distance, and its lower tail's error in bits
 CANARY_FIT_KS, CANARY_FIT_TAIL = "mem/canary_fit/ks", "mem/canary_fit/tail_bits"
+CANARY_CANDIDATES = "mem/canary_candidates"  # how many candidates this eval scored (chrono.canary_interim_candidates)
 
 
 def canary(label: str, extrapolated: bool = False) -> str:
@@ -191,7 +192,7 @@ def eval_keys(hooks: list[str], buckets: list[str], canary_labels: list[str], so
     keys += [k for s in scores for b in buckets for k in with_ci(mia("auc", s, b)) + [mia("tpr1", s, b), mia("tpr0", s, b)]]
     keys += [k for b in buckets for s in (False, True) for k in with_ci(did(b, s))] if reference else []
     keys += [k for label in canary_labels for k in [canary(label), *with_ci(canary(label, True))]]
-    keys += [CANARY_FIT_KS, CANARY_FIT_TAIL] if canary_labels else []
+    keys += [CANARY_FIT_KS, CANARY_FIT_TAIL, CANARY_CANDIDATES] if canary_labels else []
     keys += [order(stat, s, by, within) for s in ORDER_SCORES if reference or s != "ref" for by in ORDER_BY
              for within in (False, True) for stat in ("rho", "p")] + [ORDER_N]
     return keys + [chrono(h, n) for h in hooks for n in PURITY + SELECTIVE + (MEM_LATENTS if reference else ())]

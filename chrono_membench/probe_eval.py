@@ -150,10 +150,11 @@ class Windows:
 @torch.no_grad()
 def probe_metrics(model, reference, saes: SAEBank | None, probes: ProbeSet, seen: SeenLog, canaries: Canaries | None,
                   autocast, device, d: Dist = ALONE, permutations: int = 100, seed: int = 0, min_windows: int = 5,
-                  fdr_q: float = 0.05) -> tuple[dict, dict]:
+                  fdr_q: float = 0.05, final: bool = True, records=None) -> tuple[dict, dict]:
     """Every probe-set metric of one eval → (scalars, {hook: purity matrices, selective and memorisation latents}):
-    canary exposure; then, on the windows, memorisation by column, membership inference, and per-latent purity
-    and selectivity. Each part's wall time is logged (time/eval_<part>_s)."""
+    canary exposure (every candidate at the final eval, the interim subset before it); then, on the windows,
+    memorisation by column, membership inference, and per-latent purity and selectivity. Each part's wall time is
+    logged (time/eval_<part>_s). records: a LatentRecords that folds in the windows' forward (one process only)."""
     metrics: dict[str, float] = {}
     clock = [time.perf_counter()]
 
@@ -161,7 +162,7 @@ def probe_metrics(model, reference, saes: SAEBank | None, probes: ProbeSet, seen
         metrics[K.eval_time(part)], clock[0] = time.perf_counter() - clock[0], time.perf_counter()
 
     if canaries:
-        metrics.update(canary_exposures(model, canaries, autocast, device, seed))
+        metrics.update(canary_exposures(model, canaries, autocast, device, seed, final))
         timed("canaries")
     flat = [p for _, ps in probes.columns() for p in ps]
     if not flat:
@@ -169,7 +170,7 @@ def probe_metrics(model, reference, saes: SAEBank | None, probes: ProbeSet, seen
     if reference is not None:
         fill_reference_losses(reference, flat, autocast, device, d)
         timed("reference")
-    w, acts = score_windows(model, saes, probes, seen, reference is not None, autocast, device, d, timed)
+    w, acts = score_windows(model, saes, probes, seen, reference is not None, autocast, device, d, timed, records)
     metrics.update(memorisation_by_column(w, probes))
     metrics.update(membership(w, seed))
     timed("extraction")  # greedy extraction, teacher-forced scores, and every statistic over them
@@ -186,9 +187,10 @@ def probe_metrics(model, reference, saes: SAEBank | None, probes: ProbeSet, seen
 
 
 def score_windows(model, saes, probes: ProbeSet, seen: SeenLog, with_reference: bool, autocast, device, d: Dist,
-                  timed) -> tuple[Windows, dict]:
+                  timed, records=None) -> tuple[Windows, dict]:
     """The windows' extraction and membership scores, and (with SAEs) each hook's per-window activation sums,
-    token counts and prefix means [W, F], from one forward shared with the logits; gathered over ranks."""
+    token counts and prefix means [W, F], from one forward shared with the logits (and `records`); gathered over
+    ranks."""
     columns = probes.columns()
     flat = [p for _, ps in columns for p in ps]
     index, weight = d.padded_share(len(flat))
@@ -197,7 +199,8 @@ def score_windows(model, saes, probes: ProbeSet, seen: SeenLog, with_reference: 
     logits, acts = logits_fn(model, autocast), {}
     if saes is not None:  # one forward over the windows: the SAE activations and the logits extraction scores
         chunk_logits: list[torch.Tensor] = []
-        doc_sums, doc_tokens, prefix_means = probe_activation_sums(model, saes, windows, autocast, chunk_logits)
+        doc_sums, doc_tokens, prefix_means = probe_activation_sums(model, saes, windows, autocast, chunk_logits,
+                                                                   records)
         logits = _cached_logits(windows, torch.cat(chunk_logits), logits)
         acts = {h: tuple(gather(x[h]).cpu() for x in (doc_sums, doc_tokens, prefix_means)) for h in doc_sums}
         timed("probe_forward")
@@ -357,13 +360,16 @@ def scored_activations(model, saes: SAEBank, windows: torch.Tensor, autocast, st
 
 
 @torch.no_grad()
-def probe_activation_sums(model, saes: SAEBank, windows: torch.Tensor, autocast,
-                          logits: list | None = None) -> tuple[dict, dict, dict]:
+def probe_activation_sums(model, saes: SAEBank, windows: torch.Tensor, autocast, logits: list | None = None,
+                          records=None) -> tuple[dict, dict, dict]:
     """Per window and SAE: summed latent activations over its scored tokens that the SAE mask keeps, how many
     there are, and the mean activation over its kept prefix tokens → ({hook: [W, F]}, {hook: [W]}, {hook: [W, F]}),
-    the variants' SAEs under variant/<name>/<hook>. `logits`: see scored_activations."""
+    the variants' SAEs under variant/<name>/<hook>. `logits`: see scored_activations. `records`: a
+    latent_records.LatentRecords each chunk's scored tokens are also folded into (its windows must be these)."""
     sums, counts, prefix = ({} for _ in range(3))
     for chunk in scored_activations(model, saes, windows, autocast, start=0, logits=logits, variants=True):
+        if records is not None:
+            records.add(chunk, PREFIX_TOKENS)
         for hook, (acts, keep) in chunk.items():
             if hook not in sums:
                 sums[hook], counts[hook], prefix[hook] = [], [], []
@@ -374,17 +380,20 @@ def probe_activation_sums(model, saes: SAEBank, windows: torch.Tensor, autocast,
 
 
 @torch.no_grad()
-def canary_exposures(model, canaries: Canaries, autocast, device, seed: int = 0) -> dict[str, float]:
+def canary_exposures(model, canaries: Canaries, autocast, device, seed: int = 0, final: bool = True
+                     ) -> dict[str, float]:
     """Mean exposure per repetition cell (and of the never-inserted controls, the null), rank-based and
-    extrapolated (with a 95 % bootstrap interval over the candidate set). The candidates' NLLs are computed once and
-    shared by every secret."""
+    extrapolated (with a 95 % bootstrap interval over the candidate set), against every candidate (final) or the
+    first canaries.interim of them. The candidates' NLLs are computed once and shared by every secret."""
     # the shared prefix once (its keys and values cached), then 64 candidates per forward of the HF model
     prefix = torch.tensor(canaries.prefix, device=device)
-    nll = prefixed_nll(model.original_model, prefix, torch.cat([canaries.secrets, canaries.reference]).to(device),
+    reference = canaries.reference if final else canaries.reference[:canaries.interim]
+    nll = prefixed_nll(model.original_model, prefix, torch.cat([canaries.secrets, reference]).to(device),
                        CANARY_CHUNK, autocast).cpu()
     secrets, others = nll[:len(canaries.secrets)], nll[len(canaries.secrets):]
     extrapolated = extrapolated_exposure(secrets.double().numpy(), others)  # one fit, every secret
     out = dict(zip((K.CANARY_FIT_KS, K.CANARY_FIT_TAIL), skewnorm_fit_check(others)))
+    out[K.CANARY_CANDIDATES] = len(others)
     cells = {label: [i for i, c in enumerate(canaries.cells) if c == label] for label in canaries.labels()}
     intervals = extrapolated_interval({label: secrets[cell].double().numpy() for label, cell in cells.items()},
                                       others, canaries.bootstrap, seed)

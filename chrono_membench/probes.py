@@ -157,6 +157,7 @@ class Canaries:
         self.secrets = torch.as_tensor(rng.integers(low, high, size=(len(self.cells), c.canary_length)))
         self.reference = torch.as_tensor(rng.integers(low, high, size=(c.canary_candidates, c.canary_length)))
         self.bootstrap = c.canary_bootstrap  # resamples of the candidates for the extrapolated interval
+        self.interim = min(c.canary_interim_candidates or c.canary_candidates, c.canary_candidates)
         first, last = cfg.canary_steps()
         self.schedule: dict[int, list[int]] = {}  # step → indices of secrets inserted at that step
         for i, r in enumerate(int(cell) for cell in self.cells if cell != "control"):

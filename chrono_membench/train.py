@@ -38,7 +38,7 @@ from chrono_membench.distributed import Dist
 from chrono_membench.evaluation import (
     attention_metrics, diversity_share, diversity_term, lm_loss, qk_parameters, sample_queries, validation_metrics,
 )
-from chrono_membench.latent_records import latent_records
+from chrono_membench.latent_records import LatentRecords, latent_records
 from chrono_membench.logging import make_logger, truncate_metrics
 from chrono_membench.mfu import flops_per_token, peak_flops
 from chrono_membench.model import autocast as model_autocast, export_hf_model, hf_state_dict, load_model, resolve_autocast
@@ -177,16 +177,24 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
             step = state.step
             last = step == t.max_steps
             fresh = step != resumed_at  # eval/checkpoint for a resumed step were done before it was saved
+            checkpoint_due = fresh and (step > 0 or warmed) and (
+                step % cfg.checkpointing.checkpoint_every_n_steps == 0 or last)
+            records_due = (checkpoint_due and probes is not None and saes is not None and saes.hook_points
+                           and cfg.checkpointing.save_features)  # the dashboard's latent records (below)
+            records = None
             if fresh and (step % t.eval_every == 0 or last):
                 t_eval = time.perf_counter()
                 live = saes if saes is not None and saes.hook_points else None  # none if every SAE was retired
                 metrics, density = validation_metrics(model, live, val, cfg.sae.eval_tokens, t.micro_batch, autocast, d)
                 matrices = {}
                 if probes is not None:
+                    # at a checkpoint's step the records fold in this eval's forward over the same windows (one
+                    # process: under torchrun each rank scores only its share of them)
+                    records = LatentRecords(saes, probes, device) if records_due and d.world == 1 else None
                     chrono_metrics, matrices = probe_metrics(
                         model, reference, live, probes, batches.seen, canaries, autocast, device, d,
                         cfg.chrono.purity_permutations, cfg.run.seed * 1_000_003 + step, cfg.chrono.min_windows,
-                        cfg.chrono.fdr_q)
+                        cfg.chrono.fdr_q, final=last, records=records)
                     metrics.update(chrono_metrics)
                 metrics["time/eval_s"] = time.perf_counter() - t_eval
                 logger.log(step, metrics)
@@ -195,16 +203,18 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
                     logger.log_artifact(*artifact)
                 summary.val_ppl.append((step, metrics[K.val("ppl")]))
             saved_path = None
-            if fresh and (step > 0 or warmed) and (step % cfg.checkpointing.checkpoint_every_n_steps == 0 or last):
+            if checkpoint_due:
                 metrics, artifacts = K.data_stats(stream.stats()), []
                 if saes is not None:
                     metrics.update(saes.on_checkpoint())  # drift vs the previous checkpoint; new alignment anchors
                     artifacts = write_sae_artifacts(run_dir, step, saes, cfg.checkpointing.save_sae_state,
                                                     cfg.checkpointing.save_features, d.rank)
-                    if probes is not None and cfg.checkpointing.save_features and saes.hook_points:  # the dashboard's
+                    if records_due and saes.hook_points:
                         t_records = time.perf_counter()
-                        records, windows = latent_records(model, saes, probes, autocast, device)
-                        artifacts += write_latent_records(run_dir, step, records, windows, d.rank)
+                        filled = records is not None and records.start == len(records.windows)
+                        hook_records, windows = (records.result(model) if filled
+                                                 else latent_records(model, saes, probes, autocast, device))
+                        artifacts += write_latent_records(run_dir, step, hook_records, windows, d.rank)
                         metrics["time/latent_records_s"] = time.perf_counter() - t_records
                     saes.reset_feature_stats()
                 logger.log(step, {**metrics, **logger.health()})

@@ -76,6 +76,30 @@ def test_ablating_latents_through_the_splice(tiny_run, tmp_path):
     assert summary["memorised_windows"] >= 2  # one (top decile, at least one) per bucket
 
 
+def test_records_folded_from_the_evals_forward_equal_a_forward_of_their_own(tiny_run):
+    """The tiny run checkpoints at its eval steps, so its records were folded from the eval's forward over the
+    probe windows: a separate forward (latent_records) with the restored step-8 model and SAEs gives the same."""
+    from safetensors.torch import load_file
+
+    from chrono_membench.latent_records import latent_records
+    from chrono_membench.model import autocast
+    from chrono_membench.restore import restore_for_analysis
+
+    run, _ = tiny_run
+    r = restore_for_analysis(run)
+    assert r.step == 8
+    records, windows = latent_records(r.model, r.saes, r.probes, autocast("cpu", r.cfg.train.autocast), "cpu")
+    stored = load_file(RunDir(run).artifact(8, "latents", HOOK))
+    assert windows == json.loads(RunDir(run).artifact(8, "windows").read_text())
+    assert set(stored) == {k for k, v in records[HOOK].items() if isinstance(v, torch.Tensor)}
+    for key, value in stored.items():
+        mine = records[HOOK][key].cpu()
+        if value.is_floating_point():  # one forward per chunk either way; the SAE sees 64 or 32 tokens per window
+            torch.testing.assert_close(mine.float(), value.float(), atol=2e-3, rtol=2e-3, msg=key)
+        else:
+            assert torch.equal(mine, value), key
+
+
 def test_running_top_k_keeps_each_top_windows_context():
     """One pass over chunks of windows gives the same top-k (value, window·S + position, the window's S
     activations) as a top-k over all windows at once."""

@@ -19,7 +19,7 @@ HOOK = "blocks.1.hook_resid_post"
 
 def test_chrono_keys_purity_files_and_probe_table(tmp_path):
     cfg = load_config("tiny", overrides=["chrono.canary_repetitions=[1, 3]", "chrono.canary_candidates=15",
-                                         "chrono.canary_until=1"])
+                                         "chrono.canary_until=1", "chrono.canary_interim_candidates=7"])
     train_mod.train(cfg, tmp_path / "r", progress=False)
     run = tmp_path / "r"
     metrics = read_metrics(run / "metrics.jsonl")
@@ -58,6 +58,10 @@ def test_chrono_keys_purity_files_and_probe_table(tmp_path):
     for r in (r for r in metrics if "time/eval_s" in r):  # the eval's parts are timed, and they are parts of it
         parts = [v for k, v in r.items() if k.startswith("time/eval_") and k != "time/eval_s"]
         assert len(parts) >= 2 and min(parts) >= 0 and sum(parts) <= r["time/eval_s"], r
+    # the evals before the last score the first 7 candidates, the last all 15 (its rank-based exposure's cap: 4 bits)
+    evals = [r for r in metrics if K.CANARY_CANDIDATES in r]
+    assert [r[K.CANARY_CANDIDATES] for r in evals] == [7] * (len(evals) - 1) + [15] and len(evals) >= 2
+    assert all(0 <= r["mem/canary_exposure/control"] <= 3 for r in evals[:-1])  # log2(8)
     final = {k: v for r in metrics for k, v in r.items()}
     assert 0 <= final["chrono/attn_diversity/mean"] <= 1 and final["chrono/attn_entropy/mean"] > 0
     assert 0 <= final["mem/canary_exposure/control"] <= 4  # log2(16)
