@@ -152,9 +152,12 @@ class LatentRecords:
 
 
 @torch.no_grad()
-def latent_records(model, saes, probes: ProbeSet, autocast, device, k: int = TOP_K) -> tuple[dict, list[dict]]:
-    """({hook: records}, windows) for the current checkpoint, from a forward of its own over the probe windows;
-    records as in the module docstring."""
+def latent_records(model, saes, probes: ProbeSet, autocast, device, folded: LatentRecords | None = None,
+                   k: int = TOP_K) -> tuple[dict, list[dict]]:
+    """({hook: records}, windows) for the current checkpoint, records as in the module docstring: `folded` if the
+    step's eval filled it with every window, else from a forward of its own over the probe windows."""
+    if folded is not None and folded.start == len(folded.windows):
+        return folded.result(model)
     records = LatentRecords(saes, probes, device, k)
     if records.windows:
         tokens = torch.tensor([w["tokens"] for w in records.windows], device=device)

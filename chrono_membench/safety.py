@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 from chrono_membench.config import ConfigError, resume_rule
 from chrono_membench.run_dir import RunDir
@@ -35,11 +36,14 @@ class PreemptionGuard:
     def __init__(self):
         self.requested: int | None = None
         self.checkpointed = False  # set once the checkpoint of the stop is complete: any later signal exits 4
+        self.checkpoint: Path | None = None  # the stop's checkpoint: renamed into place whole, so once it is a
+        #                                      directory it is complete, even before save() has returned
         self._previous = {}
 
     def _handle(self, signum, frame):
         if self.requested is not None:  # second signal: leave now; nothing half-written is ever taken for good
-            os._exit(EXIT_PREEMPTED if self.checkpointed else 128 + signum)
+            done = self.checkpointed or (self.checkpoint is not None and self.checkpoint.is_dir())
+            os._exit(EXIT_PREEMPTED if done else 128 + signum)
         self.requested = signum
 
     def __enter__(self):
@@ -59,6 +63,15 @@ class PreemptionGuard:
     @property
     def name(self) -> str:
         return signal.Signals(self.requested).name if self.requested else ""
+
+    def stopped(self, step: int, path: Path, world: int, run_root: Path) -> Preempted:
+        """The stop's checkpoint `path` is complete: from here on, whatever else arrives, the exit code is 4.
+        → the exception that ends the run, saying how to continue it."""
+        self.checkpointed = True
+        by = self.name or "a signal to another rank"
+        launcher = f"torchrun --nproc_per_node {world}" if world > 1 else "python"
+        return Preempted(f"stopped by {by} at step {step}; checkpoint {path}; "
+                         f"continue with: {launcher} experiments/run.py --resume {run_root}")
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:

@@ -46,7 +46,7 @@ from chrono_membench.optim import build_optimizers, lr_multiplier
 from chrono_membench.probe_eval import probe_metrics
 from chrono_membench.probes import Canaries, ProbeSet
 from chrono_membench.run_dir import RunDir, run_lock
-from chrono_membench.safety import Preempted, PreemptionGuard, check_resume_config
+from chrono_membench.safety import PreemptionGuard, check_resume_config
 from chrono_membench.sae import SAEBank, warm_up
 
 
@@ -179,18 +179,15 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
             fresh = step != resumed_at  # eval/checkpoint for a resumed step were done before it was saved
             checkpoint_due = fresh and (step > 0 or warmed) and (
                 step % cfg.checkpointing.checkpoint_every_n_steps == 0 or last)
-            records_due = (checkpoint_due and probes is not None and saes is not None and saes.hook_points
-                           and cfg.checkpointing.save_features)  # the dashboard's latent records (below)
-            records = None
+            records = None  # the checkpoint's latent records, folded from its step's eval forward (one process)
             if fresh and (step % t.eval_every == 0 or last):
                 t_eval = time.perf_counter()
                 live = saes if saes is not None and saes.hook_points else None  # none if every SAE was retired
                 metrics, density = validation_metrics(model, live, val, cfg.sae.eval_tokens, t.micro_batch, autocast, d)
                 matrices = {}
                 if probes is not None:
-                    # at a checkpoint's step the records fold in this eval's forward over the same windows (one
-                    # process: under torchrun each rank scores only its share of them)
-                    records = LatentRecords(saes, probes, device) if records_due and d.world == 1 else None
+                    if checkpoint_due and live and cfg.checkpointing.save_features and d.world == 1:
+                        records = LatentRecords(saes, probes, device)
                     chrono_metrics, matrices = probe_metrics(
                         model, reference, live, probes, batches.seen, canaries, autocast, device, d,
                         cfg.chrono.purity_permutations, cfg.run.seed * 1_000_003 + step, cfg.chrono.min_windows,
@@ -209,11 +206,9 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
                     metrics.update(saes.on_checkpoint())  # drift vs the previous checkpoint; new alignment anchors
                     artifacts = write_sae_artifacts(run_dir, step, saes, cfg.checkpointing.save_sae_state,
                                                     cfg.checkpointing.save_features, d.rank)
-                    if records_due and saes.hook_points:
+                    if probes is not None and cfg.checkpointing.save_features and saes.hook_points:  # the dashboard's
                         t_records = time.perf_counter()
-                        filled = records is not None and records.start == len(records.windows)
-                        hook_records, windows = (records.result(model) if filled
-                                                 else latent_records(model, saes, probes, autocast, device))
+                        hook_records, windows = latent_records(model, saes, probes, autocast, device, records)
                         artifacts += write_latent_records(run_dir, step, hook_records, windows, d.rank)
                         metrics["time/latent_records_s"] = time.perf_counter() - t_records
                     saes.reset_feature_stats()
@@ -224,12 +219,8 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
             if last:
                 break
             if d.any(preemption.requested is not None) and fresh:  # all is logged for this step; save it and go
-                path = saved_path or save()
-                preemption.checkpointed = True  # from here on, whatever else arrives, the exit code is 4
-                by = preemption.name or "a signal to another rank"
-                launcher = f"torchrun --nproc_per_node {d.world}" if d.world > 1 else "python"
-                raise Preempted(f"stopped by {by} at step {step}; checkpoint {path}; "
-                                f"continue with: {launcher} experiments/run.py --resume {run_dir.root}")
+                preemption.checkpoint = run_dir.checkpoint(step)  # once it is on disk, a second signal exits 4
+                raise preemption.stopped(step, saved_path or save(), d.world, run_dir.root)
 
             # ---- one optimiser update: grad_accum micro-batches of micro_batch rows (per rank)
             t0 = time.perf_counter()
@@ -287,11 +278,10 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
 
             # ---- after the LM update: the SAEs step on what its forwards captured; chrono signals; logging
             chrono_step = step % t.chrono_every == 0 or step == t.max_steps
-            if saes is not None:
-                if state.skipped_in_a_row:
-                    saes.discard_captured()
-                else:
-                    step_metrics.update(saes.step(step, with_metrics=chrono_step))
+            if saes is not None and state.skipped_in_a_row:
+                saes.discard_captured()
+            elif saes is not None:
+                step_metrics.update(saes.step(step, with_metrics=chrono_step))
             if chrono and chrono_step:
                 t_attn = time.perf_counter()
                 step_metrics.update(attention_metrics(model, val["tokens"][:t.micro_batch],
@@ -319,11 +309,9 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
             bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tokens_per_step / dt:,.0f}")
             if state.skipped_in_a_row > t.max_skipped_in_a_row:
                 path = save()  # skipped updates left the weights as they were: the last good state
-                raise TrainingStopped(
-                    f"{state.skipped_in_a_row} updates in a row had a non-finite loss or gradient "
-                    f"(train.max_skipped_in_a_row={t.max_skipped_in_a_row}); the last good weights "
-                    f"(from step {step - state.skipped_in_a_row}) are saved in {path}"
-                )
+                raise TrainingStopped(f"{state.skipped_in_a_row} updates in a row had a non-finite loss or gradient "
+                                      f"(train.max_skipped_in_a_row={t.max_skipped_in_a_row}); the last good weights "
+                                      f"(from step {step - state.skipped_in_a_row}) are saved in {path}")
         final_state = hf_state_dict(model)  # under FSDP a collective: every rank gathers
         if d.main:
             export_hf_model(model, tokenizer, run_dir.final_model, final_state)
