@@ -10,9 +10,11 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +22,14 @@ from chrono_membench.config import ConfigError, resume_rule
 from chrono_membench.run_dir import RunDir
 
 EXIT_PREEMPTED = 4
+
+
+def exit_with(code: int) -> None:
+    """sys.exit(code) once a command's work is done and closed (files, wandb, the data worker), without the ≈ 2 s
+    the interpreter's last garbage collections take over torch's and transformers' objects at exit (measured on the
+    2-core CPU: 8.5 s → 6.4 s for importing the package and leaving): frozen objects are not collected again."""
+    gc.freeze()
+    sys.exit(code)
 
 
 class Preempted(RuntimeError):

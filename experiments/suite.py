@@ -103,4 +103,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from chrono_membench.safety import exit_with
+
+    exit_with(main())

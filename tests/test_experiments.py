@@ -13,7 +13,7 @@ from chrono_membench.run_dir import RunDir
 
 def test_cli_bad_input_exits_2_without_traceback(tmp_path):
     for args in (["--ablation", "nope"], ["--preset", "tiny", "train.max_steps=-1"],
-                 ["--resume", str(tmp_path / "missing")], ["--preset", "tiny", "data.origin=hub"],
+                 ["--resume", str(tmp_path / "missing")],  # an offline hub dataset: the "dead" run below
                  ["--preset", "tiny", "sae.hook_points=[blocks.1.hook_nope]"],
                  ["--preset", "tiny", "sae.hook_points=[blocks.9.hook_mlp_out]"]):
         proc = cli(*args, f"run.out_dir={tmp_path}", env={"HF_HUB_OFFLINE": "1"})
@@ -29,8 +29,7 @@ def test_malformed_preset_missing_package_offline_hub_give_clear_errors(tmp_path
     assert proc.returncode == 2 and "is not valid YAML" in proc.stderr and "Traceback" not in proc.stderr
     proc = cli("--preset", "tiny", "model.name=gguf:/nonexistent/model.gguf", f"run.out_dir={tmp_path}")
     assert proc.returncode == 2 and "nor an existing .gguf file" in proc.stderr and "Traceback" not in proc.stderr
-    proc = cli("--preset", "tiny", "data.origin=hub", f"run.out_dir={tmp_path}", env={"HF_HUB_OFFLINE": "1"})
-    assert proc.returncode == 2 and "data/prepare.py" in proc.stderr and "Traceback" not in proc.stderr
+    # (an offline hub dataset: test_a_run_that_fails_before_training_leaves_nothing_and_resume_latest_skips_it)
 
 
 def test_a_run_that_fails_before_training_leaves_nothing_and_resume_latest_skips_it(tmp_path):
@@ -45,7 +44,9 @@ def test_a_run_that_fails_before_training_leaves_nothing_and_resume_latest_skips
     assert claims and all(any(v in l for v in ("detected", "undecided at this size")) for l in claims), claims
     dead = cli("--preset", "tiny", "data.origin=hub", f"run.out_dir={tmp_path}", "run.name=dead",
                env={"HF_HUB_OFFLINE": "1"})
-    assert dead.returncode == 2 and not (tmp_path / "dead").exists()
+    assert dead.returncode == 2 and not (tmp_path / "dead").exists()  # the hub dataset cannot load offline:
+    assert "Traceback" not in dead.stderr and dead.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "data/prepare.py" in dead.stderr  # one line, saying what to run instead
     (tmp_path / "empty").mkdir()  # a directory with a config but no checkpoint (e.g. killed while loading)
     (tmp_path / "empty" / "config.yaml").write_text((tmp_path / "good" / "config.yaml").read_text())
     resumed = cli("--resume", "latest", "--no-progress", f"run.out_dir={tmp_path}")
