@@ -20,6 +20,7 @@ from chrono_membench.errors import ConfigError
 
 # model.name=random:<shape>: the architecture of a released model with random weights (model.py builds them)
 RANDOM_SHAPES = ("gemma-2-2b", "llama-3-8b")
+GGUF_NAMES = ("smollm2-135m", "gemma-3-270m")  # the GGUF model packages model.GGUF_MODELS installs and loads
 PRESET_DIR = Path(__file__).resolve().parent.parent / "experiments" / "configs"
 
 # Each ablation sets exactly these switches (DESIGN.md §4.1–4.3); `full` keeps the preset's values.
@@ -171,6 +172,9 @@ class ModelConfig(_Section):
         if not (self.name == "tiny" or kind in ("hf", "gguf", "local", "random")):
             raise ConfigError(f"model.name must be tiny, hf:<hub id>, gguf:<name or file>, local:<dir> or "
                               f"random:<{'|'.join(RANDOM_SHAPES)}>; got {self.name!r}")
+        if kind == "gguf" and shape not in GGUF_NAMES and not (shape.endswith(".gguf") and Path(shape).is_file()):
+            raise ConfigError(f"model.name={self.name!r}: not a known GGUF package ({', '.join(GGUF_NAMES)}) nor an "
+                              f"existing .gguf file")  # here, before the imports a load would need
         if kind == "random" and shape not in RANDOM_SHAPES:
             raise ConfigError(f"model.name={self.name!r}: unknown shape; allowed: random:{', random:'.join(RANDOM_SHAPES)}")
         if self.random_layers < 0:

@@ -3,7 +3,7 @@ import importlib.util
 import pytest
 import torch
 
-from chrono_membench.config import ModelConfig
+from chrono_membench.config import GGUF_NAMES, ModelConfig
 from chrono_membench.model import (
     GGUF_MODELS, ModelLoadError, boot_bridge, build_hf_model, hf_state_dict, load_model, load_tokenizer,
     random_shape, resolve_hf_dir,
@@ -47,6 +47,11 @@ def test_random_shapes_are_the_released_architectures_and_boot_with_hooks(tokeni
     _check_hooks(bridge, torch.randint(0, 1000, (2, 12)))
     with pytest.raises(Exception, match="random:gemma-2-2b, random:llama-3-8b"):
         ModelConfig(name="random:gpt-5")
+    # a GGUF name the config does not know, or a .gguf path that is not there, is refused by the config (before the
+    # imports a load needs); the names it knows are the loader's
+    assert set(GGUF_NAMES) == set(GGUF_MODELS)
+    with pytest.raises(Exception, match="nor an existing .gguf file"):
+        ModelConfig(name="gguf:/nonexistent/model.gguf")
 
 
 @pytest.mark.parametrize("name", sorted(GGUF_MODELS))
