@@ -366,6 +366,10 @@ class Config:
                               "chrono.diversity_share=0")
         if self.chrono.enabled and self.chrono.canary_repetitions:
             self.canary_steps()  # the insertion counts must fit: refuse before any heavy work
+        if self.model.name == "tiny":  # its depth is the config's: the hooks' layers are checked here, not after a load
+            from chrono_membench.hooks import check_hook_points
+
+            check_hook_points(self.sae.hook_points, self.model.tiny_layers)
         for name in self.sae.variants:
             self.variant(name)
 
