@@ -89,7 +89,7 @@ class LatentRecords:
     the checkpoint's step can fold in its forward over the same windows instead (probe_eval.probe_metrics)."""
 
     def __init__(self, saes, probes: ProbeSet, device, k: int = TOP_K):
-        self.saes, self.k, self.start = saes, k, 0
+        self.saes, self.k, self.start, self.device = saes, k, 0, device
         self.windows = windows_of(probes)
         self.units = {hook: saes.export_units(hook) for hook in saes.hook_points}  # the exported SAE's values
         S = PROBE_TOKENS - PREFIX_TOKENS
@@ -126,9 +126,8 @@ class LatentRecords:
             return {}, windows
         assert self.start == len(windows), (self.start, len(windows))
         columns = sorted({w["column"] for w in windows}, key=[w["column"] for w in windows].index)
-        device = self.records[next(iter(self.records))]["fires"].device if self.records else "cpu"
-        col = torch.tensor([columns.index(w["column"]) for w in windows], device=device)
-        src = torch.tensor([SOURCE_NAMES.index(w["source"]) for w in windows], device=device)
+        col = torch.tensor([columns.index(w["column"]) for w in windows], device=self.device)
+        src = torch.tensor([SOURCE_NAMES.index(w["source"]) for w in windows], device=self.device)
         out = {}
         for hook, r in self.records.items():
             if hook not in self.saes.hook_points:  # retired since (its weights turned non-finite at the checkpoint)

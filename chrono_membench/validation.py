@@ -295,9 +295,9 @@ def time_local(name: str, hook: str, S: torch.Tensor, n: torch.Tensor, bucket: t
 def time_local_fdr(name: str, hook: str, S: torch.Tensor, n: torch.Tensor, bucket: torch.Tensor, planted: int,
                    main: bool, q: float = 0.05, min_windows: int = 5) -> list[Check]:
     """The per-latent test the evals run (chrono/selectivity.py: Kruskal–Wallis over time buckets, Benjamini–
-    Hochberg at q) on the Python and the ordinary windows. Main run: it finds a time-selective population, and most
-    of it peaks in the planted bucket. Control run (the Python documents spread over the buckets): none — under the
-    global null BH holds P(any discovery) ≤ q. Kruskal–Wallis flags a latent whose rate differs across buckets either
+    Hochberg at q) on the Python and the ordinary windows. Main run: it finds a time-selective population, and the
+    planted bucket is the highest or the lowest of most of it. Control run (the Python documents spread over the
+    buckets): none — under the global null BH holds P(any discovery) ≤ q. Kruskal–Wallis flags a latent whose rate differs across buckets either
     way, and planting Python into one bucket also makes the text latents fire less there: so the main criterion is
     that the planted bucket is the extreme (highest or lowest rate) of most selective latents. (The ordinary windows
     could carry a real time signal of their own, memorisation by training order; the demo's evals find 0 of ≈ 2,200
@@ -308,15 +308,16 @@ def time_local_fdr(name: str, hook: str, S: torch.Tensor, n: torch.Tensor, bucke
     if not main:
         return [Check(f"{label} (spread)", f"{count} of {tested} tested", "0 (the global null: BH holds P(any) ≤ q)",
                       count == 0)]
-    peak = trough = 0.0
+    peak = trough = extreme = 0.0
     if count:  # each selective latent's mean rate per token by bucket: is the planted one its highest or lowest?
         rate = S[:, got["selective"]] / n.clamp_min(1)[:, None]
         by_bucket = torch.stack([rate[bucket == b].mean(0) for b in range(int(bucket.max()) + 1)])
-        peak = (by_bucket.argmax(0) == planted).float().mean().item()
-        trough = (by_bucket.argmin(0) == planted).float().mean().item()
+        highest, lowest = by_bucket.argmax(0) == planted, by_bucket.argmin(0) == planted
+        peak, trough = highest.float().mean().item(), lowest.float().mean().item()
+        extreme = (highest | lowest).float().mean().item()  # a flat profile is not counted twice
     return [Check(label, f"{count} of {tested} tested; b{planted} is the highest of {peak:.0%}, the lowest of {trough:.0%}",
                   "≥ 1, and the planted bucket is the extreme (highest or lowest) of ≥ 80 % of them",
-                  count >= 1 and peak + trough >= 0.8)]
+                  count >= 1 and extreme >= 0.8)]
 
 
 def source_purity(hook: str, S: torch.Tensor, n: torch.Tensor, source: torch.Tensor, k: int, generator) -> list[Check]:
