@@ -297,11 +297,11 @@ def time_local_fdr(name: str, hook: str, S: torch.Tensor, n: torch.Tensor, bucke
     """The per-latent test the evals run (chrono/selectivity.py: Kruskal–Wallis over time buckets, Benjamini–
     Hochberg at q) on the Python and the ordinary windows. Main run: it finds a time-selective population, and the
     planted bucket is the highest or the lowest of most of it. Control run (the Python documents spread over the
-    buckets): none — under the global null BH holds P(any discovery) ≤ q. Kruskal–Wallis flags a latent whose rate differs across buckets either
-    way, and planting Python into one bucket also makes the text latents fire less there: so the main criterion is
-    that the planted bucket is the extreme (highest or lowest rate) of most selective latents. (The ordinary windows
-    could carry a real time signal of their own, memorisation by training order; the demo's evals find 0 of ≈ 2,200
-    latents time-selective on them.)"""
+    buckets): none — under the global null BH holds P(any discovery) ≤ q. Kruskal–Wallis flags a latent whose rate
+    differs across buckets either way, and planting Python into one bucket also makes the text latents fire less
+    there: so the main criterion is that the planted bucket is the extreme (highest or lowest rate) of most selective
+    latents. (The ordinary windows could carry a real time signal of their own, memorisation by training order; the
+    demo's evals find 0 of ≈ 2,200 latents time-selective on them.)"""
     got = fdr_selective(S.numpy(), n.numpy(), bucket.numpy(), min_windows, q)
     count, tested = (0, 0) if got is None else (got["count"], len(got["tested"]))
     label = f"time-selective latents (FDR q = {q}) [{hook}] {name}"
