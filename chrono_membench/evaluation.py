@@ -45,35 +45,43 @@ def _val_metrics(total: float, count: float) -> dict[str, float]:
 
 
 @torch.no_grad()
-def validation_loss(model, val: dict[str, torch.Tensor], micro_batch: int, autocast, d: Dist = ALONE) -> dict[str, float]:
-    """Validation loss over all val rows; under torchrun each rank takes rows r, r+N, … (padding rows, all
-    targets masked, even out the forwards FSDP needs on every rank) and the sums are reduced."""
-    start, was_training = time.perf_counter(), model.training
+def _val_sums(model, tokens_all: torch.Tensor, sources_all: torch.Tensor, micro_batch: int, autocast) -> torch.Tensor:
+    """[loss sum, target count] of clean forwards over these rows, micro_batch rows at a time."""
+    was_training, sums = model.training, torch.zeros(2, dtype=torch.float64)
     model.eval()
-    index, weight = d.padded_share(len(val["tokens"]))
-    tokens_all = val["tokens"][index]
-    sources_all = val["source_index"][index].masked_fill(weight[:, None].to(val["tokens"].device) == 0, PAD_SOURCE)
-    sums = torch.zeros(2, dtype=torch.float64)  # loss sum, target count
     for i in range(0, len(tokens_all), micro_batch):
         tokens, sources = tokens_all[i:i + micro_batch], sources_all[i:i + micro_batch]
         with autocast:
             logits = model(tokens)
         sums += _loss_sums(logits, tokens, sources)
     model.train(was_training)
+    return sums
+
+
+def validation_loss(model, val: dict[str, torch.Tensor], micro_batch: int, autocast, d: Dist = ALONE) -> dict[str, float]:
+    """Validation loss over all val rows; under torchrun each rank takes rows r, r+N, … (padding rows, all
+    targets masked, even out the forwards FSDP needs on every rank) and the sums are reduced."""
+    start = time.perf_counter()
+    index, weight = d.padded_share(len(val["tokens"]))
+    sources = val["source_index"][index].masked_fill(weight[:, None].to(val["tokens"].device) == 0, PAD_SOURCE)
+    sums = _val_sums(model, val["tokens"][index], sources, micro_batch, autocast)
     return {**_val_metrics(*d.sum_(sums).tolist()), K.eval_time("val"): time.perf_counter() - start}
 
 
 def validation_metrics(model, saes: SAEBank | None, val: dict[str, torch.Tensor], n_tokens: int, micro_batch: int,
                        autocast, d: Dist = ALONE) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
-    """Validation loss and, with SAEs, the SAE panel → (metrics, density). Where the panel's rows are all the
-    validation rows (one process), its clean forwards give the validation loss too (the same rows, batches and sums
-    as validation_loss), so each row is run clean once."""
+    """Validation loss and, with SAEs, the SAE panel → (metrics, density). In one process the panel's clean
+    forwards (its rows are the first validation rows) give those rows' validation loss, and only the rows after
+    them run clean for it (the same rows, batches and sums as validation_loss): each row is run clean once."""
     if saes is None:
         return validation_loss(model, val, micro_batch, autocast, d), {}
-    shared = d.world == 1 and _panel_rows(val, n_tokens) == len(val["tokens"])
-    metrics = {} if shared else validation_loss(model, val, micro_batch, autocast, d)
-    panel, density = sae_eval_panel(model, saes, val, n_tokens, micro_batch, autocast, with_val_loss=shared)
-    return {**metrics, **panel}, density
+    if d.world > 1:  # each rank has its share of the validation rows; the panel runs every row on every rank
+        panel, density = sae_eval_panel(model, saes, val, n_tokens, micro_batch, autocast)
+        return {**validation_loss(model, val, micro_batch, autocast, d), **panel}, density
+    panel, density, sums = sae_eval_panel(model, saes, val, n_tokens, micro_batch, autocast, with_val_loss=True)
+    start, rows = time.perf_counter(), _panel_rows(val, n_tokens)
+    sums += _val_sums(model, val["tokens"][rows:], val["source_index"][rows:], micro_batch, autocast)
+    return {**_val_metrics(*sums.tolist()), **panel, K.eval_time("val"): time.perf_counter() - start}, density
 
 
 def _panel_rows(val: dict[str, torch.Tensor], n_tokens: int) -> int:
@@ -82,7 +90,7 @@ def _panel_rows(val: dict[str, torch.Tensor], n_tokens: int) -> int:
 
 @torch.no_grad()
 def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens: int, micro_batch: int,
-                   autocast, with_val_loss: bool = False) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+                   autocast, with_val_loss: bool = False):
     """The SAE core eval panel (sae-lens's evals / SAEBench definitions) per hook, on the first ⌈n_tokens / seq_len⌉
     validation rows, over the tokens the SAE mask keeps (position 0, BOS, outlier norms left out):
         ce_recovered  (CE_zero − CE_SAE) / (CE_zero − CE_clean)     kl_div_score  (KL_zero − KL_SAE) / KL_zero
@@ -96,7 +104,7 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
     position, as sae-lens does); CE and KL count a position iff its input token is kept (sae-lens's ignore-token
     rule). → (metrics, {hook: firing frequency [d_sae] over the kept tokens}) for the density histogram. The bank's
     variants are evaluated on the same forwards (their keys under variant/<name>/; the zero-ablation is shared).
-    with_val_loss: also val/loss and val/ppl from the clean forwards (validation_metrics)."""
+    with_val_loss: → (metrics, density, [loss sum, target count] of the clean forwards) for validation_metrics."""
     t_start, rows, was_training = time.perf_counter(), _panel_rows(val, n_tokens), model.training
     model.eval()
     banks = {"": saes, **{K.variant(name, ""): v for name, v in saes.variants.items()}}  # key prefix → bank
@@ -143,11 +151,9 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
         metrics.update({prefix + key: v for key, v in tally.metrics(hook, bank, rows * val["tokens"].shape[1]).items()})
         if not prefix:  # the density histogram artifact: the leading bank's SAEs
             density[hook] = (tally.fires / max(tally.sums[PANEL_SUMS.index("tokens")].item(), 1)).float()
-    if with_val_loss:
-        metrics.update(_val_metrics(*val_sums.tolist()))
     model.train(was_training)
     metrics[K.eval_time("sae_panel")] = time.perf_counter() - t_start
-    return metrics, density
+    return (metrics, density, val_sums) if with_val_loss else (metrics, density)
 
 
 def _reference_sums(tokens, sources, keep, clean_logp, zero_logp) -> tuple[list, torch.Tensor, torch.Tensor]:

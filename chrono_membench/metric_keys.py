@@ -176,8 +176,8 @@ def eval_keys(hooks: list[str], buckets: list[str], canary_labels: list[str], so
     """Keys of one eval once every probe column is filled (buckets: b0, b1, …; plus "unseen")."""
     keys = [val(n) for n in VAL] + ["time/eval_s"] + [sae(h, n) for h in hooks for n in SAE_EVAL]
     keys += [chrono(h, n) for h in hooks for n in STABILITY + PREVIOUS_SAE]
-    # with SAEs the panel's clean forwards give the validation loss (one process): its time is the panel's
-    keys += [eval_time("sae_panel")] if hooks else [eval_time("val")]
+    # with SAEs the panel's clean forwards give its rows' validation loss; eval_val_s: the other rows' forwards
+    keys += [eval_time("val")] + ([eval_time("sae_panel")] if hooks else [])
     keys += [eval_time("canaries")] if canary_labels else []
     if not buckets:
         return keys

@@ -29,9 +29,15 @@ from chrono_membench.config import ModelConfig
 from chrono_membench.errors import ModelLoadError
 from chrono_membench.run_dir import atomic_write
 
-# The bridge's KV-cached generate passes `past_key_values`, which transformers 5 deprecates with a warning per
-# call; nothing a user of this harness can act on.
-warnings.filterwarnings("ignore", message=r".*`past_key_values` is deprecated", category=FutureWarning)
+
+def quiet_known_warnings() -> None:
+    """The bridge's KV-cached generate passes `past_key_values`, which transformers 5 deprecates with a warning per
+    call; nothing a user of this harness can act on. (Installed at import; the tests' in-process CLI installs it
+    again under its own warning filters.)"""
+    warnings.filterwarnings("ignore", message=r".*`past_key_values` is deprecated", category=FutureWarning)
+
+
+quiet_known_warnings()
 
 CACHE_DIR = Path(os.environ.get("CHRONO_MEMBENCH_CACHE", Path.home() / ".cache" / "chrono_membench"))
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

@@ -90,7 +90,7 @@ def _score_group(scores: dict[str, np.ndarray], rows: np.ndarray, column: str, b
     if not rows.any():
         return {}
     out = {}
-    for name, kind in K.MEM_SCORES.items():
+    for name, kind in ((n, k) for n, k in K.MEM_SCORES.items() if n in scores):
         x = scores[name][rows]
         if kind == "rate":
             hits, n = int(x.sum()), len(x)
@@ -157,11 +157,14 @@ def probe_metrics(model, reference, saes: SAEBank | None, probes: ProbeSet, seen
     logged (time/eval_<part>_s). records: a LatentRecords that folds in the windows' forward (one process only)."""
     metrics: dict[str, float] = {}
     clock = [time.perf_counter()]
+    # before the first update (a new run's step 0) nothing has been trained: a canary's exposure is then its
+    # controls' (the null every eval measures) and the only windows are unseen ones, which every later eval decodes
+    trained = bool(seen.entries)
 
     def timed(part: str) -> None:  # the wall time since the previous part
         metrics[K.eval_time(part)], clock[0] = time.perf_counter() - clock[0], time.perf_counter()
 
-    if canaries:
+    if canaries and trained:
         metrics.update(canary_exposures(model, canaries, autocast, device, seed, final))
         timed("canaries")
     flat = [p for _, ps in probes.columns() for p in ps]
@@ -170,7 +173,8 @@ def probe_metrics(model, reference, saes: SAEBank | None, probes: ProbeSet, seen
     if reference is not None:
         fill_reference_losses(reference, flat, autocast, device, d)
         timed("reference")
-    w, acts = score_windows(model, saes, probes, seen, reference is not None, autocast, device, d, timed, records)
+    w, acts = score_windows(model, saes, probes, seen, reference is not None, autocast, device, d, timed, records,
+                            greedy=trained)
     metrics.update(memorisation_by_column(w, probes))
     metrics.update(membership(w, seed))
     timed("extraction")  # greedy extraction, teacher-forced scores, and every statistic over them
@@ -187,10 +191,10 @@ def probe_metrics(model, reference, saes: SAEBank | None, probes: ProbeSet, seen
 
 
 def score_windows(model, saes, probes: ProbeSet, seen: SeenLog, with_reference: bool, autocast, device, d: Dist,
-                  timed, records=None) -> tuple[Windows, dict]:
+                  timed, records=None, greedy: bool = True) -> tuple[Windows, dict]:
     """The windows' extraction and membership scores, and (with SAEs) each hook's per-window activation sums,
     token counts and prefix means [W, F], from one forward shared with the logits (and `records`); gathered over
-    ranks."""
+    ranks. greedy=False: the teacher-forced scores only (no greedy decoding: exact and token match missing)."""
     columns = probes.columns()
     flat = [p for _, ps in columns for p in ps]
     index, weight = d.padded_share(len(flat))
@@ -204,7 +208,8 @@ def score_windows(model, saes, probes: ProbeSet, seen: SeenLog, with_reference: 
         logits = _cached_logits(windows, torch.cat(chunk_logits), logits)
         acts = {h: tuple(gather(x[h]).cpu() for x in (doc_sums, doc_tokens, prefix_means)) for h in doc_sums}
         timed("probe_forward")
-    local = extraction_scores(logits, windows, generate_fn=generate_fn(model, autocast))
+    local = extraction_scores(logits, windows, generate_fn=generate_fn(model, autocast) if greedy else None,
+                              greedy=greedy)
     scores = {k: gather(v).double().cpu().numpy() for k, v in local.items()}
     ref_loss = np.array([p.ref_loss for p in flat], dtype=np.float64) if with_reference else None
     w = Windows(names=[name for name, _ in columns], col=np.array([c for c, (_, ps) in enumerate(columns) for _ in ps]),

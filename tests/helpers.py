@@ -1,14 +1,18 @@
 """Small helpers shared by the tests: run the CLI, train a tiny run, read what it logged."""
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from chrono_membench import metric_keys as K
 from chrono_membench.config import load_config
 from chrono_membench.logging import read_metrics
+from chrono_membench.model import quiet_known_warnings
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOK = "blocks.1.hook_resid_post"  # the tiny preset's default SAE hook (mid-depth of 2 layers)
@@ -44,6 +48,22 @@ def cli(*args, env=None):
     """experiments/run.py in a subprocess, from the repository root."""
     return subprocess.run([sys.executable, "experiments/run.py", *args], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+
+
+def run_main(*args):
+    """experiments/run.py's main() in this process, → what cli() returns (exit code, stdout, stderr), without a new
+    interpreter's ≈ 7 s of imports. For what a test reads from the run and its exit code; a test of signals, of a
+    kill or of environment variables read at import needs cli()'s own process."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("default")  # as the command's own process shows them (pytest would collect them)
+        quiet_known_warnings()
+        try:
+            code = load_script("experiments/run.py").main(list(args))
+        except SystemExit as e:  # argparse's usage errors
+            code = e.code
+    err.write("".join(f"warning: {w.message}\n" for w in said))
+    return subprocess.CompletedProcess(["experiments/run.py", *args], code, out.getvalue(), err.getvalue())
 
 
 def series(metrics, key):

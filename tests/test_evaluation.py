@@ -47,7 +47,6 @@ def test_chrono_keys_purity_files_and_probe_table(tmp_path):
     listed = {k for k in listed if not k.startswith("data/")}
     optional = {K.mem(s, b, "exposures") + x for s in K.MEM_SCORES for b in K.EXPOSURE_BINS for x in ("", *K.CI)}
     optional |= {k for b in ("b0", "b1") for k in K.with_ci(K.did(b, stratified=True))}
-    optional |= {K.eval_time("val")}  # with SAEs (one process) the panel's clean forwards give the validation loss
     optional |= {K.SAE_WARMUP_S}  # with sae.warmup_tokens only
     optional |= {K.mia("tpr1", s, b) for s in K.MIA_SCORES for b in ("b0", "b1")}  # ≥ 100 unseen windows only
     # time selectivity needs latents firing in ≥ chrono.min_windows seen windows: tiny has 4
@@ -58,9 +57,15 @@ def test_chrono_keys_purity_files_and_probe_table(tmp_path):
     for r in (r for r in metrics if "time/eval_s" in r):  # the eval's parts are timed, and they are parts of it
         parts = [v for k, v in r.items() if k.startswith("time/eval_") and k != "time/eval_s"]
         assert len(parts) >= 2 and min(parts) >= 0 and sum(parts) <= r["time/eval_s"], r
+    # step 0 (nothing trained): no canary exposure and no greedy decoding, the teacher-forced scores of the unseen
+    # windows only; every later eval has both
+    step0 = next(r for r in metrics if r["step"] == 0 and "time/eval_s" in r)
+    assert K.mem("loss", "unseen") in step0 and K.mem("exact_match", "unseen") not in step0
+    assert not any(k.startswith("mem/canary") for k in step0) and K.eval_time("canaries") not in step0
     # the evals before the last score the first 7 candidates, the last all 15 (its rank-based exposure's cap: 4 bits)
     evals = [r for r in metrics if K.CANARY_CANDIDATES in r]
     assert [r[K.CANARY_CANDIDATES] for r in evals] == [7] * (len(evals) - 1) + [15] and len(evals) >= 2
+    assert all(K.mem("exact_match", "unseen") in r for r in evals) and evals[0]["step"] > 0
     assert all(0 <= r["mem/canary_exposure/control"] <= 3 for r in evals[:-1])  # log2(8)
     final = {k: v for r in metrics for k, v in r.items()}
     assert 0 <= final["chrono/attn_diversity/mean"] <= 1 and final["chrono/attn_entropy/mean"] > 0

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import yaml
-from helpers import HOOK, ROOT, cli
+from helpers import HOOK, ROOT, cli, run_main
 
 from chrono_membench.run_dir import RunDir
 
@@ -33,7 +33,7 @@ def test_malformed_preset_missing_package_offline_hub_give_clear_errors(tmp_path
 
 
 def test_a_run_that_fails_before_training_leaves_nothing_and_resume_latest_skips_it(tmp_path):
-    good = cli("--preset", "tiny", "--no-progress", "train.max_steps=2", f"run.out_dir={tmp_path}", "run.name=good")
+    good = run_main("--preset", "tiny", "--no-progress", "train.max_steps=2", f"run.out_dir={tmp_path}", "run.name=good")
     assert good.returncode == 0, good.stderr[-2000:]
     # the closing summary tells the chrono story and the next command; no deprecation noise from generate
     for line in ("SAE blocks.1.hook_resid_post: FVE", "purity − permutation null", "b0: loss", "unseen − seen loss gap",
@@ -49,7 +49,7 @@ def test_a_run_that_fails_before_training_leaves_nothing_and_resume_latest_skips
     assert "data/prepare.py" in dead.stderr  # one line, saying what to run instead
     (tmp_path / "empty").mkdir()  # a directory with a config but no checkpoint (e.g. killed while loading)
     (tmp_path / "empty" / "config.yaml").write_text((tmp_path / "good" / "config.yaml").read_text())
-    resumed = cli("--resume", "latest", "--no-progress", f"run.out_dir={tmp_path}")
+    resumed = run_main("--resume", "latest", "--no-progress", f"run.out_dir={tmp_path}")
     assert resumed.returncode == 0 and "resumed from" in resumed.stdout and str(RunDir(tmp_path / "good").root) in \
         resumed.stdout
 

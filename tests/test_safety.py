@@ -4,7 +4,7 @@ recorded; under chrono the horizon (train.max_steps) may not change."""
 import json
 
 import pytest
-from helpers import cli
+from helpers import run_main as cli  # in-process: these read the run, not the process
 
 from chrono_membench.logging import read_metrics
 from chrono_membench.safety import config_changes

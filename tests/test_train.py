@@ -8,7 +8,7 @@ import time
 
 import pytest
 import torch
-from helpers import FAULT_ARGS, ROOT, losses, series, tiny, train_tiny
+from helpers import FAULT_ARGS, ROOT, losses, run_main, series, tiny, train_tiny
 
 import chrono_membench.train as train_mod
 from chrono_membench.checkpoint import latest_good_checkpoint, list_checkpoints
@@ -100,8 +100,7 @@ def test_kill_and_resume_is_bitwise_identical(tmp_path, uninterrupted_run):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (killed / "final_model").exists()  # really killed mid-run
-    resumed = subprocess.run([sys.executable, "experiments/run.py", "--resume", str(killed), "--no-progress"],
-                             cwd=ROOT, env=env, capture_output=True, text=True)
+    resumed = run_main("--resume", str(killed), "--no-progress")  # in this process: what a fresh one computes
     assert resumed.returncode == 0, resumed.stderr
     a, b = read_metrics(straight / "metrics.jsonl"), read_metrics(killed / "metrics.jsonl")
     assert losses(straight) == losses(killed)  # bitwise: JSON floats round-trip exactly

@@ -35,19 +35,20 @@ MIN_K = 0.2  # Min-K% Prob: the mean log-probability of the 20 % least likely to
 
 @torch.no_grad()
 def extraction_scores(logits_fn: Logits, windows: torch.Tensor, prefix_len: int = 32, n_tokens: int = 32,
-                      generate_fn: Generate | None = None) -> dict[str, torch.Tensor]:
+                      generate_fn: Generate | None = None, greedy: bool = True) -> dict[str, torch.Tensor]:
     """windows [B, prefix_len + n_tokens]: each the training context (prefix_len tokens) then the scored tokens.
     Per window: whether the greedy continuation of the prefix reproduces the scored tokens exactly
     (32-extractable), the fraction of matching tokens (Pythia's memorisation score), the teacher-forced loss on
-    the scored tokens (MIMIR's LOSS), and Min-K% Prob on them."""
+    the scored tokens (MIMIR's LOSS), and Min-K% Prob on them. greedy=False: the last two only."""
     window = windows[:, :prefix_len + n_tokens]
-    target = window[:, prefix_len:]
-    generate_fn = generate_fn or (lambda prefix, n: greedy_continuation(logits_fn, prefix, n))
-    match = generate_fn(window[:, :prefix_len], n_tokens) == target
     loss = scored_token_losses(logits_fn, window, prefix_len)
     k = max(1, math.ceil(MIN_K * n_tokens))
-    return {"exact_match": match.all(1).float(), "token_match": match.float().mean(1), "loss": loss.mean(1),
-            "min_k": -loss.topk(k, dim=1).values.mean(1)}
+    out = {"loss": loss.mean(1), "min_k": -loss.topk(k, dim=1).values.mean(1)}
+    if greedy:
+        generate_fn = generate_fn or (lambda prefix, n: greedy_continuation(logits_fn, prefix, n))
+        match = generate_fn(window[:, :prefix_len], n_tokens) == window[:, prefix_len:]
+        out |= {"exact_match": match.all(1).float(), "token_match": match.float().mean(1)}
+    return out
 
 
 @torch.no_grad()

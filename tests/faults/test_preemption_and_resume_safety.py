@@ -6,14 +6,14 @@ import subprocess
 import sys
 
 import pytest
-from helpers import FAULT_ARGS, ROOT, cli, load_script, values, wait_for_step
+from helpers import FAULT_ARGS, ROOT, load_script, run_main, values, wait_for_step
 
 from chrono_membench.checkpoint import payload_file
 from chrono_membench.safety import EXIT_PREEMPTED
 
 ARGS = FAULT_ARGS
 SOAK_SEED = 7  # with worker_share 0.5: a data worker killed, then the trainer early (asserted below)
-run = cli
+run = run_main  # the resumes: in this process (the faults themselves are real processes)
 
 
 def test_sigint_is_caught_like_sigterm():

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import FAULT_ARGS, HOLD, HOOK, ROOT, cli, load_script, values, wait_for_step
+from helpers import FAULT_ARGS, HOLD, HOOK, ROOT, cli, load_script, run_main, values, wait_for_step
 
 from chrono_membench import metric_keys as K
 from chrono_membench.checkpoint import MANIFEST, _sha256, payload_file
@@ -57,7 +57,7 @@ def test_a_really_full_disk_exits_5_naming_the_path_and_the_run_resumes_elsewher
     assert kept and all(p.startswith("step_") for p in kept), kept  # no half-written temporary left
     moved = tmp_path / "moved"  # the researcher frees space (here: moves the run) and resumes: nothing was lost
     shutil.copytree(run, moved, ignore=shutil.ignore_patterns("wandb"))
-    resumed = cli("--resume", str(moved), "--no-progress")
+    resumed = run_main("--resume", str(moved), "--no-progress")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     without_wandb = lambda run: [{k: v for k, v in r.items() if not k.startswith("logging/")} for r in values(run)]  # noqa: E731
     assert without_wandb(moved) == values(uninterrupted_run[0])  # (its twin ran without wandb: no upload counters)
@@ -79,7 +79,7 @@ def test_a_nan_in_one_sae_retires_it_and_the_lm_run_goes_on_unchanged(tmp_path, 
     manifest["files"]["saes.pt"] = _sha256(payload_file(ckpt, "saes"))
     (ckpt / MANIFEST).write_text(json.dumps(manifest))
 
-    resumed = cli("--resume", str(run), "--no-progress")
+    resumed = run_main("--resume", str(run), "--no-progress")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"SAE at {HOOK} retired at step 7" in resumed.stderr
     assert lm_values(run) == lm_values(straight)  # the LM never noticed
@@ -96,7 +96,7 @@ def test_a_nan_in_one_sae_retires_it_and_the_lm_run_goes_on_unchanged(tmp_path, 
 
 def test_an_sae_that_diverges_by_itself_is_retired_after_its_skips(tmp_path):
     """sae.lr = 1e30: Adam moves every weight by ~1e30, the next forward overflows. Nothing is injected."""
-    done = cli(*FAULT_ARGS, "sae.lr=1e30", "sae.max_skipped_in_a_row=2", f"run.out_dir={tmp_path}", "run.name=lr")
+    done = run_main(*FAULT_ARGS, "sae.lr=1e30", "sae.max_skipped_in_a_row=2", f"run.out_dir={tmp_path}", "run.name=lr")
     assert done.returncode == 0, done.stderr[-3000:]
     records = read_metrics(tmp_path / "lr" / "metrics.jsonl")
     skipped = [r[K.sae(HOOK, "skipped_steps")] for r in records if K.sae(HOOK, "skipped_steps") in r]
@@ -113,7 +113,7 @@ def test_a_kill_before_the_first_checkpoint_restarts_clean(tmp_path, uninterrupt
         pytest.skip("the run reached its first checkpoint before the kill (an overloaded machine)")
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
-    resumed = cli("--resume", str(tmp_path / "early"), "--no-progress")
+    resumed = run_main("--resume", str(tmp_path / "early"), "--no-progress")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "no checkpoint yet; training it again from step 0" in resumed.stderr
     assert values(tmp_path / "early") == values(uninterrupted_run[0])  # no line repeated
@@ -161,7 +161,7 @@ def test_a_second_sigterm_during_teardown_still_exits_4(tmp_path):
 
 
 def test_bad_inputs_are_refused_in_one_line_naming_the_field(tmp_path):
-    too_many = cli(*FAULT_ARGS, "sae.k=100000", f"run.out_dir={tmp_path}", "run.name=k")
+    too_many = run_main(*FAULT_ARGS, "sae.k=100000", f"run.out_dir={tmp_path}", "run.name=k")
     assert too_many.returncode == 2 and "Traceback" not in too_many.stderr, too_many.stderr[-2000:]
     assert too_many.stderr.strip().startswith("error: sae.k=100000") and "allowed: 1..256" in too_many.stderr
     nowhere = cli(*FAULT_ARGS, "run.out_dir=/proc/nope")
