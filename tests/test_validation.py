@@ -54,6 +54,10 @@ def test_dose_and_forgetting_checks_pass_on_a_planted_effect_and_fail_without_on
     assert not V.training_order(none, plan)[0].passed
     assert not V.training_order({**effect, "never_b": scores(1.0)}, plan)[1].passed  # a "null" that differs
     assert V.training_order(effect, {k: v[:2] for k, v in plan.items()}) == []  # 2 + 2 documents: p ≥ 0.33
+    # where the plant does not apply (the momentum run), the same numbers are reported without a verdict
+    info = V.informational([found, *V.forgetting(none)], "β1 = 0.9")
+    assert [c.passed for c in info] == [None, None] and {V.verdict(c) for c in info} == {"INFO"}
+    assert info[0].measured == found.measured and "[β1 = 0.9]" in V.table(info)
 
 
 def test_alignment_check_compares_the_arm_effect_with_the_seed_floor():
