@@ -9,9 +9,10 @@ The plan, for T updates with W warmup and D warmdown steps (L = T − D, the las
   ("early"), one ending at L − 1 ("late"; step L is full with the dose sets' last insertions): the same count and
   learning rate, only the time differs; the training-order test (Spearman ρ of score vs first step) must find it
   too, and find nothing on the never-inserted sets given the same steps. These two checks read a run of their own
-  ("recency", validate.py) with Adam's β1 = 0: with momentum (β1 = 0.9) a gradient reaches the weights over the ~10
-  steps after it, and by the end of a run a set inserted k steps before it has received only 1 − 0.9^k of its
-  update (34 % at k = 4), so the late set is planted weaker, not more recent (the main run reports its values);
+  ("recency", validate.py: Adam's β1 = 0 and a plan of these sets only, 20 documents each, RECENCY): with momentum
+  (β1 = 0.9) a gradient reaches the weights over the ~10 steps after it, and by the end of a run a set inserted k
+  steps before it has received only 1 − 0.9^k of its update (34 % at k = 4), so the late set is planted weaker, not
+  more recent (the main run reports its values);
 - time-local feature: Python source (the standard library's; absent from the mixture) planted once per
   document, all within the middle time bucket — in the control run spread evenly over the whole run;
 - canaries: chrono.canary_repetitions [1, 4, 16], ending at L.
@@ -59,6 +60,10 @@ class Sizes:
 
 # quick: 3 vs 6 documents, the fewest whose AUROC interval can exclude chance (Newcombe: ≥ 0.585 if separated)
 QUICK = Sizes(x16=3, x4=2, x1=2, never=6, forget=2, code=8, latents=4)
+# the recency run's plan: the forgetting sets only, 20 each (a step's 8 rows hold 24 documents of 65 tokens): the
+# last β1 = 0 run measured late − early −0.22 nats at 8 each (per-document SD ≈ 0.25), which 20 + 20 resolve
+# (interval half-width ≈ 0.16; a Spearman ρ of ≈ 0.4 over 40 documents: p ≈ 0.01)
+RECENCY = Sizes(x16=0, x4=0, x1=0, never=20, forget=20, code=0, latents=0)
 CODE_TOKENS = 127  # + EOS: a Python document's length
 
 
@@ -143,7 +148,7 @@ def build_plan(cfg: Config, tokenizer, sizes: Sizes, seed: int = 0) -> dict[str,
         pool = pool[n:]
     b, B, T = cfg.chrono.n_buckets // 2, cfg.chrono.n_buckets, cfg.train.max_steps
     lo, hi = b * T // B + 1, (b + 1) * T // B  # the steps of bucket b (ProbeSet.bucket_of)
-    code = python_documents(tokenizer, sizes.code, rng)
+    code = python_documents(tokenizer, sizes.code, rng) if sizes.code else []
     steps = spread(lo, hi, len(code))
     sets["code"] = [Plant(f"plant/code/{uid}", tokens + [eos], [s]) for (uid, tokens), s in zip(code, steps)]
     return sets

@@ -46,7 +46,7 @@ def overrides(preset: str, out: Path, quick: bool, extra: list[str]) -> tuple[li
             "control": ["chrono.plant_file=" + str(out / "plants_control.jsonl")],
             "no_alignment": ["chrono.plant_file=" + str(out / "plants_main.jsonl"), "chrono.alignment_weight=0"],
             # the main plan without momentum: each insertion's update lands at its own step (validation.py's plan)
-            "recency": ["chrono.plant_file=" + str(out / "plants_main.jsonl"), "train.betas=[0.0,0.95]",
+            "recency": ["chrono.plant_file=" + str(out / "plants_recency.jsonl"), "train.betas=[0.0,0.95]",
                         "sae.enabled=false"]}  # (its checks read the LM only)
     return common, {name: [*common, *arm, f"run.name={name}"] for name, arm in arms.items()
                     if name == "main" or not quick}
@@ -88,11 +88,12 @@ def evaluate(out: Path, arms: dict, sizes: V.Sizes) -> list[V.Check]:
         autocast = model_autocast(device, r.cfg.train.autocast)  # the precision the run recorded
         model, reference, saes, probes, tokenizer = r.model, r.reference, r.saes, r.probes, r.tokenizer
         logits, generate = partial(logits_fn, autocast=autocast), partial(generate_fn, autocast=autocast)
-        if name == "recency":  # the forgetting and order checks, on the plan trained without momentum
-            scores = {s: V.window_scores(model, reference, V.plant_windows(plan[s]).to(device), logits, generate)
+        if name == "recency":  # the forgetting and order checks, on their own plan trained without momentum
+            sets = V.read_plan(out / "plan_recency.json")
+            scores = {s: V.window_scores(model, reference, V.plant_windows(sets[s]).to(device), logits, generate)
                       for s in ("never_a", "never_b", "early", "late")}
             checks += [replace(c, name=c.name + " (β1 = 0 run)") for c in V.forgetting(scores)
-                       + V.training_order(scores, plan)]
+                       + V.training_order(scores, sets)]
             continue
         sets = plan if name == "main" else V.spread_code(cfg, plan)
         tokens, bucket, is_code = temporal_windows(sets, probes)
@@ -147,6 +148,10 @@ def main(argv=None) -> int:
             V.write_plants(out / "plants_main.jsonl", plan)
             V.write_plants(out / "plants_control.jsonl", V.spread_code(cfg, plan))
             V.write_plan(out / "plan.json", plan)
+            if "recency" in arms:
+                recency = V.build_plan(cfg, load_tokenizer(cfg.model), V.RECENCY)
+                V.write_plants(out / "plants_recency.jsonl", recency)
+                V.write_plan(out / "plan_recency.json", recency)
         cfgs = {name: load_config(preset, overrides=o) for name, o in arms.items()}  # all checked before training
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
