@@ -60,9 +60,9 @@ class Sizes:
 
 # quick: 3 vs 6 documents, the fewest whose AUROC interval can exclude chance (Newcombe: ≥ 0.585 if separated)
 QUICK = Sizes(x16=3, x4=2, x1=2, never=6, forget=2, code=8, latents=4)
-# the recency run's plan: the forgetting sets only, 20 each (a step's 8 rows hold 24 documents of 65 tokens): the
-# last β1 = 0 run measured late − early −0.22 nats at 8 each (per-document SD ≈ 0.25), which 20 + 20 resolve
-# (interval half-width ≈ 0.16; a Spearman ρ of ≈ 0.4 over 40 documents: p ≈ 0.01)
+# the recency run's plan: the forgetting sets only, 20 each (a step's 8 rows hold 24 documents of 65 tokens), sized
+# from a β1 = 0 run's −0.22 nats at 8 each; measured at 20 each (2026-12-02): −0.117 [−0.300, +0.067], half of what
+# 20 + 20 resolve (≈ 0.26 nats) — a decisive plant at that effect needs ≈ 100 per set, over more steps
 RECENCY = Sizes(x16=0, x4=0, x1=0, never=20, forget=20, code=0, latents=0)
 CODE_TOKENS = 127  # + EOS: a Python document's length
 

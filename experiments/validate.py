@@ -8,8 +8,9 @@
 Plants (chrono_membench/validation.py has the plan): documents inserted 1×/4×/16× and never; 4× early vs 4× late;
 Python source confined to the middle time bucket (control run: spread over the whole run); canaries 1×/4×/16×.
 Four runs: `main`, `control` (the Python spread out), `no_alignment` (main with λ_align = 0; the LM trains
-identically, only the SAEs differ) and `recency` (main with Adam's β1 = 0, which the forgetting and order checks
-read: with momentum the late set's update is still mostly in flight when the run ends; validation.py). Then one
+identically, only the SAEs differ) and `recency` (the early and late sets alone, 20 each, Adam's β1 = 0, no SAEs;
+the forgetting and order checks read it: with momentum the late set's update is still mostly in flight when the run
+ends; validation.py). Then one
 row per check: measured value, PASS/FAIL (INFO: reported, no criterion applies) and the criterion, which is fixed in
 validation.py before any run. Writes validation.json and validation.md in the output directory.
 """
