@@ -9,7 +9,8 @@ The plan, for T updates with W warmup and D warmdown steps (L = T − D, the las
   ("early"), one ending at L − 1 ("late"; step L is full with the dose sets' last insertions): the same count and
   learning rate, only the time differs; the training-order test (Spearman ρ of score vs first step) must find it
   too, and find nothing on the never-inserted sets given the same steps. These two checks read a run of their own
-  ("recency", validate.py: Adam's β1 = 0 and a plan of these sets only, 20 documents each, RECENCY): with momentum
+  ("recency", validate.py: Adam's β1 = 0, twice the rows per step, and a plan of these sets only, 80 documents
+  each over 8 steps, RECENCY): with momentum
   (β1 = 0.9) a gradient reaches the weights over the ~10 steps after it, and by the end of a run a set inserted k
   steps before it has received only 1 − 0.9^k of its update (34 % at k = 4), so the late set is planted weaker, not
   more recent (the main run reports its values);
@@ -54,16 +55,18 @@ class Sizes:
     x1: int = 8
     never: int = 16
     forget: int = 8
+    forget_span: int = 4  # consecutive steps a forgetting set spans; each document is inserted on 4 of them
     code: int = 32
     latents: int = 10
 
 
 # quick: 3 vs 6 documents, the fewest whose AUROC interval can exclude chance (Newcombe: ≥ 0.585 if separated)
 QUICK = Sizes(x16=3, x4=2, x1=2, never=6, forget=2, code=8, latents=4)
-# the recency run's plan: the forgetting sets only, 20 each (a step's 8 rows hold 24 documents of 65 tokens), sized
-# from a β1 = 0 run's −0.22 nats at 8 each; measured at 20 each (2026-12-02): −0.117 [−0.300, +0.067], half of what
-# 20 + 20 resolve (≈ 0.26 nats) — a decisive plant at that effect needs ≈ 100 per set, over more steps
-RECENCY = Sizes(x16=0, x4=0, x1=0, never=20, forget=20, code=0, latents=0)
+# the recency run's plan: the forgetting sets only. Measured at 20 each in 4 steps of 8 rows (2026-12-02):
+# late − early −0.117 [−0.300, +0.067] nats, ρ +0.19 (p 0.25), half of what 20 + 20 resolve. Now 80 each, each set's
+# halves on 4 consecutive steps of its 8 (40 documents of the 48 that 16 rows hold: validate.py's recency arm doubles
+# train.grad_accum), so the interval narrows by √4 and the early set sees twice the tokens of later training
+RECENCY = Sizes(x16=0, x4=0, x1=0, never=80, forget=80, code=0, latents=0, forget_span=8)
 CODE_TOKENS = 127  # + EOS: a Python document's length
 
 
@@ -90,6 +93,14 @@ def full_lr_steps(cfg: Config) -> tuple[int, int]:
 def spread(first: int, last: int, n: int) -> list[int]:
     """n insertion steps spread evenly over [first, last], the last at `last` (n = 1: at `last` only)."""
     return [int(s) for s in np.linspace(first if n > 1 else last, last, n).round()]
+
+
+def forget_steps(start: int, span: int):
+    """A forgetting set's schedule: document i → 4 consecutive steps within [start, start + span), the set's
+    documents split evenly over span / 4 such blocks (span 4: every document on steps start … start + 3)."""
+    if span % 4:
+        raise ValueError(f"forget_span must be a multiple of 4, got {span}")
+    return lambda i: list(range(start + 4 * (i % (span // 4)), start + 4 * (i % (span // 4)) + 4))
 
 
 def used_validation_uids(cfg: Config, tokenizer) -> set[str]:
@@ -136,15 +147,17 @@ def build_plan(cfg: Config, tokenizer, sizes: Sizes, seed: int = 0) -> dict[str,
     pool = [pool[i] for i in rng.permutation(len(pool))]
     first, last = full_lr_steps(cfg)
     eos = tokenizer.eos_token_id
+    span = sizes.forget_span
     sets, wants = {}, [("x16", sizes.x16, spread(first, last, 16)), ("x4", sizes.x4, spread(first, last, 4)),
-                       ("x1", sizes.x1, spread(first, last, 1)), ("early", sizes.forget, list(range(first, first + 4))),
-                       ("late", sizes.forget, list(range(last - 4, last))), ("never_a", sizes.never, []),
+                       ("x1", sizes.x1, spread(first, last, 1)), ("early", sizes.forget, forget_steps(first, span)),
+                       ("late", sizes.forget, forget_steps(last - span, span)), ("never_a", sizes.never, []),
                        ("never_b", sizes.never, [])]
     if len(pool) < sum(n for _, n, _ in wants):
         raise RuntimeError(f"{len(pool)} unused validation documents of {PROBE_TOKENS}+ tokens; "
                            f"{sum(n for _, n, _ in wants)} wanted")
     for name, n, steps in wants:
-        sets[name] = [Plant(f"plant/{name}/{uid}", tokens + [eos], list(steps)) for uid, tokens in pool[:n]]
+        sets[name] = [Plant(f"plant/{name}/{uid}", tokens + [eos], list(steps(i) if callable(steps) else steps))
+                      for i, (uid, tokens) in enumerate(pool[:n])]
         pool = pool[n:]
     b, B, T = cfg.chrono.n_buckets // 2, cfg.chrono.n_buckets, cfg.train.max_steps
     lo, hi = b * T // B + 1, (b + 1) * T // B  # the steps of bucket b (ProbeSet.bucket_of)

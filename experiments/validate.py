@@ -8,9 +8,9 @@
 Plants (chrono_membench/validation.py has the plan): documents inserted 1×/4×/16× and never; 4× early vs 4× late;
 Python source confined to the middle time bucket (control run: spread over the whole run); canaries 1×/4×/16×.
 Four runs: `main`, `control` (the Python spread out), `no_alignment` (main with λ_align = 0; the LM trains
-identically, only the SAEs differ) and `recency` (the early and late sets alone, 20 each, Adam's β1 = 0, no SAEs;
-the forgetting and order checks read it: with momentum the late set's update is still mostly in flight when the run
-ends; validation.py). Then one
+identically, only the SAEs differ) and `recency` (the early and late sets alone, 80 each over 8 steps, Adam's
+β1 = 0, 16 rows per step, no SAEs; the forgetting and order checks read it: with momentum the late set's update is
+still mostly in flight when the run ends; validation.py). Then one
 row per check: measured value, PASS/FAIL (INFO: reported, no criterion applies) and the criterion, which is fixed in
 validation.py before any run. Writes validation.json and validation.md in the output directory.
 """
@@ -47,8 +47,9 @@ def overrides(preset: str, out: Path, quick: bool, extra: list[str]) -> tuple[li
             "control": ["chrono.plant_file=" + str(out / "plants_control.jsonl")],
             "no_alignment": ["chrono.plant_file=" + str(out / "plants_main.jsonl"), "chrono.alignment_weight=0"],
             # the main plan without momentum: each insertion's update lands at its own step (validation.py's plan)
+            # twice the rows per step (room for its 80 + 80 documents), no SAEs or canaries (its checks read the LM)
             "recency": ["chrono.plant_file=" + str(out / "plants_recency.jsonl"), "train.betas=[0.0,0.95]",
-                        "sae.enabled=false"]}  # (its checks read the LM only)
+                        "train.grad_accum=8", "sae.enabled=false", "chrono.canary_repetitions=[]"]}
     return common, {name: [*common, *arm, f"run.name={name}"] for name, arm in arms.items()
                     if name == "main" or not quick}
 

@@ -115,3 +115,22 @@ def test_fdr_check_finds_a_planted_time_local_population_and_nothing_when_it_is_
     assert control.passed and control.measured == "0 of 200 tested"
     assert not V.time_local_fdr("main", HOOK, S, n, spread, 1, True)[0].passed  # nothing planted: fails
     assert not V.time_local_fdr("control", HOOK, S, n, confined, 1, False)[0].passed  # a leak: fails
+
+
+def test_forgetting_sets_spread_over_their_span_fit_the_recency_runs_rows():
+    span4, span8 = V.forget_steps(4, 4), V.forget_steps(16, 8)
+    assert [span4(i) for i in range(3)] == [[4, 5, 6, 7]] * 3  # the main plan: every document on the same 4 steps
+    assert [span8(i) for i in range(3)] == [[16, 17, 18, 19], [20, 21, 22, 23], [16, 17, 18, 19]]
+    # the recency plan as validate.py builds it: 80 + 80 documents, 40 per step, inside the full-LR steps, and placed
+    # in the recency arm's 16 rows of 256 tokens (Plants raises where a step's documents do not fit)
+    from chrono_membench.config import load_config
+    from chrono_membench.data.plants import Plants
+    cfg = load_config("demo", overrides=["train.grad_accum=8"])
+    first, last = V.full_lr_steps(cfg)
+    tokens = [0] * (V.PROBE_TOKENS + 1)  # a planted document: a probe window and EOS
+    plan = {s: [V.Plant(f"{s}/{i}", tokens, f(i)) for i in range(V.RECENCY.forget)]
+            for s, f in (("early", V.forget_steps(first, 8)), ("late", V.forget_steps(last - 8, 8)))}
+    steps = [s for ps in plan.values() for p in ps for s in p.steps]
+    assert min(steps) == first and max(steps) == last - 1 and max(np.bincount(steps)) == 40
+    Plants([p for ps in plan.values() for p in ps], cfg.train.max_steps, cfg.train.micro_batch, cfg.train.grad_accum,
+           cfg.data.seq_len, lambda step: [0] * cfg.train.micro_batch)
