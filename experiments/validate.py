@@ -1,6 +1,6 @@
 """Planted-signal validation: does each metric detect an effect whose truth is known?
 
-    python experiments/validate.py                 # the demo model on the real-text sample: 4 runs, ~42 min on CPU
+    python experiments/validate.py                 # the demo model on the real-text sample: 4 runs, ~45 min on CPU
     python experiments/validate.py --quick         # the tiny random model, the main run only: about a minute
     python experiments/validate.py --eval-only runs/validate-...   # score finished runs again
     python experiments/validate.py --out runs/validate-...         # finish what is missing there (same plan)
