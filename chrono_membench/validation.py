@@ -9,11 +9,10 @@ The plan, for T updates with W warmup and D warmdown steps (L = T − D, the las
   ("early"), one ending at L − 1 ("late"; step L is full with the dose sets' last insertions): the same count and
   learning rate, only the time differs; the training-order test (Spearman ρ of score vs first step) must find it
   too, and find nothing on the never-inserted sets given the same steps. These two checks read a run of their own
-  ("recency", validate.py: Adam's β1 = 0, twice the rows per step, and a plan of these sets only, 80 documents
-  each over 8 steps, RECENCY): with momentum
-  (β1 = 0.9) a gradient reaches the weights over the ~10 steps after it, and by the end of a run a set inserted k
-  steps before it has received only 1 − 0.9^k of its update (34 % at k = 4), so the late set is planted weaker, not
-  more recent (the main run reports its values);
+  ("recency", validate.py: Adam's β1 = 0, twice the rows per step, and a plan of these sets only, 80 documents each
+  over 8 steps, RECENCY): with momentum (β1 = 0.9) a gradient reaches the weights over the ~10 steps after it, and
+  by the end of a run a set inserted k steps before it has received only 1 − 0.9^k of its update (34 % at k = 4), so
+  the late set is planted weaker, not more recent (the main run reports its values);
 - time-local feature: Python source (the standard library's; absent from the mixture) planted once per
   document, all within the middle time bucket — in the control run spread evenly over the whole run;
 - canaries: chrono.canary_repetitions [1, 4, 16], ending at L.

@@ -46,7 +46,7 @@ def overrides(preset: str, out: Path, quick: bool, extra: list[str]) -> tuple[li
     arms = {"main": ["chrono.plant_file=" + str(out / "plants_main.jsonl")],
             "control": ["chrono.plant_file=" + str(out / "plants_control.jsonl")],
             "no_alignment": ["chrono.plant_file=" + str(out / "plants_main.jsonl"), "chrono.alignment_weight=0"],
-            # the main plan without momentum: each insertion's update lands at its own step (validation.py's plan)
+            # its own plan (validation.RECENCY) without momentum, so each insertion's update lands at its own step;
             # twice the rows per step (room for its 80 + 80 documents), no SAEs or canaries (its checks read the LM)
             "recency": ["chrono.plant_file=" + str(out / "plants_recency.jsonl"), "train.betas=[0.0,0.95]",
                         "train.grad_accum=8", "sae.enabled=false", "chrono.canary_repetitions=[]"]}

@@ -128,8 +128,9 @@ def test_forgetting_sets_spread_over_their_span_fit_the_recency_runs_rows():
     cfg = load_config("demo", overrides=["train.grad_accum=8"])
     first, last = V.full_lr_steps(cfg)
     tokens = [0] * (V.PROBE_TOKENS + 1)  # a planted document: a probe window and EOS
+    span = V.RECENCY.forget_span
     plan = {s: [V.Plant(f"{s}/{i}", tokens, f(i)) for i in range(V.RECENCY.forget)]
-            for s, f in (("early", V.forget_steps(first, 8)), ("late", V.forget_steps(last - 8, 8)))}
+            for s, f in (("early", V.forget_steps(first, span)), ("late", V.forget_steps(last - span, span)))}
     steps = [s for ps in plan.values() for p in ps for s in p.steps]
     assert min(steps) == first and max(steps) == last - 1 and max(np.bincount(steps)) == 40
     Plants([p for ps in plan.values() for p in ps], cfg.train.max_steps, cfg.train.micro_batch, cfg.train.grad_accum,
