@@ -68,6 +68,7 @@ class Summary:
     val_ppl: list[tuple[int, float]] = field(default_factory=list)
     skipped_steps: int = 0
     wall_s: float = 0.0
+    eval_s: float = 0.0  # the evals' share of wall_s (time/eval_s summed)
     wandb_dir: Path | None = None
 
 
@@ -194,6 +195,7 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
                         cfg.chrono.fdr_q, final=last, records=records)
                     metrics.update(chrono_metrics)
                 metrics["time/eval_s"] = time.perf_counter() - t_eval
+                summary.eval_s += metrics["time/eval_s"]
                 logger.log(step, metrics)
                 logger.log_panels(step, matrices, saes.hook_points if saes is not None else [])
                 for artifact in write_purity(run_dir, step, matrices, density, d.rank):

@@ -131,7 +131,8 @@ def main(argv=None) -> int:
     if quiet:
         return 0
     print(f"\n{'=' * 72}\nrun {run_dir.name}: {summary.steps} steps, {summary.tokens:,} tokens this session, "
-          f"{summary.wall_s:.0f} s, {'bf16 autocast' if cfg.train.autocast == 'bf16' else 'fp32'}")
+          f"{summary.wall_s:.0f} s (evals {summary.eval_s:.0f} s, {summary.eval_s / max(summary.wall_s, 1e-9):.0%}), "
+          f"{'bf16 autocast' if cfg.train.autocast == 'bf16' else 'fp32'}")
     print(f"train loss   first {summary.first_loss:.4f} → last {summary.last_loss:.4f} (this session)")
     if summary.val_ppl:
         (before_step, before), (after_step, after) = summary.val_ppl[0], summary.val_ppl[-1]

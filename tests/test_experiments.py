@@ -1,6 +1,7 @@
 """The entry points: experiments/run.py's exit codes and --resume latest; the ablation suite."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import sys
 import yaml
 from helpers import HOOK, ROOT, cli, run_main
 
+from chrono_membench.logging import read_metrics
 from chrono_membench.run_dir import RunDir
 
 
@@ -40,6 +42,9 @@ def test_a_run_that_fails_before_training_leaves_nothing_and_resume_latest_skips
                  "MIA AUROC(ref)", "training order (Spearman ρ", "next         python analysis/report.py"):
         assert line in good.stdout, line
     assert "past_key_values" not in good.stderr
+    # the evals' share of the wall time, from time/eval_s: what an eval cadence costs, on the first line
+    evals = sum(r["time/eval_s"] for r in read_metrics(tmp_path / "good" / "metrics.jsonl") if "time/eval_s" in r)
+    assert re.search(rf"s \(evals {evals:.0f} s, \d+%\), ", good.stdout), good.stdout[:400]
     claims = [l for l in good.stdout.splitlines() if "MIA AUROC(ref)" in l or "DiD within" in l or "training order" in l]
     assert claims and all(any(v in l for v in ("detected", "undecided at this size")) for l in claims), claims
     dead = cli("--preset", "tiny", "data.origin=hub", f"run.out_dir={tmp_path}", "run.name=dead",
