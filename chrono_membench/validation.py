@@ -100,7 +100,8 @@ def forget_steps(start: int, span: int):
     documents split evenly over span / 4 such blocks (span 4: every document on steps start … start + 3)."""
     if span % 4:
         raise ValueError(f"forget_span must be a multiple of 4, got {span}")
-    return lambda i: list(range(start + 4 * (i % (span // 4)), start + 4 * (i % (span // 4)) + 4))
+    block = lambda i: start + 4 * (i % (span // 4))  # noqa: E731
+    return lambda i: list(range(block(i), block(i) + 4))
 
 
 def used_validation_uids(cfg: Config, tokenizer) -> set[str]:
