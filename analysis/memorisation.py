@@ -45,19 +45,24 @@ def main() -> None:
     for run in args.loaded:
         chrono, train = run.config.get("chrono", {}), run.config.get("train", {})
         n_buckets, max_steps = chrono.get("n_buckets", 10), train.get("max_steps", 1)
-        fig = make_subplots(rows=3, cols=3, subplot_titles=[
-            "exact match (32-extractable)", "memorisation score (token match)", "loss on the scored 32 tokens",
+        # one panel per memorisation score (K.MEM_SCORES: any number, three to a row), then six of the rest
+        titles = {"exact_match": "exact match (32-extractable)", "token_match": "memorisation score (token match)",
+                  "loss": "loss on the scored 32 tokens"}
+        score_rows = math.ceil(len(K.MEM_SCORES) / 3)
+        fig = make_subplots(rows=score_rows + 2, cols=3, subplot_titles=[
+            *(titles.get(m, m.replace("_", " ")) for m in K.MEM_SCORES), *[""] * (3 * score_rows - len(K.MEM_SCORES)),
             "MIA AUROC per bucket vs unseen (final)", "DiD: Δloss(bucket) − Δloss(unseen) (dotted: within sources)",
             "loss by exposure count (final)",
             "loss by last-seen bucket (final)", "canary exposure (final; bits)", "unseen − seen loss gap"])
         final = run.final()
         buckets = bucket_order({k.split("/")[-1] for k in run.keys("mem/loss/") if not k.endswith(K.CI)})
-        for col, metric in enumerate(K.MEM_SCORES, start=1):
+        for i, metric in enumerate(K.MEM_SCORES):
+            row, col = divmod(i, 3)
             for bucket in buckets:
                 steps, values, err = with_interval(run, K.mem(metric, bucket))
                 x = steps if bucket == "unseen" else [s - bucket_start(bucket, n_buckets, max_steps) for s in steps]
                 fig.add_trace(go.Scatter(x=x, y=values, error_y=err, mode="lines+markers", name=f"{metric} {bucket}",
-                                         legendgroup=bucket), row=1, col=col)
+                                         legendgroup=bucket), row=row + 1, col=col + 1)
         seen = [b for b in buckets if b != "unseen"]
         for score in K.MIA_SCORES:
             keys = [K.mia("auc", score, b) for b in seen if K.mia("auc", score, b) in final]
@@ -66,15 +71,17 @@ def main() -> None:
                 fig.add_trace(go.Scatter(x=[k.split("/")[-1] for k in keys], y=values, mode="markers", name=f"AUROC {score}",
                                          error_y=error_bars(values, [final.get(k + K.CI[0], math.nan) for k in keys],
                                                             [final.get(k + K.CI[1], math.nan) for k in keys])),
-                              row=2, col=1)
-        fig.add_hline(y=0.5, line_dash="dash", annotation_text="chance", row=2, col=1)
+                              row=score_rows + 1, col=1)
+        fig.add_hline(y=0.5, line_dash="dash", annotation_text="chance", row=score_rows + 1, col=1)
         for bucket in seen:
             for stratified, dash in ((False, "solid"), (True, "dot")):
                 steps, values, err = with_interval(run, K.did(bucket, stratified))
                 fig.add_trace(go.Scatter(x=steps, y=values, error_y=err, mode="lines+markers", line={"dash": dash},
-                                         name=f"DiD{' within sources' if stratified else ''} {bucket}"), row=2, col=2)
-        fig.add_hline(y=0.0, line_dash="dash", row=2, col=2)
-        for row, col, by, columns in ((2, 3, "exposures", list(K.EXPOSURE_BINS)), (3, 1, "last_seen", seen)):
+                                         name=f"DiD{' within sources' if stratified else ''} {bucket}"),
+                              row=score_rows + 1, col=2)
+        fig.add_hline(y=0.0, line_dash="dash", row=score_rows + 1, col=2)
+        for row, col, by, columns in ((score_rows + 1, 3, "exposures", list(K.EXPOSURE_BINS)),
+                                      (score_rows + 2, 1, "last_seen", seen)):
             keys = [K.mem("loss", c, by) for c in columns if K.mem("loss", c, by) in final]
             if keys:
                 values = [final[k] for k in keys]
@@ -82,19 +89,24 @@ def main() -> None:
                                      error_y=error_bars(values, [final.get(k + K.CI[0], math.nan) for k in keys],
                                                         [final.get(k + K.CI[1], math.nan) for k in keys])),
                               row=row, col=col)
-        labels = sorted({k.split("/")[-1] for k in run.keys("mem/canary_exposure/") if not k.endswith("_extrap")},
+        # the repetition cells: rank-based values, and the extrapolated ones with their bootstrap interval
+        labels = sorted({k.split("/")[-1] for k in run.keys("mem/canary_exposure/") if "_extrap" not in k},
                         key=lambda r: (r == "control", int(r) if r.isdigit() else 0))
         for extrapolated in (False, True):
             if labels:
-                fig.add_trace(go.Bar(x=[f"×{l}" if l != "control" else l for l in labels],
-                                     y=[final.get(K.canary(l, extrapolated), math.nan) for l in labels],
-                                     name="extrapolated (skew-normal)" if extrapolated else "rank-based"), row=3, col=2)
+                values = [final.get(K.canary(l, extrapolated), math.nan) for l in labels]
+                err = error_bars(values, *([final.get(K.canary(l, True) + ci, math.nan) for l in labels] for ci in K.CI)
+                                 ) if extrapolated else None
+                fig.add_trace(go.Bar(x=[f"×{l}" if l != "control" else l for l in labels], y=values, error_y=err,
+                                     name="extrapolated (skew-normal model)" if extrapolated else "rank-based"),
+                              row=score_rows + 2, col=2)
         steps, values = run.series(K.MEM_LOSS_GAP)
-        fig.add_trace(go.Scatter(x=steps, y=values, mode="lines+markers", name="loss gap"), row=3, col=3)
-        fig.update_xaxes(title_text="steps since the bucket started (unseen: step)", row=1)
-        fig.update_xaxes(title_text="step", row=2, col=2)
-        fig.update_xaxes(title_text="step", row=3, col=3)
-        fig.update_layout(title=f"Memorisation · {run.label}", height=1200, template="plotly_white")
+        fig.add_trace(go.Scatter(x=steps, y=values, mode="lines+markers", name="loss gap"), row=score_rows + 2, col=3)
+        for row in range(1, score_rows + 1):
+            fig.update_xaxes(title_text="steps since the bucket started (unseen: step)", row=row)
+        fig.update_xaxes(title_text="step", row=score_rows + 1, col=2)
+        fig.update_xaxes(title_text="step", row=score_rows + 2, col=3)
+        fig.update_layout(title=f"Memorisation · {run.label}", height=400 * (score_rows + 2), template="plotly_white")
         print(save_figure(fig, args.out, f"memorisation_{run.label}"))
 
 

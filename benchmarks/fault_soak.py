@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from chrono_membench.logging import read_metrics
-from chrono_membench.metric_keys import TIMING  # wall-clock values differ between identical runs
+from chrono_membench.metric_keys import is_timing  # wall-clock values differ between identical runs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,7 @@ def comparable(run_dir: Path) -> list[str]:
     path = run_dir / "metrics.jsonl"
     if not path.exists():
         return []
-    return [json.dumps({k: v for k, v in r.items() if k not in TIMING}, sort_keys=True) for r in read_metrics(path)]
+    return [json.dumps({k: v for k, v in r.items() if not is_timing(k)}, sort_keys=True) for r in read_metrics(path)]
 
 
 def data_workers(pid: int) -> list[int]:

@@ -1,5 +1,6 @@
-"""Evaluation: the LM loss, validation loss, the SAE core eval panel, attention diversity (probe_eval.py holds
-the probe set's metrics: memorisation, membership inference, canaries, purity).
+"""Evaluation: `evaluate` runs one eval — its core (validation loss and the SAE core eval panel, here) and then
+every metric registered with registry.py (probe_eval.py registers the probe set's: canaries, memorisation,
+membership inference, purity and selectivity); also the LM loss and attention diversity.
 
 Everything here returns metric dicts (keys from metric_keys) and tensors; nothing writes files. The metric
 arithmetic lives in chrono/ as pure functions; this module gathers the tensors they need from the model and the
@@ -14,7 +15,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from chrono_membench import hooks
+from chrono_membench import hooks, probe_eval  # noqa: F401  (probe_eval registers the probe set's metrics)
 from chrono_membench import metric_keys as K
 from chrono_membench.chrono.attention import attention_entropy, head_js_diversity
 from chrono_membench.chrono.redundancy import cofiring_max_phi
@@ -22,7 +23,26 @@ from chrono_membench.chrono.sae_metrics import ce_loss_recovered
 from chrono_membench.chrono.stability import activation_stability
 from chrono_membench.data.sources import PAD_SOURCE
 from chrono_membench.distributed import ALONE, Dist
+from chrono_membench.registry import REGISTRY, EvalContext, applies
 from chrono_membench.sae import SAEBank
+
+
+def evaluate(ctx: EvalContext) -> dict[str, float]:
+    """One eval: validation loss and the SAE panel (their density histograms to ctx.density), then every registered
+    metric that applies, in registration order, each timed (time/eval_<name>_s) when it logs anything; the probe
+    windows' shared parts are timed as they happen (ctx.timings). Purity matrices go to ctx.matrices."""
+    start = time.perf_counter()
+    metrics, ctx.density = validation_metrics(ctx.model, ctx.saes, ctx.val, ctx.eval_tokens, ctx.micro_batch,
+                                              ctx.autocast, ctx.dist)
+    for metric in [m for m in REGISTRY.values() if applies(m, ctx)]:
+        t0, shared = time.perf_counter(), sum(ctx.timings.values())
+        got = metric.compute(ctx)
+        if got:  # its own time: less the shared parts (the windows' scoring) it happened to set off
+            metrics.update(got)
+            metrics[K.eval_time(metric.name)] = time.perf_counter() - t0 - (sum(ctx.timings.values()) - shared)
+    metrics.update({K.eval_time(part): v for part, v in ctx.timings.items()})
+    metrics["time/eval_s"] = time.perf_counter() - start
+    return metrics
 
 
 def lm_loss(logits: torch.Tensor, tokens: torch.Tensor, source_index: torch.Tensor) -> torch.Tensor:
@@ -134,7 +154,9 @@ def sae_eval_panel(model, saes: SAEBank, val: dict[str, torch.Tensor], n_tokens:
                     zero_logp = model.run_with_hooks(tokens, fwd_hooks=[(hook, lambda a, hook: torch.zeros_like(a))]
                                                      ).float().log_softmax(-1)
                 reference[hook] = _reference_sums(tokens, sources, keep, clean_logp, zero_logp)
-            sums = _splice_sums(model, tokens, hook, flat, keep, x_hat, clean_logp, reference[hook], autocast)
+            recon = flat.clone()  # the SAE's reconstruction at the kept positions; the others keep their activation
+            recon[keep] = x_hat
+            sums = _splice_sums(model, tokens, hook, recon, clean_logp, reference[hook], autocast)
             norm_x = x.norm(dim=-1)
             sums += [(x_hat.norm(dim=-1) / torch.where(norm_x < 1e-4, 1.0, norm_x)).sum(), (latents != 0).sum(),
                      x.pow(2).sum(), (x - x_hat).pow(2).sum(), x.new_tensor(len(x))]
@@ -166,11 +188,9 @@ def _reference_sums(tokens, sources, keep, clean_logp, zero_logp) -> tuple[list,
              target_ok.sum(), (_kl(clean_logp, zero_logp) * pos).sum()], target_ok, pos)
 
 
-def _splice_sums(model, tokens, hook: str, flat, keep, x_hat, clean_logp, reference, autocast) -> list:
-    """One batch's CE and KL sums (PANEL_SUMS up to kl_zero) of a reconstruction x_hat spliced in at the kept
-    positions of the hook's activations `flat` (the others keep theirs); `reference`: the hook's _reference_sums."""
-    recon = flat.clone()
-    recon[keep] = x_hat
+def _splice_sums(model, tokens, hook: str, recon, clean_logp, reference, autocast) -> list:
+    """One batch's CE and KL sums (PANEL_SUMS up to kl_zero) with the hook's activations replaced by `recon`
+    (flattened: the reconstruction at the kept positions); `reference`: the hook's _reference_sums."""
     with autocast:
         spliced = model.run_with_hooks(tokens, fwd_hooks=[(hook, lambda a, hook: hooks.unflatten(recon, a))])
     spliced = spliced.float().log_softmax(-1)

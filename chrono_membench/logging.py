@@ -109,7 +109,7 @@ class MetricsLogger(NullLogger):
     def __init__(self, run_dir: RunDir | Path, config: dict, wandb_mode: str, project: str, group: str,
                  job_type: str, run_name: str, init_timeout_s: float = 20.0):
         run_dir = RunDir(run_dir)
-        self.path = run_dir.metrics
+        self.path, self.config = run_dir.metrics, config
         self._file = open(self.path, "a")
         self.pending_artifacts: list[tuple[Path, str, str]] = []  # failed uploads, retried with the next and at close
         self.artifact_failures = 0
@@ -191,7 +191,7 @@ class MetricsLogger(NullLogger):
 
             from chrono_membench.panels import eval_panels
             self._file.flush()
-            figures = eval_panels(read_metrics(self.path), matrices, hooks, step)
+            figures = eval_panels(read_metrics(self.path), matrices, hooks, step, self.config)
             self.wandb_run.log({name: wandb.Plotly(fig) for name, fig in figures.items()}, step=step)
         except Exception as e:
             warnings.warn(f"wandb panels not logged at step {step} ({type(e).__name__}: {e})", stacklevel=2)

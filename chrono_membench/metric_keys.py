@@ -54,8 +54,10 @@ def eval_time(part: str) -> str:
     return f"time/eval_{part}_s"
 
 
-# the parts of one eval, each timed (time/eval_<part>_s; benchmarks/eval_cost.py prints the split)
-EVAL_PARTS = ("val", "sae_panel", "canaries", "reference", "probe_forward", "extraction", "probe_saes")
+# the parts of one eval, each timed (time/eval_<part>_s; benchmarks/eval_cost.py prints the split): the core's, the
+# probe windows' shared scoring, and the built-in registered metrics (registry.py; a registered metric adds its own)
+EVAL_PARTS = ("val", "sae_panel", "reference", "probe_forward", "extraction", "canaries", "memorisation", "membership",
+              "blind", "probe_saes")
 # wall-clock, and what a session's faults change (data workers restarted): differ between identical runs
 SAE_WARMUP_TOKENS, SAE_WARMUP_S = "sae/warmup_tokens", "time/sae_warmup_s"  # sae.warmup_tokens, at step 0
 TIMING = ("time/eval_s", "time/attn_metrics_s", "time/latent_records_s", SAE_WARMUP_S, "train/tokens_per_s",
@@ -70,9 +72,14 @@ MEM_LOSS_GAP = "mem/loss_gap"
 CI = ("_lo", "_hi")  # suffixes of a value's 95 % interval
 
 
+def is_timing(key: str) -> bool:
+    """Whether a key is wall-clock or fault bookkeeping (TIMING, or any registered metric's time/eval_<name>_s):
+    what differs between two identical runs."""
+    return key in TIMING or key.startswith("time/")
+
+
 def train(name: str) -> str:
     return f"train/{name}"
-
 
 
 def val(name: str) -> str:
@@ -117,6 +124,12 @@ def probe_share(source: str, column: str) -> str:
 def order(stat: str, score: str, by: str = "first", within: bool = False) -> str:
     """The training-order test: stat rho | p, score one of ORDER_SCORES, by one of ORDER_BY."""
     return f"mem/order_{stat}{'_within' if within else ''}/{score}/{by}"
+
+
+def blind(kind: str) -> str:
+    """A blind baseline's AUROC (chrono/blind.py): a text-only classifier of kind member (seen vs unseen windows) or
+    time (first seen in the first vs the second half of the buckets); 0.5 = the text alone tells nothing."""
+    return f"mem/blind_auc/{kind}"
 
 
 # the skew-normal fit of the canary candidates' NLLs: Kolmogorov–Smirnov distance, and its lower tail's error in bits
@@ -169,30 +182,3 @@ def chrono_step_keys(hooks: list[str], n_layers: int, diversity: bool) -> list[s
     keys += [ATTN_TRAIN_TERM, ATTN_MU, ATTN_GRAD_SHARE] if diversity else []
     keys += [sae(h, n) for h in hooks for n in SAE_STEP + SAE_MASK + SAE_HEALTH]
     return keys + [chrono(h, n) for h in hooks for n in CHRONO_STEP]
-
-
-def eval_keys(hooks: list[str], buckets: list[str], canary_labels: list[str], sources: list[str],
-              reference: bool = True) -> list[str]:
-    """Keys of one eval once every probe column is filled (buckets: b0, b1, …; plus "unseen")."""
-    keys = [val(n) for n in VAL] + ["time/eval_s"] + [sae(h, n) for h in hooks for n in SAE_EVAL]
-    keys += [chrono(h, n) for h in hooks for n in STABILITY + PREVIOUS_SAE]
-    # with SAEs the panel's clean forwards give its rows' validation loss; eval_val_s: the other rows' forwards
-    keys += [eval_time("val")] + ([eval_time("sae_panel")] if hooks else [])
-    keys += [eval_time("canaries")] if canary_labels else []
-    if not buckets:
-        return keys
-    keys += [eval_time("extraction")] + ([eval_time("probe_forward"), eval_time("probe_saes")] if hooks else [])
-    keys += [eval_time("reference")] if reference else []
-    columns = buckets + ["unseen"]
-    keys += [k for s in MEM_SCORES for c in columns for k in with_ci(mem(s, c))]
-    keys += [k for s in MEM_SCORES for c in buckets for k in with_ci(mem(s, c, "last_seen"))]
-    keys += [k for s in MEM_SCORES for c in EXPOSURE_BINS for k in with_ci(mem(s, c, "exposures"))]
-    keys += [probe_share(s, c) for s in sources for c in columns] + [MEM_LOSS_GAP]
-    scores = [s for s in MIA_SCORES if reference or s != "ref"]
-    keys += [k for s in scores for b in buckets for k in with_ci(mia("auc", s, b)) + [mia("tpr1", s, b), mia("tpr0", s, b)]]
-    keys += [k for b in buckets for s in (False, True) for k in with_ci(did(b, s))] if reference else []
-    keys += [k for label in canary_labels for k in [canary(label), *with_ci(canary(label, True))]]
-    keys += [CANARY_FIT_KS, CANARY_FIT_TAIL, CANARY_CANDIDATES] if canary_labels else []
-    keys += [order(stat, s, by, within) for s in ORDER_SCORES if reference or s != "ref" for by in ORDER_BY
-             for within in (False, True) for stat in ("rho", "p")] + [ORDER_N]
-    return keys + [chrono(h, n) for h in hooks for n in PURITY + SELECTIVE + (MEM_LATENTS if reference else ())]

@@ -4,6 +4,7 @@ runs carry them until `wandb sync`): what a user would otherwise open locally wi
     panels/purity/<hook>     the temporal purity matrix of this eval (live latents sorted by dominant column)
     panels/memorisation      loss on each time bucket's probe windows over training, and the DiD profile
     panels/drift             Hungarian-matched decoder similarity between checkpoints (and the seed baseline's)
+    panels/metric/<name>     each registered eval metric's keys over training (registry.py; panel=True)
 
 Built from the run's metrics.jsonl history and the eval's purity matrices; metric summaries are declared with
 wandb's define_metric (min for losses, max for exposure and AUROC).
@@ -16,6 +17,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from chrono_membench import metric_keys as K
+from chrono_membench.registry import REGISTRY, EvalMetric, KeySpace
 
 SUMMARIES = {"train/loss": "min", "val/loss": "min", "val/ppl": "min", "mem/canary_exposure/*": "max",
              "mem/mia_auc/*": "max"}  # wandb takes glob suffixes only
@@ -67,9 +69,34 @@ def drift_figure(history: list[dict], hooks: list[str]) -> go.Figure | None:
     return fig
 
 
-def eval_panels(history: list[dict], matrices: dict, hooks: list[str], step: int) -> dict[str, go.Figure]:
+def metric_figure(history: list[dict], metric: EvalMetric, space: KeySpace) -> go.Figure | None:
+    """A registered eval metric's keys over training (its intervals as error bars where it logs _lo / _hi)."""
+    keys = [k for k in metric.keys(space) if not k.endswith(K.CI) and any(k in r for r in history)]
+    if not keys:
+        return None
+    fig = go.Figure()
+    for key in keys:
+        steps, values = series(history, key)
+        lo, hi = (dict(zip(*series(history, key + suffix))) for suffix in K.CI)
+        error = {"type": "data", "visible": True, "array": [hi[s] - v if s in hi else 0 for s, v in zip(steps, values)],
+                 "arrayminus": [v - lo[s] if s in lo else 0 for s, v in zip(steps, values)]} if lo else None
+        fig.add_trace(go.Scatter(x=steps, y=values, error_y=error, mode="lines+markers", name=key))
+    fig.update_layout(title=f"{metric.name} over training", xaxis_title="step")
+    return fig
+
+
+def eval_panels(history: list[dict], matrices: dict, hooks: list[str], step: int,
+                config: dict | None = None) -> dict[str, go.Figure]:
+    """Every panel of one eval; with the run's config, one panel per registered eval metric that asks for one
+    (panels/metric/<name>)."""
     panels = {f"panels/purity/{hook}": purity_figure(m["temporal"], m["columns"], hook, step)
               for hook, m in matrices.items() if "temporal" in m}
+    if config is not None:
+        space = KeySpace.of(config, hooks)
+        for metric in (m for m in REGISTRY.values() if m.panel):
+            fig = metric_figure(history, metric, space)
+            if fig is not None:
+                panels[f"panels/metric/{metric.name}"] = fig
     for name, fig in (("panels/memorisation", memorisation_figure(history)), ("panels/drift",
                                                                                drift_figure(history, hooks))):
         if fig is not None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from chrono_membench import evaluation  # noqa: F401  (its import registers every built-in eval metric)
 from chrono_membench import metric_keys as K
 from chrono_membench.config import Config
+from chrono_membench.registry import KeySpace, eval_keys
 
 GB = 1e9
 WANDB_FREE_TIER_GB = 100.0
@@ -110,11 +112,8 @@ def storage_plan(cfg: Config, d_model: int, n_layers: int, n_hooks: int) -> dict
                                                               + (cfg.chrono.n_buckets + 1 + 4) * 2 + 20 * (4 + 2)))
     # Scalars: the very keys a run logs (metric_keys), counted per cadence. Hook names only matter for counting.
     hooks = [f"blocks.{i}.hook_resid_post" for i in range(n_hooks)] if cfg.sae.enabled else []
-    buckets = [f"b{b}" for b in range(cfg.chrono.n_buckets)] if cfg.chrono.enabled else []
-    canaries = [str(r) for r in cfg.chrono.canary_repetitions] + ["control"] if cfg.chrono.canary_repetitions else []
     per_chrono = len(K.chrono_step_keys(hooks, n_layers, cfg.chrono.diversity)) if cfg.chrono.enabled else 0
-    sources = [s for s, w in cfg.data.mixture.items() if w > 0]
-    per_eval = len(K.eval_keys(hooks, buckets, canaries, sources, cfg.chrono.reference_loss))
+    per_eval = len(eval_keys(KeySpace.of(cfg.to_dict(), hooks)))
     n_scalars = (t.max_steps // t.log_every) * len(K.TRAIN) + (t.max_steps // t.chrono_every) * per_chrono \
         + n_eval * per_eval
     if cfg.sae.enabled and cfg.sae.variants:  # each variant: its SAEs' files and per-hook keys once more

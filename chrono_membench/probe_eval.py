@@ -1,9 +1,11 @@
 """The probe-set evaluation (DESIGN.md §4.4, §4.5): memorisation in the training context, membership
-inference, the difference-in-differences profile, canary exposure, and purity with its permutation null.
+inference, the difference-in-differences profile, canary exposure, and purity with its permutation null — four
+eval metrics registered with registry.py (canaries, memorisation, membership, blind, probe_saes), in that order.
 
-Every probe window is scored once per eval (under torchrun each rank takes its share, then the per-window values
-are gathered, so every rank computes the same metrics from all windows). Returns metric dicts (keys from
-metric_keys) and purity matrices; writes nothing. The arithmetic lives in chrono/ (membench, purity, stats).
+Every probe window is scored once per eval (windows_of caches it on the evaluation context; under torchrun each
+rank takes its share, then the per-window values are gathered, so every rank computes the same metrics from all
+windows). Returns metric dicts (keys from metric_keys); purity matrices go to the context; writes nothing. The
+arithmetic lives in chrono/ (memorisation, purity, stats).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from chrono_membench.chrono.memorisation import (
     exposure, extraction_scores, extrapolated_exposure, extrapolated_interval, prefixed_nll, scored_token_losses,
     skewnorm_fit_check,
 )
+from chrono_membench.chrono.blind import blind_auroc
 from chrono_membench.chrono.latent_auc import memorisation_latents
 from chrono_membench.chrono.order import order_correlation
 from chrono_membench.chrono.purity import purity_with_null, stratified_purity
@@ -27,10 +30,10 @@ from chrono_membench.chrono.selectivity import selective_latents
 from chrono_membench.chrono.stats import (
     auroc, auroc_interval, difference_interval, mean_interval, stratified_difference, tpr_at_fpr, wilson_interval,
 )
-from chrono_membench.batches import SeenLog
 from chrono_membench.data.sources import SOURCE_NAMES
 from chrono_membench.distributed import ALONE, Dist
 from chrono_membench.probes import PREFIX_TOKENS, UNSEEN, Canaries, Probe, ProbeSet
+from chrono_membench.registry import EvalContext, KeySpace, register
 from chrono_membench.sae import SAEBank
 
 EVAL_CHUNK = 16  # probe windows per forward
@@ -147,75 +150,136 @@ class Windows:
         return self.col == self.names.index(UNSEEN)
 
 
-@torch.no_grad()
-def probe_metrics(model, reference, saes: SAEBank | None, probes: ProbeSet, seen: SeenLog, canaries: Canaries | None,
-                  autocast, device, d: Dist = ALONE, permutations: int = 100, seed: int = 0, min_windows: int = 5,
-                  fdr_q: float = 0.05, final: bool = True, records=None) -> tuple[dict, dict]:
-    """Every probe-set metric of one eval → (scalars, {hook: purity matrices, selective and memorisation latents}):
-    canary exposure (every candidate at the final eval, the interim subset before it); then, on the windows,
-    memorisation by column, membership inference, and per-latent purity and selectivity. Each part's wall time is
-    logged (time/eval_<part>_s). records: a LatentRecords that folds in the windows' forward (one process only)."""
-    metrics: dict[str, float] = {}
-    clock = [time.perf_counter()]
-    # before the first update (a new run's step 0) nothing has been trained: a canary's exposure is then its
-    # controls' (the null every eval measures) and the only windows are unseen ones, which every later eval decodes
-    trained = bool(seen.entries)
+def windows_of(ctx: EvalContext) -> tuple[Windows, dict] | None:
+    """The eval's probe windows, scored once and shared by every metric that reads them: (Windows, {hook: per-window
+    activation sums, token counts, prefix means}), or None while the probe set is empty. The step-0 reference
+    losses of new windows, the SAE forward and the extraction scores are timed (time/eval_<part>_s)."""
+    if "windows" not in ctx.cache:
+        flat = [p for _, ps in ctx.probes.columns() for p in ps]
+        ctx.cache["windows"] = None
+        if flat:
+            if ctx.reference is not None:
+                start = time.perf_counter()
+                fill_reference_losses(ctx.reference, flat, ctx.autocast, ctx.device, ctx.dist)
+                ctx.timings["reference"] = time.perf_counter() - start
+            ctx.cache["windows"] = score_windows(ctx)
+    return ctx.cache["windows"]
 
-    def timed(part: str) -> None:  # the wall time since the previous part
-        metrics[K.eval_time(part)], clock[0] = time.perf_counter() - clock[0], time.perf_counter()
 
-    if canaries and trained:
-        metrics.update(canary_exposures(model, canaries, autocast, device, seed, final))
-        timed("canaries")
-    flat = [p for _, ps in probes.columns() for p in ps]
-    if not flat:
-        return metrics, {}
-    if reference is not None:
-        fill_reference_losses(reference, flat, autocast, device, d)
-        timed("reference")
-    w, acts = score_windows(model, saes, probes, seen, reference is not None, autocast, device, d, timed, records,
-                            greedy=trained)
-    metrics.update(memorisation_by_column(w, probes))
-    metrics.update(membership(w, seed))
-    timed("extraction")  # greedy extraction, teacher-forced scores, and every statistic over them
-    if saes is None:
-        return metrics, {}
+@register("canaries", needs="windows", panel=False,
+          keys=lambda s: [k for label in s.canary_labels for k in [K.canary(label), *K.with_ci(K.canary(label, True))]]
+          + ([K.CANARY_FIT_KS, K.CANARY_FIT_TAIL, K.CANARY_CANDIDATES] if s.canary_labels else []))
+def canaries(ctx: EvalContext) -> dict[str, float]:
+    """Canary exposure (every candidate at the final eval, the interim subset before it); nothing before the first
+    update (a canary's exposure is then its controls', the null every later eval measures)."""
+    if ctx.canaries is None or not ctx.trained:
+        return {}
+    return canary_exposures(ctx.model, ctx.canaries, ctx.autocast, ctx.device, ctx.seed, ctx.final)
+
+
+def _memorisation_keys(s: KeySpace) -> list[str]:
+    keys = [k for n in K.MEM_SCORES for c in s.columns for k in K.with_ci(K.mem(n, c))]
+    keys += [k for n in K.MEM_SCORES for c in s.buckets for k in K.with_ci(K.mem(n, c, "last_seen"))]
+    keys += [k for n in K.MEM_SCORES for c in K.EXPOSURE_BINS for k in K.with_ci(K.mem(n, c, "exposures"))]
+    return keys + [K.probe_share(src, c) for src in s.sources for c in s.columns]
+
+
+@register("memorisation", keys=_memorisation_keys, needs="windows", panel=False)
+def memorisation(ctx: EvalContext) -> dict[str, float]:
+    """Every extraction score by first-seen bucket, last-seen bucket and exposure count (memorisation_by_column)."""
+    scored = windows_of(ctx)
+    return memorisation_by_column(scored[0], ctx.probes) if scored else {}
+
+
+def _membership_keys(s: KeySpace) -> list[str]:
+    scores = [n for n in K.MIA_SCORES if s.reference or n != "ref"]
+    keys = [k for n in scores for b in s.buckets for k in K.with_ci(K.mia("auc", n, b)) + [K.mia("tpr1", n, b),
+                                                                                          K.mia("tpr0", n, b)]]
+    keys += [k for b in s.buckets for within in (False, True) for k in K.with_ci(K.did(b, within))] if s.reference else []
+    keys += [K.order(stat, n, by, within) for n in K.ORDER_SCORES if s.reference or n != "ref" for by in K.ORDER_BY
+             for within in (False, True) for stat in ("rho", "p")]
+    return keys + [K.ORDER_N, K.MEM_LOSS_GAP]
+
+
+@register("membership", keys=_membership_keys, needs="windows", panel=False)
+def membership_metric(ctx: EvalContext) -> dict[str, float]:
+    """Membership inference per bucket vs unseen, the DiD profile, the loss gap and the training-order test."""
+    scored = windows_of(ctx)
+    return membership(scored[0], ctx.seed) if scored else {}
+
+
+@register("blind", needs="windows",
+          keys=lambda s: [k for kind in ("member", "time") for k in K.with_ci(K.blind(kind))] if s.buckets else [])
+def blind(ctx: EvalContext) -> dict[str, float]:
+    """Blind baselines (chrono/blind.py): a text-only classifier's cross-fitted AUROC of seen vs unseen windows, and
+    of windows first seen in the first half of the buckets vs the second half; chance (0.5) is what a membership or
+    time claim about the model needs."""
+    scored = windows_of(ctx)
+    if not scored:
+        return {}
+    w, out = scored[0], {}
+    tokens = [p.tokens for _, ps in ctx.probes.columns() for p in ps]  # windows_of's order
+    late = w.col >= ctx.chrono.n_buckets / 2
+    for kind, rows, labels in (("member", np.ones(len(w.col), bool), ~w.unseen), ("time", ~w.unseen, late)):
+        got = blind_auroc([t for t, r in zip(tokens, rows) if r], labels[rows], ctx.seed)
+        if got is not None:
+            out.update(_with_ci(K.blind(kind), got[0], got[1:]))
+    return out
+
+
+def _probe_sae_keys(s: KeySpace) -> list[str]:
+    return [K.chrono(h, n) for h in s.hooks for n in K.PURITY + K.SELECTIVE + (K.MEM_LATENTS if s.reference else ())]
+
+
+@register("probe_saes", keys=_probe_sae_keys, needs="saes", panel=False)
+def probe_saes(ctx: EvalContext) -> dict[str, float]:
+    """Per hook: purity with permutation nulls, time- and source-selective latents, memorisation latents (and the
+    same for every SAE variant); the matrices go to ctx.matrices (artifacts.write_purity)."""
+    scored = windows_of(ctx)
+    if not scored:
+        return {}
+    w, acts = scored
+    c = ctx.chrono
     main = {h: a for h, a in acts.items() if not h.startswith("variant/")}
-    latent, matrices = latent_metrics(w, main, permutations, seed, min_windows, fdr_q)
-    for name in saes.variants:  # the same statistics (and permutation draws) as the variant's own run would get
+    latent, matrices = latent_metrics(w, main, c.purity_permutations, ctx.seed, c.min_windows, c.fdr_q)
+    ctx.matrices.update(matrices)
+    for name in ctx.saes.variants:  # the same statistics (and permutation draws) as the variant's own run would get
         prefix = K.variant(name, "")
         mine = {h[len(prefix):]: a for h, a in acts.items() if h.startswith(prefix)}
-        latent.update({prefix + k: v for k, v in latent_metrics(w, mine, permutations, seed, min_windows, fdr_q)[0].items()})
-    timed("probe_saes")  # purity + permutation nulls, selective and memorisation latents
-    return {**metrics, **latent}, matrices
+        got = latent_metrics(w, mine, c.purity_permutations, ctx.seed, c.min_windows, c.fdr_q)[0]
+        latent.update({prefix + k: v for k, v in got.items()})
+    return latent
 
 
-def score_windows(model, saes, probes: ProbeSet, seen: SeenLog, with_reference: bool, autocast, device, d: Dist,
-                  timed, records=None, greedy: bool = True) -> tuple[Windows, dict]:
+def score_windows(ctx: EvalContext) -> tuple[Windows, dict]:
     """The windows' extraction and membership scores, and (with SAEs) each hook's per-window activation sums,
-    token counts and prefix means [W, F], from one forward shared with the logits (and `records`); gathered over
-    ranks. greedy=False: the teacher-forced scores only (no greedy decoding: exact and token match missing)."""
-    columns = probes.columns()
+    token counts and prefix means [W, F], from one forward shared with the logits (and ctx.records); gathered over
+    ranks. Before the first update: the teacher-forced scores only (no greedy decoding: exact and token match
+    missing)."""
+    columns, d, device, autocast = ctx.probes.columns(), ctx.dist, ctx.device, ctx.autocast
     flat = [p for _, ps in columns for p in ps]
     index, weight = d.padded_share(len(flat))
     gather = lambda v: _gather(d, index, weight.to(device), v, len(flat))  # noqa: E731
     windows = torch.tensor([flat[i].tokens for i in index], device=device)
-    logits, acts = logits_fn(model, autocast), {}
-    if saes is not None:  # one forward over the windows: the SAE activations and the logits extraction scores
+    logits, acts, start = logits_fn(ctx.model, autocast), {}, time.perf_counter()
+    if ctx.saes is not None:  # one forward over the windows: the SAE activations and the logits extraction scores
         chunk_logits: list[torch.Tensor] = []
-        doc_sums, doc_tokens, prefix_means = probe_activation_sums(model, saes, windows, autocast, chunk_logits,
-                                                                   records)
+        doc_sums, doc_tokens, prefix_means = probe_activation_sums(ctx.model, ctx.saes, windows, autocast,
+                                                                   chunk_logits, ctx.records)
         logits = _cached_logits(windows, torch.cat(chunk_logits), logits)
         acts = {h: tuple(gather(x[h]).cpu() for x in (doc_sums, doc_tokens, prefix_means)) for h in doc_sums}
-        timed("probe_forward")
-    local = extraction_scores(logits, windows, generate_fn=generate_fn(model, autocast) if greedy else None,
+        ctx.timings["probe_forward"], start = time.perf_counter() - start, time.perf_counter()
+    greedy = ctx.trained
+    local = extraction_scores(logits, windows, generate_fn=generate_fn(ctx.model, autocast) if greedy else None,
                               greedy=greedy)
     scores = {k: gather(v).double().cpu().numpy() for k, v in local.items()}
-    ref_loss = np.array([p.ref_loss for p in flat], dtype=np.float64) if with_reference else None
+    ref_loss = np.array([p.ref_loss for p in flat], dtype=np.float64) if ctx.reference is not None else None
     w = Windows(names=[name for name, _ in columns], col=np.array([c for c, (_, ps) in enumerate(columns) for _ in ps]),
-                source=np.array([p.source for p in flat]), entries=[seen.entries.get(p.uid, [0, 0, 0]) for p in flat],
-                steps=np.array([p.step for p in flat]), scores=scores,
-                member=membership_scores(scores, np.array([p.zlib_bytes for p in flat]), ref_loss), ref_loss=ref_loss)
+                source=np.array([p.source for p in flat]),
+                entries=[ctx.seen.entries.get(p.uid, [0, 0, 0]) for p in flat], steps=np.array([p.step for p in flat]),
+                scores=scores, member=membership_scores(scores, np.array([p.zlib_bytes for p in flat]), ref_loss),
+                ref_loss=ref_loss)
+    ctx.timings["extraction"] = time.perf_counter() - start  # greedy extraction and the teacher-forced scores
     return w, acts
 
 

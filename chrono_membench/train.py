@@ -36,15 +36,15 @@ from chrono_membench.data import MixtureStream, Plants, collate, prefetched
 from chrono_membench.data.sources import sample_provenance
 from chrono_membench.distributed import Dist
 from chrono_membench.evaluation import (
-    attention_metrics, diversity_share, diversity_term, lm_loss, qk_parameters, sample_queries, validation_metrics,
+    attention_metrics, diversity_share, diversity_term, evaluate, lm_loss, qk_parameters, sample_queries,
 )
 from chrono_membench.latent_records import LatentRecords, latent_records
 from chrono_membench.logging import make_logger, truncate_metrics
 from chrono_membench.mfu import flops_per_token, peak_flops
 from chrono_membench.model import autocast as model_autocast, export_hf_model, hf_state_dict, load_model, resolve_autocast
 from chrono_membench.optim import build_optimizers, lr_multiplier
-from chrono_membench.probe_eval import probe_metrics
 from chrono_membench.probes import Canaries, ProbeSet
+from chrono_membench.registry import EvalContext
 from chrono_membench.run_dir import RunDir, run_lock
 from chrono_membench.safety import PreemptionGuard, check_resume_config
 from chrono_membench.sae import SAEBank, warm_up
@@ -182,23 +182,19 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
                 step % cfg.checkpointing.checkpoint_every_n_steps == 0 or last)
             records = None  # the checkpoint's latent records, folded from its step's eval forward (one process)
             if fresh and (step % t.eval_every == 0 or last):
-                t_eval = time.perf_counter()
                 live = saes if saes is not None and saes.hook_points else None  # none if every SAE was retired
-                metrics, density = validation_metrics(model, live, val, cfg.sae.eval_tokens, t.micro_batch, autocast, d)
-                matrices = {}
-                if probes is not None:
-                    if checkpoint_due and live and cfg.checkpointing.save_features and d.world == 1:
-                        records = LatentRecords(saes, probes, device)
-                    chrono_metrics, matrices = probe_metrics(
-                        model, reference, live, probes, batches.seen, canaries, autocast, device, d,
-                        cfg.chrono.purity_permutations, cfg.run.seed * 1_000_003 + step, cfg.chrono.min_windows,
-                        cfg.chrono.fdr_q, final=last, records=records)
-                    metrics.update(chrono_metrics)
-                metrics["time/eval_s"] = time.perf_counter() - t_eval
+                if probes is not None and checkpoint_due and live and cfg.checkpointing.save_features and d.world == 1:
+                    records = LatentRecords(saes, probes, device)
+                ctx = EvalContext(model=model, step=step, chrono=cfg.chrono, autocast=autocast, device=device,
+                                  seed=cfg.run.seed * 1_000_003 + step, dist=d, saes=live, reference=reference,
+                                  probes=probes, seen=batches.seen, canaries=canaries, val=val,
+                                  eval_tokens=cfg.sae.eval_tokens, micro_batch=t.micro_batch, final=last,
+                                  records=records)
+                metrics = evaluate(ctx)
                 summary.eval_s += metrics["time/eval_s"]
                 logger.log(step, metrics)
-                logger.log_panels(step, matrices, saes.hook_points if saes is not None else [])
-                for artifact in write_purity(run_dir, step, matrices, density, d.rank):
+                logger.log_panels(step, ctx.matrices, saes.hook_points if saes is not None else [])
+                for artifact in write_purity(run_dir, step, ctx.matrices, ctx.density, d.rank):
                     logger.log_artifact(*artifact)
                 summary.val_ppl.append((step, metrics[K.val("ppl")]))
             saved_path = None

@@ -76,7 +76,7 @@ def losses(run_dir, key="train/loss"):
 
 def values(run_dir):
     """Every logged record without the wall-clock timings (which differ between identical runs)."""
-    return [{k: v for k, v in r.items() if k not in K.TIMING} for r in read_metrics(run_dir / "metrics.jsonl")]
+    return [{k: v for k, v in r.items() if not K.is_timing(k)} for r in read_metrics(run_dir / "metrics.jsonl")]
 
 
 def wait_for_step(run_dir, step, proc, timeout=120):

@@ -71,9 +71,26 @@ def test_memorisation(runs, tmp_path):
     render("memorisation", [runs / "full"], tmp_path)
     fig = figure(tmp_path, "memorisation_full")
     for name in ("exact_match b0", "token_match unseen", "loss b1", "loss gap", "AUROC loss", "AUROC ref", "DiD b0",
-                 "loss by exposures", "loss by last_seen", "rank-based", "extrapolated (skew-normal)"):
+                 "loss by exposures", "loss by last_seen", "rank-based", "extrapolated (skew-normal model)"):
         assert name in names(fig), name
     assert any(getattr(t, "error_y", None) is not None and t.error_y.arrayminus is not None for t in fig.data)  # intervals
+    bars = {t.name: t for t in fig.data if t.type == "bar"}  # the canary cells, their interval bounds not bars
+    assert list(bars["rank-based"].x) == ["×1", "×3", "control"] and bars["extrapolated (skew-normal model)"].error_y.array
+
+
+def test_the_memorisation_figure_draws_any_number_of_scores(runs, tmp_path, monkeypatch):
+    """Six memorisation scores (K.MEM_SCORES drives the evaluation) take two rows of panels, not a column 4."""
+    from chrono_membench import metric_keys as K
+
+    monkeypatch.syspath_prepend(str(ROOT / "analysis"))  # the script imports its folder's common.py
+    script = load_script("analysis/memorisation.py")
+    monkeypatch.setattr(K, "MEM_SCORES", {**K.MEM_SCORES, "min_k": "mean", "a": "rate", "b": "mean"})
+    monkeypatch.setattr(sys, "argv", ["memorisation.py", str(runs / "full"), "--out", str(tmp_path)])
+    script.main()
+    fig = figure(tmp_path, "memorisation_full")
+    titles = [a.text for a in fig.layout.annotations]
+    assert "min k" in titles and "exact match (32-extractable)" in titles and fig.layout.height == 1600
+    assert "exact_match b0" in names(fig) and "loss gap" in names(fig)
 
 
 def test_compare_ablations_and_report(runs, tmp_path):

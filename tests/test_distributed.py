@@ -55,7 +55,7 @@ def series(run_dir, key):
 
 
 def without_timings(run_dir):
-    return [{k: v for k, v in r.items() if k not in K.TIMING}
+    return [{k: v for k, v in r.items() if not K.is_timing(k)}
             for r in read_metrics(run_dir / "metrics.jsonl")]
 
 

@@ -13,6 +13,7 @@ from chrono_membench import attention_rows
 from chrono_membench import metric_keys as K
 from chrono_membench.config import load_config
 from chrono_membench.logging import read_metrics
+from chrono_membench.registry import KeySpace, eval_keys
 
 HOOK = "blocks.1.hook_resid_post"
 
@@ -41,7 +42,7 @@ def test_chrono_keys_purity_files_and_probe_table(tmp_path):
     # (Exposure bins no probe falls in, and the within-source DiD while no source has windows on both sides, are not
     # logged, so the run's keys are a subset.)
     listed = set(K.chrono_step_keys([HOOK], 2, diversity=True))
-    listed |= set(K.eval_keys([HOOK], ["b0", "b1"], ["1", "3", "control"], list(cfg.data.mixture)))
+    listed |= set(eval_keys(KeySpace([HOOK], ["b0", "b1"], ["1", "3", "control"], list(cfg.data.mixture))))
     listed |= {K.train(n) for n in K.TRAIN} | {K.chrono(HOOK, n) for n in K.DRIFT + K.REDUNDANCY} | set(K.TIMING)
     logged = {k for k in keys if not k.startswith("data/")} - {"step"}  # the stream's statistics: test_stream
     listed = {k for k in listed if not k.startswith("data/")}

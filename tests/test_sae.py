@@ -61,7 +61,7 @@ def test_ablations_switch_exactly_their_mechanism_and_a_variant_equals_its_own_r
         logged = series(no_dropout, key)
         assert len(logged) == 8 and all(v == 0.0 for _, v in logged), key
     alone = run(tmp_path, "nd", *common, ablation="no_dropout")
-    strip = lambda rs: [{k: v for k, v in r.items() if k not in K.TIMING} for r in rs]  # noqa: E731
+    strip = lambda rs: [{k: v for k, v in r.items() if not K.is_timing(k)} for r in rs]  # noqa: E731
     assert strip(no_dropout) == strip(alone) and len(alone) > 20
     assert series(no_dropout, f"sae/{HOOK}/fve") != series(full, f"sae/{HOOK}/fve")  # another SAE than the main one
     no_align = run_records(f"{tmp_path / 'full'}#no_alignment")

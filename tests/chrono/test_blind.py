@@ -1,0 +1,36 @@
+"""Blind baselines (chrono/blind.py): at chance when labels do not depend on the text, with an interval that
+covers 0.5 there; near 1 when the two classes' texts differ (the distribution shift Das et al. measure)."""
+
+import numpy as np
+
+from chrono_membench.chrono.blind import blind_auroc
+
+
+def windows(rng, n, vocab=(100, 400), marker=None, rate=0.0):
+    """n windows of 64 token ids; with a marker, each token is that id with probability `rate`."""
+    w = rng.integers(*vocab, size=(n, 64))
+    if marker is not None:
+        w[rng.random((n, 64)) < rate] = marker
+    return w.tolist()
+
+
+def test_chance_when_the_text_carries_no_label_and_its_interval_covers():
+    rng = np.random.default_rng(0)
+    covered, values = 0, []
+    for replicate in range(40):  # labels drawn independently of the text: the true AUROC is 0.5
+        text = windows(rng, 96)
+        labels = rng.random(96) < 0.5
+        auc, low, high = blind_auroc(text, labels, seed=replicate)
+        covered += low <= 0.5 <= high
+        values.append(auc)
+    assert abs(np.mean(values) - 0.5) < 0.03
+    assert covered / 40 >= 0.85  # nominal 0.95; the folds' scores are slightly dependent (see the module)
+
+
+def test_a_shift_in_the_text_is_found_and_too_few_windows_give_none():
+    rng = np.random.default_rng(1)
+    text = windows(rng, 40) + windows(rng, 40, marker=7, rate=0.05)  # members hold token 7 about 3 times each
+    labels = np.r_[np.zeros(40), np.ones(40)]
+    auc, low, high = blind_auroc(text, labels)
+    assert auc > 0.9 and low > 0.8
+    assert blind_auroc(text[:44], labels[:44]) is None  # 4 members: fewer than the 5 folds
