@@ -229,8 +229,8 @@ class SAEConfig(_Section):
     enabled: bool = True
     # empty: one mid-depth blocks.{L//2}.hook_resid_post; the allowed forms: chrono_membench/hooks.py
     hook_points: list[str] = _field(None, factory=list)
-    # a name in chrono_membench/saes.py's table (sae-lens's registry: topk, batchtopk, standard, jumprelu, and any
-    # registered there); checked when the SAEs are built
+    # a row of chrono_membench/saes/'s table (topk, batchtopk, standard, jumprelu) or a module there of that name
+    # that registers a custom one (checked here, without importing sae-lens)
     architecture: str = "topk"
     expansion: int = _field(8, POSITIVE)
     k: int = _field(32, POSITIVE)
@@ -260,7 +260,9 @@ class SAEConfig(_Section):
     def __post_init__(self):
         super().__post_init__()
         from chrono_membench.hooks import check_hook_forms  # lazily: hooks needs torch, config does not
+        from chrono_membench.saes import check_name
 
+        check_name(self.architecture)
         check_hook_forms(self.hook_points)
         if self.outlier_norm_factor < 0:
             raise ConfigError(f"sae.outlier_norm_factor must be >= 0 (0: off), got {self.outlier_norm_factor}")

@@ -4,8 +4,8 @@ The LM forward of every micro-step captures the hooked activations (detached: th
 gradients, and there is no second LM forward; the bank itself runs no LM forward and writes no files).
 After the LM's optimiser step, each SAE trains on everything captured for that update, with its own Adam, in
 minibatches of sae.batch_tokens shuffled tokens (over all ranks; one SAE step each, as sae-lens trains). The SAE
-architecture comes from saes/ (a table over sae-lens's registry: `topk`, `standard`, `jumprelu`,
-`batchtopk`, and custom ones registered there); this module adds what "alongside" needs:
+architecture comes from saes/ (a table over sae-lens's registry, and custom ones registered there; its row says
+what this module needs to know of it); this module adds what "alongside" needs:
 - the token mask: position 0, BOS tokens and tokens whose norm exceeds `sae.outlier_norm_factor` × the running
   median norm (attention sinks) are left out of training, the norm estimate, dead-latent counts and metrics;
 - running activation-norm normalisation;
@@ -39,9 +39,7 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F
-from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE
 from sae_lens.saes.sae import TrainCoefficientConfig, TrainStepInput
-from sae_lens.saes.topk_sae import TopKTrainingSAE
 from tqdm import tqdm
 
 from chrono_membench import hooks
@@ -56,10 +54,9 @@ from chrono_membench.config import ChronoConfig, Config, ConfigError, SAEConfig
 from chrono_membench.data.sources import PAD_SOURCE
 from chrono_membench.data.stream import adds_bos, collate
 from chrono_membench.distributed import ALONE, Dist
-from chrono_membench.saes import training_class
+from chrono_membench.saes import architecture
 
 NORM_EMA = 0.99  # running mean-norm and median-norm estimates: stable, yet they follow the LM's drift
-SPARSITY_LOSS_KEYS = ("l1_loss", "l0_loss")  # sae-lens's names for the architecture's sparsity penalty
 BASELINE_SEED_OFFSET = 1_000  # the seed-baseline SAE's init seed: run.seed + this
 
 
@@ -89,13 +86,15 @@ class HookState:
 
 
 def training_forward(sae, step_input: TrainStepInput, p: float, generator: torch.Generator | None,
-                     update_state: bool = True) -> tuple[torch.Tensor, dict, torch.Tensor, torch.Tensor, float]:
+                     update_state: bool = True, sparse: bool = False
+                     ) -> tuple[torch.Tensor, dict, torch.Tensor, torch.Tensor, float]:
     """sae-lens's training_forward_pass with temporal dropout between encoder and decoder, on the MSE's path only.
     → (loss, losses, undropped latents, undropped reconstruction, realised dropped fraction). update_state=False
-    (metrics) changes nothing in the SAE (BatchTopK's running threshold stays)."""
+    (metrics) changes nothing in the SAE (a running threshold, as BatchTopK's, stays). sparse: the architecture
+    fires ≤ k latents per token (its saes/ row's sparse_decode), so only those decoder rows are gathered."""
     x = step_input.sae_in
     feature_acts, hidden_pre = sae.encode_with_hidden_pre(x)
-    if isinstance(sae, TopKTrainingSAE):  # k (or ~k) latents per token: decode only those (see sparse_decode)
+    if sparse:  # k (or ~k) latents per token: decode only those (see sparse_decode)
         rows, cols = feature_acts.nonzero(as_tuple=True)
         values = feature_acts[rows, cols]
         decode = partial(sparse_decode, sae, rows, cols, len(x))
@@ -107,7 +106,7 @@ def training_forward(sae, step_input: TrainStepInput, p: float, generator: torch
     clean_out = decode(values) if p > 0 else sae_out  # the aux (dead-latent) loss fits this residual
     losses.update(sae.calculate_aux_loss(step_input=step_input, feature_acts=feature_acts, hidden_pre=hidden_pre,
                                          sae_out=clean_out))
-    if update_state and isinstance(sae, BatchTopKTrainingSAE):
+    if update_state and hasattr(sae, "update_topk_threshold"):  # a running inference threshold (BatchTopK's)
         sae.update_topk_threshold(feature_acts.detach())  # from the undropped latents
     with torch.no_grad():
         on = values != 0
@@ -116,7 +115,7 @@ def training_forward(sae, step_input: TrainStepInput, p: float, generator: torch
 
 
 def sparse_decode(sae, rows: torch.Tensor, cols: torch.Tensor, n: int, values: torch.Tensor) -> torch.Tensor:
-    """What TopKTrainingSAE.decode computes from dense latents [n, d_sae] that are zero except values at
+    """What a TopK SAE's decode computes from dense latents [n, d_sae] that are zero except values at
     (rows, cols) (rows sorted, as nonzero() gives them), gathering only those decoder rows (as sparsify's
     eager_decode does): the matmul and its backward cost O(k·d_in) per token, not O(d_sae·d_in)."""
     if sae.cfg.rescale_acts_by_decoder_norm:  # sae-lens's act_times_W_dec: latents / ‖W_dec row‖
@@ -138,7 +137,7 @@ def minibatches(inputs: dict[str, torch.Tensor], n: int, generator: torch.Genera
 
 def _check_k(cfg: SAEConfig, widths: dict[str, int], field: str) -> None:
     narrowest = min(widths.values()) * cfg.expansion
-    if cfg.architecture in ("topk", "batchtopk") and cfg.k > narrowest:
+    if architecture(cfg)[0].k and cfg.k > narrowest:
         raise ConfigError(f"{field}={cfg.k}: at most d_sae = sae.expansion × the hook's width = {narrowest} "
                           f"latents can fire per token here (widths {widths}); allowed: 1..{narrowest}")
 
@@ -150,6 +149,7 @@ class SAEBank:
     def __init__(self, cfg: SAEConfig, chrono: ChronoConfig, max_steps: int, widths: dict[str, int],
                  device: torch.device, seed: int = 0, dist: Dist = ALONE, bos_token_id: int | None = None):
         self.cfg, self.chrono, self.max_steps = cfg, chrono, max_steps
+        self.arch = architecture(cfg)[0]  # what the bank asks of the architecture (saes/): never its name
         self.device, self.dist, self.seed, self.bos_token_id = device, dist, seed, bos_token_id
         self.all_hooks = list(widths)
         self.hook_points = list(widths)  # the live hooks: all_hooks less the retired ones
@@ -191,7 +191,8 @@ class SAEBank:
         return bank
 
     def _build(self, widths: dict[str, int], seed: int) -> dict:
-        sae_cls, sae_cfg_cls, kwargs = training_class(self.cfg)
+        arch, sae_cls, sae_cfg_cls = architecture(self.cfg)
+        kwargs = arch.kwargs(self.cfg)
         saes = {}
         with torch.random.fork_rng(devices=[]):  # SAE init must not shift the global RNG the LM run uses
             torch.manual_seed(seed)
@@ -338,7 +339,8 @@ class SAEBank:
                 if with_metrics and member == 0:  # before the update, without dropout: the SAE as it is now
                     metrics.update(self._metrics(hook, sae, step_input, dead))
                 loss, _, acts, _, dropped_frac = training_forward(sae, step_input, dropout,
-                                                                  self._dropout_generator(member))
+                                                                  self._dropout_generator(member),
+                                                                  sparse=self.arch.sparse_decode)
                 align = torch.zeros((), device=self.device)
                 if lat.anchor is not None and self.chrono.alignment_weight > 0:
                     rescaled = getattr(sae.cfg, "rescale_acts_by_decoder_norm", False)  # what decode uses
@@ -457,8 +459,10 @@ class SAEBank:
 
     @torch.no_grad()
     def _metrics(self, hook: str, sae, step_input: TrainStepInput, dead: torch.Tensor) -> dict[str, float]:
-        _, losses, acts, out, _ = training_forward(sae, step_input, 0.0, None, update_state=False)
-        sparsity = next((losses[k].item() for k in SPARSITY_LOSS_KEYS if k in losses), l0(acts))
+        _, losses, acts, out, _ = training_forward(sae, step_input, 0.0, None, update_state=False,
+                                                   sparse=self.arch.sparse_decode)
+        key = self.arch.sparsity_loss
+        sparsity = losses[key].item() if key in losses else l0(acts)
         values = {"mse": losses["mse_loss"].item(), "sparsity": sparsity,
                   "fve": fraction_of_variance_explained(step_input.sae_in, out), "l0": l0(acts),
                   "dead_frac": dead.float().mean().item()}

@@ -3,7 +3,7 @@
 import pytest
 import torch
 import yaml
-from helpers import HOOK, series, train_tiny
+from helpers import HOOK, ROOT, series, train_tiny
 from safetensors.torch import load_file
 from sae_lens import SAE
 
@@ -216,7 +216,8 @@ def test_temporal_dropout_touches_only_the_reconstruction_the_mse_sees(arch):
         dead = torch.zeros(sae.cfg.d_sae, dtype=torch.bool)
         dead[::2] = True  # half the latents dead: the aux loss is active
         step_input = TrainStepInput(x, {}, dead, n_training_steps=0, is_logging_step=False)
-        _, losses, acts, clean_out, frac = training_forward(sae, step_input, p, torch.Generator().manual_seed(1))
+        _, losses, acts, clean_out, frac = training_forward(sae, step_input, p, torch.Generator().manual_seed(1),
+                                                            sparse=bank.arch.sparse_decode)
         outputs[p] = (losses, acts, clean_out, frac, getattr(sae, "topk_threshold", None))
     (l0_, a0, o0, f0, t0), (l5, a5, o5, f5, t5) = outputs[0.0], outputs[0.5]
     assert f0 == 0 and 0.3 < f5 < 0.7  # the realised dropped fraction
@@ -341,8 +342,9 @@ def test_a_non_finite_sae_is_skipped_then_retired_while_the_other_hooks_train_on
 
 
 def test_a_registered_architecture_trains_and_an_unknown_one_is_a_config_error():
-    """A custom architecture is one register() call (a module in chrono_membench/saes/ in real use): here a TopK
-    whose latents may fire only positively twice over, registered as it would be, then trained by the bank."""
+    """A custom architecture is one register() call (a module chrono_membench/saes/<name>.py in real use): here a
+    TopK whose k is twice sae.k, registered as it would be, then trained by the bank, which asks its row (k
+    bound, sparse decode) and never its name."""
     from sae_lens.registry import SAE_TRAINING_CLASS_REGISTRY
     from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 
@@ -351,20 +353,33 @@ def test_a_registered_architecture_trains_and_an_unknown_one_is_a_config_error()
     class DoubleK(TopKTrainingSAE):
         pass
 
-    saes.register("double_k", DoubleK, TopKTrainingSAEConfig, lambda c: {"k": 2 * c.k})
+    saes.register("double_k", DoubleK, TopKTrainingSAEConfig,
+                  saes.Architecture(lambda c: {"k": 2 * c.k}, k=True, sparse_decode=True))
     try:
         bank = unit_bank("double_k")
         assert isinstance(bank.saes["h"], DoubleK) and bank.saes["h"].cfg.k == 8
         bank._captured["h"].append(torch.randn(64, 16))
         assert bank.step(1, with_metrics=True)["sae/h/l0"] == 8
         with pytest.raises(ValueError, match="already registered"):
-            saes.register("double_k", DoubleK, TopKTrainingSAEConfig, lambda c: {})
+            saes.register("double_k", DoubleK, TopKTrainingSAEConfig, saes.Architecture(lambda c: {}))
+        cfg = load_config("tiny", overrides=["sae.architecture=double_k", "sae.k=257"])
+        with pytest.raises(ConfigError, match="sae.k=257: at most d_sae"):  # k applies: at most d_sae = 4 × 64
+            SAEBank.for_model(cfg, *load_model(cfg.model), torch.device("cpu"))
     finally:
         saes.ARCHITECTURES.pop("double_k")
         SAE_TRAINING_CLASS_REGISTRY.pop("double_k")
-    with pytest.raises(ConfigError, match=r"sae.architecture='double_k' is not a registered SAE architecture; "
-                                          r"allowed: batchtopk, jumprelu, standard, topk"):
-        unit_bank("double_k")
+    with pytest.raises(ConfigError, match=r"^sae.architecture='double_k' is not a registered SAE architecture; "
+                                          r"allowed: batchtopk, jumprelu, standard, topk \(a custom one"):
+        load_config("tiny", overrides=["sae.architecture=double_k"])  # in the config, before any model
+
+
+def test_sae_py_never_decides_by_an_architecture_name():
+    from chrono_membench import saes
+
+    source = (ROOT / "chrono_membench" / "sae.py").read_text()
+    said = {name for name in saes.ARCHITECTURES} | {a.sparsity_loss for a in saes.ARCHITECTURES.values() if a.sparsity_loss}
+    assert not [name for name in said if f'"{name}"' in source or f"'{name}'" in source]
+    assert "TopKTrainingSAE" not in source  # no class checks either: the row says sparse_decode
 
 
 def test_the_sparsity_coefficient_reads_under_its_old_name(tmp_path):
