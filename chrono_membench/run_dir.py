@@ -27,12 +27,7 @@ from pathlib import Path
 
 import filelock
 
-from chrono_membench.errors import ConfigError
-
-
-class RunWriteError(OSError):
-    """A checkpoint or artifact could not be written (full disk, permissions); nothing half-written is left."""
-
+from chrono_membench.errors import ConfigError, RunWriteError
 
 CheckpointWriteError = RunWriteError  # the name the CLI and earlier code use
 

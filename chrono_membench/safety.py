@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 from chrono_membench.config import ConfigError, resume_rule
+from chrono_membench.errors import EXIT_PREEMPTED, Preempted  # noqa: F401  (their home is the fault table)
 from chrono_membench.run_dir import RunDir
 
-EXIT_PREEMPTED = 4
 
 
 def exit_with(code: int) -> None:
@@ -30,10 +30,6 @@ def exit_with(code: int) -> None:
     2-core CPU: 8.5 s → 6.4 s for importing the package and leaving): frozen objects are not collected again."""
     gc.freeze()
     sys.exit(code)
-
-
-class Preempted(RuntimeError):
-    """A signal asked the run to stop; a checkpoint of the current step was written."""
 
 
 def _exit_preempted(signum, frame):

@@ -35,6 +35,7 @@ from chrono_membench.config import Config, dump_config, read_yaml
 from chrono_membench.data import MixtureStream, Plants, collate, prefetched
 from chrono_membench.data.sources import sample_provenance
 from chrono_membench.distributed import Dist
+from chrono_membench.errors import TrainingStopped
 from chrono_membench.evaluation import (
     attention_metrics, diversity_share, diversity_term, evaluate, lm_loss, qk_parameters, sample_queries,
 )
@@ -52,10 +53,6 @@ from chrono_membench.sae import SAEBank, warm_up
 
 # the SAE warm-up's rows: the training mixture on seed data.seed + this (far from a suite's seed shifts)
 WARMUP_STREAM = 104_729
-
-
-class TrainingStopped(RuntimeError):
-    """The run stopped on purpose (too many non-finite steps); a checkpoint of the last good state exists."""
 
 
 @dataclass

@@ -6,10 +6,8 @@
     python experiments/run.py --resume runs/<name>              # or --resume latest
     torchrun --nproc_per_node 2 experiments/run.py --preset demo train.max_steps=6   # data-parallel (DDP)
 
-Exit codes: 0 done; 2 bad configuration or input (one line on stderr); 3 stopped on purpose (diverged);
-4 preempted (SIGTERM/SIGINT: the step in flight finished and was checkpointed; continue with --resume);
-5 a checkpoint, artifact or metrics line could not be written (full disk, permissions): the message names the
-path and the space needed; the previous good checkpoint is intact; 137/143 killed: --resume (the README's table).
+Every way it ends, with what to do, is chrono_membench/errors.py's FAULTS (docs/faults.md's table); --help lists
+the codes.
 """
 
 from __future__ import annotations
@@ -23,6 +21,7 @@ import warnings
 from pathlib import Path
 
 from chrono_membench.config import ConfigError, config_from_dict, load_config, parse_override, read_yaml
+from chrono_membench.errors import BAD_INPUT, exit_codes, fault_of
 from chrono_membench.run_dir import RunDir, check_unlocked, check_world_size, latest_run
 from chrono_membench.safety import check_resume_config
 
@@ -41,7 +40,8 @@ def resolve_resume(arg: str, out_dir: str) -> Path:
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__ + "\n" + exit_codes(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default=None, help="a preset in experiments/configs/ (default: demo)")
     parser.add_argument("--config", default=None, help="a YAML config file")
     parser.add_argument("--ablation", default=None, help="full | no_dropout | no_alignment | no_diversity | baseline")
@@ -89,43 +89,27 @@ def build(args) -> tuple:
 def main(argv=None) -> int:
     args = parse_args(argv)
     warnings.formatwarning = lambda message, category, *_, **__: f"warning: {message}\n"  # one line each, no source
-    from chrono_membench.errors import DataSourceError, ModelLoadError  # light: a bad config exits in a second
-    from chrono_membench.run_dir import CheckpointWriteError
-    from chrono_membench.safety import EXIT_PREEMPTED, Preempted
-
-    bad_input = (ConfigError, DataSourceError, ModelLoadError, FileNotFoundError)
     try:
         cfg, run_dir = build(args)  # validated before anything heavy is imported or loaded
         if int(os.environ.get("RANK", "0")) == 0:
             check_unlocked(RunDir(run_dir))  # a live run in that directory: refused now, not after the imports
-    except bad_input as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    from chrono_membench.train import TrainingStopped, train
+    except BAD_INPUT as e:
+        print(fault_of(e).line(e), file=sys.stderr)
+        return fault_of(e).code
+    from chrono_membench.train import train
 
     from chrono_membench.distributed import shutdown
 
     quiet = int(os.environ.get("RANK", "0")) != 0  # under torchrun, rank 0 reports (these errors agree on all ranks)
-    say = (lambda message: None) if quiet else (lambda message: print(message, file=sys.stderr))
     try:
         summary = train(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress)
-    except bad_input as e:
-        say(f"error: {e}")
-        return 2
-    except TrainingStopped as e:
-        say(f"stopped: {e}")
-        return 3
-    except Preempted as e:
-        say(f"preempted: {e}")
-        return EXIT_PREEMPTED
-    except CheckpointWriteError as e:
-        say(f"error: {e.strerror}")
-        return 5
-    except OSError as e:
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+    except Exception as e:  # the fault table's ways to end (errors.FAULTS); anything else is a bug: its traceback
+        fault = fault_of(e)
+        if fault is None:
             raise
-        say(f"error: {e} (a full disk; the previous good checkpoint is intact)")
-        return 5
+        if not quiet:
+            print(fault.line(e), file=sys.stderr)
+        return fault.code
     finally:
         shutdown()
     if quiet:

@@ -22,3 +22,14 @@ def test_the_readme_is_a_front_door():
     readme = (ROOT / "README.md").read_text()
     assert len(readme.splitlines()) <= 250
     assert all(f"docs/{p.name}" in readme for p in PAGES[1:])  # every reference page is linked from it
+
+
+def test_the_exit_codes_live_in_one_table():
+    """docs/faults.md's table is errors.FAULTS, verbatim; README and run.py spell out no exit code of their own."""
+    from chrono_membench.errors import FAULTS, fault_table
+
+    assert fault_table() in (ROOT / "docs" / "faults.md").read_text()
+    assert not re.search(r"^\| `\d+` \|", (ROOT / "README.md").read_text(), re.M)
+    run = (ROOT / "experiments" / "run.py").read_text()
+    assert not re.search(r"return [1-9]\d*\b|Exit codes: \d", run)  # every code comes from the table
+    assert len({f.code for f in FAULTS}) == len(FAULTS)

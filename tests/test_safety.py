@@ -60,3 +60,19 @@ def test_the_rules_live_on_the_config_fields():
     assert "time buckets" in unsafe["train.max_steps"]
     no_chrono = {**base, "chrono": {"enabled": False}}
     assert config_changes(no_chrono, {**no_chrono, "train": {"max_steps": 8, "log_every": 1}}) == ({}, ["train.max_steps"])
+
+
+def test_every_fault_maps_its_exceptions_to_its_code_and_one_line():
+    import errno
+
+    from chrono_membench.errors import FAULTS, ConfigError, Preempted, RunWriteError, TrainingStopped, fault_of
+
+    for fault in FAULTS:
+        for exc in fault.raised:
+            assert fault_of(exc("x")).code == fault.code
+    assert fault_of(OSError(errno.ENOSPC, "No space left on device")).code == 5  # a plain full disk, too
+    assert fault_of(OSError(errno.EACCES, "denied")) is None and fault_of(KeyError("x")) is None  # bugs: 1
+    written = RunWriteError(errno.ENOSPC, "cannot write runs/x/metrics.jsonl: No space left on device")
+    assert fault_of(written).line(written) == "error: cannot write runs/x/metrics.jsonl: No space left on device"
+    assert fault_of(TrainingStopped("3 updates")).line(TrainingStopped("3 updates")) == "stopped: 3 updates"
+    assert [fault_of(e).code for e in (ConfigError("a"), Preempted("b"))] == [2, 4]
