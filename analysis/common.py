@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from chrono_membench.logging import run_records, split_run
+from chrono_membench.run_dir import RunDir
 
 
 @dataclass
@@ -49,9 +50,9 @@ def load_run(ref: str | Path) -> Run:
     """A run directory, or `<directory>#<SAE variant>`: the run as that variant of its SAEs saw it (labelled by the
     variant's name; its artifacts are the run's)."""
     path, variant = split_run(ref)
-    if not (path / "metrics.jsonl").exists():
+    if not RunDir(path).metrics.exists():
         raise SystemExit(f"error: {path} is not a run directory (no metrics.jsonl)")
-    config = yaml.safe_load((path / "config.yaml").read_text()) if (path / "config.yaml").exists() else {}
+    config = yaml.safe_load(RunDir(path).config.read_text()) if RunDir(path).config.exists() else {}
     label = variant or config.get("run", {}).get("ablation") or path.name
     return Run(path.name + (f"#{variant}" if variant else ""), run_records(ref), config, path, label)
 

@@ -19,7 +19,7 @@ from plotly.subplots import make_subplots
 from common import parse_args, save_figure, write_json
 
 from chrono_membench import metric_keys as K
-from chrono_membench.comparison import compare, mean_interval, seed_of
+from studies.comparison import compare, mean_interval, seed_of
 
 PREFIXES = ("val/", "sae/", "chrono/", "mem/", "train/loss")
 

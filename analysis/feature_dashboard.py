@@ -127,7 +127,7 @@ def write_dashboard(run: Path, hook: str, out: Path, max_latents: int = 2000, ex
     if not checkpoints:
         raise SystemExit(f"error: {run} has no latent records for {hook} (artifacts/step_*/latents_"
                          f"{file_name(hook)}.safetensors; runs before this version, or save_features=false)")
-    tokenizer = load_tokenizer(config_from_dict(yaml.safe_load((run / "config.yaml").read_text())).model)
+    tokenizer = load_tokenizer(config_from_dict(yaml.safe_load(RunDir(run).config.read_text())).model)
 
     @functools.cache
     def token_text(t: int) -> str:

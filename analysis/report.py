@@ -16,7 +16,7 @@ from pathlib import Path
 
 from common import parse_args
 from chrono_membench.run_dir import RunDir
-from chrono_membench.summary import headline
+from studies.summary import headline
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ["training_curves", "feature_trajectories", "purity_heatmaps", "memorisation"]

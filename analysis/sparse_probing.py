@@ -40,6 +40,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from chrono_membench.run_dir import RunDir
+
 # the corpus's kinds of text: people (Wikipedia), arithmetic (Orca-Math), books (BookCorpus), news, science
 DEFAULT_DATASETS = ["5_hist_fig_ismale", "129_arith_mc_A", "126_art_type_book", "21_headline_istrump", "36_sciq_tf"]
 INSTALL = "bash scripts/install.sh"
@@ -71,7 +73,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.max_examples < 200:
         p.error(f"--max-examples must be >= 200 (sae-probes holds 100 out and needs a test set), got {args.max_examples}")
     for run in args.runs:
-        if not (run / "config.yaml").exists():
+        if not RunDir(run).config.exists():
             p.error(f"{run} is not a run directory (no config.yaml)")
     known = known_datasets()
     if known is None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from chrono_membench import metric_keys as K
 from chrono_membench.config import read_yaml
 from chrono_membench.logging import read_metrics
+from chrono_membench.run_dir import RunDir
 
 
 def main() -> None:
@@ -25,10 +26,10 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("--every", type=int, default=250, help="eval cadence to project to (the hub presets': 250)")
     args = parser.parse_args()
-    cfg = read_yaml(args.run / "config.yaml")
+    cfg = read_yaml(RunDir(args.run).config)
     t = cfg["train"]
     tokens_per_step = t["micro_batch"] * t["grad_accum"] * cfg["data"]["seq_len"]
-    records = read_metrics(args.run / "metrics.jsonl")
+    records = read_metrics(RunDir(args.run).metrics)
     step_s = [tokens_per_step / r["train/tokens_per_s"] for r in records if "train/tokens_per_s" in r]
     evals = [r for r in records if "time/eval_s" in r]
     other = sum(r.get("time/attn_metrics_s", 0) + r.get("time/latent_records_s", 0) for r in records)

@@ -25,12 +25,13 @@ from pathlib import Path
 
 from chrono_membench.logging import read_metrics
 from chrono_membench.metric_keys import is_timing  # wall-clock values differ between identical runs
+from chrono_membench.run_dir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def comparable(run_dir: Path) -> list[str]:
-    path = run_dir / "metrics.jsonl"
+    path = RunDir(run_dir).metrics
     if not path.exists():
         return []
     return [json.dumps({k: v for k, v in r.items() if not is_timing(k)}, sort_keys=True) for r in read_metrics(path)]
@@ -115,7 +116,7 @@ def soak(cycles: int, preset: str, overrides: list[str], seed: int, out: Path, l
             continue
         stats["cycles"] += 1
         stats["trainer_kills"] += 1
-        checkpoints = list((victim / "checkpoints").glob("step_*")) if (victim / "checkpoints").exists() else []
+        checkpoints = RunDir(victim).list_checkpoints()
         stats["before_first_checkpoint"] += not checkpoints
         got = comparable(victim)
         ok = got == reference[: len(got)]  # everything logged so far is exactly the uninterrupted run's
@@ -125,7 +126,7 @@ def soak(cycles: int, preset: str, overrides: list[str], seed: int, out: Path, l
             f"{len(checkpoints)} checkpoint(s); {'match' if ok else 'MISMATCH'}")
         # the harness's own way back: --resume where it left its config (also before any checkpoint), else anew
         command = [sys.executable, "experiments/run.py", "--resume", str(victim), "--no-progress"] \
-            if (victim / "config.yaml").exists() else fresh
+            if RunDir(victim).config.exists() else fresh
         after_trainer_kill = True
     # Let the last victim finish, then compare the whole log.
     final = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)

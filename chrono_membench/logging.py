@@ -39,7 +39,7 @@ def split_run(ref: str | Path) -> tuple[Path, str | None]:
 def run_records(ref: str | Path) -> list[dict]:
     """The metrics a run reference logged (split_run), each record in the variant's view where one is named."""
     path, variant = split_run(ref)
-    records = read_metrics(path / "metrics.jsonl")
+    records = read_metrics(RunDir(path).metrics)
     return [K.variant_view(r, variant) for r in records] if variant else records
 
 

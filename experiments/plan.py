@@ -33,7 +33,7 @@ from pathlib import Path
 from chrono_membench.chrono import resolution as R
 from chrono_membench.config import ABLATIONS, SUITE, ConfigError, ModelConfig, load_config, sae_only
 from chrono_membench.data import SOURCES, DataSourceError, SourceRecords
-from chrono_membench.plan import (
+from studies.plan import (
     GB, WANDB_FREE_TIER_GB, chinchilla_tokens, warmup_seconds, count_parameters, entries_for_time_budget, epochs_per_source,
     measure_documents, steps_for_tokens, storage_plan, tokens_consumed,
 )

@@ -56,10 +56,10 @@ def build(args) -> tuple:
     if args.resume:
         out_dir = dict(parse_override(o) for o in args.overrides).get("run.out_dir", "runs")
         run_dir = resolve_resume(args.resume, out_dir)
-        tree = read_yaml(run_dir / "config.yaml")
+        tree = read_yaml(RunDir(run_dir).config)
         cfg = config_from_dict(tree)
         if args.overrides or args.ablation:
-            cfg = load_config(config_path=run_dir / "config.yaml", overrides=args.overrides,
+            cfg = load_config(config_path=RunDir(run_dir).config, overrides=args.overrides,
                               ablation=args.ablation or cfg.run.ablation)
             cfg.run.preset = tree["run"]["preset"]
         check_resume_config(RunDir(run_dir), tree, cfg.to_dict(), write_log=False)  # refused before heavy imports
@@ -122,7 +122,7 @@ def main(argv=None) -> int:
         (before_step, before), (after_step, after) = summary.val_ppl[0], summary.val_ppl[-1]
         print(f"val ppl      step {before_step}: {before:.3f} → step {after_step}: {after:.3f}")
     print(f"skipped steps {summary.skipped_steps}")
-    from chrono_membench.summary import headline
+    from studies.summary import headline
 
     for line in headline(run_dir):
         print(line)

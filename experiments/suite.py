@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from chrono_membench.comparison import seed_overrides, seed_table, with_variants
+from studies.comparison import seed_overrides, seed_table, with_variants
 from chrono_membench.config import ABLATIONS, SUITE, ConfigError, load_config, parse_override, sae_only
 
 

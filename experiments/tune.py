@@ -22,7 +22,8 @@ from pathlib import Path
 
 from chrono_membench.config import ConfigError, load_config
 from chrono_membench.logging import read_metrics
-from chrono_membench.plan import find_max_micro_batch
+from studies.plan import find_max_micro_batch
+from chrono_membench.run_dir import RunDir
 
 OUT_DIR = Path("runs") / "tune"
 
@@ -40,7 +41,7 @@ def run_trial(preset: str, overrides: list[str], micro_batch: int, steps: int, w
                                              f"checkpointing.checkpoint_every_n_steps={10 ** 9}"])
         run_dir = Path(out) / "trial"
         train(cfg, run_dir, progress=False)
-        metrics = read_metrics(run_dir / "metrics.jsonl")
+        metrics = read_metrics(RunDir(run_dir).metrics)
     tokens = micro_batch * cfg.data.seq_len
     step_s = [tokens / r["train/tokens_per_s"] for r in metrics if "train/tokens_per_s" in r]
     evals = [r["time/eval_s"] for r in metrics if "time/eval_s" in r][1:]  # the eval at step 0 is not part of the interval

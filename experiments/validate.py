@@ -5,14 +5,14 @@
     python experiments/validate.py --eval-only runs/validate-...   # score finished runs again
     python experiments/validate.py --out runs/validate-...         # finish what is missing there (same plan)
 
-Plants (chrono_membench/validation.py has the plan): documents inserted 1×/4×/16× and never; 4× early vs 4× late;
+Plants (studies/planted.py has the plan): documents inserted 1×/4×/16× and never; 4× early vs 4× late;
 Python source confined to the middle time bucket (control run: spread over the whole run); canaries 1×/4×/16×.
 Four runs: `main`, `control` (the Python spread out), `no_alignment` (main with λ_align = 0; the LM trains
 identically, only the SAEs differ) and `recency` (the early and late sets alone, 80 each over 8 steps, Adam's
 β1 = 0, 16 rows per step, no SAEs; the forgetting and order checks read it: with momentum the late set's update is
-still mostly in flight when the run ends; validation.py). Then one
+still mostly in flight when the run ends; studies/planted.py). Then one
 row per check: measured value, PASS/FAIL (INFO: reported, no criterion applies) and the criterion, which is fixed in
-validation.py before any run. Writes validation.json and validation.md in the output directory.
+studies/planted.py before any run. Writes validation.json and validation.md in the output directory.
 """
 
 from __future__ import annotations
@@ -28,11 +28,12 @@ from pathlib import Path
 import torch
 
 from chrono_membench import distributed
-from chrono_membench import validation as V
+from studies import planted as V
 from chrono_membench.config import ConfigError, load_config
 from chrono_membench.logging import final_values, read_metrics
 from chrono_membench.model import autocast as model_autocast
 from chrono_membench.probes import PROBE_TOKENS, ProbeSet
+from chrono_membench.run_dir import RunDir
 
 RUNS = ("main", "control", "no_alignment", "recency")
 
@@ -121,8 +122,8 @@ def evaluate(out: Path, arms: dict, sizes: V.Sizes) -> list[V.Check]:
         for hook in saes.hook_points:
             checks += V.source_purity(hook, sums[hook].cpu(), counts[hook].cpu(), source, sizes.latents, generator)
         if "no_alignment" in arms:
-            full = read_metrics(run_dir / "metrics.jsonl")
-            base = read_metrics(Path(cfg.run.out_dir) / "no_alignment" / "metrics.jsonl")
+            full = read_metrics(RunDir(run_dir).metrics)
+            base = read_metrics(RunDir(Path(cfg.run.out_dir) / "no_alignment").metrics)
             checks += [V.alignment(hook, full, base) for hook in saes.hook_points]
     return checks
 
@@ -162,7 +163,7 @@ def main(argv=None) -> int:
         from chrono_membench.train import train
 
         for name, cfg in cfgs.items():
-            if (out / name / "final_model").exists():  # finished before (e.g. a later run failed): keep it
+            if RunDir(out / name).final_model.exists():  # finished before (e.g. a later run failed): keep it
                 print(f"\n=== {name}: finished already, not trained again ===")
                 continue
             print(f"\n=== {name} ===")

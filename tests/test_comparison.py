@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from chrono_membench.comparison import NOISE, compare, difference_interval, mean_interval
+from studies.comparison import NOISE, compare, difference_interval, mean_interval
 
 
 def test_mean_interval_is_the_t_interval():
@@ -53,7 +53,7 @@ def test_matched_seeds_are_compared_pairwise():
 
 
 def test_suite_and_sweep_join_their_variants_to_the_users_in_one_override():
-    from chrono_membench.comparison import with_variants
+    from studies.comparison import with_variants
     from chrono_membench.config import ConfigError, parse_override
 
     user = ["train.max_steps=4", "sae.variants={k16: {sae.k: 16}}"]

@@ -74,7 +74,7 @@ def test_malformed_yaml_names_file(tmp_path):
 
 def test_cli_exits_2_with_one_line_and_no_traceback():
     for args in (["train.max_steps=0"], ["run.ablation=nope"], ["data.mixture.fineweb_edu=0.9"]):
-        proc = subprocess.run([sys.executable, "-m", "chrono_membench.data", "--preset", "demo", *args],
+        proc = subprocess.run([sys.executable, "experiments/inspect_data.py", "--preset", "demo", *args],
                               capture_output=True, text=True, cwd=ROOT)
         assert proc.returncode == 2, proc.stderr
         assert "Traceback" not in proc.stderr

@@ -9,7 +9,7 @@ import pytest
 from helpers import load_script
 
 from chrono_membench.config import load_config
-from chrono_membench.plan import (
+from studies.plan import (
     chinchilla_tokens, count_parameters, entries_for_time_budget, epochs_per_source, find_max_micro_batch,
     measure_documents, steps_for_tokens, storage_plan, tokens_consumed,
 )

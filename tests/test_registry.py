@@ -6,7 +6,7 @@ from helpers import HOOK, tiny, train_tiny
 
 from chrono_membench import metric_keys as K
 from chrono_membench.panels import eval_panels
-from chrono_membench.plan import storage_plan
+from studies.plan import storage_plan
 from chrono_membench.registry import REGISTRY, EvalContext, KeySpace, eval_keys, register, unregister
 
 TOY = "mem/toy/seen_windows"

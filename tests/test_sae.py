@@ -15,7 +15,7 @@ from chrono_membench.config import ConfigError, load_config
 from chrono_membench.logging import run_records
 from chrono_membench.model import load_model
 from chrono_membench.run_dir import RunDir
-from chrono_membench.summary import headline
+from studies.summary import headline
 from chrono_membench.sae import SAEBank
 from chrono_membench.saes import ARCHITECTURES
 

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from chrono_membench import metric_keys as K
-from chrono_membench import validation as V
+from studies import planted as V
 from chrono_membench.logging import final_values
 from helpers import HOOK, load_script
 

@@ -110,19 +110,23 @@ def seeds_for_paired_difference(delta_in_sd: float, most: int = 1000) -> int:
     return next((s for s in range(2, most + 1) if paired_seeds_mde(s) <= delta_in_sd), most)
 
 
+POWER_LATENTS = 2000  # the latents fdr_power simulates (they stand for the SAE's thousands: see there)
+
+
 def fdr_power(windows_per_bucket: int, buckets: int, enrichment: float, share: float = 0.05, q: float = 0.05,
-              latents: int = 2000, fire: float = 0.1, sims: int = 4, seed: int = 0) -> dict[str, float]:
+              fire: float = 0.1, sims: int = 4, seed: int = 0) -> dict[str, float]:
     """By simulation, with the evals' own test (chrono/selectivity.py: Kruskal–Wallis over buckets, BH at q): the
     fraction of a time-selective population found, and the false share among what is found. Each latent fires in a
     window with probability `fire`, with an Exponential(1) activation; a `share` of them fires `enrichment`× as often
     in one bucket (a rank test sees how often a latent fires far more than how strongly: 4× the activation at 30 %
     firing moves its AUROC by 0.03). At a fixed share the BH threshold hardly depends on the number of latents, so
-    2,000 stand for the SAE's thousands."""
+    POWER_LATENTS = 2,000 stand for the SAE's thousands."""
     import numpy as np
 
     from chrono_membench.chrono.selectivity import selective_latents
 
     rng, found, false = np.random.default_rng(seed), [], []
+    latents = POWER_LATENTS
     n_sel = max(1, round(share * latents))
     column = np.repeat(np.arange(buckets), windows_per_bucket)
     for _ in range(sims):

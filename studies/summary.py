@@ -10,6 +10,7 @@ from chrono_membench import metric_keys as K
 from chrono_membench.chrono import resolution as R
 from chrono_membench.config import read_yaml
 from chrono_membench.logging import final_values, split_run
+from chrono_membench.run_dir import RunDir
 
 
 def headline(run_dir: str | Path) -> list[str]:
@@ -17,7 +18,7 @@ def headline(run_dir: str | Path) -> list[str]:
     exposure, purity over its null, the training-order test; beside each time-claim, what this run could have
     seen (chrono/resolution.py). Intervals are 95 %; what each number means is in docs/metrics.md."""
     f, lines = final_values(run_dir), []
-    config = split_run(run_dir)[0] / "config.yaml"
+    config = RunDir(split_run(run_dir)[0]).config
     chrono_cfg = read_yaml(config).get("chrono", {}) if config.exists() else {}
     nan = float("nan")
     if K.SAE_WARMUP_TOKENS in f:

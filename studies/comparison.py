@@ -18,6 +18,7 @@ import yaml
 from scipy import stats
 
 from chrono_membench.logging import final_values, split_run
+from chrono_membench.run_dir import RunDir
 
 NOISE = "not distinguishable from seed noise"
 
@@ -127,7 +128,7 @@ def seed_table(runs: dict[str, list[Path | str]], baseline: str, prefixes=("val/
     interval] per arm, and per arm but the baseline its difference to the baseline [interval, paired by seed] and
     the verdict."""
     arms = {arm: [final_values(p) for p in paths] for arm, paths in runs.items()}
-    seeds = {arm: [seed_of(yaml.safe_load((split_run(p)[0] / "config.yaml").read_text())) for p in paths]
+    seeds = {arm: [seed_of(yaml.safe_load(RunDir(split_run(p)[0]).config.read_text())) for p in paths]
              for arm, paths in runs.items()}
     keys = sorted({k for finals in arms.values() for f in finals for k in f
                    if k.startswith(prefixes) and "/layer_" not in k and not k.endswith(("_lo", "_hi"))})

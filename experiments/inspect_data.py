@@ -1,4 +1,4 @@
-"""Inspect the data pipeline: `python -m chrono_membench.data --preset demo --rows 200` prints one JSON object."""
+"""Inspect the data pipeline: `python experiments/inspect_data.py --preset demo --rows 200` prints one JSON object."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ import time
 from tqdm import tqdm
 
 from chrono_membench.config import ConfigError, load_config
-from chrono_membench.data import PAD_SOURCE, DataSourceError, MixtureStream
+from chrono_membench.data import PAD_SOURCE, MixtureStream
 from chrono_membench.data.sources import sample_provenance
-from chrono_membench.model import ModelLoadError, load_tokenizer
+from chrono_membench.errors import BAD_INPUT, fault_of
+from chrono_membench.model import load_tokenizer
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m chrono_membench.data", description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--preset", default="demo")
     parser.add_argument("--config", default=None, help="a YAML config file instead of a preset")
     parser.add_argument("--rows", type=int, default=200)
@@ -28,9 +29,9 @@ def main(argv=None) -> int:
             raise ConfigError(f"--rows must be a positive integer, got {args.rows}")
         tokenizer = load_tokenizer(cfg.model)
         stream = MixtureStream(cfg.data, tokenizer, split="train")
-    except (ConfigError, DataSourceError, ModelLoadError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except BAD_INPUT as e:
+        print(fault_of(e).line(e), file=sys.stderr)
+        return fault_of(e).code
     start = time.perf_counter()
     real = total = 0
     for _ in tqdm(range(args.rows), desc="rows", file=sys.stderr):
