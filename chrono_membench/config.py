@@ -7,6 +7,7 @@ one line naming the field and what is allowed (experiments/run.py turns it into 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -87,6 +88,9 @@ class _Section:
             allowed = typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is Literal else None
             if allowed is not None and value not in allowed:
                 raise ConfigError(f"{key} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+            for item in value if isinstance(value, list) else [value]:  # nan and inf pass every comparison below
+                if isinstance(item, float) and not math.isfinite(item):
+                    raise ConfigError(f"{key} must be a finite number, got {value}")
             if meta.get("positive") and value <= 0:
                 raise ConfigError(f"{key} must be a positive integer, got {value}")
             if meta.get("above_zero") and value <= 0:
@@ -103,7 +107,8 @@ class RunConfig(_Section):
     name: str = _field("", SAFE)  # empty: "<preset>-<ablation>-<timestamp>"
     preset: str = _field("", SAFE)
     ablation: str = "full"
-    seed: int = 0  # data order (shuffles, mixture draws), tiny-model init, SAE init, dropout masks, probe reservoir
+    # data order (shuffles, mixture draws), tiny-model init, SAE init, dropout masks, probe reservoir
+    seed: int = _field(0, NON_NEGATIVE)
     out_dir: str = _field("runs", SAFE)
     device: str = _field("auto", SAFE)  # auto | cpu | cuda | cuda:N
 
@@ -113,6 +118,20 @@ class RunConfig(_Section):
             raise ConfigError(f"unknown ablation {self.ablation!r}; allowed: {', '.join(ABLATIONS)}")
         if self.device != "auto" and self.device.split(":")[0] not in ("cpu", "cuda"):
             raise ConfigError(f"run.device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
+        if self.device.startswith("cuda"):  # torch only for a CUDA request: every other check stays light
+            import torch
+
+            index = self.device.partition(":")[2]
+            if not torch.cuda.is_available():
+                raise ConfigError(f"run.device={self.device}: this torch ({torch.__version__}) sees no CUDA device; "
+                                  "allowed here: auto, cpu")
+            if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+                raise ConfigError(f"run.device={self.device}: allowed cuda:0..cuda:{torch.cuda.device_count() - 1}")
+        if self.name and ("/" in self.name or "\\" in self.name or self.name in (".", "..")):  # stays in out_dir
+            raise ConfigError(f"run.name={self.name!r} must be a plain directory name inside run.out_dir (no / or "
+                              "\\, not . or ..)")
+        if not self.out_dir.strip():
+            raise ConfigError("run.out_dir must name a directory (default: runs); got an empty value")
 
 
 @dataclass
@@ -123,13 +142,13 @@ class DataConfig(_Section):
     local_dir: str = ""
     mixture: dict[str, float] = _field(None, factory=lambda: {"fineweb_edu": 0.4, "wikitext103": 0.3,
                                                                "orca_math": 0.2, "bookcorpus": 0.1})
-    seq_len: int = _field(1024, POSITIVE)
+    seq_len: int = _field(1024, POSITIVE)  # at least 2: a row needs a next token to predict
     val_percent: int = 15  # hash(source, key) mod 100 < val_percent → validation
     val_rows: int = _field(8, POSITIVE)  # rows of packed validation documents used for val loss
     # hub streams only (documents): local and sample files are read in a fresh permutation every epoch
     shuffle_buffer: int = _field(100_000, POSITIVE)
     sentences_per_passage: int = _field(40, POSITIVE)  # bookcorpus: consecutive sentences grouped into one passage
-    seed: int = 0
+    seed: int = _field(0, NON_NEGATIVE)
     # training rows packed ahead of the step by a worker process (data/prefetch.py); 0: packed in the step
     prefetch_rows: int = _field(64, SAFE)
     # origin=sample: what text each source holds (data/sample/provenance.json), filled in by the trainer so that
@@ -147,6 +166,8 @@ class DataConfig(_Section):
             raise ConfigError(f"data.mixture weights must sum to 1, got {sum(self.mixture.values()):.6g} ({self.mixture})")
         if self.prefetch_rows < 0:
             raise ConfigError(f"data.prefetch_rows must be >= 0 (0: no background packing), got {self.prefetch_rows}")
+        if self.seq_len < 2:
+            raise ConfigError(f"data.seq_len must be >= 2 (a row needs a token to predict), got {self.seq_len}")
         if not 0 <= self.val_percent < 100:
             raise ConfigError(f"data.val_percent must be in [0, 100), got {self.val_percent}")
         if self.origin == "local" and not self.local_dir:
@@ -191,9 +212,9 @@ class TrainConfig(_Section):
     # 0 (with muon_lr 0): the LM never changes, the `frozen_lm` arm: the floor of every drift and stability metric
     lr: float = _field(3e-5, NON_NEGATIVE)  # AdamW LR (embeddings, unembedding, norms under Muon)
     muon_lr: float = _field(0.02, NON_NEGATIVE)  # Muon LR for 2-D hidden matrices
-    weight_decay: float = 0.0
+    weight_decay: float = _field(0.0, NON_NEGATIVE)
     betas: list[float] = _field(None, factory=lambda: [0.9, 0.95])
-    grad_clip: float = 1.0
+    grad_clip: float = _field(1.0, ABOVE_ZERO)
     warmup_frac: float = _field(0.05, UNIT)
     warmdown_frac: float = _field(0.2, UNIT)
     final_lr_frac: float = _field(0.0, UNIT)
@@ -219,8 +240,8 @@ class TrainConfig(_Section):
             raise ConfigError(f"train.peak_tflops must be >= 0, got {self.peak_tflops}")
         if self.warmup_frac + self.warmdown_frac > 1:
             raise ConfigError("train.warmup_frac + train.warmdown_frac must be <= 1")
-        if len(self.betas) != 2:
-            raise ConfigError(f"train.betas must be two numbers, got {self.betas}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"train.betas must be two numbers in [0, 1) (Adam's β1, β2), got {self.betas}")
 
 
 @dataclass
@@ -238,7 +259,7 @@ class SAEConfig(_Section):
     max_skipped_in_a_row: int = _field(3, POSITIVE, SAFE)
     # the sparsity penalty's weight, what sae-lens calls it per architecture: standard's l1_coefficient, jumprelu's
     # l0_coefficient; unused by topk and batchtopk (k sets their sparsity). Until 2026-12-01: sae.l1_coefficient
-    sparsity_coefficient: float = 5.0
+    sparsity_coefficient: float = _field(5.0, NON_NEGATIVE)
     lr: float = _field(3e-4, ABOVE_ZERO)  # sae-lens's default; short runs (demo, tiny) need more
     # tokens per SAE step (over all ranks): an LM step's captured activations are split into ⌈tokens / this⌉
     # minibatches, one SAE step each, as sae-lens trains (its default batch: 4,096 tokens)
@@ -259,7 +280,7 @@ class SAEConfig(_Section):
 
     def __post_init__(self):
         super().__post_init__()
-        from chrono_membench.hooks import check_hook_forms  # lazily: hooks needs torch, config does not
+        from chrono_membench.hook_names import check_hook_forms
         from chrono_membench.saes import check_name
 
         check_name(self.architecture)
@@ -369,7 +390,7 @@ class Config:
         if self.chrono.enabled and self.chrono.canary_repetitions:
             self.canary_steps()  # the insertion counts must fit: refuse before any heavy work
         if self.model.name == "tiny":  # its depth is the config's: the hooks' layers are checked here, not after a load
-            from chrono_membench.hooks import check_hook_points
+            from chrono_membench.hook_names import check_hook_points
 
             check_hook_points(self.sae.hook_points, self.model.tiny_layers)
         for name in self.sae.variants:

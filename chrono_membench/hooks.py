@@ -15,7 +15,6 @@ projection, reshaped per head):
 
 from __future__ import annotations
 
-import re
 import weakref
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -24,38 +23,9 @@ import torch
 
 from chrono_membench.data.sources import PAD_SOURCE
 from chrono_membench.errors import ConfigError
-
-HOOK_KINDS = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_mlp_out", "hook_attn_out", "attn.hook_z")
-_FORM = re.compile(r"^blocks\.(\d+)\.(" + "|".join(re.escape(k) for k in HOOK_KINDS) + r")$")
-ALLOWED_FORMS = ", ".join(f"blocks.<layer>.{k}" for k in HOOK_KINDS)
-
-
-def check_hook_forms(hook_points: list[str]) -> None:
-    """Names only (the layer range needs the model: check_hook_points). Raises ConfigError naming the forms."""
-    for hook in hook_points:
-        if not _FORM.match(hook):
-            raise ConfigError(f"sae.hook_points: {hook!r} is not a supported hook point; allowed: {ALLOWED_FORMS}")
-    if len(set(hook_points)) != len(hook_points):
-        raise ConfigError(f"sae.hook_points lists a hook point twice: {hook_points}")
-
-
-def check_hook_points(hook_points: list[str], n_layers: int) -> None:
-    check_hook_forms(hook_points)
-    for hook in hook_points:
-        layer = layer_of(hook)
-        if layer >= n_layers:
-            raise ConfigError(f"sae.hook_points: {hook!r} names layer {layer}, but the model has layers 0..{n_layers - 1}; "
-                         f"allowed: {ALLOWED_FORMS}")
-
-
-def layer_of(hook: str) -> int:
-    """The block a hook point sits in: blocks.6.attn.hook_z → 6."""
-    return int(_FORM.match(hook).group(1))
-
-
-def default_hook_points(n_layers: int) -> list[str]:
-    return [f"blocks.{n_layers // 2}.hook_resid_post"]
-
+from chrono_membench.hook_names import (  # noqa: F401  (the names, re-exported: hooks is where callers look)
+    ALLOWED_FORMS, HOOK_KINDS, check_hook_forms, check_hook_points, default_hook_points, layer_of,
+)
 
 def pattern_names(n_layers: int) -> list[str]:
     """The attention-pattern hook of every layer (attention metrics and the diversity regulariser)."""

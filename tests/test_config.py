@@ -52,6 +52,18 @@ def test_ablation_sets_exactly_its_switches():
     (["train.optimizer=sgd"], "train.optimizer must be one of adamw, muon"),
     (["checkpointing.save_features=maybe"], "checkpointing.save_features must be bool"),
     (["train.max_steps"], "must look like section.key=value"),
+    # values the loop would take and crash on after the model loads (issue 47): refused here
+    (["train.lr=nan"], "train.lr must be a finite number, got nan"),
+    (["train.lr=.inf"], "train.lr must be a finite number, got inf"),
+    (["train.weight_decay=-1"], "train.weight_decay must be >= 0"),
+    (["train.betas=[1.5, 0.9]"], "train.betas must be two numbers in [0, 1)"),
+    (["train.grad_clip=0"], "train.grad_clip must be > 0"),
+    (["run.seed=-1"], "run.seed must be >= 0"),
+    (["data.seq_len=1"], "data.seq_len must be >= 2"),
+    (["sae.sparsity_coefficient=nan"], "sae.sparsity_coefficient must be a finite number"),
+    (["run.name=../../escape_dir"], "run.name='../../escape_dir' must be a plain directory name inside run.out_dir"),
+    (["run.out_dir="], "run.out_dir must name a directory"),
+    (["sae.architecture=nope"], "sae.architecture='nope' is not a registered SAE architecture"),
 ])
 def test_validation_errors_name_the_field(overrides, needle):
     with pytest.raises(ConfigError) as err:
@@ -79,3 +91,22 @@ def test_cli_exits_2_with_one_line_and_no_traceback():
         assert proc.returncode == 2, proc.stderr
         assert "Traceback" not in proc.stderr
         assert proc.stderr.strip().startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_cuda_device_without_cuda_is_refused_by_the_config():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ConfigError, match=r"^run.device=cuda: this torch \(.*\) sees no CUDA device; allowed here"):
+        load_config("tiny", overrides=["run.device=cuda"])
+
+
+def test_the_config_is_checked_without_torch():
+    """Every check but a CUDA request runs without importing torch (a bad value, or a run directory in use, is
+    refused in a fraction of a second, not after torch's import)."""
+    code = ("import sys; from chrono_membench.config import load_config; load_config('demo'); "
+            "load_config('tiny', overrides=['sae.hook_points=[blocks.1.hook_resid_post]']); "
+            "print('torch' in sys.modules, 'sae_lens' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.stdout.split() == ["False", "False"], proc.stderr[-2000:]
