@@ -151,6 +151,9 @@ class DataConfig(_Section):
     seed: int = _field(0, NON_NEGATIVE)
     # training rows packed ahead of the step by a worker process (data/prefetch.py); 0: packed in the step
     prefetch_rows: int = _field(64, SAFE)
+    # a worker that delivers no rows for this long while the trainer waits (stopped, deadlocked) is killed and
+    # restarted like a dead one, from the state after the last row handed out (data/prefetch.py)
+    worker_timeout_s: float = _field(300.0, ABOVE_ZERO, SAFE)
     # origin=sample: what text each source holds (data/sample/provenance.json), filled in by the trainer so that
     # config.yaml records it and a resume on a rebuilt sample is refused
     provenance: dict[str, str] = _field(None, factory=dict)

@@ -70,7 +70,7 @@ FAULTS = (
           "bad configuration or input: one line on stderr naming the field and what is allowed, before the model "
           "loads where the check needs no model (`sae.k` against the SAE's width needs it); a run directory in use "
           "by a live process (checked before the heavy imports); `--resume` of a different experiment; a data "
-          "worker that died 4 times in a row without delivering a row",
+          "worker that died or stuck 4 times in a row without delivering a row",
           "fix what the line names", (ConfigError, DataSourceError, ModelLoadError, FileNotFoundError)),
     Fault(3, "stopped on purpose (diverged)",
           "stopped on purpose: more than `train.max_skipped_in_a_row` non-finite LM updates in a row; the last good "

@@ -8,13 +8,14 @@ snapshot travels with the row, so `state_dict()` is the state after the last row
 the worker is; a checkpoint never records rows that were packed but not trained on. `load_state_dict` restarts
 the worker from the loaded state.
 
-A worker that dies (the OOM killer, a kill -9) is restarted from that same state, so the rows continue exactly as
-if nothing had happened. Where it is noticed: torch's SIGCHLD handler would raise from wherever the trainer happens
-to be (an eval, a checkpoint), so it is replaced by one that raises only while the trainer waits for rows — the
-one place it must: a worker killed halfway through sending a chunk larger than the pipe's buffer leaves half a
-message, and the read of the rest would block for ever (the queue's write end stays open in the trainer). Before
-each wait, a worker found dead is restarted at once. A worker that keeps dying without delivering a row stops the
-run with a DataSourceError.
+A worker that dies (the OOM killer, a kill -9), or that delivers nothing for `data.worker_timeout_s` while the
+trainer waits (stopped, deadlocked: the DataLoader's own timeout), is killed and restarted from that same state,
+so the rows continue exactly as if nothing had happened. Where a death is noticed: torch's SIGCHLD handler would
+raise from wherever the trainer happens to be (an eval, a checkpoint), so it is replaced by one that raises only
+while the trainer waits for rows — the one place it must: a worker killed halfway through sending a chunk larger
+than the pipe's buffer leaves half a message, and the read of the rest would block for ever (the queue's write
+end stays open in the trainer). Before each wait, a worker found dead is restarted at once. A worker that keeps
+dying without delivering a row stops the run with a DataSourceError.
 """
 
 from __future__ import annotations
@@ -155,7 +156,10 @@ class PrefetchedStream:
         loader = torch.utils.data.DataLoader(
             _Rows(self.stream, self.rows_per_chunk), batch_size=None, num_workers=1, collate_fn=_as_is,
             prefetch_factor=max(2, -(-self.depth // self.rows_per_chunk)),  # in chunks
-            worker_init_fn=partial(_worker_init, os.getpid()))
+            worker_init_fn=partial(_worker_init, os.getpid()), timeout=self.stream.cfg.worker_timeout_s,
+            # its own generator: making the iterator draws the workers' base seed, which from the global RNG would
+            # shift every later torch random number by whether (and how often) a worker was started
+            generator=torch.Generator().manual_seed(0))
         self._chunks = iter(loader)
         if threading.current_thread() is threading.main_thread():  # in place of torch's: see the docstring
             signal.signal(signal.SIGCHLD, _on_sigchld)
@@ -173,8 +177,8 @@ class PrefetchedStream:
             try:
                 self._chunk = list(next(self._chunks, []))[::-1]
             except RuntimeError as e:
-                if not isinstance(e, WorkerDied) and "DataLoader worker" not in str(e):
-                    raise
+                if not isinstance(e, WorkerDied) and not any(m in str(e) for m in ("DataLoader worker", "DataLoader timed")):
+                    raise  # not the worker's death, nor its silence (data.worker_timeout_s)
                 return self._restart(e)
             finally:
                 self._fetching = False
@@ -197,10 +201,11 @@ class PrefetchedStream:
         """A new worker, from the state after the last row handed out: the rows go on exactly where they were."""
         self.restarts, self._restarts_in_a_row = self.restarts + 1, self._restarts_in_a_row + 1
         if self._restarts_in_a_row > MAX_RESTARTS_IN_A_ROW:
-            raise DataSourceError(f"the data worker died {self._restarts_in_a_row} times in a row without delivering a "
-                                  f"row (last: {error}); check the machine's memory (the OOM killer) and resume the run")
-        warnings.warn(f"data worker died ({error}); restarted from the stream's state after the last row handed out",
-                      stacklevel=3)
+            raise DataSourceError(f"the data worker died or stuck {self._restarts_in_a_row} times in a row without "
+                                  f"delivering a row (last: {error}); check the machine's memory (the OOM killer) and "
+                                  "data.worker_timeout_s, then resume the run")
+        warnings.warn(f"data worker died or stuck ({error}); restarted from the stream's state after the last row "
+                      "handed out", stacklevel=3)
         self.close()
         self.stream.load_state_dict(self._state)
         return self.next_row()

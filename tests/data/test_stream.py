@@ -10,6 +10,7 @@ import time
 
 
 import pytest
+import torch
 
 from chrono_membench.config import DataConfig
 from chrono_membench.data import PAD_SOURCE, MixtureStream, PrefetchedStream, is_validation
@@ -236,4 +237,38 @@ def test_a_worker_killed_halfway_through_a_chunk_is_replaced_and_the_rows_go_on(
     got += [ahead.next_row() for _ in range(26)]
     same_rows(expected, got)
     assert ahead.restarts == 1 and ahead.stats()["worker_restarts"] == 1
+    ahead.close()
+
+
+def test_a_stopped_worker_is_detected_within_its_timeout_and_replaced_and_the_rows_go_on(tokenizer):
+    """kill -STOP of the worker (a deadlock's stand-in): once its packed-ahead rows are used up the trainer would wait
+    for ever. After data.worker_timeout_s the worker is killed and a new one starts from the state after the last
+    row handed out: the rows are the plain stream's, and the wait is bounded."""
+    import dataclasses
+
+    from helpers import tiny
+
+    cfg = dataclasses.replace(tiny().data, seq_len=256, worker_timeout_s=3.0)
+    plain, ahead = MixtureStream(cfg, tokenizer), PrefetchedStream(MixtureStream(cfg, tokenizer), depth=8)
+    expected = [plain.next_row() for _ in range(40)]
+    got = [ahead.next_row() for _ in range(4)]
+    worker = ahead._chunks._workers[0]
+    os.kill(worker.pid, signal.SIGSTOP)
+    start = time.monotonic()
+    with pytest.warns(UserWarning, match="data worker died or stuck .*timed out after 3"):
+        got += [ahead.next_row() for _ in range(36)]
+    assert time.monotonic() - start < 3.0 + 30  # the timeout, a new worker's start, and the orderly stop's 5 s
+    same_rows(expected, got)
+    assert ahead.restarts == 1 and not worker.is_alive()
+    ahead.close()
+
+
+def test_starting_the_worker_leaves_the_global_torch_rng_alone(tokenizer):
+    from helpers import tiny
+
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    ahead = PrefetchedStream(MixtureStream(tiny().data, tokenizer), depth=8)
+    ahead.next_row()
+    assert torch.equal(torch.get_rng_state(), before)
     ahead.close()
