@@ -119,3 +119,38 @@ def wandb_records(run_file):
             record.ParseFromString(pending)
             pending = b""
             yield record
+
+
+def differing_payload(a: Path, b: Path, step: int) -> list[str]:
+    """Where the checkpoints of `step` in runs a and b differ, the whole payload compared bitwise (weights, optimiser
+    states, SAEs, the seen log and stream state, every RNG state): the paths into it that differ; [] if none."""
+    import numpy as np
+    import torch
+
+    from chrono_membench.checkpoint import load_checkpoint
+    from chrono_membench.run_dir import RunDir
+
+    out: list[str] = []
+
+    def walk(x, y, where):
+        if isinstance(x, torch.Tensor) or isinstance(y, torch.Tensor):
+            same = isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and x.dtype == y.dtype and torch.equal(x, y)
+        elif isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+            same = np.array_equal(x, y)
+        elif isinstance(x, dict) and isinstance(y, dict):
+            if x.keys() != y.keys():
+                out.append(f"{where}: keys {sorted(map(str, x.keys() ^ y.keys()))}")
+            for k in x.keys() & y.keys():
+                walk(x[k], y[k], f"{where}.{k}")
+            return
+        elif isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)) and len(x) == len(y):
+            for i, (u, v) in enumerate(zip(x, y)):
+                walk(u, v, f"{where}[{i}]")
+            return
+        else:
+            same = x == y or (x != x and y != y)  # nan == nan here
+        if not same:
+            out.append(where)
+
+    walk(*(load_checkpoint(RunDir(r).checkpoint(step)) for r in (a, b)), "payload")
+    return out

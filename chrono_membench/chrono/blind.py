@@ -14,6 +14,8 @@ use (chrono/stats.auroc_interval): the folds' scores are not exactly independent
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 
 from chrono_membench.chrono.stats import auroc, auroc_interval
@@ -25,10 +27,13 @@ def blind_auroc(windows: list[list[int]], labels: np.ndarray, seed: int = 0,
                 folds: int = FOLDS) -> tuple[float, float, float] | None:
     """(AUROC, low, high) of a cross-fitted text-only classifier of the binary `labels` (1 = member / late) over
     `windows` (token ids); None when a class has fewer than `folds` windows."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-
+    state = random.getstate()  # importing these draws from Python's global RNG, once per process: a resumed run
+    try:                       # would import them (and draw) after its RNG states were restored, and diverge
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    finally:
+        random.setstate(state)
     labels = np.asarray(labels, dtype=int)
     if min(labels.sum(), (1 - labels).sum()) < folds:
         return None

@@ -1,6 +1,8 @@
 """Blind baselines (chrono/blind.py): at chance when labels do not depend on the text, with an interval that
 covers 0.5 there; near 1 when the two classes' texts differ (the distribution shift Das et al. measure)."""
 
+import random
+
 import numpy as np
 
 from chrono_membench.chrono.blind import blind_auroc
@@ -31,6 +33,8 @@ def test_a_shift_in_the_text_is_found_and_too_few_windows_give_none():
     rng = np.random.default_rng(1)
     text = windows(rng, 40) + windows(rng, 40, marker=7, rate=0.05)  # members hold token 7 about 3 times each
     labels = np.r_[np.zeros(40), np.ones(40)]
+    state = random.getstate()
     auc, low, high = blind_auroc(text, labels)
     assert auc > 0.9 and low > 0.8
+    assert random.getstate() == state  # nor does its lazy import of sklearn draw from Python's RNG (a resume would)
     assert blind_auroc(text[:44], labels[:44]) is None  # 4 members: fewer than the 5 folds

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import FAULT_ARGS, ROOT, load_script, run_main, values, wait_for_step
+from helpers import FAULT_ARGS, ROOT, differing_payload, load_script, run_main, values, wait_for_step
 
 from chrono_membench.checkpoint import payload_file
 from chrono_membench.safety import EXIT_PREEMPTED
@@ -41,6 +41,7 @@ def test_signal_checkpoints_the_step_in_flight_and_resume_is_exact(tmp_path, sig
     resumed = run("--resume", str(tmp_path / "sig"), "--no-progress")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert values(straight) == values(tmp_path / "sig")  # bitwise, no line lost or repeated
+    assert differing_payload(straight, tmp_path / "sig", 10) == []  # the last checkpoint, RNG states included
 
 
 def test_sigkill_at_random_points_soak(tmp_path, uninterrupted_run):
