@@ -25,6 +25,7 @@ import torch
 
 from chrono_membench import distributed
 from chrono_membench.distributed import Dist
+from chrono_membench.errors import ConfigError
 from chrono_membench.model import hf_state_dict, load_hf_state_dict
 from chrono_membench.run_dir import (  # noqa: F401 (CheckpointWriteError re-exported)
     CheckpointWriteError, RunDir, atomic_write, refuse_world_size,
@@ -85,9 +86,14 @@ def save(run_dir: RunDir, state: TrainState, model, optimizers, saes, batches, d
     return run_dir.checkpoint(state.step)
 
 
-def restore_model(ckpt: dict, model) -> None:
-    """The LM's weights: before data parallelism wraps or shards it."""
-    load_hf_state_dict(model, ckpt["model"])
+def restore_model(ckpt: dict, model, path: Path | None = None) -> None:
+    """The LM's weights: before data parallelism wraps or shards it. A checkpoint of another model (a foreign
+    checkpoint copied in, another width) is refused in one line naming it (ConfigError: exit 2)."""
+    try:
+        load_hf_state_dict(model, ckpt["model"])
+    except ConfigError as e:
+        raise ConfigError(f"--resume: checkpoint {path}: {e}; it was written by another model than this run's "
+                          "config builds") from None
 
 
 def restore_training(ckpt: dict, model, optimizers, saes, batches, d: Dist) -> TrainState:

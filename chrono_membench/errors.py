@@ -39,6 +39,12 @@ def _full_disk(e: BaseException) -> bool:
     return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
+def _out_of_memory(e: BaseException) -> bool:
+    """torch.OutOfMemoryError (CUDA), the CPU allocator's RuntimeError, or Python's own MemoryError."""
+    return (isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError"
+            or isinstance(e, RuntimeError) and "can't allocate memory" in str(e))
+
+
 @dataclass(frozen=True)
 class Fault:
     code: int
@@ -58,6 +64,11 @@ class Fault:
             return f"{self.label}: {e.strerror}"
         if isinstance(e, OSError) and _full_disk(e):
             return f"{self.label}: {e} (a full disk; the previous good checkpoint is intact)"
+        if _out_of_memory(e):  # the allocator's message, shortened to what says how much it wanted
+            said = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            said = said[said.find("DefaultCPUAllocator"):] if "DefaultCPUAllocator" in said else said
+            return (f"{self.label}: {said[:200]}; lower train.micro_batch, sae.expansion, data.seq_len or "
+                    "sae.eval_tokens (or free memory), then --resume (before a first checkpoint: the same command)")
         return f"{self.label}: {e}"
 
 
@@ -84,9 +95,14 @@ FAULTS = (
           "a checkpoint, artifact or `metrics.jsonl` line could not be written (a full disk, a quota, permissions): "
           "the message names the path, the space it needed and the space free; the previous good checkpoint is intact",
           "free space (or move the run directory), then `--resume`", (RunWriteError,), also=_full_disk),
+    Fault(6, "out of memory",
+          "out of memory: a tensor could not be allocated (the CPU allocator, CUDA, or Python); the last good "
+          "checkpoint is intact",
+          "lower what the line names, then `--resume`", (MemoryError,), "out of memory", also=_out_of_memory),
     Fault(137, "killed",
           "killed (SIGKILL, the OOM killer; −9)",
-          "`--resume`: from the last checkpoint, or from step 0 with a clean log if it had none yet"),
+          "`--resume`: from the last checkpoint, or from step 0 with a clean log if it had none yet (killed before "
+          "its run directory existed: the same command again); an OOM kill: lower what exit 6 names"),
     Fault(143, "signalled before a checkpoint could be made",
           "a second SIGTERM/SIGINT before the first one's checkpoint was complete, or a signal before training "
           "started (−15)",

@@ -16,17 +16,42 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from chrono_membench import metric_keys as K
+from chrono_membench.errors import ConfigError
 from chrono_membench.run_dir import RunDir, atomic_write, write_error
 
 
 def read_metrics(path: str | Path) -> list[dict]:
-    """All complete lines of a metrics.jsonl (a half-written last line is ignored)."""
-    records = []
+    """All complete lines of a metrics.jsonl (a half-written last line is ignored); a damaged line is named in one
+    line (ConfigError)."""
+    return [record for _, record in _complete_lines(path)]
+
+
+def _complete_lines(path: str | Path):
+    """(line, record) for each complete line of a metrics.jsonl."""
     with open(path) as f:
-        for line in f:
-            if line.endswith("\n"):
-                records.append(json.loads(line))
-    return records
+        for n, line in enumerate(f, start=1):
+            if not line.endswith("\n"):
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                record = None
+            if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+                raise ConfigError(f"{path} line {n} is not a metrics record ({line[:60].strip()!r}): the file is damaged; "
+                                  "remove or repair that line")
+            yield line, record
+
+
+def check_metrics(run: RunDir) -> None:
+    """Before a resume: a run with checkpoints has its metrics.jsonl, and every complete line of it reads (a missing
+    one would be rebuilt short, silently: refused instead)."""
+    if run.list_checkpoints() and not run.metrics.exists():
+        raise ConfigError(f"--resume {run.root}: {run.metrics} is missing, though checkpoints up to step "
+                          f"{run.list_checkpoints()[-1].name.removeprefix('step_').lstrip('0') or 0} cover what it held; "
+                          "restore it from a backup (or start a new run): resuming would leave those lines lost")
+    if run.metrics.exists():
+        for _ in _complete_lines(run.metrics):
+            pass
 
 
 def split_run(ref: str | Path) -> tuple[Path, str | None]:
@@ -57,7 +82,7 @@ def truncate_metrics(path: Path, last_step: int) -> int:
     if not path.exists():
         return 0
     lines = path.read_text().splitlines(keepends=True)
-    keep = [l for l in lines if l.endswith("\n") and json.loads(l)["step"] <= last_step]
+    keep = [line for line, record in _complete_lines(path) if record["step"] <= last_step]
     with atomic_write(path) as tmp:
         tmp.write_text("".join(keep))
     return len(lines) - len(keep)

@@ -26,7 +26,7 @@ import torch
 
 from chrono_membench import attention_rows
 from chrono_membench.config import ModelConfig
-from chrono_membench.errors import ModelLoadError
+from chrono_membench.errors import ConfigError, ModelLoadError
 from chrono_membench.run_dir import atomic_write
 
 
@@ -263,7 +263,12 @@ def load_hf_state_dict(bridge, state: dict[str, torch.Tensor]) -> None:
     raw = bridge.original_model.state_dict(keep_vars=True)
     by_clean = {k.replace("._original_component", ""): v for k, v in raw.items()}
     if set(state) != set(bridge.hf_state_keys):
-        raise ValueError(f"state dict keys differ from the model's: {sorted(set(state) ^ set(bridge.hf_state_keys))[:5]}")
+        raise ConfigError(f"the saved weights are not this model's: their names differ "
+                          f"({sorted(set(state) ^ set(bridge.hf_state_keys))[:3]})")
+    wrong = [(k, tuple(v.shape), tuple(by_clean[k].shape)) for k, v in state.items() if v.shape != by_clean[k].shape]
+    if wrong:
+        raise ConfigError(f"the saved weights are not this model's: {len(wrong)} tensors have another shape (first: "
+                          f"{wrong[0][0]} is {wrong[0][1]} there, {wrong[0][2]} here)")
     for key, value in state.items():
         by_clean[key].copy_(value)
 

@@ -138,7 +138,7 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
             raise FileNotFoundError(f"--resume: no good checkpoint under {run_dir.checkpoints}")
         path, ckpt = found
         checkpoint.check_world_size(path, ckpt, d)
-        checkpoint.restore_model(ckpt, model)
+        checkpoint.restore_model(ckpt, model, path)
     trained = distributed.wrap(model, d, device)  # the module the training forward goes through
     if t.compile:
         model.original_model.compile()  # in place: the bridge keeps calling the same module objects

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from chrono_membench.config import ConfigError, config_from_dict, load_config, parse_override, read_yaml
 from chrono_membench.errors import BAD_INPUT, exit_codes, fault_of
+from chrono_membench.logging import check_metrics
 from chrono_membench.run_dir import RunDir, check_unlocked, check_world_size, latest_run
 from chrono_membench.safety import check_resume_config
 
@@ -31,7 +32,8 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 def resolve_resume(arg: str, out_dir: str) -> Path:
     if arg != "latest":
         if not RunDir(arg).config.exists():
-            raise ConfigError(f"--resume {arg}: not a run directory (no config.yaml)")
+            raise ConfigError(f"--resume {arg}: not a run directory (no config.yaml); a run stopped before it wrote "
+                              "one (killed while starting) has nothing to resume: run the same command again")
         return Path(arg)
     run = latest_run(out_dir)  # the newest run with a checkpoint: one that never trained has nothing to resume
     if run is None:
@@ -57,6 +59,10 @@ def build(args) -> tuple:
         out_dir = dict(parse_override(o) for o in args.overrides).get("run.out_dir", "runs")
         run_dir = resolve_resume(args.resume, out_dir)
         tree = read_yaml(RunDir(run_dir).config)
+        if not isinstance(tree.get("run"), dict) or not isinstance(tree.get("model"), dict):
+            raise ConfigError(f"--resume {run_dir}: {RunDir(run_dir).config} is empty or corrupt (no run or model "
+                              "section); restore it from a backup, or copy the config the run was started with")
+        check_metrics(RunDir(run_dir))  # present where checkpoints are, and every line reads
         cfg = config_from_dict(tree)
         if args.overrides or args.ablation:
             cfg = load_config(config_path=RunDir(run_dir).config, overrides=args.overrides,

@@ -200,3 +200,63 @@ def test_an_unreachable_wandb_logs_offline_at_once(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match=r"wandb unreachable \(127.0.0.1:9: Connection refused\); logging offline"):
         summary = train_mod.train(tiny("train.max_steps=2", "logging.wandb_mode=online"), tmp_path / "w", progress=False)
     assert summary.wandb_dir.name.startswith("offline-run-") and list(summary.wandb_dir.glob("*.wandb"))
+
+
+def resumable_copy(uninterrupted_run, tmp_path, name="copy") -> Path:
+    """The uninterrupted run as it was at step 8: its last checkpoint and final model removed."""
+    copy = tmp_path / name
+    shutil.copytree(uninterrupted_run[0], copy)
+    shutil.rmtree(copy / "checkpoints" / "step_00000010")
+    shutil.rmtree(copy / "final_model")
+    return copy
+
+
+def test_a_checkpoint_of_another_model_is_refused_in_one_line(tmp_path, uninterrupted_run):
+    """A checkpoint written by a model of another width, copied in as the newest, is named and refused (exit 2)."""
+    copy = resumable_copy(uninterrupted_run, tmp_path)
+    foreign = run_main(*FAULT_ARGS, "model.tiny_d_model=32", "train.max_steps=10", f"run.out_dir={tmp_path}",
+                       "run.name=narrow")
+    assert foreign.returncode == 0, foreign.stderr[-2000:]
+    shutil.rmtree(copy / "checkpoints" / "step_00000008")
+    shutil.copytree(tmp_path / "narrow" / "checkpoints" / "step_00000008", copy / "checkpoints" / "step_00000008")
+    got = run_main("--resume", str(copy), "--no-progress")
+    last = got.stderr.strip().splitlines()[-1]
+    assert got.returncode == 2 and "Traceback" not in got.stderr, got.stderr[-2000:]
+    assert last.startswith(f"error: --resume: checkpoint {copy / 'checkpoints' / 'step_00000008'}: the saved weights "
+                           "are not this model's:") and "another shape" in last
+
+
+def test_a_damaged_missing_metrics_file_or_empty_config_is_named_and_nothing_is_rebuilt_short(tmp_path,
+                                                                                                uninterrupted_run):
+    copy = resumable_copy(uninterrupted_run, tmp_path)
+    metrics = copy / "metrics.jsonl"
+    lines = metrics.read_text().splitlines(keepends=True)
+    metrics.write_text("".join(lines[:5]) + "{garbage\n" + "".join(lines[5:]))
+    damaged = run_main("--resume", str(copy), "--no-progress")
+    assert damaged.returncode == 2 and damaged.stderr.strip() == (
+        f"error: {metrics} line 6 is not a metrics record ('{{garbage'): the file is damaged; remove or repair that "
+        "line"), damaged.stderr
+    metrics.unlink()
+    missing = run_main("--resume", str(copy), "--no-progress")
+    assert missing.returncode == 2 and f"{metrics} is missing" in missing.stderr and "lost" in missing.stderr
+    assert not metrics.exists() and (copy / "checkpoints" / "step_00000008").exists()  # nothing rebuilt, nothing lost
+    (copy / "config.yaml").write_text("")
+    empty = run_main("--resume", str(copy), "--no-progress")
+    assert empty.returncode == 2 and "config.yaml is empty or corrupt" in empty.stderr and len(empty.stderr) < 400
+    never = run_main("--resume", str(tmp_path / "never_started"), "--no-progress")  # killed before it had a directory
+    assert never.returncode == 2 and "run the same command again" in never.stderr
+
+
+def test_out_of_memory_is_one_line_saying_what_to_lower(tmp_path):
+    """A real allocation failure: the address space capped at 6 GB, an SAE whose encoder alone needs 3.3 GB."""
+    import resource
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, 6 * 2**30))
+
+    proc = subprocess.run([sys.executable, "experiments/run.py", "--preset", "tiny", "--no-progress",
+                           "sae.expansion=200000", f"run.out_dir={tmp_path}"], cwd=ROOT, capture_output=True,
+                          text=True, preexec_fn=cap)
+    assert proc.returncode == 6 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    (line,) = [s for s in proc.stderr.splitlines() if s.startswith("out of memory:")]
+    assert "can't allocate memory" in line and "lower train.micro_batch, sae.expansion" in line
