@@ -166,6 +166,7 @@ class SAEBank:
         self._captured = {h: hooks.CaptureBuffer() for h in self.hook_points}  # this update's activations
         self.n_steps = 0
         self.variants: dict[str, SAEBank] = {}  # name → a bank fed this bank's inputs (sae.variants; for_model)
+        self.name = ""  # a variant's name (sae.variants), for what it says
         # hook → the last eval panel's latent activations, [3, nnz] (position, latent, value): activation stability
         self.panel_latents: dict[str, torch.Tensor] = {}
         # hook → the last checkpoint's SAE as exported (it takes raw activations): evaluated on the LM as it is now
@@ -187,6 +188,7 @@ class SAEBank:
             _check_k(sae_cfg, widths, f"sae.variants.{name}.sae.k")
             variant = cls(sae_cfg, chrono, cfg.train.max_steps, widths, device, seed, d, bos)
             variant.state = bank.state  # one token mask and activation scale per hook: the variants follow this bank's
+            variant.name = name
             bank.variants[name] = variant
         return bank
 
@@ -297,7 +299,7 @@ class SAEBank:
         statistics and the gradients are reduced over ranks (the SAEs stay identical), the metrics averaged."""
         d = self.dist
         p = temporal_dropout_rate(lm_step, self.max_steps, self.chrono.dropout_p_max)
-        metrics: dict[str, float] = {K.DROPOUT_RATE: p} if with_metrics else {}
+        metrics: dict[str, float] = {K.DROPOUT_RATE: p} if with_metrics and self.hook_points else {}
         if inputs is None:
             inputs = self._take_inputs(with_metrics, metrics)
         live = {h: x for h, x in inputs.items() if h in self.hook_points}
@@ -433,7 +435,10 @@ class SAEBank:
             self.hook_points.remove(hook)
             self._captured[hook].clear()
             self.retired[hook] = lm_step
-            warnings.warn(f"SAE at {hook} retired at step {lm_step}: {why}; the LM and the other SAEs go on", stacklevel=2)
+            which = f"variant {self.name}'s SAE" if self.name else "SAE"
+            others = " (the run's own SAE at this hook included)" if self.name else ""
+            warnings.warn(f"{which} at {hook} retired at step {lm_step}: {why}; the LM and the other SAEs go on{others}",
+                          stacklevel=2)
 
     @torch.no_grad()
     def _init_b_dec(self, hook: str, x: torch.Tensor) -> None:

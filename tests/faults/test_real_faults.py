@@ -106,6 +106,21 @@ def test_an_sae_that_diverges_by_itself_is_retired_after_its_skips(tmp_path):
     assert max(r["step"] for r in records) == 10 and (tmp_path / "lr" / "final_model").exists()
 
 
+def test_a_retired_variant_says_it_is_the_variant_and_logs_nothing_more(tmp_path):
+    """A variant whose SAE diverges (sae.lr = 1e30) is retired; the run's own SAE at that hook goes on, the warning
+    says which retired, and nothing more is logged under the variant's name (its dropout rate included)."""
+    done = run_main("--preset", "tiny", "--no-progress", "sae.max_skipped_in_a_row=2", "train.max_steps=10",
+                    "sae.variants={wild: {sae.lr: 1e30}}", f"run.out_dir={tmp_path}", "run.name=v")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"variant wild's SAE at {HOOK} retired at step" in done.stderr and "own SAE at this hook" in done.stderr
+    records = read_metrics(tmp_path / "v" / "metrics.jsonl")
+    wild = K.variant("wild", K.sae(HOOK, "retired_at_step"))
+    (at,) = [r[wild] for r in records if wild in r]
+    later = [k for r in records if r["step"] > at for k in r if k.startswith("variant/wild/") and k != wild
+             and not k.endswith("skipped_steps")]
+    assert later == [] and any(K.sae(HOOK, "fve") in r for r in records if r["step"] > at)  # the main SAE goes on
+
+
 def test_a_kill_before_the_first_checkpoint_restarts_clean(tmp_path, uninterrupted_run):
     proc = start(tmp_path, "early")
     wait_for_step(tmp_path / "early", 1, proc)  # step 1 logged; the first checkpoint comes at step 2
