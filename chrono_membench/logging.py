@@ -156,6 +156,7 @@ class MetricsLogger(NullLogger):
                 if mode != "online":
                     raise
                 unreachable, mode = f"{type(e).__name__}: {str(e)[:200]}", "offline"
+                wandb.teardown()  # the timed-out attempt still holds the run's id in wandb's service ("in use")
                 self.wandb_run = init(mode=mode)
             self.wandb_dir = Path(self.wandb_run.dir).parent
             if unreachable:

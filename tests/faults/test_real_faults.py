@@ -275,3 +275,42 @@ def test_out_of_memory_is_one_line_saying_what_to_lower(tmp_path):
     assert proc.returncode == 6 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     (line,) = [s for s in proc.stderr.splitlines() if s.startswith("out of memory:")]
     assert "can't allocate memory" in line and "lower train.micro_batch, sae.expansion" in line
+
+
+def test_a_wandb_server_that_never_answers_falls_back_to_offline_with_a_sync_command(tmp_path, monkeypatch):
+    """A real TCP server that accepts every connection and never answers (a key set, as a user's would be): wandb's
+    online start times out after logging.init_timeout_s; the run then logs offline and says how to sync it."""
+    import socket
+    import threading
+
+    import wandb
+    from helpers import tiny
+
+    import chrono_membench.train as train_mod
+
+    wandb.teardown()  # a run of an earlier test in this process leaves wandb's settings (its server) behind
+    server, held = socket.socket(), []
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+
+    def silent():  # accept, never answer, until the server is closed
+        try:
+            while True:
+                held.append(server.accept())
+        except OSError:
+            pass
+
+    threading.Thread(target=silent, daemon=True).start()
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{server.getsockname()[1]}")
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    try:
+        with pytest.warns(UserWarning, match=r"wandb unreachable \(.*\); logging offline to .*sync later with: wandb sync"):
+            summary = train_mod.train(tiny("train.max_steps=2", "logging.wandb_mode=online", "logging.init_timeout_s=5"),
+                                      tmp_path / "w", progress=False)
+    finally:
+        server.close()
+        for connection, _ in held:
+            connection.close()
+    assert held  # wandb did reach the silent server
+    assert summary.wandb_dir.name.startswith("offline-run-") and list(summary.wandb_dir.glob("*.wandb"))
