@@ -46,7 +46,7 @@ def write_sae_artifacts(run_dir: RunDir, step: int, saes, save_sae: bool, save_f
         if save_sae:
             path = run_dir.artifact(step, "sae", hook, variant)
             with atomic_write(path, reference=previous) as tmp:
-                saes.inference_sae(hook).save_inference_model(tmp)
+                saes.inference_sae(hook, step).save_inference_model(tmp)
             written.append((path, f"{tag}sae-{name}", "sae"))
         if save_features:
             stats = saes.feature_stats(hook)

@@ -167,6 +167,8 @@ class SAEBank:
         self.n_steps = 0
         self.variants: dict[str, SAEBank] = {}  # name → a bank fed this bank's inputs (sae.variants; for_model)
         self.name = ""  # a variant's name (sae.variants), for what it says
+        # what an exported SAE's sae-lens metadata says of where it comes from (for_model fills it; inference_sae)
+        self.metadata: dict = {}
         # hook → the last eval panel's latent activations, [3, nnz] (position, latent, value): activation stability
         self.panel_latents: dict[str, torch.Tensor] = {}
         # hook → the last checkpoint's SAE as exported (it takes raw activations): evaluated on the LM as it is now
@@ -183,12 +185,17 @@ class SAEBank:
         _check_k(cfg.sae, widths, "sae.k")
         bos = tokenizer.bos_token_id if adds_bos(tokenizer) else None  # SmolLM2 adds none: position 0 still masked
         bank = cls(cfg.sae, cfg.chrono, cfg.train.max_steps, widths, device, cfg.run.seed, d, bos)
+        mixture = ", ".join(f"{s} {w:g}" for s, w in cfg.data.mixture.items() if w > 0)
+        bank.metadata = {"model_name": cfg.model.name, "context_size": cfg.data.seq_len, "prepend_bos": bos is not None,
+                         "dataset_path": f"chrono-membench {cfg.data.origin} mixture ({mixture})",
+                         "chrono_membench_run": cfg.run.name, "chrono_membench_max_steps": cfg.train.max_steps}
         for name in cfg.sae.variants:
             sae_cfg, chrono, seed = cfg.variant(name)
             _check_k(sae_cfg, widths, f"sae.variants.{name}.sae.k")
             variant = cls(sae_cfg, chrono, cfg.train.max_steps, widths, device, seed, d, bos)
             variant.state = bank.state  # one token mask and activation scale per hook: the variants follow this bank's
             variant.name = name
+            variant.metadata = {**bank.metadata, "chrono_membench_variant": name}
             bank.variants[name] = variant
         return bank
 
@@ -262,10 +269,16 @@ class SAEBank:
         return self.saes[hook](raw.float() * s) / s
 
     @torch.no_grad()
-    def inference_sae(self, hook: str):
-        """A copy of the SAE with the activation scaling folded in: it takes raw activations (what is exported)."""
+    def inference_sae(self, hook: str, step: int | None = None):
+        """A copy of the SAE with the activation scaling folded in: it takes raw activations (what is exported). Its
+        sae-lens metadata names the model, hook, context size and data (self.metadata) and, given, the LM step it
+        belongs to, so other tools can place it."""
         inference = copy.deepcopy(self.saes[hook])
         inference.fold_activation_norm_scaling_factor(self.scale(hook))
+        for key, value in {**self.metadata, "hook_name": hook}.items():
+            inference.cfg.metadata[key] = value
+        if step is not None:
+            inference.cfg.metadata["chrono_membench_step"] = step
         return inference
 
     def export_units(self, hook: str) -> float:

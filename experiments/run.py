@@ -20,7 +20,7 @@ import time
 import warnings
 from pathlib import Path
 
-from chrono_membench.config import ConfigError, config_from_dict, load_config, parse_override, read_yaml
+from chrono_membench.config import ABLATIONS, ConfigError, config_from_dict, load_config, parse_override, read_yaml
 from chrono_membench.errors import BAD_INPUT, exit_codes, fault_of
 from chrono_membench.logging import check_metrics
 from chrono_membench.run_dir import RunDir, check_unlocked, check_world_size, latest_run
@@ -46,7 +46,7 @@ def parse_args(argv):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default=None, help="a preset in experiments/configs/ (default: demo)")
     parser.add_argument("--config", default=None, help="a YAML config file")
-    parser.add_argument("--ablation", default=None, help="full | no_dropout | no_alignment | no_diversity | baseline")
+    parser.add_argument("--ablation", default=None, help=" | ".join(ABLATIONS) + " (docs/configuration.md)")
     parser.add_argument("--resume", default=None, metavar="RUN_DIR|latest")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.max_steps=6")

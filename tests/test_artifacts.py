@@ -26,6 +26,9 @@ def test_every_hook_kind_trains_logs_and_exports_a_sae_lens_sae(tmp_path):
         sae = SAE.load_from_disk(str(step_dir / f"sae_{file_name(hook)}"))
         # hook_z: n_heads · d_head = 4 · 16; the others: d_model
         assert sae.cfg.metadata.hook_name == hook and sae.cfg.d_in == cfg.model.tiny_d_model
+        meta = sae.cfg.metadata  # what another tool needs to place it: model, context, data, the step it belongs to
+        assert (meta.model_name, meta.context_size, meta.chrono_membench_step) == ("tiny", cfg.data.seq_len, 4)
+        assert meta.dataset_path.startswith("chrono-membench synthetic mixture (fineweb_edu 0.4")
         assert sae.cfg.d_sae == cfg.sae.expansion * cfg.model.tiny_d_model
         features = load_file(step_dir / f"features_{file_name(hook)}.safetensors")
         assert features["decoder_unit"].shape == (sae.cfg.d_sae, sae.cfg.d_in)
