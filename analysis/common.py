@@ -41,6 +41,13 @@ class Run:
             out.update({k: v for k, v in r.items() if isinstance(v, (int, float)) and k != "step"})
         return out
 
+    def at(self, step: int) -> dict[str, float]:
+        """Every numeric value logged at `step`."""
+        out: dict[str, float] = {}
+        for r in (r for r in self.metrics if r["step"] == step):
+            out.update({k: v for k, v in r.items() if isinstance(v, (int, float)) and k != "step"})
+        return out
+
     def artifact_steps(self) -> list[Path]:
         root = (self.directory or Path("/nonexistent")) / "artifacts"
         return sorted(p for p in root.glob("step_*") if p.is_dir()) if root.exists() else []

@@ -49,8 +49,11 @@ def band_figure(arms: dict[str, list], keys: list[str], title: str, cols: int = 
                                          fill="toself", fillcolor=colour, opacity=0.2, line={"width": 0},
                                          name=f"{key} · {arm} 95 %", legendgroup=arm, showlegend=False), **where)
             fig.add_trace(go.Scatter(x=steps, y=[m for m, _, _ in stats], mode="lines+markers", line={"color": colour},
-                                     name=f"{key} · {arm}", legendgroup=arm, legendgrouptitle_text=arm,
-                                     showlegend=j == 0, marker={"size": 4}), **where)
+                                     name=f"{key} · {arm}", legendgroup=arm, showlegend=False, marker={"size": 4}),
+                          **where)
+        seeds = f"{len(runs)} seeds, 95 % band" if len(runs) > 1 else "1 seed: no band"
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"{arm} ({seeds})", legendgroup=arm,
+                                 line={"color": colour}))  # the arm's one legend entry
     fig.update_xaxes(title_text="step")
     fig.update_layout(title=title, height=320 * rows, template="plotly_white")
     return fig
@@ -86,7 +89,10 @@ def main() -> None:
         panels += [K.sae(hook, "fve"), K.sae(hook, "ce_recovered"), K.chrono(hook, "alignment_loss"),
                    K.chrono(hook, "hungarian_mcs"), K.chrono(hook, "temporal_purity_excess"),
                    K.chrono(hook, "source_purity_excess")]
-    print(save_figure(band_figure(arms, panels, "Ablations over training (mean over seeds, 95 % band)"), args.out,
+    banded = [arm for arm, runs in arms.items() if len(runs) > 1]
+    title = ("Ablations over training: mean over seeds" + (f"; 95 % band over seeds for {', '.join(banded)}" if banded
+                                                           else "; every arm has one seed: no band"))
+    print(save_figure(band_figure(arms, panels, title), args.out,
                       "ablations_curves"))
 
 

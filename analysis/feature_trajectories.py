@@ -54,6 +54,8 @@ def main() -> None:
                 steps, values = run.series(K.chrono(hook, key))
                 fig.add_trace(go.Scatter(x=steps, y=values, name=key, mode="lines+markers"), row=2, col=col)
             fig.update_xaxes(title_text="step")
+            fig.update_yaxes(range=[-1.02, 1.02], row=1)  # cosines
+            fig.update_yaxes(range=[0, 1.02], row=2)  # a similarity and a fraction
             fig.update_layout(title=f"Feature trajectories · {run.label} · {hook}", height=800, template="plotly_white")
             print(save_figure(fig, args.out, f"feature_trajectories_{run.label}_{file_name(hook)}"))
             write_json(args.out, f"feature_drift_{run.label}_{file_name(hook)}",

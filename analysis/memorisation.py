@@ -18,6 +18,9 @@ from common import parse_args, save_figure
 from chrono_membench import metric_keys as K
 
 
+MIA_COLOURS = ("#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")  # none of the bucket traces' defaults
+
+
 def bucket_start(bucket: str, n_buckets: int, max_steps: int) -> float:
     """First step of bucket b<k> (windows trained in [kT/B, (k+1)T/B))."""
     return int(bucket[1:]) * max_steps / n_buckets
@@ -64,14 +67,17 @@ def main() -> None:
                 fig.add_trace(go.Scatter(x=x, y=values, error_y=err, mode="lines+markers", name=f"{metric} {bucket}",
                                          legendgroup=bucket), row=row + 1, col=col + 1)
         seen = [b for b in buckets if b != "unseen"]
-        for score in K.MIA_SCORES:
+        for i, score in enumerate(K.MIA_SCORES):  # side by side at each bucket, a colour each (not the legend's others)
             keys = [K.mia("auc", score, b) for b in seen if K.mia("auc", score, b) in final]
             if keys:
                 values = [final[k] for k in keys]
-                fig.add_trace(go.Scatter(x=[k.split("/")[-1] for k in keys], y=values, mode="markers", name=f"AUROC {score}",
+                x = [seen.index(k.split("/")[-1]) + (i - (len(K.MIA_SCORES) - 1) / 2) * 0.15 for k in keys]
+                fig.add_trace(go.Scatter(x=x, y=values, mode="markers", name=f"AUROC {score}",
+                                         marker={"color": MIA_COLOURS[i % len(MIA_COLOURS)], "size": 8},
                                          error_y=error_bars(values, [final.get(k + K.CI[0], math.nan) for k in keys],
                                                             [final.get(k + K.CI[1], math.nan) for k in keys])),
                               row=score_rows + 1, col=1)
+        fig.update_xaxes(tickvals=list(range(len(seen))), ticktext=seen, row=score_rows + 1, col=1)
         fig.add_hline(y=0.5, line_dash="dash", annotation_text="chance", row=score_rows + 1, col=1)
         for bucket in seen:
             for stratified, dash in ((False, "solid"), (True, "dot")):

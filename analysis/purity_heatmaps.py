@@ -33,6 +33,23 @@ def sorted_live(matrix: torch.Tensor, max_latents: int) -> tuple[torch.Tensor, l
     return m[order], live[order].tolist()
 
 
+def null_note(at: dict, hook: str) -> str:
+    """What the heatmap must be read against: a latent that fires in a few windows is pure by chance, so the block
+    pattern alone shows nothing; the purity beside its permutation null, and the latents the FDR test finds."""
+    def value(name, fmt):
+        v = at.get(K.chrono(hook, name))
+        return format(v, fmt) if isinstance(v, (int, float)) else "n/a"
+
+    def selective(kind):
+        if K.chrono(hook, f"selective_{kind}_tested") not in at:
+            return "not tested (too few windows per column)"
+        return f"{value(f'selective_{kind}_count', '.0f')} of {value(f'selective_{kind}_tested', '.0f')} tested latents"
+    return (f"chance alone makes rare latents pure: mean temporal purity {value('temporal_purity', '.3f')} vs its "
+            f"permutation null {value('temporal_purity_null', '.3f')} (excess {value('temporal_purity_excess', '+.4f')}, "
+            f"p {value('temporal_purity_p', '.3f')});<br>time-selective under FDR: {selective('time')}; source purity "
+            f"excess {value('source_purity_excess', '+.4f')}, source-selective: {selective('source')}")
+
+
 def main() -> None:
     def extra(p):
         p.add_argument("--step", type=int, default=None, help="default: the last step with purity matrices")
@@ -60,7 +77,10 @@ def main() -> None:
                                          colorscale="Viridis", name="temporal" if col == 1 else "source",
                                          showscale=col == 2), row=1, col=col)
             fig.update_yaxes(title_text="latent (sorted by dominant column)", showticklabels=False)
-            fig.update_layout(title=f"Purity at step {step} · {run.label} · {hook}", height=800, template="plotly_white")
+            fig.add_annotation(text=null_note(run.at(step), hook), xref="paper", yref="paper", x=0, y=-0.08, showarrow=False,
+                               align="left", xanchor="left", yanchor="top")
+            fig.update_layout(title=f"Purity at step {step} · {run.label} · {hook}", height=860, template="plotly_white",
+                              margin={"b": 120})
             print(save_figure(fig, args.out, f"purity_heatmaps_{run.label}_{file_name(hook)}"))
             curves = go.Figure()
             for kind, colour in zip(KINDS, ("#1f77b4", "#ff7f0e", "#2ca02c")):

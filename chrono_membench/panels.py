@@ -32,9 +32,11 @@ def series(history: list[dict], key: str) -> tuple[list[int], list[float]]:
 def purity_figure(matrix: torch.Tensor, columns: list[str], hook: str, step: int) -> go.Figure:
     live = matrix.sum(-1) > 0
     P = matrix[live].float()
-    order = torch.argsort(P.argmax(-1) * 2 - P.max(-1).values)[:MAX_LATENTS]  # by dominant column, purest first
+    keep = P.max(-1).values.argsort(descending=True)[:MAX_LATENTS]  # the purest MAX_LATENTS, by dominant column
+    order = keep[torch.argsort(P[keep].argmax(-1) * 2 - P[keep].max(-1).values)]
     fig = go.Figure(go.Heatmap(z=P[order].numpy(), x=columns, colorscale="Viridis", zmin=0, zmax=1))
-    fig.update_layout(title=f"temporal purity, {hook}, step {step} ({int(live.sum())} live latents)",
+    fig.update_layout(title=f"temporal purity, {hook}, step {step} (the {len(order)} purest of {int(live.sum())} live "
+                            "latents; chance alone gives rare latents purity 1: read temporal_purity_excess)",
                       yaxis_title="latent (sorted)", xaxis_title="probe column")
     return fig
 
@@ -65,7 +67,10 @@ def drift_figure(history: list[dict], hooks: list[str]) -> go.Figure | None:
                 fig.add_trace(go.Scatter(x=steps, y=values, mode="lines+markers", name=f"{hook} {name}"))
     if not fig.data:
         return None
-    fig.update_layout(title="decoder drift between checkpoints (1 = unchanged)", xaxis_title="step")
+    low = min([0.0] + [y for trace in fig.data for y in trace.y])
+    fig.update_layout(title="decoder drift between checkpoints: Hungarian-matched cosine (1 = unchanged; the seed "
+                            "baseline, where logged, is two seeds' SAEs: the noise floor)", xaxis_title="step",
+                      yaxis={"range": [low, 1.02], "title": "cosine similarity"})
     return fig
 
 

@@ -50,6 +50,8 @@ def test_training_curves_overlay_runs(runs, tmp_path):
     traces = names(figure(tmp_path, "training_curves"))
     for key in ("train/loss", "val/ppl", "train/lr", "train/grad_norm", "train/tokens_per_s"):
         assert f"{key} · full" in traces and f"{key} · no_alignment" in traces
+    legend = [t.name for t in figure(tmp_path, "training_curves").data if t.showlegend is not False]
+    assert legend == ["full", "no_alignment"]  # one entry a run, named for the run (not "train/loss · full")
 
 
 def test_feature_trajectories(runs, tmp_path):
@@ -63,6 +65,9 @@ def test_purity_heatmaps(runs, tmp_path):
     heatmaps = [t for t in figure(tmp_path, "purity_heatmaps_full_blocks_1_hook_resid_post").data if t.type == "heatmap"]
     columns = {str(c) for t in heatmaps for c in t.x}
     assert heatmaps and "unseen" in columns and "fineweb_edu" in columns
+    note = figure(tmp_path, "purity_heatmaps_full_blocks_1_hook_resid_post").layout.annotations[-1].text
+    assert "permutation null 0." in note and "time-selective under FDR: not tested" in note  # tiny: 2 per bucket
+    assert "source-selective: " in note and "n/a" not in note
     curves = names(figure(tmp_path, "purity_curves_full_blocks_1_hook_resid_post"))
     assert "temporal" in curves and "temporal null" in curves and "source null" in curves
 
@@ -109,6 +114,8 @@ def test_compare_ablations_and_report(runs, tmp_path):
     curves = names(figure(tmp_path, "ablations_curves"))
     assert "chrono/blocks.1.hook_resid_post/alignment_loss · no_alignment" in curves
     assert "val/loss · full 95 %" in curves  # the seed band of the two-seed arm
+    legend = [t.name for t in figure(tmp_path, "ablations_curves").data if t.showlegend is not False]
+    assert "full (2 seeds, 95 % band)" in legend and "no_alignment (1 seed: no band)" in legend
     report = tmp_path / "report"
     render("report", [runs / "full", runs / "no_alignment"], report)
     index = (report / "index.html").read_text()

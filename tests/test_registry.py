@@ -49,3 +49,19 @@ def test_a_name_is_registered_once_and_must_name_a_timing_key():
     with pytest.raises(ValueError, match="letters, digits and _"):
         register("my metric", keys=lambda space: [])
     assert list(REGISTRY)[:5] == ["canaries", "memorisation", "membership", "blind", "probe_saes"]
+
+
+def test_the_drift_panel_fits_a_similarity_and_the_purity_panel_says_what_it_shows():
+    import torch
+
+    from chrono_membench.panels import drift_figure, purity_figure
+
+    history = [{"step": s, K.chrono(HOOK, "hungarian_mcs"): v, K.chrono(HOOK, "hungarian_mcs_seed_baseline"): 0.4}
+               for s, v in ((10, 0.9), (20, 0.95))]
+    fig = drift_figure(history, [HOOK])
+    assert tuple(fig.layout.yaxis.range) == (0.0, 1.02) and len(fig.data) == 2  # the seed baseline beside it
+    matrix = torch.rand(600, 3) * (torch.rand(600, 1) > 0.1)
+    live = int((matrix.sum(-1) > 0).sum())
+    title = purity_figure(matrix, ["b0", "b1", "unseen"], HOOK, 5).layout.title.text
+    assert f"the 512 purest of {live} live latents" in title and len(purity_figure(matrix, ["b0", "b1", "u"], HOOK, 5)
+                                                                      .data[0].z) == 512
