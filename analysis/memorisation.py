@@ -52,15 +52,26 @@ def main() -> None:
         titles = {"exact_match": "exact match (32-extractable)", "token_match": "memorisation score (token match)",
                   "loss": "loss on the scored 32 tokens"}
         score_rows = math.ceil(len(K.MEM_SCORES) / 3)
+        buckets = bucket_order({k.split("/")[-1] for k in run.keys("mem/loss/") if not k.endswith(K.CI)})
+        # a score logged at fewer than 3 evals (the demo decodes greedily at its last eval only) is drawn as the last
+        # eval's value per column, not as a time series of one or two dots
+        evals = {m: len({s for b in buckets for s in run.series(K.mem(m, b))[0]}) for m in K.MEM_SCORES}
         fig = make_subplots(rows=score_rows + 2, cols=3, subplot_titles=[
-            *(titles.get(m, m.replace("_", " ")) for m in K.MEM_SCORES), *[""] * (3 * score_rows - len(K.MEM_SCORES)),
+            *(titles.get(m, m.replace("_", " ")) + ("" if evals[m] >= 3 else " (last eval)") for m in K.MEM_SCORES),
+            *[""] * (3 * score_rows - len(K.MEM_SCORES)),
             "MIA AUROC per bucket vs unseen (final)", "DiD: Δloss(bucket) − Δloss(unseen) (dotted: within sources)",
             "loss by exposure count (final)",
             "loss by last-seen bucket (final)", "canary exposure (final; bits)", "unseen − seen loss gap"])
         final = run.final()
-        buckets = bucket_order({k.split("/")[-1] for k in run.keys("mem/loss/") if not k.endswith(K.CI)})
         for i, metric in enumerate(K.MEM_SCORES):
             row, col = divmod(i, 3)
+            if evals[metric] < 3:
+                keys = [K.mem(metric, b) for b in buckets if K.mem(metric, b) in final]
+                values = [final[k] for k in keys]
+                fig.add_trace(go.Bar(x=[k.split("/")[-1] for k in keys], y=values, name=f"{metric} (last eval)",
+                                     error_y=error_bars(values, *([final.get(k + ci, math.nan) for k in keys]
+                                                                  for ci in K.CI))), row=row + 1, col=col + 1)
+                continue
             for bucket in buckets:
                 steps, values, err = with_interval(run, K.mem(metric, bucket))
                 x = steps if bucket == "unseen" else [s - bucket_start(bucket, n_buckets, max_steps) for s in steps]

@@ -328,6 +328,10 @@ class ChronoConfig(_Section):
     # fraction of the cost, its rank-based value capped lower and its extrapolated interval wider; the last eval,
     # which the summary reads, scores all of them (mem/canary_candidates logs which)
     canary_interim_candidates: int = _field(0, NON_NEGATIVE, SAFE)
+    # greedy decoding of the probe windows (exact match, token match) at the evals before the last; false: those
+    # evals log the teacher-forced scores only (loss, Min-K%, membership, DiD, purity), a time curve at a fraction of
+    # the cost, and the last eval decodes every window (the demo: 4 evals in its budget)
+    interim_greedy: bool = _field(True, SAFE)
     # resamples of the candidate set for the extrapolated exposure's 95 % interval (one skew-normal fit each)
     canary_bootstrap: int = _field(200, POSITIVE, SAFE)
     canary_until: float = _field(0.5, UNIT)  # every count's last insertion is at this fraction of training

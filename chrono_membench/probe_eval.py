@@ -254,8 +254,8 @@ def probe_saes(ctx: EvalContext) -> dict[str, float]:
 def score_windows(ctx: EvalContext) -> tuple[Windows, dict]:
     """The windows' extraction and membership scores, and (with SAEs) each hook's per-window activation sums,
     token counts and prefix means [W, F], from one forward shared with the logits (and ctx.records); gathered over
-    ranks. Before the first update: the teacher-forced scores only (no greedy decoding: exact and token match
-    missing)."""
+    ranks. Before the first update, and at the evals before the last without chrono.interim_greedy: the
+    teacher-forced scores only (no greedy decoding: exact and token match missing)."""
     columns, d, device, autocast = ctx.probes.columns(), ctx.dist, ctx.device, ctx.autocast
     flat = [p for _, ps in columns for p in ps]
     index, weight = d.padded_share(len(flat))
@@ -269,7 +269,7 @@ def score_windows(ctx: EvalContext) -> tuple[Windows, dict]:
         logits = _cached_logits(windows, torch.cat(chunk_logits), logits)
         acts = {h: tuple(gather(x[h]).cpu() for x in (doc_sums, doc_tokens, prefix_means)) for h in doc_sums}
         ctx.timings["probe_forward"], start = time.perf_counter() - start, time.perf_counter()
-    greedy = ctx.trained
+    greedy = ctx.trained and (ctx.final or ctx.chrono.interim_greedy)
     local = extraction_scores(logits, windows, generate_fn=generate_fn(ctx.model, autocast) if greedy else None,
                               greedy=greedy)
     scores = {k: gather(v).double().cpu().numpy() for k, v in local.items()}

@@ -75,8 +75,9 @@ def test_purity_heatmaps(runs, tmp_path):
 def test_memorisation(runs, tmp_path):
     render("memorisation", [runs / "full"], tmp_path)
     fig = figure(tmp_path, "memorisation_full")
-    for name in ("exact_match b0", "token_match unseen", "loss b1", "loss gap", "AUROC loss", "AUROC ref", "DiD b0",
-                 "loss by exposures", "loss by last_seen", "rank-based", "extrapolated (skew-normal model)"):
+    # tiny decodes at its evals 4 and 8: exact and token match are the last eval's bars; loss (0, 4, 8) a time series
+    for name in ("exact_match (last eval)", "token_match (last eval)", "loss b1", "loss gap", "AUROC loss", "AUROC ref",
+                 "DiD b0", "loss by exposures", "loss by last_seen", "rank-based", "extrapolated (skew-normal model)"):
         assert name in names(fig), name
     assert any(getattr(t, "error_y", None) is not None and t.error_y.arrayminus is not None for t in fig.data)  # intervals
     bars = {t.name: t for t in fig.data if t.type == "bar"}  # the canary cells, their interval bounds not bars
@@ -94,8 +95,9 @@ def test_the_memorisation_figure_draws_any_number_of_scores(runs, tmp_path, monk
     script.main()
     fig = figure(tmp_path, "memorisation_full")
     titles = [a.text for a in fig.layout.annotations]
-    assert "min k" in titles and "exact match (32-extractable)" in titles and fig.layout.height == 1600
-    assert "exact_match b0" in names(fig) and "loss gap" in names(fig)
+    assert "min k (last eval)" in titles and "exact match (32-extractable) (last eval)" in titles
+    assert fig.layout.height == 1600
+    assert "exact_match (last eval)" in names(fig) and "loss b0" in names(fig) and "loss gap" in names(fig)
 
 
 def test_compare_ablations_and_report(runs, tmp_path):

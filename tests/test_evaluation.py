@@ -315,3 +315,13 @@ def test_a_new_memorisation_score_is_one_registry_entry(monkeypatch):
     hits = int(scores["first_token_right"][rows].sum())
     assert (out[K.mem("first_token_right", "b0") + K.CI[0]], out[K.mem("first_token_right", "b0") + K.CI[1]]) \
         == pytest.approx(wilson_interval(hits, 12))
+
+
+def test_light_interim_evals_skip_greedy_decoding_and_the_last_decodes_every_window(tmp_path):
+    from helpers import train_tiny
+
+    records = train_tiny(tmp_path / "r", "train.max_steps=4", "train.eval_every=2", "chrono.interim_greedy=false")
+    evals = [r for r in records if "time/eval_s" in r]
+    assert [r["step"] for r in evals] == [0, 2, 4]
+    assert K.mem("loss", "b0") in evals[1] and K.mem("exact_match", "b0") not in evals[1]  # teacher-forced only
+    assert K.mem("exact_match", "b0") in evals[2] and K.mem("token_match", "unseen") in evals[2]
