@@ -19,7 +19,7 @@ from chrono_membench.run_dir import RunDir
 from studies.summary import headline
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["training_curves", "feature_trajectories", "purity_heatmaps", "memorisation"]
+SCRIPTS = ["training_curves", "feature_trajectories", "purity_heatmaps", "memorisation", "registered_metrics"]
 
 
 def label(path: Path) -> str:

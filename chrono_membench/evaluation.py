@@ -14,6 +14,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from chrono_membench import hooks, probe_eval  # noqa: F401  (probe_eval registers the probe set's metrics)
 from chrono_membench import metric_keys as K
@@ -31,15 +32,22 @@ def evaluate(ctx: EvalContext) -> dict[str, float]:
     """One eval: validation loss and the SAE panel (their density histograms to ctx.density), then every registered
     metric that applies, in registration order, each timed (time/eval_<name>_s) when it logs anything; the probe
     windows' shared parts are timed as they happen (ctx.timings). Purity matrices go to ctx.matrices."""
-    start = time.perf_counter()
+    start, todo = time.perf_counter(), [m for m in REGISTRY.values() if applies(m, ctx)]
+    bar = tqdm(total=1 + len(todo), desc=f"eval at step {ctx.step}", unit="part", leave=False,
+               disable=not ctx.progress, dynamic_ncols=True)
+    bar.set_postfix_str("validation and the SAE panel")
     metrics, ctx.density = validation_metrics(ctx.model, ctx.saes, ctx.val, ctx.eval_tokens, ctx.micro_batch,
                                               ctx.autocast, ctx.dist)
-    for metric in [m for m in REGISTRY.values() if applies(m, ctx)]:
+    for metric in todo:
+        bar.update(1)
+        bar.set_postfix_str(metric.name)
         t0, shared = time.perf_counter(), sum(ctx.timings.values())
         got = metric.compute(ctx)
         if got:  # its own time: less the shared parts (the windows' scoring) it happened to set off
             metrics.update(got)
             metrics[K.eval_time(metric.name)] = time.perf_counter() - t0 - (sum(ctx.timings.values()) - shared)
+    bar.update(1)
+    bar.close()
     metrics.update({K.eval_time(part): v for part, v in ctx.timings.items()})
     metrics["time/eval_s"] = time.perf_counter() - start
     return metrics

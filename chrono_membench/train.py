@@ -186,7 +186,7 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
                                   seed=cfg.run.seed * 1_000_003 + step, dist=d, saes=live, reference=reference,
                                   probes=probes, seen=batches.seen, canaries=canaries, val=val,
                                   eval_tokens=cfg.sae.eval_tokens, micro_batch=t.micro_batch, final=last,
-                                  records=records)
+                                  records=records, progress=progress and d.main)
                 metrics = evaluate(ctx)
                 summary.eval_s += metrics["time/eval_s"]
                 logger.log(step, metrics)
@@ -211,6 +211,7 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
                 saved_path = save()
                 for artifact in artifacts:
                     logger.log_artifact(*artifact)
+            bar.unpause()  # the rate shown is the training steps': an eval or a checkpoint is not one of them
             if last:
                 break
             if d.any(preemption.requested is not None) and fresh:  # all is logged for this step; save it and go

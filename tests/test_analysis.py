@@ -207,3 +207,21 @@ def test_sparse_probing_reads_each_prompts_last_token_as_an_unpadded_forward_wou
         ids = r.tokenizer(p)["input_ids"][-32:]  # left truncation
         _, cache = r.model.run_with_cache(torch.tensor([ids]), names_filter=[hook])
         torch.testing.assert_close(got[i], cache[hook][0, -1], rtol=1e-4, atol=1e-5)
+
+
+def test_registered_metrics_are_drawn_from_the_registry(runs, tmp_path):
+    """analysis/registered_metrics.py draws every registered metric with a panel: here the blind baselines, logged
+    into a copy of the tiny run at three evals (tiny has too few windows per class to compute them itself)."""
+    import shutil
+
+    from chrono_membench import metric_keys as K
+
+    run = tmp_path / "full"
+    shutil.copytree(runs / "full", run)
+    with open(run / "metrics.jsonl", "a") as f:
+        for step, auc in ((4, 0.52), (6, 0.49), (8, 0.51)):
+            f.write(json.dumps({"step": step, K.blind("member"): auc, K.blind("member") + "_lo": auc - 0.1,
+                                K.blind("member") + "_hi": auc + 0.1}) + "\n")
+    render("registered_metrics", [run], tmp_path / "out")
+    (trace,) = figure(tmp_path / "out", "metric_blind_full").data
+    assert trace.name == K.blind("member") and list(trace.y) == [0.52, 0.49, 0.51] and list(trace.error_y.array)
