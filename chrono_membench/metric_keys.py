@@ -50,6 +50,7 @@ EXPOSURE_BINS = ("1", "2", "3-4", "5+")  # memorisation by exposure count
 # and the step it was first / last seen, pooled and within source
 ORDER_SCORES, ORDER_BY = ("ref", "loss"), ("first", "last")
 ORDER_N = "mem/order_n"  # the seen windows it is computed over
+ORDER_N_FULL_LR = "mem/order_n_full_lr"  # … of them first seen at the full learning rate (warmup and warmdown out)
 def eval_time(part: str) -> str:
     return f"time/eval_{part}_s"
 
@@ -121,9 +122,10 @@ def probe_share(source: str, column: str) -> str:
     return f"mem/probe_share/{source}/{column}"
 
 
-def order(stat: str, score: str, by: str = "first", within: bool = False) -> str:
-    """The training-order test: stat rho | p, score one of ORDER_SCORES, by one of ORDER_BY."""
-    return f"mem/order_{stat}{'_within' if within else ''}/{score}/{by}"
+def order(stat: str, score: str, by: str = "first", within: bool = False, full_lr: bool = False) -> str:
+    """The training-order test: stat rho | p, score one of ORDER_SCORES, by one of ORDER_BY; within: steps permuted
+    within source; full_lr: over the windows first seen at the full learning rate only (not the schedule's ramps)."""
+    return f"mem/order_{stat}{'_within' if within else ''}{'_full_lr' if full_lr else ''}/{score}/{by}"
 
 
 def blind(kind: str) -> str:

@@ -118,18 +118,25 @@ def membership_scores(scores: dict[str, np.ndarray], zlib_bytes: np.ndarray, ref
 
 
 def order_metrics(member: dict[str, np.ndarray], entries: list, seen: np.ndarray, source: np.ndarray,
-                  seed: int) -> dict[str, float]:
+                  seed: int, full_lr: tuple[int, int] | None = None) -> dict[str, float]:
     """The training-order test over every seen probe window: ρ and p between its membership score and the step
-    it was first / last seen, pooled and within source (undefined ones are not logged)."""
-    out = {K.ORDER_N: int(seen.sum())}
+    it was first / last seen, pooled and within source; with `full_lr` (first, last step at the full learning
+    rate), the same over the windows first seen in it, so that the schedule's ramps cannot make the effect
+    (undefined ones are not logged)."""
+    first = np.array([e[0] for e in entries], dtype=np.float64)
+    subsets = [(False, seen)]
+    if full_lr is not None:
+        flat = seen & (first >= full_lr[0]) & (first <= full_lr[1])
+        subsets.append((True, flat))
+    out = {K.ORDER_N: int(seen.sum()), **({K.ORDER_N_FULL_LR: int(subsets[1][1].sum())} if full_lr else {})}
     for by, column in zip(K.ORDER_BY, (0, 1)):
         step = np.array([e[column] for e in entries], dtype=np.float64)
         for score in (s for s in K.ORDER_SCORES if s in member):
-            for within in (False, True):
-                rho, p = order_correlation(member[score][seen], step[seen], source[seen] if within else None,
+            for (flat, rows), within in ((subset, w) for subset in subsets for w in (False, True)):
+                rho, p = order_correlation(member[score][rows], step[rows], source[rows] if within else None,
                                            ORDER_PERMUTATIONS, seed)
                 if rho == rho:
-                    out.update({K.order("rho", score, by, within): rho, K.order("p", score, by, within): p})
+                    out.update({K.order("rho", score, by, within, flat): rho, K.order("p", score, by, within, flat): p})
     return out
 
 
@@ -196,16 +203,16 @@ def _membership_keys(s: KeySpace) -> list[str]:
     keys = [k for n in scores for b in s.buckets for k in K.with_ci(K.mia("auc", n, b)) + [K.mia("tpr1", n, b),
                                                                                           K.mia("tpr0", n, b)]]
     keys += [k for b in s.buckets for within in (False, True) for k in K.with_ci(K.did(b, within))] if s.reference else []
-    keys += [K.order(stat, n, by, within) for n in K.ORDER_SCORES if s.reference or n != "ref" for by in K.ORDER_BY
-             for within in (False, True) for stat in ("rho", "p")]
-    return keys + [K.ORDER_N, K.MEM_LOSS_GAP]
+    keys += [K.order(stat, n, by, within, flat) for n in K.ORDER_SCORES if s.reference or n != "ref"
+             for by in K.ORDER_BY for within in (False, True) for flat in (False, True) for stat in ("rho", "p")]
+    return keys + [K.ORDER_N, K.ORDER_N_FULL_LR, K.MEM_LOSS_GAP]
 
 
 @register("membership", keys=_membership_keys, needs="windows", panel=False)
 def membership_metric(ctx: EvalContext) -> dict[str, float]:
     """Membership inference per bucket vs unseen, the DiD profile, the loss gap and the training-order test."""
     scored = windows_of(ctx)
-    return membership(scored[0], ctx.seed) if scored else {}
+    return membership(scored[0], ctx.seed, ctx.full_lr) if scored else {}
 
 
 @register("blind", needs="windows",
@@ -300,7 +307,7 @@ def memorisation_by_column(w: Windows, probes: ProbeSet) -> dict[str, float]:
     return out
 
 
-def membership(w: Windows, seed: int) -> dict[str, float]:
+def membership(w: Windows, seed: int, full_lr: tuple[int, int] | None = None) -> dict[str, float]:
     """Each bucket's windows against the unseen ones: MIA AUROC and TPR per score, the DiD profile (pooled and
     within source), the loss gap; and the training-order test over every seen window."""
     out, unseen = {}, w.unseen
@@ -325,7 +332,7 @@ def membership(w: Windows, seed: int) -> dict[str, float]:
             value, low, high = stratified_difference(a, w.source[rows], b, w.source[unseen])
             if value == value:  # nan: no source has windows on both sides yet
                 out.update(_with_ci(K.did(name, stratified=True), value, (low, high)))
-    out.update(order_metrics(w.member, w.entries, ~unseen, w.source, seed))
+    out.update(order_metrics(w.member, w.entries, ~unseen, w.source, seed, full_lr))
     return out
 
 

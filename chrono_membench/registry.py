@@ -79,6 +79,7 @@ class EvalContext:
     final: bool = True  # the run's last eval (canaries score every candidate there)
     records: Any = None  # a latent_records.LatentRecords that folds in the probe windows' forward (one process)
     progress: bool = False  # a progress bar over the eval's parts
+    full_lr: tuple[int, int] | None = None  # the first and last step trained at the full learning rate
     # filled during the eval: the scored probe windows and their SAE activations (probe_eval.windows_of), the
     # purity / selectivity matrices and density histograms that artifacts.py writes, and the eval's part timings
     cache: dict = field(default_factory=dict)

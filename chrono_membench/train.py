@@ -167,6 +167,9 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
         return checkpoint.save(run_dir, state, model, optimizers, saes, batches, d, cfg.checkpointing.keep_last)
 
     tokens_per_step = t.micro_batch * t.grad_accum * cfg.data.seq_len * d.world
+    flat = [s for s in range(1, t.max_steps + 1)  # update s (1-based) runs at lr_multiplier(s − 1)
+            if lr_multiplier(s - 1, t.max_steps, t.warmup_frac, t.warmdown_frac, t.final_lr_frac) == 1.0]
+    full_lr = (flat[0], flat[-1]) if flat else None
     model_flops_per_token = flops_per_token(model.cfg, cfg.data.seq_len)
     device_peak_flops = peak_flops(device, t.peak_tflops) * d.world
     bar = tqdm(total=t.max_steps, initial=state.step, desc="train", disable=not progress, dynamic_ncols=True)
@@ -186,7 +189,7 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
                                   seed=cfg.run.seed * 1_000_003 + step, dist=d, saes=live, reference=reference,
                                   probes=probes, seen=batches.seen, canaries=canaries, val=val,
                                   eval_tokens=cfg.sae.eval_tokens, micro_batch=t.micro_batch, final=last,
-                                  records=records, progress=progress and d.main)
+                                  records=records, progress=progress and d.main, full_lr=full_lr)
                 metrics = evaluate(ctx)
                 summary.eval_s += metrics["time/eval_s"]
                 logger.log(step, metrics)

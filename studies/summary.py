@@ -13,6 +13,26 @@ from chrono_membench.logging import final_values, split_run
 from chrono_membench.run_dir import RunDir
 
 
+def _order(f: dict) -> list[str]:
+    """The training-order test, within source (steps permuted, each step's windows together) as the headline, beside
+    it the pooled value and the full-learning-rate steps' (the schedule's ramps left out), each with its verdict."""
+    n, lines = f.get(K.ORDER_N), []
+    for within in (True, False):
+        rho, p = f.get(K.order("rho", "ref", within=within)), f.get(K.order("p", "ref", within=within))
+        if rho is None or not n:
+            continue
+        said = R.from_permutation(p, R.correlation_mde(int(n)) / R.POWER_FACTOR, largest=1.0)
+        line = (f"training order{' within source' if within else ', pooled over sources'} (Spearman ρ, reference "
+                f"score vs first-seen step, {int(n)} seen windows, steps permuted): {rho:+.3f}, p = {p:.2g} ({said})")
+        flat, flat_p, flat_n = (f.get(K.order("rho", "ref", within=within, full_lr=True)),
+                                f.get(K.order("p", "ref", within=within, full_lr=True)), f.get(K.ORDER_N_FULL_LR))
+        if flat is not None and flat_n and flat_n > 2:
+            flat_said = R.from_permutation(flat_p, R.correlation_mde(int(flat_n)) / R.POWER_FACTOR, largest=1.0)
+            line += f"; full-LR steps only ({int(flat_n)} windows): {flat:+.3f}, p = {flat_p:.2g} ({flat_said})"
+        lines.append(line if within or not lines else "  " + line)
+    return lines
+
+
 def headline(run_dir: str | Path) -> list[str]:
     """The run's chrono results at its last eval: SAE quality, memorisation and membership per bucket, canary
     exposure, purity over its null, the training-order test; beside each time-claim, what this run could have
@@ -74,11 +94,7 @@ def headline(run_dir: str | Path) -> list[str]:
                 lines.append(f"           DiD within sources {ci(K.did(b, True), '+.3f')}{verdict(K.did(b, True))}")
         if K.MEM_LOSS_GAP in f:
             lines.append(f"  unseen − seen loss gap {f[K.MEM_LOSS_GAP]:+.3f} nats")
-    rho, p, n = f.get(K.order("rho", "ref")), f.get(K.order("p", "ref")), f.get(K.ORDER_N)
-    if rho is not None and n:
-        said = R.from_permutation(p, R.correlation_mde(int(n)) / R.POWER_FACTOR, largest=1.0)
-        lines.append(f"training order (Spearman ρ, reference score vs first-seen step, {int(n)} seen windows): "
-                     f"{rho:+.3f}, p = {p:.2g} ({said})")
+    lines += _order(f)
     variants = sorted({k.split("/")[1] for k in f if k.startswith("variant/")})
     for name in variants:  # the SAE variants trained on this run's activations (docs/configuration.md)
         v = final_values(f"{split_run(run_dir)[0]}#{name}")

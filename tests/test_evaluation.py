@@ -55,6 +55,8 @@ def test_chrono_keys_purity_files_and_probe_table(tmp_path):
     # time selectivity needs latents firing in ≥ chrono.min_windows seen windows: tiny has 4
     optional |= {K.chrono(HOOK, f"selective_time_{k}") for k in ("count", "frac", "tested")}
     optional |= {K.order(stat, s, by, True) for stat in ("rho", "p") for s in K.ORDER_SCORES for by in K.ORDER_BY}
+    optional |= {K.order(stat, s, by, within, True) for stat in ("rho", "p") for s in K.ORDER_SCORES
+                 for by in K.ORDER_BY for within in (False, True)}  # the full-LR subset: as few windows again
     # (within source: only once some source has 3 seen windows spread over steps)
     assert logged <= listed and listed - logged <= optional
     for r in (r for r in metrics if "time/eval_s" in r):  # the eval's parts are timed, and they are parts of it

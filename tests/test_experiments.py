@@ -39,7 +39,8 @@ def test_a_run_that_fails_before_training_leaves_nothing_and_resume_latest_skips
     assert good.returncode == 0, good.stderr[-2000:]
     # the closing summary tells the chrono story and the next command; no deprecation noise from generate
     for line in ("SAE blocks.1.hook_resid_post: FVE", "purity − permutation null", "b0: loss", "unseen − seen loss gap",
-                 "MIA AUROC(ref)", "training order (Spearman ρ", "next         python analysis/report.py"):
+                 "MIA AUROC(ref)", "training order", "(Spearman ρ, reference score",
+                 "next         python analysis/report.py"):
         assert line in good.stdout, line
     assert "past_key_values" not in good.stderr
     # the evals' share of the wall time, from time/eval_s: what an eval cadence costs, on the first line
