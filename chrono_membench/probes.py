@@ -2,11 +2,15 @@
 
 Probe set: while training consumes the stream, a reservoir sample of `chrono.probe_per_bucket` documents
 per time bucket (bucket b = windows trained in steps [bT/B, (b+1)T/B)), plus as many validation documents
-("unseen"). A probe is one 64-token window exactly as it was trained (Pythia's memorisation eval): the 32
-scored tokens belong to the document, the 32 before them are whatever preceded them in that training row (the
-document may start mid-prefix), and the whole window lay within one row, clear of canaries. Where in the
-document the window sits is drawn at random among the eligible positions of the first row that has one.
-Unseen probes are taken the same way from packed validation rows. Saved with every checkpoint.
+("unseen"). Stratified by source: each source has the same quota in every column (the mixture's weights times
+`probe_per_bucket`, largest remainders), with a reservoir of its own, so every bucket and the unseen column hold
+the same source mix — a source mix that drifts through training cannot then pass for an effect of time (a column
+short of a source's documents says so in mem/probe_share). A probe is one 64-token window exactly as it was
+trained (Pythia's memorisation eval): the 32 scored tokens belong to the document, the 32 before them are
+whatever preceded them in that training row (the document may start mid-prefix), and the whole window lay within
+one row, clear of canaries. Where in the document the window sits is drawn at random among the eligible positions
+of the first row that has one. Unseen probes are taken the same way from packed validation rows. Saved with every
+checkpoint.
 
 Canaries: random-token secrets after a fixed prefix, inserted into training rows at known steps; each
 repetition count has `chrono.canary_per_count` secrets, every count's insertions end at the same step (so
@@ -30,6 +34,20 @@ PREFIX_TOKENS, SCORED_TOKENS = 32, 32
 PROBE_TOKENS = PREFIX_TOKENS + SCORED_TOKENS  # DESIGN.md §4.5
 CANARY_PREFIX = "The secret code is"
 UNSEEN = "unseen"
+ANY = "*"  # the one stratum of a probe set drawn without a mixture
+
+
+def quotas(per_bucket: int, mixture: dict[str, float] | None) -> dict[str, int]:
+    """Windows per source in each column: per_bucket split by the mixture's weights, largest remainders first (ties
+    by source order); without a mixture, one stratum of per_bucket."""
+    weights = {s: w for s, w in (mixture or {}).items() if w > 0}
+    if not weights:
+        return {ANY: per_bucket}
+    share = {s: per_bucket * w / sum(weights.values()) for s, w in weights.items()}
+    out = {s: int(v) for s, v in share.items()}
+    for s in sorted(share, key=lambda s: -(share[s] - out[s]))[:per_bucket - sum(out.values())]:
+        out[s] += 1
+    return out
 
 
 @dataclass
@@ -58,12 +76,23 @@ def window_start(start: int, end: int, sources: torch.Tensor, rng: np.random.Gen
 
 
 class ProbeSet:
-    def __init__(self, n_buckets: int, per_bucket: int, max_steps: int, seed: int, decode: Callable[[list[int]], str]):
+    def __init__(self, n_buckets: int, per_bucket: int, max_steps: int, seed: int, decode: Callable[[list[int]], str],
+                 mixture: dict[str, float] | None = None):
         self.n_buckets, self.per_bucket, self.max_steps, self.decode = n_buckets, per_bucket, max_steps, decode
-        self.buckets: list[list[Probe]] = [[] for _ in range(n_buckets)]
-        self.offered = [0] * n_buckets  # eligible documents first trained in each bucket so far
+        self.quota = quotas(per_bucket, mixture)  # per source (stratum), in every column
+        self.strata: list[dict[str, list[Probe]]] = [{k: [] for k in self.quota} for _ in range(n_buckets)]
+        # eligible documents first trained in each bucket so far, per stratum
+        self.offered: list[dict[str, int]] = [{k: 0 for k in self.quota} for _ in range(n_buckets)]
         self.unseen: list[Probe] = []
         self.rng = np.random.default_rng(seed)
+
+    @property
+    def buckets(self) -> list[list[Probe]]:
+        """Each bucket's windows, stratum by stratum."""
+        return [[p for k in self.quota for p in strata[k]] for strata in self.strata]
+
+    def _stratum(self, source: str) -> str | None:
+        return source if source in self.quota else ANY if ANY in self.quota else None
 
     @classmethod
     def for_run(cls, cfg, tokenizer, fill_unseen: bool = True) -> ProbeSet:
@@ -73,7 +102,7 @@ class ProbeSet:
         from chrono_membench.data.stream import MixtureStream  # lazily: a probe set needs no stream until filled
 
         probes = cls(cfg.chrono.n_buckets, cfg.chrono.probe_per_bucket, cfg.train.max_steps, cfg.run.seed,
-                     tokenizer.decode)
+                     tokenizer.decode, cfg.data.mixture)
         if fill_unseen:
             probes.fill_unseen(MixtureStream(cfg.data, tokenizer, "val", seed=cfg.data.seed + 1, repeat=False))
         return probes
@@ -94,34 +123,40 @@ class ProbeSet:
               start: int, end: int) -> bool:
         """A training document in its first exposure, occupying [start, end) of a row (tokens, sources [T])
         trained at `step`. False if this row holds no eligible window for it (the caller may offer the next
-        row the document continues into); else it is offered to its bucket's reservoir (Algorithm R)."""
+        row the document continues into); else it is offered to its bucket's reservoir for its source (Algorithm
+        R; a source without a quota is not sampled)."""
         probe = self._probe(uid, source, step, row, tokens, sources, start, end)
         if probe is None:
             return False
-        b = self.bucket_of(step)
-        self.offered[b] += 1
-        if len(self.buckets[b]) < self.per_bucket:
-            self.buckets[b].append(probe)
+        b, k = self.bucket_of(step), self._stratum(source)
+        if k is None:
+            return True
+        self.offered[b][k] += 1
+        reservoir = self.strata[b][k]
+        if len(reservoir) < self.quota[k]:
+            reservoir.append(probe)
         else:
-            j = int(self.rng.integers(0, self.offered[b]))
-            if j < self.per_bucket:
-                self.buckets[b][j] = probe
+            j = int(self.rng.integers(0, self.offered[b][k]))
+            if j < self.quota[k]:
+                reservoir[j] = probe
         return True
 
     def fill_unseen(self, rows) -> None:
         """Validation rows (never trained on), packed like training rows: one window from each of the first
-        per_bucket documents that have an eligible one."""
-        taken = set()
+        documents that have an eligible one, up to each source's quota."""
+        taken, count = set(), {k: 0 for k in self.quota}
         for r, row in enumerate(rows):
             for doc in row.docs:
-                if len(self.unseen) == self.per_bucket:
+                if count == self.quota:
                     return
-                if doc.uid in taken:
+                k = self._stratum(doc.source)
+                if doc.uid in taken or k is None or count[k] == self.quota[k]:
                     continue
                 probe = self._probe(doc.uid, doc.source, 0, r, row.tokens, row.source_index, *row.span(doc))
                 if probe is not None:
                     self.unseen.append(probe)
                     taken.add(doc.uid)
+                    count[k] += 1
 
     def columns(self) -> list[tuple[str, list[Probe]]]:
         """(name, probes) for every column fixed in advance: the B buckets, then "unseen" (some may be empty)."""
@@ -132,8 +167,14 @@ class ProbeSet:
                 "unseen": [asdict(p) for p in self.unseen], "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: dict) -> None:
-        self.buckets = [[Probe(**p) for p in b] for b in state["buckets"]]
-        self.offered = list(state["offered"])
+        self.strata = [{k: [] for k in self.quota} for _ in range(self.n_buckets)]
+        for b, probes in enumerate(state["buckets"]):
+            for p in (Probe(**p) for p in probes):
+                self.strata[b][self._stratum(p.source)].append(p)
+        # a checkpoint from before stratification counted offers per bucket only: each stratum's kept windows then
+        # stand in for its offers (its reservoir goes on as if it had seen no more)
+        self.offered = [dict(o) if isinstance(o, dict) else {k: len(self.strata[b][k]) for k in self.quota}
+                        for b, o in enumerate(state["offered"])]
         self.unseen = [Probe(**p) for p in state["unseen"]]
         self.rng.bit_generator.state = state["rng"]
 

@@ -52,10 +52,10 @@ def test_reservoir_keeps_k_per_bucket_and_resumes_exactly():
     a = ProbeSet(n_buckets=4, per_bucket=5, max_steps=100, seed=3, decode=decode)
     for i, step in enumerate(steps):
         offer_doc(a, i, step)
-    assert [len(b) for b in a.buckets] == [5, 5, 5, 5] and a.offered == [175, 175, 175, 175]
+    assert [len(b) for b in a.buckets] == [5, 5, 5, 5] and a.offered == [{"*": 175}] * 4  # one stratum: no mixture
     assert all(a.bucket_of(p.step) == b for b, ps in enumerate(a.buckets) for p in ps)
     short = ProbeSet(4, 5, 100, 0, decode)
-    assert not offer_doc(short, 0, 1, 200, 230) and short.offered == [0, 0, 0, 0]  # no eligible window
+    assert not offer_doc(short, 0, 1, 200, 230) and short.offered == [{"*": 0}] * 4  # no eligible window
     # Stop half-way, save, restore into a fresh set, continue: same reservoir (and windows) as uninterrupted.
     b = ProbeSet(4, 5, 100, seed=3, decode=decode)
     for i, step in enumerate(steps[:300]):
@@ -101,3 +101,32 @@ def test_canary_config_that_cannot_fit_is_refused():
         load_config("tiny", overrides=["chrono.canary_repetitions=[8]", "train.max_steps=8"])  # 4 steps to T/2
     with pytest.raises(ConfigError, match="chrono.canary_per_count"):
         load_config("tiny", overrides=["chrono.canary_repetitions=[1]", "chrono.canary_per_count=20"])
+
+
+def test_every_column_holds_the_same_source_mix_when_the_stream_drifts():
+    """Sources drift through training (A's share falls from 90 % to 10 %): each bucket still keeps the mixture's quota
+    of each source (40/30/20/10 % of 10: 4, 3, 2, 1), and so does the unseen column, from validation rows."""
+    from types import SimpleNamespace
+
+    from chrono_membench.probes import quotas
+
+    mixture = {"fineweb_edu": 0.4, "wikitext103": 0.3, "orca_math": 0.2, "bookcorpus": 0.1}
+    assert quotas(10, mixture) == {"fineweb_edu": 4, "wikitext103": 3, "orca_math": 2, "bookcorpus": 1}
+    assert quotas(16, mixture) == {"fineweb_edu": 6, "wikitext103": 5, "orca_math": 3, "bookcorpus": 2}
+    probes = ProbeSet(n_buckets=4, per_bucket=10, max_steps=100, seed=0, decode=decode, mixture=mixture)
+    rng = np.random.default_rng(0)
+    names = list(mixture)
+    for i in range(4000):
+        step = 1 + i * 100 // 4000
+        drift = 0.9 - 0.8 * step / 100  # fineweb_edu's share of the stream, the rest shared by the others
+        source = names[0] if rng.random() < drift else names[1 + rng.integers(0, 3)]
+        T = 256
+        tokens = torch.arange(T)
+        probes.offer(f"doc{i}", source, step, i, tokens, torch.zeros(T, dtype=torch.long), 0, T)
+    for bucket in probes.buckets:
+        assert {s: sum(p.source == s for p in bucket) for s in names} == quotas(10, mixture)
+    docs = [SimpleNamespace(uid=f"v{i}", source=names[i % 4]) for i in range(40)]
+    row = SimpleNamespace(docs=docs, tokens=torch.arange(256), source_index=torch.zeros(256, dtype=torch.long),
+                          span=lambda doc: (0, 256))
+    probes.fill_unseen([row])
+    assert {s: sum(p.source == s for p in probes.unseen) for s in names} == quotas(10, mixture)
