@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import FAULT_ARGS, HOLD, HOOK, ROOT, cli, load_script, run_main, values, wait_for_step
+from helpers import FAULT_ARGS, HOLD, HOOK, ROOT, cli, differing_payload, load_script, run_main, values, wait_for_step
 
 from chrono_membench import metric_keys as K
 from chrono_membench.checkpoint import MANIFEST, _sha256, payload_file
@@ -156,6 +156,7 @@ def test_a_killed_data_worker_is_restarted_and_the_rows_go_on_exactly(tmp_path, 
     assert proc.returncode == 0, err[-3000:]
     assert "data worker died" in err and "restarted" in err
     assert values(tmp_path / "worker") == values(uninterrupted_run[0])
+    assert differing_payload(uninterrupted_run[0], tmp_path / "worker", 10) == []  # RNG states included
     restarts = [r["data/worker_restarts"] for r in read_metrics(tmp_path / "worker" / "metrics.jsonl")
                 if "data/worker_restarts" in r]
     assert restarts[-1] == 1
