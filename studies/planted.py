@@ -248,12 +248,15 @@ def training_order(scores: dict[str, dict[str, np.ndarray]], plan: dict[str, lis
     """The training-order test (chrono/order.py, Kuditipudi et al.) on the forgetting sets: Spearman ρ between each
     early or late document's reference score and its first insertion step must find the planted recency (ρ > 0,
     permutation p < 0.05); the never-inserted sets given those same steps (never_a early's, never_b late's) are its
-    null (p ≥ 0.05, wrong about 1 time in 20 by design). No check where the sizes cannot reach p < 0.05: two
-    groups of m and n documents allow p ≥ 2 / C(m + n, m)."""
+    null (p ≥ 0.05, wrong about 1 time in 20 by design). The test permutes steps, not documents (documents
+    inserted at the same step are not exchangeable one by one), so what it can decide is set by the distinct first
+    steps: k early and l late ones allow p ≥ 2 / C(k + l, k), and no check is made where that cannot reach 0.05
+    (e.g. the main run's sets, each of whose documents starts on the same step)."""
     m, n = len(plan["early"]), len(plan["late"])
-    if 2 / math.comb(m + n, m) >= 0.05:
-        return []
     first = {s: np.array([p.steps[0] for p in plan[s]]) for s in ("early", "late")}
+    k, l = (len(set(first[s].tolist())) for s in ("early", "late"))
+    if 2 / math.comb(k + l, k) >= 0.05:
+        return []
 
     def test(a: str, b: str) -> tuple[float, float]:
         steps = np.concatenate([np.resize(first["early"], len(scores[a]["ref"])),

@@ -47,13 +47,17 @@ def test_dose_and_forgetting_checks_pass_on_a_planted_effect_and_fail_without_on
     assert not any(c.passed for c in V.dose_response(none) if "16× vs never" in c.name)
     assert not V.forgetting(none)[0].passed
     # the training-order test on the same sets: the planted recency found, the never-inserted sets its null
-    plan = {name: [V.Plant(f"{name}/{i}", [0], steps) for i in range(12)]
-            for name, steps in (("early", [3, 4, 5, 6]), ("late", [20, 21, 22, 23]))}
+    # (each document's first step one of 5: the test permutes steps, so 5 + 5 distinct steps can reach p < 0.05)
+    plan = {name: [V.Plant(f"{name}/{i}", [0], list(range(start + i % 5, start + i % 5 + 4))) for i in range(12)]
+            for name, start in (("early", 3), ("late", 20))}
     found, null = V.training_order(effect, plan)
     assert found.passed and null.passed
     assert not V.training_order(none, plan)[0].passed
     assert not V.training_order({**effect, "never_b": scores(1.0)}, plan)[1].passed  # a "null" that differs
     assert V.training_order(effect, {k: v[:2] for k, v in plan.items()}) == []  # 2 + 2 documents: p ≥ 0.33
+    same_step = {name: [V.Plant(f"{name}/{i}", [0], [start]) for i in range(12)] for name, start in (("early", 3),
+                                                                                                   ("late", 20))}
+    assert V.training_order(effect, same_step) == []  # 12 + 12 documents on 2 steps: 2 permutations, p = 1
     # where the plant does not apply (the momentum run), the same numbers are reported without a verdict
     info = V.informational([found, *V.forgetting(none)], "β1 = 0.9")
     assert [c.passed for c in info] == [None, None] and {V.verdict(c) for c in info} == {"INFO"}
