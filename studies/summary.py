@@ -94,7 +94,7 @@ def headline(run_dir: str | Path) -> list[str]:
                 lines.append(f"           DiD within sources {ci(K.did(b, True), '+.3f')}{verdict(K.did(b, True))}")
         if K.MEM_LOSS_GAP in f:
             lines.append(f"  unseen − seen loss gap {f[K.MEM_LOSS_GAP]:+.3f} nats")
-    lines += _order(f)
+    lines += _order(f) + _blind(f)
     variants = sorted({k.split("/")[1] for k in f if k.startswith("variant/")})
     for name in variants:  # the SAE variants trained on this run's activations (docs/configuration.md)
         v = final_values(f"{split_run(run_dir)[0]}#{name}")
@@ -104,6 +104,21 @@ def headline(run_dir: str | Path) -> list[str]:
             f"activation stability {v.get(K.chrono(hook, 'activation_stability'), nan):.3f}"
             for hook in sorted({K.hook_of(k) for k in v} - {None})))
     return lines + _canaries(f, chrono_cfg.get("canary_candidates", 127))
+
+
+def _blind(f: dict) -> list[str]:
+    """The blind baselines: a text-only classifier's AUROC, which must sit at chance for a membership or time claim
+    to be about the model (chrono/blind.py)."""
+    parts = []
+    for kind, what in (("member", "seen vs unseen"), ("time", "first vs second half of the buckets")):
+        key = K.blind(kind)
+        if key in f:
+            lo, hi = f.get(key + K.CI[0], float("nan")), f.get(key + K.CI[1], float("nan"))
+            said = R.from_interval(lo, hi, 0.5, 0.5)
+            warn = "" if said.startswith("none") or said.startswith("undecided") else (
+                " — the text alone tells them apart: claims on these columns are not only about the model")
+            parts.append(f"{what} {f[key]:.2f} [{lo:.2f}, {hi:.2f}] ({said}){warn}")
+    return ["blind baselines (text only, no model; AUROC, 0.5 = chance): " + "; ".join(parts)] if parts else []
 
 
 def _regulariser(f: dict) -> list[str]:

@@ -1,0 +1,17 @@
+"""The closing summary's blind-baseline line: at chance it says so; where the text alone separates the columns,
+it says that the claims on them are not only about the model."""
+
+from chrono_membench import metric_keys as K
+from studies.summary import _blind
+
+
+def record(kind, value, lo, hi):
+    return {K.blind(kind): value, K.blind(kind) + K.CI[0]: lo, K.blind(kind) + K.CI[1]: hi}
+
+
+def test_the_blind_baseline_line_reads_its_interval_against_chance():
+    (line,) = _blind({**record("member", 0.52, 0.40, 0.64), **record("time", 0.81, 0.70, 0.92)})
+    member, time = line.split("; first vs")
+    assert "seen vs unseen 0.52 [0.40, 0.64] (none detected" in member and "not only about the model" not in member
+    assert " second half of the buckets 0.81 [0.70, 0.92] (detected)" in time and "not only about the model" in time
+    assert _blind({}) == []
