@@ -59,7 +59,7 @@ def main() -> None:
         fig = make_subplots(rows=score_rows + 2, cols=3, subplot_titles=[
             *(titles.get(m, m.replace("_", " ")) + ("" if evals[m] >= 3 else " (last eval)") for m in K.MEM_SCORES),
             *[""] * (3 * score_rows - len(K.MEM_SCORES)),
-            "MIA AUROC per bucket vs unseen (final)", "DiD: Δloss(bucket) − Δloss(unseen) (dotted: within sources)",
+            "MIA AUROC vs unseen (final)", "DiD: Δloss − Δloss(unseen) (dotted: within sources)",
             "loss by exposure count (final)",
             "loss by last-seen bucket (final)", "canary exposure (final; bits)", "unseen − seen loss gap"])
         final = run.final()
@@ -119,8 +119,10 @@ def main() -> None:
                               row=score_rows + 2, col=2)
         steps, values = run.series(K.MEM_LOSS_GAP)
         fig.add_trace(go.Scatter(x=steps, y=values, mode="lines+markers", name="loss gap"), row=score_rows + 2, col=3)
-        for row in range(1, score_rows + 1):
-            fig.update_xaxes(title_text="steps since the bucket started (unseen: step)", row=row)
+        for i, metric in enumerate(K.MEM_SCORES):  # the time-series panels (not the last eval's bars)
+            if evals[metric] >= 3:
+                fig.update_xaxes(title_text="steps since the bucket started (unseen: step)", row=i // 3 + 1,
+                                 col=i % 3 + 1)
         fig.update_xaxes(title_text="step", row=score_rows + 1, col=2)
         fig.update_xaxes(title_text="step", row=score_rows + 2, col=3)
         fig.update_layout(title=f"Memorisation · {run.label}", height=400 * (score_rows + 2), template="plotly_white")
