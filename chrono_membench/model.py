@@ -27,6 +27,7 @@ import torch
 from chrono_membench import attention_rows
 from chrono_membench.config import ModelConfig
 from chrono_membench.errors import ConfigError, ModelLoadError
+from chrono_membench.data.sources import hub_unreachable
 from chrono_membench.run_dir import atomic_write
 
 
@@ -121,6 +122,11 @@ def resolve_hf_dir(name: str) -> str:
             raise ModelLoadError(
                 f"model.name={name!r} needs the Hugging Face hub, which is offline (HF_HUB_OFFLINE is set); "
                 "download it on a machine with network and use model.name=local:<dir>, or use gguf:smollm2-135m"
+            )
+        if (why := hub_unreachable()) is not None:  # one try, not the hub client's minute of retries
+            raise ModelLoadError(
+                f"model.name={name!r} needs the Hugging Face hub, which is unreachable ({why}); with no network, set "
+                "HF_HUB_OFFLINE=1 and use model.name=local:<dir> (downloaded elsewhere) or gguf:smollm2-135m"
             )
         return rest
     raise ModelLoadError(f"model.name={name!r} has no loader here")

@@ -112,3 +112,19 @@ def test_sweep_of_an_sae_setting_is_one_lm_run_with_the_points_and_the_users_var
     assert config["chrono"]["alignment_weight"] == 0
     rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("val/loss ")]
     assert [r[1] for r in rows] == ["alignment_weight=0", "alignment_weight=1"]
+
+
+def test_without_network_a_hub_model_or_dataset_fails_at_once_in_one_line(tmp_path, monkeypatch):
+    """No HF_HUB_OFFLINE, and a hub that refuses connections (HF_ENDPOINT at a closed port: what a machine without
+    network meets, made the same everywhere): one try, one line saying what to do, exit 2 — not the hub client's
+    minute of retries."""
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    model = run_main("--preset", "tiny", "--no-progress", "model.name=hf:gpt2", f"run.out_dir={tmp_path}")
+    assert model.returncode == 2 and model.stderr.strip().splitlines()[-1].startswith(
+        "error: model.name='hf:gpt2' needs the Hugging Face hub, which is unreachable (127.0.0.1:9: "), model.stderr
+    assert "HF_HUB_OFFLINE=1" in model.stderr and "Traceback" not in model.stderr
+    data = run_main("--preset", "tiny", "--no-progress", "data.origin=hub", f"run.out_dir={tmp_path}")
+    assert data.returncode == 2 and "data.origin=hub but the hub is unreachable (127.0.0.1:9" in data.stderr
+    assert "data/prepare.py" in data.stderr and "Traceback" not in data.stderr

@@ -12,9 +12,11 @@ import hashlib
 import json
 import os
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
+from urllib.parse import urlparse
 
 from chrono_membench.errors import DataSourceError
 from chrono_membench.run_dir import atomic_write
@@ -116,6 +118,19 @@ def hub_offline() -> bool:
     return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
 
 
+def hub_unreachable(timeout_s: float = 5.0) -> str | None:
+    """Why the Hugging Face hub (HF_ENDPOINT, else huggingface.co) cannot be reached, in words; None if a TCP
+    connection opens within timeout_s. One try, so that a machine without network is told at once, not after the
+    hub client's retries (measured: 86 s of "Retrying in 8s" before a multi-line error)."""
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout_s).close()
+    except OSError as e:
+        return f"{url.hostname}:{port}: {e.strerror or type(e).__name__}"
+    return None
+
+
 def _offline_advice(source: Source) -> str:
     return (
         f"without network, use data.origin=local data.local_dir=DIR with files written by "
@@ -153,6 +168,9 @@ class SourceRecords:
                     f"source {source.name}: data.origin=hub but the hub is offline (HF_HUB_OFFLINE is set); "
                     + _offline_advice(source)
                 )
+            if (why := hub_unreachable()) is not None:
+                raise DataSourceError(f"source {source.name}: data.origin=hub but the hub is unreachable ({why}); "
+                                      + _offline_advice(source))
             self.where = f"hub dataset {source.hub_path}"
             try:
                 self._dataset = datasets.load_dataset(
