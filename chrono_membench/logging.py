@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import warnings
 from functools import partial
 from pathlib import Path
-from urllib.parse import urlparse
 
 from chrono_membench import metric_keys as K
 from chrono_membench.errors import ConfigError
+from chrono_membench.net import unreachable
 from chrono_membench.run_dir import RunDir, atomic_write, write_error
 
 
@@ -98,13 +97,7 @@ def _clean(value):
 def wandb_unreachable(timeout_s: float = 5.0) -> str | None:
     """Why wandb's server (WANDB_BASE_URL, else api.wandb.ai) cannot be reached, in words; None if a TCP
     connection opens within timeout_s. A node without network otherwise waits out wandb's init timeout."""
-    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        socket.create_connection((url.hostname, port), timeout=timeout_s).close()
-    except OSError as e:
-        return f"{url.hostname}:{port}: {e.strerror or type(e).__name__}"
-    return None
+    return unreachable(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"), timeout_s)
 
 
 class NullLogger:

@@ -12,13 +12,12 @@ import hashlib
 import json
 import os
 import re
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
-from urllib.parse import urlparse
 
 from chrono_membench.errors import DataSourceError
+from chrono_membench.net import unreachable
 from chrono_membench.run_dir import atomic_write
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
@@ -122,13 +121,7 @@ def hub_unreachable(timeout_s: float = 5.0) -> str | None:
     """Why the Hugging Face hub (HF_ENDPOINT, else huggingface.co) cannot be reached, in words; None if a TCP
     connection opens within timeout_s. One try, so that a machine without network is told at once, not after the
     hub client's retries (measured: 86 s of "Retrying in 8s" before a multi-line error)."""
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        socket.create_connection((url.hostname, port), timeout=timeout_s).close()
-    except OSError as e:
-        return f"{url.hostname}:{port}: {e.strerror or type(e).__name__}"
-    return None
+    return unreachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co"), timeout_s)
 
 
 def _offline_advice(source: Source) -> str:
