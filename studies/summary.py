@@ -96,7 +96,7 @@ def headline(run_dir: str | Path) -> list[str]:
             lines.append(f"  unseen − seen loss gap {f[K.MEM_LOSS_GAP]:+.3f} nats")
     lines += _order(f) + _blind(f)
     variants = sorted({k.split("/")[1] for k in f if k.startswith("variant/")})
-    for name in variants:  # the SAE variants trained on this run's activations (docs/configuration.md)
+    for name in variants:  # the SAE variants trained on this run's activations (docs/experiments.md)
         v = final_values(f"{split_run(run_dir)[0]}#{name}")
         lines.append(f"  variant {name}: " + "; ".join(
             f"{hook} FVE {v.get(K.sae(hook, 'eval_fve'), nan):.3f}, "

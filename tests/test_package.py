@@ -64,7 +64,7 @@ FLOORS = [
     {"chrono_membench", "errors", "metric_keys", "mfu", "distributed", "net", "chrono", "chrono.*", "data", "data.rdata"},
     {"run_dir", "saes", "attention_rows", "registry", "hook_names"},  # paths, architectures, metrics, hook names
     {"data.sources", "data.stream", "data.plants", "data.prefetch", "hooks"},  # text and hook points
-    {"config"},
+    {"config", "config_docs"},
     {"model", "optim", "probes", "batches", "safety", "checkpoint", "sae"},  # what a run is made of
     {"probe_eval", "evaluation", "latent_records", "artifacts", "panels", "logging", "restore"},  # instruments
     {"train"},  # the loop
