@@ -1,6 +1,6 @@
 """What the attention-diversity regulariser costs per micro-batch, and where: plain forward + backward, with the
 pattern-row capture open (attention_rows: the rows' own softmax), with a trivial loss on the rows (their backward),
-and with the regulariser (DESIGN.md §4.3). Interleaved, medians after one warm-up.
+and with the regulariser (docs/design.md §4.3). Interleaved, medians after one warm-up.
 
     python benchmarks/diversity_cost.py [--preset demo] [--repeats 6] [key=value ...]
 """

@@ -4,7 +4,7 @@ chrono.diversity_share would set: why a μ moves head diversity or not, without 
     python benchmarks/diversity_strength.py [--preset demo] [--batches 4] [key=value ...]
 
 On a few micro-batches of the preset's data it takes the gradient of the LM loss and of the diversity term
-(DESIGN.md §4.3, the training-time term with its random query subset) separately, over the model's
+(docs/design.md §4.3, the training-time term with its random query subset) separately, over the model's
 parameters, and prints ‖∇D‖ / ‖∇CE‖ (all parameters, and only the query/key projections the term acts on
 first), their cosine, and what that makes μ · ‖∇D‖ / ‖∇CE‖ for several μ. Adam divides each gradient element by
 a running √v that the LM loss dominates, so μ · ‖∇D‖ / ‖∇CE‖ is about the share of each update the regulariser

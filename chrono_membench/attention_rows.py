@@ -1,6 +1,6 @@
 """The attention pattern at a few sampled query rows, taken inside the model's own fast attention kernel.
 
-The diversity regulariser (DESIGN.md §4.3) looks at `chrono.probe_queries` query positions. Hooking the bridge's
+The diversity regulariser (docs/design.md §4.3) looks at `chrono.probe_queries` query positions. Hooking the bridge's
 `hook_pattern` for it would move every layer to the bridge's eager reconstruction and keep a [B, H, T, T] pattern
 per layer for backward — at Gemma-2-2B × 2,048 tokens, 26 layers × 8 heads × 2,048² entries per row — where SDPA /
 flash attention keep none. Instead the HF model's attention implementation is swapped (once, at load) for a thin

@@ -1,4 +1,4 @@
-"""Data parallelism under torchrun, on PyTorch's own engine (DESIGN.md §7): DDP, or FSDP2 (`fully_shard` per
+"""Data parallelism under torchrun, on PyTorch's own engine (docs/design.md §7): DDP, or FSDP2 (`fully_shard` per
 transformer block), nccl on CUDA and gloo on CPU.
 
 How the work is split, so that N ranks with micro-batch b train on exactly the rows one process with

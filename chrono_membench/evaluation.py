@@ -287,14 +287,14 @@ def attention_metrics(model, tokens: torch.Tensor, source_index: torch.Tensor, a
 
 def sample_queries(cfg, step: int, micro: int) -> torch.Tensor:
     """The chrono.probe_queries query positions the diversity term looks at in micro-batch `micro` of the update
-    after `step` (DESIGN.md §4.3): fresh every forward, reproducible from the seed (a resume draws the same)."""
+    after `step` (docs/design.md §4.3): fresh every forward, reproducible from the seed (a resume draws the same)."""
     generator = torch.Generator().manual_seed(cfg.run.seed * 1_000_003 + step * 1009 + micro)
     return torch.randperm(cfg.data.seq_len, generator=generator)[:cfg.chrono.probe_queries]
 
 
 def diversity_term(pattern_rows: list[torch.Tensor], query_index: torch.Tensor,
                    source_index: torch.Tensor | None = None) -> torch.Tensor:
-    """mean over layers of head diversity at the sampled query positions (DESIGN.md §4.3); pattern_rows: per layer
+    """mean over layers of head diversity at the sampled query positions (docs/design.md §4.3); pattern_rows: per layer
     [B, H, len(query_index), T], the rows attention_rows.capture took; padding (PAD_SOURCE) is masked."""
     if not pattern_rows:
         raise RuntimeError("no attention rows were captured: the model's attention implementation is neither sdpa "

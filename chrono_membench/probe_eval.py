@@ -1,4 +1,4 @@
-"""The probe-set evaluation (DESIGN.md §4.4, §4.5): memorisation in the training context, membership
+"""The probe-set evaluation (docs/design.md §4.4, §4.5): memorisation in the training context, membership
 inference, the difference-in-differences profile, canary exposure, and purity with its permutation null — four
 eval metrics registered with registry.py (canaries, memorisation, membership, blind, probe_saes), in that order.
 

@@ -1,4 +1,4 @@
-"""The probe set and the canaries: what the chrono evaluation looks at (DESIGN.md §4.4, §4.5).
+"""The probe set and the canaries: what the chrono evaluation looks at (docs/design.md §4.4, §4.5).
 
 Probe set: while training consumes the stream, a reservoir sample of `chrono.probe_per_bucket` documents
 per time bucket (bucket b = windows trained in steps [bT/B, (b+1)T/B)), plus as many validation documents
@@ -31,7 +31,7 @@ from chrono_membench.config import Config
 from chrono_membench.data.sources import INSERTED_SOURCE
 
 PREFIX_TOKENS, SCORED_TOKENS = 32, 32
-PROBE_TOKENS = PREFIX_TOKENS + SCORED_TOKENS  # DESIGN.md §4.5
+PROBE_TOKENS = PREFIX_TOKENS + SCORED_TOKENS  # docs/design.md §4.5
 CANARY_PREFIX = "The secret code is"
 UNSEEN = "unseen"
 ANY = "*"  # the one stratum of a probe set drawn without a mixture

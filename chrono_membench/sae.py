@@ -1,4 +1,4 @@
-"""SAEs that train alongside the LM (DESIGN.md §4): one sae-lens training SAE per hook point.
+"""SAEs that train alongside the LM (docs/design.md §4): one sae-lens training SAE per hook point.
 
 The LM forward of every micro-step captures the hooked activations (detached: the SAEs never touch the LM's
 gradients, and there is no second LM forward; the bank itself runs no LM forward and writes no files).

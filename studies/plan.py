@@ -1,6 +1,6 @@
-"""Planning arithmetic (DESIGN.md §6; seeds 000, 002, 003): tokens, epochs, Chinchilla, time budgets, storage.
+"""Planning arithmetic (docs/design.md §6): tokens, epochs, Chinchilla, time budgets, storage.
 
-Each formula is a small function, tested on hand-made inputs (DESIGN.md's worked example included). The
+Each formula is a small function, tested on hand-made inputs (the worked examples of docs/design.md §6 included). The
 measured inputs (documents, bytes and tokens per source; tokens/s; artifact shapes) come from the data, the
 tokenizer, the model's config and `experiments/tune.py`.
 """

@@ -17,14 +17,14 @@ from studies.plan import (
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_seed_000_tokens_and_chinchilla():
+def test_tokens_and_chinchilla_as_in_the_design():
     assert tokens_consumed(5000, 2, 16, 2048) == 327_680_000
     assert chinchilla_tokens(2_000_000_000) == 40_000_000_000
     assert steps_for_tokens(40_000_000_000, 65_536) == 610_352
     assert epochs_per_source(1000, {"a": 0.5, "b": 0.5, "c": 0.0}, {"a": 250, "b": 1000}) == {"a": 2.0, "b": 0.5}
 
 
-def test_seed_002_worked_example():
+def test_the_time_budget_worked_example_of_the_design():
     # 400,000 entries/GB, 200 M tokens/GB, 2,500 tokens/s, 5 days → 2.16 M entries
     assert entries_for_time_budget(400_000, 200e6, 2500, 5 * 86400) == pytest.approx(2.16e6)
 

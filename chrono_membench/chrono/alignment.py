@@ -1,4 +1,4 @@
-"""Feature alignment and decoder drift (DESIGN.md §4.2).
+"""Feature alignment and decoder drift (docs/design.md §4.2).
 
 Decoder rows are features: `W_dec` is [d_sae, d_in] (sae-lens layout), row i is latent i's direction.
 """

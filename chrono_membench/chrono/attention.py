@@ -1,4 +1,4 @@
-"""Attention diversity (DESIGN.md §4.3): how differently the heads of a layer distribute their attention."""
+"""Attention diversity (docs/design.md §4.3): how differently the heads of a layer distribute their attention."""
 
 from __future__ import annotations
 

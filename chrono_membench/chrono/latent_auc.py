@@ -1,5 +1,5 @@
 """Latents linked to memorisation: how well each latent's activation on a probe window's prefix separates the
-memorised windows from the others of the same time bucket (DESIGN.md §4.5).
+memorised windows from the others of the same time bucket (docs/design.md §4.5).
 
 Per latent, the within-bucket AUROC: Σ_b U_b / Σ_b n1_b·n0_b, with U_b the Mann–Whitney U of bucket b (ties half,
 through midranks), so a latent that merely tracks the bucket (and buckets differ in memorisation) scores 0.5.

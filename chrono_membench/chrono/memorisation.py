@@ -1,4 +1,4 @@
-"""Memorisation probes (DESIGN.md §4.5): greedy extraction in the training context (Pythia), per-window
+"""Memorisation probes (docs/design.md §4.5): greedy extraction in the training context (Pythia), per-window
 membership scores (MIMIR), canary exposure (Carlini et al.), rank-based and extrapolated."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Temporal and source purity matrices with a permutation null (DESIGN.md §4.4).
+"""Temporal and source purity matrices with a permutation null (docs/design.md §4.4).
 
 Inputs are per probe document: S[d, i] = summed activation of latent i over the document's scored tokens,
 n[d] = its token count, and its column (a time bucket or "unseen"; or a source). Then

@@ -1,4 +1,4 @@
-"""What temporal dropout is for (DESIGN.md §4.1: discouraging latents that only work together), measured directly:
+"""What temporal dropout is for (docs/design.md §4.1: discouraging latents that only work together), measured directly:
 
     decoder_redundancy  the fraction of pairs of live latents whose unit decoder rows have cosine > 0.8: latents
                         that write (nearly) the same direction. 0 for random directions in d ≥ 100.

@@ -1,4 +1,4 @@
-"""Temporal dropout (DESIGN.md §4.1): inverted dropout on SAE latents with a rate that follows training time."""
+"""Temporal dropout (docs/design.md §4.1): inverted dropout on SAE latents with a rate that follows training time."""
 
 from __future__ import annotations
 

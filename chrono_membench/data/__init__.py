@@ -1,4 +1,4 @@
-"""The mixed-corpus data pipeline: sources → mixture → packed rows (DESIGN.md §2); what a global batch carries
+"""The mixed-corpus data pipeline: sources → mixture → packed rows (docs/design.md §2); what a global batch carries
 besides its rows (seen log, probe offers, canaries) is ../batches.py, which reads the probe set.
 
     sources.py   the four sources (the one source list), how records are read and become documents

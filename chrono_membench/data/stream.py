@@ -1,4 +1,4 @@
-"""Mixture sampling, the hash split, packing into rows, and the resumable stream state (DESIGN.md §2).
+"""Mixture sampling, the hash split, packing into rows, and the resumable stream state (docs/design.md §2).
 
 Flow: each source yields its documents of one split (train or validation), reshuffled every epoch; the
 mixture draws the source of each next document by weight from a seeded generator; the packer tokenises

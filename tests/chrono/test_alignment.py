@@ -1,4 +1,4 @@
-"""Feature alignment and decoder drift on hand-made decoders (DESIGN.md §4.2)."""
+"""Feature alignment and decoder drift on hand-made decoders (docs/design.md §4.2)."""
 
 import pytest
 import torch

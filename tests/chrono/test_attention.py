@@ -1,4 +1,4 @@
-"""Attention diversity and entropy on hand-made patterns (DESIGN.md §4.3)."""
+"""Attention diversity and entropy on hand-made patterns (docs/design.md §4.3)."""
 
 
 import math

@@ -1,4 +1,4 @@
-"""Memorisation probes: extraction on a copying model and a random one, canary exposure (DESIGN.md §4.5)."""
+"""Memorisation probes: extraction on a copying model and a random one, canary exposure (docs/design.md §4.5)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Purity matrices, their permutation null and the stratified view on hand-made activations (DESIGN.md §4.4)."""
+"""Purity matrices, their permutation null and the stratified view on hand-made activations (docs/design.md §4.4)."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""The temporal-dropout schedule and inverted dropout (DESIGN.md §4.1)."""
+"""The temporal-dropout schedule and inverted dropout (docs/design.md §4.1)."""
 
 import math
 
