@@ -96,7 +96,7 @@ def parse_args(description: str, extra=None):
 _png_state = {"checked": False, "works": False}
 
 
-def _png_works() -> bool:
+def png_works() -> bool:
     if os.environ.get("CHRONO_MEMBENCH_PNG", "1") == "0":  # the tests: HTML is what they check
         return False
     if not _png_state["checked"]:
@@ -120,7 +120,7 @@ def save_figure(fig, out: Path, name: str) -> Path:
     html = out / f"{name}.html"
     fig.write_html(html, include_plotlyjs=True, full_html=True)
     fig.write_json(out / f"{name}.plotly.json")
-    if _png_works():
+    if png_works():
         fig.write_image(out / f"{name}.png", width=1200, height=700)
     return html
 

@@ -100,7 +100,7 @@ def test_the_memorisation_figure_draws_any_number_of_scores(runs, tmp_path, monk
     assert "exact_match (last eval)" in names(fig) and "loss b0" in names(fig) and "loss gap" in names(fig)
 
 
-def test_compare_ablations_and_report(runs, tmp_path):
+def test_compare_ablations_and_report(runs, tmp_path, monkeypatch):
     render("compare_ablations", [runs / "full", runs / "full-s1", runs / "no_alignment", f"{runs / 'full'}#no_dropout",
                                  f"{runs / 'full-s1'}#no_dropout"], tmp_path)  # an SAE variant is an arm of its own
     tables = [t for t in figure(tmp_path, "ablations_table").data if t.type == "table"]
@@ -119,8 +119,15 @@ def test_compare_ablations_and_report(runs, tmp_path):
     legend = [t.name for t in figure(tmp_path, "ablations_curves").data if t.showlegend is not False]
     assert "full (2 seeds, 95 % band)" in legend and "no_alignment (1 seed: no band)" in legend
     report = tmp_path / "report"
-    render("report", [runs / "full", runs / "no_alignment"], report)
+    render("report", [runs / "full", runs / "no_alignment"], report, "--docs", str(tmp_path / "docs"))
     index = (report / "index.html").read_text()
+    monkeypatch.syspath_prepend(str(ROOT / "analysis"))
+    figures = load_script("analysis/report.py").DOCS_FIGURES  # --docs: each as a small HTML (no PNGs in tests)
+    made = [name for name, pattern in figures.items() if list(report.glob(f"{pattern}.plotly.json"))]
+    assert len(made) >= 5  # tiny logs no blind baseline (too few windows to cross-fit); the demo does
+    for name in made:
+        page = (tmp_path / "docs" / f"{name}.html").read_text()
+        assert "cdn.plot.ly" in page and len(page) < 1_000_000, name
     linked = [p.name for p in report.glob("*.html") if p.name != "index.html"]
     assert len(linked) >= 9 and all(f'href="{name}"' in index for name in linked)
     dashboards = sorted(p.relative_to(report).as_posix() for p in report.glob("dashboards_*/dashboard_*/index.html"))
@@ -225,3 +232,29 @@ def test_registered_metrics_are_drawn_from_the_registry(runs, tmp_path):
     render("registered_metrics", [run], tmp_path / "out")
     (trace,) = figure(tmp_path / "out", "metric_blind_full").data
     assert trace.name == K.blind("member") and list(trace.y) == [0.52, 0.49, 0.51] and list(trace.error_y.array)
+
+
+def test_every_key_a_figure_plots_is_one_the_run_logged(runs, tmp_path, monkeypatch):
+    """Each report figure, rendered in-process from the tiny runs with `Run.series` recording what it asks for: a
+    figure asking for a key that no run logs (a renamed or removed metric) would draw an empty trace — a stale
+    figure. The keys come from metric_keys' helpers, so this also ties the figures to them."""
+    monkeypatch.syspath_prepend(str(ROOT / "analysis"))
+    import common
+
+    asked: dict[str, set] = {}
+    series = common.Run.series
+
+    def recording(self, key):
+        asked.setdefault(script_name, set()).add(key)
+        return series(self, key)
+
+    monkeypatch.setattr(common.Run, "series", recording)
+    runs_given = [runs / "full", runs / "no_alignment"]
+    logged = {k for r in runs_given for k in common.load_run(r).keys()}
+    for script_name in ("training_curves", "feature_trajectories", "purity_heatmaps", "memorisation",
+                        "registered_metrics", "compare_ablations"):
+        monkeypatch.setattr(sys, "argv", [script_name, *map(str, runs_given), "--out", str(tmp_path / script_name)])
+        load_script(f"analysis/{script_name}.py").main()
+    assert set(asked) >= {"training_curves", "purity_heatmaps", "memorisation"} and len(asked["training_curves"]) >= 5
+    stale = {s: sorted(k for k in keys if k not in logged) for s, keys in asked.items()}
+    assert not any(stale.values()), stale
