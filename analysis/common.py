@@ -121,7 +121,7 @@ def save_figure(fig, out: Path, name: str) -> Path:
     fig.write_html(html, include_plotlyjs=True, full_html=True)
     fig.write_json(out / f"{name}.plotly.json")
     if png_works():
-        fig.write_image(out / f"{name}.png", width=1200, height=700)
+        fig.write_image(out / f"{name}.png", width=fig.layout.width or 1200, height=fig.layout.height or 700)
     return html
 
 

@@ -19,6 +19,8 @@ from chrono_membench import metric_keys as K
 
 
 MIA_COLOURS = ("#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")  # none of the bucket traces' defaults
+BUCKET_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+                  "#17becf")
 
 
 def bucket_start(bucket: str, n_buckets: int, max_steps: int) -> float:
@@ -90,10 +92,11 @@ def main() -> None:
                               row=score_rows + 1, col=1)
         fig.update_xaxes(tickvals=list(range(len(seen))), ticktext=seen, row=score_rows + 1, col=1)
         fig.add_hline(y=0.5, line_dash="dash", annotation_text="chance", row=score_rows + 1, col=1)
-        for bucket in seen:
+        for j, bucket in enumerate(seen):  # a colour per bucket; solid pooled, dotted within sources
             for stratified, dash in ((False, "solid"), (True, "dot")):
                 steps, values, err = with_interval(run, K.did(bucket, stratified))
-                fig.add_trace(go.Scatter(x=steps, y=values, error_y=err, mode="lines+markers", line={"dash": dash},
+                fig.add_trace(go.Scatter(x=steps, y=values, error_y=err, mode="lines+markers",
+                                         line={"dash": dash, "color": BUCKET_COLOURS[j % len(BUCKET_COLOURS)]},
                                          name=f"DiD{' within sources' if stratified else ''} {bucket}"),
                               row=score_rows + 1, col=2)
         fig.add_hline(y=0.0, line_dash="dash", row=score_rows + 1, col=2)

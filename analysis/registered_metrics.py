@@ -27,7 +27,7 @@ def main() -> None:
         for metric in (m for m in REGISTRY.values() if m.panel):
             fig = metric_figure(run.metrics, metric, space)
             if fig is not None:
-                fig.update_layout(title=f"{metric.name} over training · {run.label}", template="plotly_white")
+                fig.update_layout(title=f"{metric.title or metric.name} · {run.label}", template="plotly_white")
                 print(save_figure(fig, args.out, f"metric_{metric.name}_{run.label}"))
                 drawn += 1
         if not drawn:

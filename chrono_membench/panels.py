@@ -86,7 +86,9 @@ def metric_figure(history: list[dict], metric: EvalMetric, space: KeySpace) -> g
         error = {"type": "data", "visible": True, "array": [hi[s] - v if s in hi else 0 for s, v in zip(steps, values)],
                  "arrayminus": [v - lo[s] if s in lo else 0 for s, v in zip(steps, values)]} if lo else None
         fig.add_trace(go.Scatter(x=steps, y=values, error_y=error, mode="lines+markers", name=key))
-    fig.update_layout(title=f"{metric.name} over training", xaxis_title="step")
+    if metric.null is not None:
+        fig.add_hline(y=metric.null, line_dash="dash", annotation_text="chance")
+    fig.update_layout(title=f"{metric.title or metric.name} over training", xaxis_title="step")
     return fig
 
 

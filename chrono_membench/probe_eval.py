@@ -216,7 +216,9 @@ def membership_metric(ctx: EvalContext) -> dict[str, float]:
 
 
 @register("blind", needs="windows",
-          keys=lambda s: [k for kind in ("member", "time") for k in K.with_ci(K.blind(kind))] if s.buckets else [])
+          keys=lambda s: [k for kind in ("member", "time") for k in K.with_ci(K.blind(kind))] if s.buckets else [],
+          title="blind baselines: a text-only classifier's AUROC (member: seen vs unseen; time: early vs late buckets)",
+          null=0.5)
 def blind(ctx: EvalContext) -> dict[str, float]:
     """Blind baselines (chrono/blind.py): a text-only classifier's cross-fitted AUROC of seen vs unseen windows, and
     of windows first seen in the first half of the buckets vs the second half; chance (0.5) is what a membership or

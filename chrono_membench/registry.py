@@ -100,20 +100,23 @@ class EvalMetric:
     keys: Callable[[KeySpace], list[str]]  # every key it may log at an eval once the probe columns are filled
     needs: Needs = "model"  # model: always; windows: the probe set (chrono.enabled); saes: windows and live SAEs
     panel: bool = True  # drawn by panels.metric_figure (the built-in families have panels of their own)
+    title: str = ""  # the panel's title: what the metric is, in words (default: its name)
+    null: float | None = None  # what chance gives, drawn as a dashed line on the panel
 
 
 REGISTRY: dict[str, EvalMetric] = {}
 
 
-def register(name: str, keys: Callable[[KeySpace], list[str]], needs: Needs = "model", panel: bool = True):
-    """Decorator: add `fn(ctx) → {key: value}` to the metrics every eval runs."""
+def register(name: str, keys: Callable[[KeySpace], list[str]], needs: Needs = "model", panel: bool = True,
+             title: str = "", null: float | None = None):
+    """Decorator: add `fn(ctx) → {key: value}` to the metrics every eval runs (title and null: its panel's)."""
     if not name.isidentifier():
         raise ValueError(f"eval metric name {name!r}: letters, digits and _ only (it names time/eval_<name>_s)")
 
     def add(fn: Callable[[EvalContext], dict[str, float]]):
         if name in REGISTRY and REGISTRY[name].compute is not fn:
             raise ValueError(f"eval metric {name!r} is already registered")
-        REGISTRY[name] = EvalMetric(name, fn, keys, needs, panel)
+        REGISTRY[name] = EvalMetric(name, fn, keys, needs, panel, title, null)
         return fn
     return add
 
