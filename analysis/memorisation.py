@@ -110,16 +110,17 @@ def main() -> None:
                                                         [final.get(k + K.CI[1], math.nan) for k in keys])),
                               row=row, col=col)
         # the repetition cells: rank-based values, and the extrapolated ones with their bootstrap interval
-        labels = sorted({k.split("/")[-1] for k in run.keys("mem/canary_exposure/") if "_extrap" not in k},
+        labels = sorted({c for c in map(K.canary_cell, run.keys("mem/canary_exposure/")) if c is not None},
                         key=lambda r: (r == "control", int(r) if r.isdigit() else 0))
-        for extrapolated in (False, True):
-            if labels:
-                values = [final.get(K.canary(l, extrapolated), math.nan) for l in labels]
-                err = error_bars(values, *([final.get(K.canary(l, True) + ci, math.nan) for l in labels] for ci in K.CI)
-                                 ) if extrapolated else None
+        kinds = {"rank-based (capped)": {}, "sampled (no assumed tail)": {"sampled": True},
+                 "extrapolated (skew-normal model)": {"extrapolated": True}}
+        for name, kind in kinds.items():
+            values = [final.get(K.canary(l, **kind), math.nan) for l in labels]
+            if labels and any(v == v for v in values):
+                err = error_bars(values, *([final.get(K.canary(l, **kind) + ci, math.nan) for l in labels]
+                                           for ci in K.CI)) if kind else None
                 fig.add_trace(go.Bar(x=[f"×{l}" if l != "control" else l for l in labels], y=values, error_y=err,
-                                     name="extrapolated (skew-normal model)" if extrapolated else "rank-based"),
-                              row=score_rows + 2, col=2)
+                                     name=name), row=score_rows + 2, col=2)
         steps, values = run.series(K.MEM_LOSS_GAP)
         fig.add_trace(go.Scatter(x=steps, y=values, mode="lines+markers", name="loss gap"), row=score_rows + 2, col=3)
         for i, metric in enumerate(K.MEM_SCORES):  # the time-series panels (not the last eval's bars)

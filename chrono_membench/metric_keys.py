@@ -139,8 +139,19 @@ CANARY_FIT_KS, CANARY_FIT_TAIL = "mem/canary_fit/ks", "mem/canary_fit/tail_bits"
 CANARY_CANDIDATES = "mem/canary_candidates"  # how many candidates this eval scored (chrono.canary_interim_candidates)
 
 
-def canary(label: str, extrapolated: bool = False) -> str:
-    return f"mem/canary_exposure/{label}{'_extrap' if extrapolated else ''}"
+CANARY_KINDS = ("", "_extrap", "_sampled")  # rank-based, extrapolated (a skew-normal model), sampled (no model)
+
+
+def canary(label: str, extrapolated: bool = False, sampled: bool = False) -> str:
+    return f"mem/canary_exposure/{label}{'_extrap' if extrapolated else '_sampled' if sampled else ''}"
+
+
+def canary_cell(key: str) -> str | None:
+    """The repetition cell of a rank-based canary key (mem/canary_exposure/<cell>); None for any other key."""
+    if not key.startswith("mem/canary_exposure/") or key.endswith(CI):
+        return None
+    cell = key.split("/")[-1]
+    return None if any(cell.endswith(kind) for kind in CANARY_KINDS if kind) else cell
 
 
 def with_ci(key: str) -> list[str]:

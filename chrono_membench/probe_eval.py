@@ -10,6 +10,8 @@ arithmetic lives in chrono/ (memorisation, purity, stats).
 
 from __future__ import annotations
 
+import math
+
 import time
 from dataclasses import dataclass
 
@@ -19,8 +21,8 @@ import torch
 from chrono_membench import hooks
 from chrono_membench import metric_keys as K
 from chrono_membench.chrono.memorisation import (
-    exposure, extraction_scores, extrapolated_exposure, extrapolated_interval, prefixed_nll, scored_token_losses,
-    skewnorm_fit_check,
+    exposure, extraction_scores, extrapolated_exposure, extrapolated_interval, prefixed_nll, sample_secrets,
+    sampled_exposure, scored_token_losses, skewnorm_fit_check,
 )
 from chrono_membench.chrono.blind import blind_auroc
 from chrono_membench.chrono.latent_auc import memorisation_latents
@@ -174,7 +176,8 @@ def windows_of(ctx: EvalContext) -> tuple[Windows, dict] | None:
 
 
 @register("canaries", needs="windows", panel=False,
-          keys=lambda s: [k for label in s.canary_labels for k in [K.canary(label), *K.with_ci(K.canary(label, True))]]
+          keys=lambda s: [k for label in s.canary_labels for k in [K.canary(label), *K.with_ci(K.canary(label, True)),
+                                                                   *K.with_ci(K.canary(label, sampled=True))]]
           + ([K.CANARY_FIT_KS, K.CANARY_FIT_TAIL, K.CANARY_CANDIDATES] if s.canary_labels else []))
 def canaries(ctx: EvalContext) -> dict[str, float]:
     """Canary exposure (every candidate at the final eval, the interim subset before it); nothing before the first
@@ -475,7 +478,17 @@ def canary_exposures(model, canaries: Canaries, autocast, device, seed: int = 0,
     cells = {label: [i for i, c in enumerate(canaries.cells) if c == label] for label in canaries.labels()}
     intervals = extrapolated_interval({label: secrets[cell].double().numpy() for label, cell in cells.items()},
                                       others, canaries.bootstrap, seed)
+    # the rank among all secrets: as many draws from the model's own tempered distributions as candidates
+    low, high = canaries.alphabet
+    draws, logq = sample_secrets(model.original_model, prefix, len(others), canaries.length, canaries.alphabet,
+                                 torch.Generator().manual_seed(seed), autocast=autocast)
+    bits, lo, hi = sampled_exposure(secrets.double().numpy(), draws.numpy(), logq.numpy(), canaries.length, high - low)
     for label, cell in cells.items():
         out[K.canary(label)] = float(np.mean([exposure(secrets[i].item(), others) for i in cell]))
         out.update(_with_ci(K.canary(label, True), float(np.mean(extrapolated[cell])), intervals[label]))
+        # a cell's interval: the mean of its secrets' bounds (their errors share the draws); no upper bound when a
+        # secret has none (no draw reached it: its value is then a lower bound)
+        sampled = _with_ci(K.canary(label, sampled=True), float(np.mean(bits[cell])),
+                           (float(np.mean(lo[cell])), float(np.mean(hi[cell]))))
+        out.update({k: v for k, v in sampled.items() if math.isfinite(v)})
     return out

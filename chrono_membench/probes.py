@@ -191,6 +191,7 @@ class Canaries:
         self.repetitions = list(c.canary_repetitions)
         rng = np.random.default_rng(seed + 1_000_003)
         low, high = 1000, min(len(tokenizer), 32000)  # ordinary tokens, away from the special ones
+        self.alphabet, self.length = (low, high), c.canary_length  # what a secret is drawn from (sampled exposure)
         self.prefix = tokenizer(CANARY_PREFIX, add_special_tokens=False)["input_ids"]
         self.eos = tokenizer.eos_token_id
         self.cells = [str(r) for r in self.repetitions for _ in range(c.canary_per_count)]

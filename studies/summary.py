@@ -134,12 +134,18 @@ def _canaries(f: dict, n: int) -> list[str]:
     """Canary exposure per repetition cell: rank-based (capped at n candidates) and extrapolated with its interval;
     the fit's check."""
     nan, lines = float("nan"), []
-    cells = [k.split("/")[-1] for k in f if k.startswith("mem/canary_exposure/") and "_extrap" not in k]
-    if cells:  # the rank-based value cannot exceed log2(candidates + 1): the extrapolation says how far beyond
+    cells = [c for c in map(K.canary_cell, f) if c is not None]
+    if cells:  # the rank-based value cannot exceed log2(candidates + 1); the sampled one is the rank among all secrets
+        def sampled(c):
+            value, lo, hi = (f.get(k, nan) for k in K.with_ci(K.canary(c, sampled=True)))
+            return "n/a" if value != value else f"≥ {lo:.1f}" if hi != hi else f"{value:.1f} [{lo:.1f}, {hi:.1f}]"
+
         extrap = lambda c: "{:.1f} [{:.1f}, {:.1f}]".format(*(f.get(k, nan) for k in K.with_ci(K.canary(c, True))))  # noqa: E731
-        lines.append(f"canary exposure (bits; rank-based, capped at log2({n} + 1) = {math.log2(n + 1):.1f} / "
-                     f"extrapolated [95 % bootstrap over the candidates]): " + ", ".join(
-            f"×{c}: {f[K.canary(c)]:.1f} / {extrap(c)}" for c in cells))
+        lines.append(f"canary exposure (bits; rank-based, capped at log2({n} + 1) = {math.log2(n + 1):.1f} / sampled: "
+                     f"the rank among all secrets by importance sampling, no assumed tail [95 %]): " + ", ".join(
+            f"×{c}: {f[K.canary(c)]:.1f} / {sampled(c)}" for c in cells))
+        lines.append("  extrapolated (a skew-normal model of the candidates' tail; it covers only where their losses "
+                     "follow it) [95 % bootstrap]: " + ", ".join(f"×{c}: {extrap(c)}" for c in cells))
         if K.CANARY_FIT_KS in f:
             lines.append(f"  the skew-normal fit of the candidates: KS distance {f[K.CANARY_FIT_KS]:.3f}, lower-tail error "
                          f"{f[K.CANARY_FIT_TAIL]:+.2f} bits at its deepest checkable quantile (> 0: extrapolated bits "

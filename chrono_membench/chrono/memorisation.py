@@ -1,5 +1,7 @@
 """Memorisation probes (docs/design.md §4.5): greedy extraction in the training context (Pythia), per-window
-membership scores (MIMIR), canary exposure (Carlini et al.), rank-based and extrapolated."""
+membership scores (MIMIR), canary exposure (Carlini et al.): rank-based among random candidates, extrapolated by a
+skew-normal model of their tail, and sampled — the secret's rank among all secrets, by importance sampling from the
+model's own tempered distributions over the secret alphabet, with no assumed tail."""
 
 from __future__ import annotations
 
@@ -142,3 +144,80 @@ def extrapolated_interval(true_nll: dict[str, np.ndarray], other_nll: torch.Tens
     # and the upper bound is then honestly unbounded (interpolating between infinities would give nan)
     return {label: (float(np.quantile(m, (1 - level) / 2, method="lower")),
                     float(np.quantile(m, (1 + level) / 2, method="higher"))) for label, m in means.items()}
+
+
+# The proposal ladder of the sampled exposure: q_β ∝ p^β on the secret alphabet, β = 0 (uniform: the bulk, where
+# controls and unmemorised secrets sit, and a bound K on every weight) and β = 0.5 · √2^k (k = 0…8), n/10 draws each.
+# β > 1 reaches the low-loss tail a memorised secret sits in (tilting by β is the large-deviation optimum for
+# P(ℓ ≤ t) on independent positions); their mixture (the balance heuristic) covers 20–60 bits under skew-normal,
+# gamma and Zipf token laws (tests/chrono/test_memorisation.py: ≥ 0.90 each at 1,024 draws; a ladder ending at 6
+# covered 0.87 at 60 bits under Zipf; without β = 0 the never-inserted controls read ≈ 2.5 bits whatever they are)
+TEMPERATURES = (0.0, *(0.5 * 2 ** (k / 2) for k in range(9)))
+
+
+@torch.no_grad()
+def sample_secrets(hf_model, prefix: torch.Tensor, n: int, length: int, alphabet: tuple[int, int],
+                   generator: torch.Generator, batch: int = 256, autocast=NO_AUTOCAST,
+                   betas=TEMPERATURES) -> tuple[torch.Tensor, torch.Tensor]:
+    """n secrets of `length` tokens from the alphabet [low, high), drawn after the shared prefix from the model's own
+    tempered distributions (row i from β = betas[i % len(betas)]): each one's full-vocabulary NLL ℓ (the quantity
+    exposure ranks) and log q(s) under the mixture of the ladder (what importance weights divide by). [n], [n]."""
+    low, high = alphabet
+    beta = torch.tensor(betas, dtype=torch.float64)
+    with autocast:
+        start = hf_model(prefix[None], use_cache=True)
+    first = start.logits[0, -1].float().log_softmax(-1).cpu()
+    nll_out, logq_out = [], []
+    for chunk in torch.arange(n).split(batch):
+        rows = len(chunk)
+        own = beta[chunk % len(betas)]  # [rows] each draw's β
+        cache = copy.deepcopy(start.past_key_values)
+        cache.batch_repeat_interleave(rows)
+        logp = first.expand(rows, -1)
+        nll = torch.zeros(rows, dtype=torch.float64)
+        logq = torch.zeros(rows, len(betas), dtype=torch.float64)  # log q_β(s) for every β of the ladder
+        for j in range(length):
+            allowed = logp[:, low:high]
+            tempered = own[:, None].float() * allowed
+            token = torch.multinomial((tempered - tempered.logsumexp(-1, keepdim=True)).exp(), 1,
+                                      generator=generator).squeeze(1)
+            picked = allowed.gather(1, token[:, None]).squeeze(1).double()
+            nll -= picked
+            for k, b in enumerate(betas):
+                logq[:, k] += b * picked - (b * allowed).logsumexp(-1).double()
+            if j + 1 < length:
+                with autocast:
+                    out = hf_model((token + low)[:, None].to(prefix.device), past_key_values=cache, use_cache=True)
+                logp = out.logits[:, -1].float().log_softmax(-1).cpu()
+        nll_out.append(nll)
+        logq_out.append(logq.logsumexp(1) - math.log(len(betas)))
+    return torch.cat(nll_out), torch.cat(logq_out)
+
+
+def sampled_exposure(true_nll: np.ndarray, sample_nll: np.ndarray, sample_logq: np.ndarray, length: int,
+                     alphabet_size: int, z: float = 1.96, tie: float = 1e-5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exposure as the secret's rank among *all* alphabet_size^length secrets, τ = P_uniform(ℓ(S) ≤ ℓ*), estimated by
+    importance sampling: τ̂ = mean over draws of 1{ℓ_i ≤ ℓ*} · u / q(s_i), u = alphabet_size^−length; bits = −log2 τ̂,
+    with a 95 % interval from the estimator's standard error on the log scale (delta method). Where no draw reaches
+    ℓ*, a lower bound only: u/q ≤ len(ladder)·u·e^ℓ* on that set and P_q(ℓ ≤ ℓ*) ≤ 3/n (95 %), so
+    bits ≥ log2(alphabet_size^length) − ℓ*·log2 e − log2(3·len(ladder)/n); the upper end is then +inf.
+    A draw within `tie` nats of ℓ* counts as a tie, and ties count against the secret (as in the rank-based
+    exposure): the cached forward that scores the secret and the step-by-step one that draws differ by float noise.
+    Returns (bits, lo, hi), one each per secret."""
+    true_nll = np.atleast_1d(np.asarray(true_nll, dtype=np.float64))
+    ell, logw = np.asarray(sample_nll, np.float64), -length * math.log(alphabet_size) - np.asarray(sample_logq, np.float64)
+    n, bits, lo, hi = len(ell), [], [], []
+    for t in true_nll:
+        hit = ell <= t + tie
+        if not hit.any():
+            bound = max(0.0, (length * math.log(alphabet_size) - t - math.log(3 * len(TEMPERATURES) / n)) / math.log(2))
+            bits.append(bound), lo.append(bound), hi.append(math.inf)
+            continue
+        top = logw[hit].max()
+        y = np.zeros(n)
+        y[hit] = np.exp(logw[hit] - top)
+        mean = y.mean()
+        rel = y.std(ddof=1) / math.sqrt(n) / mean if hit.sum() > 1 else math.inf  # the standard error of log τ̂
+        b = -(math.log(mean) + top) / math.log(2)
+        bits.append(b), lo.append(b - z * rel / math.log(2)), hi.append(b + z * rel / math.log(2))
+    return np.array(bits), np.array(lo), np.array(hi)
