@@ -1,18 +1,22 @@
 """Planted-signal validation: does each metric detect an effect whose truth is known?
 
-    python experiments/validate.py                 # the demo model on the real-text sample: 4 runs, ~45 min on CPU
-    python experiments/validate.py --quick         # the tiny random model, the main run only: about a minute
+    python experiments/validate.py                 # the demo model on the real-text sample: 5 runs, ~55 min on CPU
+    python experiments/validate.py --quick         # the tiny random model, main and frozen runs: about a minute
     python experiments/validate.py --eval-only runs/validate-...   # score finished runs again
     python experiments/validate.py --out runs/validate-...         # finish what is missing there (same plan)
 
 Plants (studies/planted.py has the plan): documents inserted 1×/4×/16× and never; 4× early vs 4× late;
 Python source confined to the middle time bucket (control run: spread over the whole run); canaries 1×/4×/16×.
-Four runs: `main`, `control` (the Python spread out), `no_alignment` (main with λ_align = 0; the LM trains
-identically, only the SAEs differ) and `recency` (the early and late sets alone, 80 each over 8 steps, Adam's
+Five runs: `main`, `frozen` (main with an LM that never changes, train.lr = 0: every planted check must FAIL there,
+or it tests the labelling of the plants rather than what training did), `control` (the Python spread out),
+`no_alignment` (main with λ_align = 0; the LM trains identically, only the SAEs differ) and `recency` (the early and
+late sets alone, 80 each over 8 steps, Adam's
 β1 = 0, 16 rows per step, no SAEs; the forgetting and order checks read it: with momentum the late set's update is
 still mostly in flight when the run ends; studies/planted.py). Then one
 row per check: measured value, PASS/FAIL (INFO: reported, no criterion applies) and the criterion, which is fixed in
-studies/planted.py before any run. Writes validation.json and validation.md in the output directory.
+studies/planted.py before any run; a check the plan's size cannot decide is listed as such. Writes validation.json
+and validation.md in the output directory. Exit status: 0 every check passes, 1 a check failed (the table says
+which), 2 bad input.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from chrono_membench.model import autocast as model_autocast
 from chrono_membench.probes import PROBE_TOKENS, ProbeSet
 from chrono_membench.run_dir import RunDir
 
-RUNS = ("main", "control", "no_alignment", "recency")
+RUNS = ("main", "frozen", "control", "no_alignment", "recency")
 
 
 def overrides(preset: str, out: Path, quick: bool, extra: list[str]) -> tuple[list[str], dict[str, list[str]]]:
@@ -45,6 +49,8 @@ def overrides(preset: str, out: Path, quick: bool, extra: list[str]) -> tuple[li
               f"run.out_dir={out}", *extra]
     common.append(f"train.eval_every={load_config(preset, overrides=common).train.max_steps}")  # step 0 and the end
     arms = {"main": ["chrono.plant_file=" + str(out / "plants_main.jsonl")],
+            # the same plants, SAEs and evals on an LM that never changes: every planted check must fail here
+            "frozen": ["chrono.plant_file=" + str(out / "plants_main.jsonl"), "train.lr=0", "train.muon_lr=0"],
             "control": ["chrono.plant_file=" + str(out / "plants_control.jsonl")],
             "no_alignment": ["chrono.plant_file=" + str(out / "plants_main.jsonl"), "chrono.alignment_weight=0"],
             # its own plan (validation.RECENCY) without momentum, so each insertion's update lands at its own step;
@@ -52,7 +58,7 @@ def overrides(preset: str, out: Path, quick: bool, extra: list[str]) -> tuple[li
             "recency": ["chrono.plant_file=" + str(out / "plants_recency.jsonl"), "train.betas=[0.0,0.95]",
                         "train.grad_accum=8", "sae.enabled=false", "chrono.canary_repetitions=[]"]}
     return common, {name: [*common, *arm, f"run.name={name}"] for name, arm in arms.items()
-                    if name == "main" or not quick}
+                    if name in ("main", "frozen") or not quick}
 
 
 def temporal_windows(sets, probes: ProbeSet):
@@ -81,7 +87,7 @@ def evaluate(out: Path, arms: dict, sizes: V.Sizes) -> list[V.Check]:
 
     checks, generator = [], torch.Generator().manual_seed(0)
     plan = V.read_plan(out / "plan.json")
-    for name in ("main", "control", "recency"):
+    for name in ("main", "frozen", "control", "recency"):
         if name not in arms:
             continue
         cfg = load_config(arms[name][0], overrides=arms[name][1])
@@ -98,24 +104,32 @@ def evaluate(out: Path, arms: dict, sizes: V.Sizes) -> list[V.Check]:
             checks += [replace(c, name=c.name + " (β1 = 0 run)") for c in V.forgetting(scores)
                        + V.training_order(scores, sets)]
             continue
-        sets = plan if name == "main" else V.spread_code(cfg, plan)
+        planted_run = name in ("main", "frozen")  # the plants in the middle bucket (control: spread over the run)
+        sets = plan if planted_run else V.spread_code(cfg, plan)
         tokens, bucket, is_code = temporal_windows(sets, probes)
         sums, counts, _ = probe_activation_sums(model, saes, tokens.to(device), autocast)
         planted = probes.bucket_of(plan["code"][0].steps[0])
+        found = []
         for hook in saes.hook_points:
-            checks.append(V.time_local(name + " run" + ("" if name == "main" else " (spread)"), hook, sums[hook].cpu(),
-                                       counts[hook].cpu(), bucket, is_code, planted, sizes.latents, name == "main",
-                                       generator))
-            checks += V.time_local_fdr(name + " run", hook, sums[hook].cpu(), counts[hook].cpu(), bucket, planted,
-                                       name == "main", cfg.chrono.fdr_q, cfg.chrono.min_windows)
-        if name != "main":
+            found.append(V.time_local("main run" if planted_run else "control run (spread)", hook, sums[hook].cpu(),
+                                      counts[hook].cpu(), bucket, is_code, planted, sizes.latents, planted_run,
+                                      generator))
+            found += V.time_local_fdr("main run" if planted_run else "control run", hook, sums[hook].cpu(),
+                                      counts[hook].cpu(), bucket, planted, planted_run, cfg.chrono.fdr_q,
+                                      cfg.chrono.min_windows)
+        if not planted_run:
+            checks += found
             continue
         scores = {s: V.window_scores(model, reference, V.plant_windows(plan[s]).to(device), logits, generate)
                   for s in ("never_a", "never_b", "x1", "x4", "x16", "early", "late")}
-        checks += V.dose_response(scores)
+        found += V.dose_response(scores)
         timing = V.forgetting(scores) + V.training_order(scores, plan)
-        checks += V.informational(timing, "β1 = 0.9: a weaker late plant") if "recency" in arms else timing
-        checks += V.canaries(final_values(run_dir), cfg.chrono.canary_controls, cfg.chrono.canary_candidates)
+        found += V.informational(timing, "β1 = 0.9: a weaker late plant") if "recency" in arms else timing
+        found += V.canaries(final_values(run_dir), cfg.chrono.canary_controls, cfg.chrono.canary_candidates)
+        if name == "frozen":
+            checks += V.frozen_arm(found)
+            continue
+        checks += found
         planted_uids = {p.uid.split("/", 2)[2] for ps in plan.values() for p in ps}
         tokens, source = source_windows(cfg, tokenizer, planted_uids, 2 * sizes.never)
         sums, counts, _ = probe_activation_sums(model, saes, tokens.to(device), autocast)
@@ -130,7 +144,7 @@ def evaluate(out: Path, arms: dict, sizes: V.Sizes) -> list[V.Check]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="the tiny random model, main run only (a CI check)")
+    parser.add_argument("--quick", action="store_true", help="the tiny random model, main and frozen runs (a CI check)")
     parser.add_argument("--out", type=Path, help="output directory (default runs/validate-<time>)")
     parser.add_argument("--eval-only", type=Path, help="score the runs already in this directory again")
     parser.add_argument("--runs", nargs="+", choices=RUNS, help="train and score only these (default: all)")
@@ -171,13 +185,13 @@ def main(argv=None) -> int:
     checks = evaluate(out, {name: (preset, o) for name, o in arms.items()}, sizes)
     text = V.table(checks)
     verdicts = [c.passed for c in checks if c.passed is not None]
-    what = "quick: tiny model, main run only" if args.quick else "demo"
+    what = "quick: tiny model, main and frozen runs" if args.quick else "demo"
     print(f"\n{text}\n\n{sum(verdicts)} of {len(verdicts)} checks pass ({what})")
     (out / "validation.json").write_text(json.dumps([vars(c) for c in checks], indent=1))
     (out / "validation.md").write_text("| check | result | measured | criterion |\n|---|---|---|---|\n" + "".join(
         f"| {c.name} | {V.verdict(c)} | {c.measured} | {c.criterion} |\n" for c in checks))
     print(f"written: {out / 'validation.json'}, {out / 'validation.md'}")
-    return 0
+    return 0 if all(verdicts) else 1
 
 
 if __name__ == "__main__":

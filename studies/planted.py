@@ -75,7 +75,21 @@ class Check:
     name: str
     measured: str
     criterion: str
-    passed: bool | None  # None: reported, not a check (informational())
+    passed: bool | None  # None: reported, not a check (informational(), or not decidable at this size)
+    null: bool = False  # a null check (nothing planted: it must hold on any LM), not repeated on the frozen LM
+
+
+def frozen_arm(checks: list[Check]) -> list[Check]:
+    """The planted checks read on the run whose LM never changed (train.lr = 0; the SAEs and every plant as in
+    main): each must FAIL there, or it is testing the labelling of what was planted, not what training did. A
+    check passes this arm when its own criterion does not hold; null checks and INFO rows are not repeated."""
+    return [Check(f"{c.name} [frozen LM]", c.measured, f"fails on a frozen LM: not ({c.criterion})", not c.passed)
+            for c in checks if not c.null and c.passed is not None]
+
+
+def undecidable(name: str, why: str) -> Check:
+    """A check this plan's size cannot decide, listed as such (not run, not passed)."""
+    return Check(name, "not decidable at this size", why, None)
 
 
 def informational(checks: list[Check], why: str) -> list[Check]:
@@ -224,12 +238,13 @@ def dose_response(scores: dict[str, dict[str, np.ndarray]]) -> list[Check]:
         Check("dose: reference score never/1×/4×/16×", _fmt(ref), "strictly increasing", bool(np.all(np.diff(ref) > 0))),
         Check("dose: Pythia score never/1×/4×/16×", f"{_fmt(pythia)} (exact match {_fmt(exact)})",
               "non-decreasing, 16× > never", bool(np.all(np.diff(pythia) >= 0) and pythia[-1] > pythia[0])),
-        Check("dose: AUROC (ref) vs never 1×/4×/16×", _fmt(aucs[s] for s in ("x1", "x4", "x16")), "non-decreasing",
-              bool(aucs["x1"] <= aucs["x4"] <= aucs["x16"])),
+        Check("dose: AUROC (ref) vs never 1×/4×/16×", _fmt(aucs[s] for s in ("x1", "x4", "x16")),
+              "non-decreasing, 16× above 0.5",  # "non-decreasing" alone holds for 0.5 / 0.5 / 0.5: a frozen LM
+              bool(aucs["x1"] <= aucs["x4"] <= aucs["x16"] and aucs["x16"] > 0.5)),
         Check("dose: AUROC (ref) 16× vs never", f"{aucs['x16']:.3f} [{lo:.3f}, {hi:.3f}] ({m} vs {n} documents)",
               f"95 % lower bound > {floor}", bool(lo > floor)),
         Check("dose: AUROC (ref) never vs never", f"{aucs['never_a']:.3f} [{n_lo:.3f}, {n_hi:.3f}]",
-              "95 % interval holds 0.5", bool(n_lo <= 0.5 <= n_hi)),
+              "95 % interval holds 0.5", bool(n_lo <= 0.5 <= n_hi), null=True),
     ]
 
 
@@ -256,7 +271,8 @@ def training_order(scores: dict[str, dict[str, np.ndarray]], plan: dict[str, lis
     first = {s: np.array([p.steps[0] for p in plan[s]]) for s in ("early", "late")}
     k, l = (len(set(first[s].tolist())) for s in ("early", "late"))
     if 2 / math.comb(k + l, k) >= 0.05:
-        return []
+        return [undecidable("order: ρ(ref score, first step), early + late",
+                            f"{k} + {l} distinct first steps allow p ≥ {2 / math.comb(k + l, k):.2g}; ≥ 5 + 5 decide")]
 
     def test(a: str, b: str) -> tuple[float, float]:
         steps = np.concatenate([np.resize(first["early"], len(scores[a]["ref"])),
@@ -268,23 +284,25 @@ def training_order(scores: dict[str, dict[str, np.ndarray]], plan: dict[str, lis
     return [Check("order: ρ(ref score, first step), early + late", f"{rho:+.3f}, p = {p:.2g} ({m} + {n} documents)",
                   "ρ > 0, p < 0.05", bool(rho > 0 and p < 0.05)),
             Check("order: the same on never-inserted sets (null)", f"{null_rho:+.3f}, p = {null_p:.2g}", "p ≥ 0.05",
-                  bool(null_p >= 0.05))]
+                  bool(null_p >= 0.05), null=True)]
 
 
 def canaries(final: dict[str, float], controls: int, candidates: int, seed: int = 0) -> list[Check]:
-    """Exposure by repetition, and the controls' mean against its chance distribution (uniform ranks)."""
+    """Exposure by repetition — the sampled exposure (the rank among all secrets, no assumed tail: a skew-normal
+    extrapolation "increases" to any number of bits) — and the controls' mean against its chance distribution."""
     reps = ["1", "4", "16"]
     rank = [final[K.canary(r)] for r in reps]
+    sampled = [final.get(K.canary(r, sampled=True), float("nan")) for r in reps]
     extrap = [final[K.canary(r, True)] for r in reps]
     ranks = np.random.default_rng(seed).integers(1, candidates + 2, size=(20_000, controls))
     chance = (np.log2(candidates + 1) - np.log2(ranks)).mean(1)
     lo, hi = np.quantile(chance, [0.025, 0.975])
     control = final[K.canary("control")]
     return [
-        Check("canaries: exposure 1×/4×/16× (bits)", f"{_fmt(rank)} (extrapolated {_fmt(extrap)})",
-              "extrapolated strictly increasing", bool(np.all(np.diff(extrap) > 0))),
+        Check("canaries: exposure 1×/4×/16× (bits)", f"sampled {_fmt(sampled)}; rank-based {_fmt(rank)} "
+              f"(extrapolated, a model: {_fmt(extrap)})", "sampled strictly increasing", bool(np.all(np.diff(sampled) > 0))),
         Check("canaries: never-inserted controls (bits)", f"{control:.2f}; chance 95 % range [{lo:.2f}, {hi:.2f}]",
-              "inside the chance range", bool(lo <= control <= hi)),
+              "inside the chance range", bool(lo <= control <= hi), null=True),
     ]
 
 
@@ -319,7 +337,7 @@ def time_local(name: str, hook: str, S: torch.Tensor, n: torch.Tensor, bucket: t
     if main:
         return Check(f"time-local [{hook}] {name}", measured, "≥ 80 % peak there, excess ≥ 0.2, p < 0.01",
                      got["share"] >= 0.8 and got["excess"] >= 0.2 and got["p"] < 0.01)
-    return Check(f"time-local [{hook}] {name}", measured, "p ≥ 0.05 (no concentration)", got["p"] >= 0.05)
+    return Check(f"time-local [{hook}] {name}", measured, "p ≥ 0.05 (no concentration)", got["p"] >= 0.05, null=True)
 
 
 def time_local_fdr(name: str, hook: str, S: torch.Tensor, n: torch.Tensor, bucket: torch.Tensor, planted: int,
@@ -337,7 +355,7 @@ def time_local_fdr(name: str, hook: str, S: torch.Tensor, n: torch.Tensor, bucke
     label = f"time-selective latents (FDR q = {q}) [{hook}] {name}"
     if not main:
         return [Check(f"{label} (spread)", f"{count} of {tested} tested", "0 (the global null: BH holds P(any) ≤ q)",
-                      count == 0)]
+                      count == 0, null=True)]
     peak = trough = extreme = 0.0
     if count:  # each selective latent's mean rate per token by bucket: is the planted one its highest or lowest?
         rate = S[:, got["selective"]] / n.clamp_min(1)[:, None]

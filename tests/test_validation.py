@@ -54,10 +54,11 @@ def test_dose_and_forgetting_checks_pass_on_a_planted_effect_and_fail_without_on
     assert found.passed and null.passed
     assert not V.training_order(none, plan)[0].passed
     assert not V.training_order({**effect, "never_b": scores(1.0)}, plan)[1].passed  # a "null" that differs
-    assert V.training_order(effect, {k: v[:2] for k, v in plan.items()}) == []  # 2 + 2 documents: p ≥ 0.33
+    small = V.training_order(effect, {k: v[:2] for k, v in plan.items()})  # 2 + 2 documents: p ≥ 0.33
+    assert [(c.passed, c.measured) for c in small] == [(None, "not decidable at this size")]
     same_step = {name: [V.Plant(f"{name}/{i}", [0], [start]) for i in range(12)] for name, start in (("early", 3),
                                                                                                    ("late", 20))}
-    assert V.training_order(effect, same_step) == []  # 12 + 12 documents on 2 steps: 2 permutations, p = 1
+    assert V.training_order(effect, same_step)[0].passed is None  # 12 + 12 documents on 2 steps: p = 1
     # where the plant does not apply (the momentum run), the same numbers are reported without a verdict
     info = V.informational([found, *V.forgetting(none)], "β1 = 0.9")
     assert [c.passed for c in info] == [None, None] and {V.verdict(c) for c in info} == {"INFO"}
@@ -75,23 +76,37 @@ def test_alignment_check_compares_the_arm_effect_with_the_seed_floor():
 
 def test_canary_check_knows_the_chance_level_of_never_inserted_secrets():
     final = {K.canary("1"): 2.0, K.canary("4"): 5.0, K.canary("16"): 7.0, K.canary("1", True): 2.1,
-             K.canary("4", True): 9.0, K.canary("16", True): 40.0, K.canary("control"): 1.4}
+             K.canary("4", True): 9.0, K.canary("16", True): 40.0, K.canary("control"): 1.4,
+             K.canary("1", sampled=True): 2.0, K.canary("4", sampled=True): 8.5, K.canary("16", sampled=True): 31.0}
     increasing, controls = V.canaries(final, controls=8, candidates=127)
-    assert increasing.passed and controls.passed
+    assert increasing.passed and controls.passed and controls.null and not increasing.null
+    # the extrapolation is a model: a run whose sampled exposure does not rise fails, whatever it extrapolates
+    assert not V.canaries({**final, K.canary("16", sampled=True): 8.0}, 8, 127)[0].passed
+    frozen = V.frozen_arm([increasing, controls])  # the planted check repeated on a frozen LM, the null not
+    assert [c.name for c in frozen] == ["canaries: exposure 1×/4×/16× (bits) [frozen LM]"] and not frozen[0].passed
     assert not V.canaries({**final, K.canary("control"): 5.0}, 8, 127)[1].passed  # controls far above chance
 
 
 def test_validate_quick_plants_and_recovers_the_strong_signals(tmp_path):
+    """--quick trains the tiny model's main run and its frozen-LM twin: the strong plants are found on the first
+    and every planted check fails on the second; the exit status says whether every check passed."""
     validate = load_script("experiments/validate.py")
-    assert validate.main(["--quick", "--out", str(tmp_path), "--no-progress"]) == 0
+    status = validate.main(["--quick", "--out", str(tmp_path), "--no-progress"])
     checks = {c["name"]: c for c in json.loads((tmp_path / "validation.json").read_text())}
+    assert status == (0 if all(c["passed"] is not False for c in checks.values()) else 1)
     assert checks["dose: AUROC (ref) 16× vs never"]["passed"]  # 16 insertions: separable from never-inserted
+    frozen = {n: c for n, c in checks.items() if n.endswith("[frozen LM]")}
+    assert "dose: reference score never/1×/4×/16× [frozen LM]" in frozen and "never vs never" not in " ".join(frozen)
+    # an LM that never changed reads every reference score as exactly 0: the dose and AUROC checks fail there
+    for name in ("dose: reference score never/1×/4×/16× [frozen LM]", "dose: AUROC (ref) 16× vs never [frozen LM]"):
+        assert frozen[name]["passed"] and frozen[name]["measured"].startswith(("0 / 0", "0.500")), frozen[name]
+    assert checks["order: ρ(ref score, first step), early + late"]["measured"] == "not decidable at this size"
     final = final_values(tmp_path / "main")
     assert final[K.canary("16", True)] > final[K.canary("1", True)] > final[K.canary("control", True)]
     plan = V.read_plan(tmp_path / "plan.json")
     assert sum(len(p.steps) for p in plan["x16"]) == 16 * len(plan["x16"]) and not plan["never_a"][0].steps
-    assert (tmp_path / "validation.md").read_text().count("PASS") + (tmp_path / "validation.md").read_text().count(
-        "FAIL") == len(checks)
+    table = (tmp_path / "validation.md").read_text()
+    assert sum(table.count(f"| {v} |") for v in ("PASS", "FAIL", "INFO")) == len(checks)
 
 
 def test_fdr_check_finds_a_planted_time_local_population_and_nothing_when_it_is_spread():
