@@ -37,6 +37,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -229,8 +230,10 @@ def probe_run(run_dir: Path, args, data) -> tuple[list[dict], list[str], int]:
     cache, model = _cached(run_dir, args), None
     autocast = model_autocast(args.device, cfg.train.autocast)
     rows, skipped, reused = [], [], 0  # reused: rows taken from the cache
+    previous = []  # the last step's main SAE, probed on this step's model too (PREVIOUS): the model's change alone
     for step in sorted(saes_at):
-        saes = [(name, SAE.load_from_disk(str(path), device=args.device)) for name, path in saes_at[step]]
+        own = [(name, SAE.load_from_disk(str(path), device=args.device)) for name, path in saes_at[step]]
+        saes, previous = own + [(PREVIOUS, sae) for name, sae in previous if name == "main"], own
         hooks = sorted({sae.cfg.metadata.hook_name for _, sae in saes})
         wanted = [(h, "", 0) for h in hooks] + [(sae.cfg.metadata.hook_name, name, k) for name, sae in saes
                                                  for k in args.ks]
@@ -269,8 +272,66 @@ def probe_run(run_dir: Path, args, data) -> tuple[list[dict], list[str], int]:
     return rows, skipped, len(rows) - reused
 
 
+PREVIOUS = "previous"  # the rows of the previous checkpoint's SAE on this checkpoint's model
+
+
 def series_name(row: dict) -> str:
     return "raw activations" if row["k"] == 0 else f"SAE{'' if row['sae'] == 'main' else ' ' + row['sae']} k={row['k']}"
+
+
+def across_datasets(rows: list[dict]) -> list[dict]:
+    """Per probe series and step: the mean AUC over datasets (each dataset's mean over runs first) with a 95 % t
+    interval across datasets — what a claim about "SAE features through training" generalises over, wider than any
+    one dataset's Hanley–McNeil error; and each step-to-step difference paired by dataset, with its interval and
+    verdict, split where the previous step's SAE was probed on this step's model: the model's change (that SAE on
+    both models) and the SAE's own training (both SAEs on this model)."""
+    from chrono_membench.chrono.resolution import from_interval
+    from chrono_membench.chrono.stats import mean_interval
+
+    def values(hook, sae, k, step):
+        by_ds: dict[str, list[float]] = {}
+        for r in rows:
+            if (r["hook"], r["sae"], r["k"], r["step"]) == (hook, sae, k, step):
+                by_ds.setdefault(r["dataset"], []).append(r["test_auc"])
+        return {d: float(np.mean(v)) for d, v in by_ds.items()}
+
+    def paired(a: dict, b: dict, what: str, **where) -> dict | None:
+        common = sorted(set(a) & set(b))
+        if len(common) < 2:
+            return None
+        diff = np.array([a[d] - b[d] for d in common])
+        lo, hi = mean_interval(diff)
+        return {**where, "what": what, "datasets": len(common), "value": float(diff.mean()), "lo": lo, "hi": hi,
+                "verdict": from_interval(lo, hi)}
+
+    out = []
+    for hook, sae, k in sorted({(r["hook"], r["sae"], r["k"]) for r in rows if r["sae"] != PREVIOUS}):
+        steps = sorted({r["step"] for r in rows if (r["hook"], r["sae"], r["k"]) == (hook, sae, k)})
+        where = dict(hook=hook, probe=series_name({"k": k, "sae": sae}))
+        for step in steps:
+            v = values(hook, sae, k, step)
+            lo, hi = mean_interval(np.array(list(v.values())))
+            out.append({**where, "what": f"mean at step {step}", "datasets": len(v), "value": float(np.mean(list(
+                v.values()))), "lo": lo, "hi": hi, "verdict": ""})
+        for before, after in zip(steps, steps[1:]):
+            now, then = values(hook, sae, k, after), values(hook, sae, k, before)
+            out.append(paired(now, then, f"step {before} → {after}", **where))
+            if sae == "main" and k:
+                carried = values(hook, PREVIOUS, k, after)  # step `before`'s SAE on step `after`'s model
+                out.append(paired(carried, then, f"  the model's change {before} → {after} (step {before}'s SAE)",
+                                  **where))
+                out.append(paired(now, carried, f"  the SAE's training {before} → {after} (on step {after}'s model)",
+                                  **where))
+    return [r for r in out if r is not None]
+
+
+def across_table(summary: list[dict]) -> str:
+    lines = ["| hook | probe | what | datasets | AUC or difference [95 %] | verdict |", "|---|---|---|---|---|---|"]
+    for r in summary:
+        interval = f"[{r['lo']:+.3f}, {r['hi']:+.3f}]" if r["lo"] == r["lo"] else "(one dataset: no interval)"
+        lines.append(f"| {r['hook']} | {r['probe']} | {r['what']} | {r['datasets']} | {r['value']:+.3f} {interval} | "
+                     f"{r['verdict']} |")
+    return "\n".join(lines)
 
 
 def table(rows: list[dict]) -> str:
@@ -373,12 +434,19 @@ def main(argv=None) -> int:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    md = table(rows)
+    md = table([r for r in rows if r["sae"] != PREVIOUS])
+    summary = across_datasets(rows)
+    (args.out / "sparse_probing_across.json").write_text(json.dumps(summary, indent=1))
+    across = across_table(summary)
     (args.out / "sparse_probing.md").write_text(
-        "Sparse probing (sae-probes protocol): test AUC, the mean over runs ± one run's Hanley–McNeil standard error "
-        "(the same test prompts in every run and step), [min, max] over runs\n\n" + md + "\n")
+        "Sparse probing (sae-probes protocol). Across datasets: the mean AUC over datasets with a 95 % t interval "
+        "across them, and each step-to-step difference paired by dataset, split into the model's change and the "
+        "SAE's training where the previous SAE was probed on the new model\n\n" + across + "\n\n"
+        "Per dataset: test AUC, the mean over runs ± one run's Hanley–McNeil standard error (the same test prompts in "
+        "every run and step), [min, max] over runs\n\n" + md + "\n")
+    print(across)
     print(md)
-    print(figure(rows, args.out))
+    print(figure([r for r in rows if r["sae"] != PREVIOUS], args.out))
     return 0
 
 

@@ -180,7 +180,8 @@ def test_sparse_probing_through_the_checkpoints(runs, tmp_path):
     rows = list(csv.DictReader(open(out / "sparse_probing.csv")))
     got = {(r["run"], int(r["step"]), r["sae"], int(r["k"])) for r in rows}
     probes = (("", 0), ("main", 1), ("main", 4), ("no_dropout", 1), ("no_dropout", 4))  # "": the raw baseline
-    assert got == {("full", 8, *p) for p in probes} | {("full-s1", s, *p) for s in (4, 8) for p in probes}
+    carried = {(run, 8, "previous", k) for run in ("full", "full-s1") for k in (1, 4)}  # step 4's SAE, step 8's model
+    assert got == {("full", 8, *p) for p in probes} | {("full-s1", s, *p) for s in (4, 8) for p in probes} | carried
     assert all(0 <= float(r["test_auc"]) <= 1 and 0 < float(r["se"]) < 0.2 for r in rows)
     assert {(int(r["n_train"]), int(r["n_test"])) for r in rows} == {(200, 99)}  # sae-probes: min(n − 100, 1024)
     traces = names(figure(out, "sparse_probing"))
@@ -195,6 +196,27 @@ def test_sparse_probing_through_the_checkpoints(runs, tmp_path):
     bad = subprocess.run([sys.executable, "analysis/sparse_probing.py", str(runs / "full"), "--out", str(out),
                           "--datasets", "no_such_set"], cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 2 and "--datasets: unknown no_such_set" in bad.stderr
+
+
+def test_sparse_probing_summarises_across_datasets_and_splits_a_change_into_model_and_sae(monkeypatch):
+    """Hand-made rows: three datasets, steps 0 and 10, the main SAE and step 0's SAE carried onto step 10's model.
+    The mean over datasets carries a t interval across them; the 0 → 10 change (+0.10 on every dataset) is detected,
+    and splits into the model's change (+0.02, +0.03, +0.04) and the SAE's training (the rest)."""
+    monkeypatch.syspath_prepend(str(ROOT / "analysis"))
+    sp = load_script("analysis/sparse_probing.py")
+    rows = []
+    for d, (base, model) in enumerate(((0.60, 0.02), (0.70, 0.03), (0.65, 0.04))):
+        row = dict(hook="h", k=1, dataset=f"d{d}", run="r")
+        rows += [{**row, "sae": "main", "step": 0, "test_auc": base}, {**row, "sae": "main", "step": 10,
+                 "test_auc": base + 0.10}, {**row, "sae": sp.PREVIOUS, "step": 10, "test_auc": base + model}]
+    got = {r["what"].strip(): r for r in sp.across_datasets(rows)}
+    assert got["mean at step 0"]["datasets"] == 3 and got["mean at step 0"]["lo"] < 0.65 < got["mean at step 0"]["hi"]
+    change = got["step 0 → 10"]
+    assert abs(change["value"] - 0.10) < 1e-9 and change["verdict"].startswith("detected")
+    model = got["the model's change 0 → 10 (step 0's SAE)"]
+    assert abs(model["value"] - 0.03) < 1e-9 and model["lo"] < 0.03 < model["hi"]
+    assert abs(got["the SAE's training 0 → 10 (on step 10's model)"]["value"] - 0.07) < 1e-9
+    assert "| h | SAE k=1 | step 0 → 10 | 3 |" in sp.across_table(sp.across_datasets(rows))
 
 
 def test_sparse_probing_reads_each_prompts_last_token_as_an_unpadded_forward_would(runs):
