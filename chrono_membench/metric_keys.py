@@ -39,7 +39,8 @@ PURITY = tuple(f"{kind}_purity{part}" for kind in ("temporal", "source", "tempor
                                                                     "temporal_purity_gt50", "purity_columns")
 # per hook, at eval: latents selective for time (bucket columns) or source, Benjamini–Hochberg at chrono.fdr_q, of
 # those tested (firing in ≥ chrono.min_windows windows)
-SELECTIVE = tuple(f"selective_{kind}_{k}" for kind in ("time", "source") for k in ("count", "frac", "tested"))
+# + "fire": the median share of probe windows a tested latent fires in (what the test's power depends on)
+SELECTIVE = tuple(f"selective_{kind}_{k}" for kind in ("time", "source") for k in ("count", "frac", "tested", "fire"))
 MEM_LATENTS = tuple(f"memorisation_latents_{k}" for k in ("auc_max", "auc_max_null", "auc_max_p"))  # with reference
 # the memorisation scores (chrono/memorisation.extraction_scores computes them) per probe column, each with _lo / _hi:
 # a 0/1 score's rate gets a Wilson interval, any other's mean a t interval. A new score: compute it there, name it here.

@@ -361,7 +361,7 @@ def latent_metrics(w: Windows, acts: dict, permutations: int, seed: int, min_win
         for kind, labels, rows in (("time", w.col, ~unseen), ("source", src.numpy(), np.ones(len(w.col), bool))):
             got = selective_latents(S.numpy()[rows], n.numpy()[rows], labels[rows], min_windows, fdr_q)
             if got is not None:
-                out.update({K.chrono(hook, f"selective_{kind}_{k}"): float(got[k]) for k in ("count", "frac")})
+                out.update({K.chrono(hook, f"selective_{kind}_{k}"): float(got[k]) for k in ("count", "frac", "fire")})
                 out[K.chrono(hook, f"selective_{kind}_tested")] = float(len(got["tested"]))
                 selective[kind] = [{"latent": int(i), "q": float(q)} for i, q in zip(got["tested"], got["q"])
                                    if q <= fdr_q]

@@ -126,7 +126,7 @@ def build_plan(cfg, hours: float, tokens_per_s: float | None, max_docs: int, ran
 
 
 def power_plan(cfg, auroc: float, did: float, did_sd: float, rho: float, seed_effect: float,
-               enrichment: float = 2.0) -> dict:
+               enrichment: float = 2.0, fire: float = R.FIRE) -> dict:
     """--power: the MDEs at the preset's probe-set size, and the sizes that detect the given effects."""
     n, buckets, q = cfg.chrono.probe_per_bucket, cfg.chrono.n_buckets, cfg.chrono.fdr_q
     return {
@@ -135,7 +135,8 @@ def power_plan(cfg, auroc: float, did: float, did_sd: float, rho: float, seed_ef
                          "order_rho": R.correlation_mde(n * buckets),
                          "paired_arm_difference_in_seed_sds": {s: R.paired_seeds_mde(s) for s in (3, 5, 10)},
                          # a 5 % population of latents firing e× as often in one bucket: the share FDR finds
-                         "time_selective_found": {e: R.fdr_power(n, buckets, e, q=q) for e in (2.0, 4.0)}},
+                         "time_selective_found": {e: R.fdr_power(n, buckets, e, q=q, fire=fire) for e in (2.0, 4.0)},
+                         "fire": fire},
         "needed": {"auroc": {"effect": auroc, "windows_per_bucket": R.windows_for_auroc(auroc)},
                    "did": {"effect_nats": did, "per_window_sd": did_sd,
                            "windows_per_bucket": R.windows_for_mean_difference(did, did_sd)},
@@ -143,7 +144,7 @@ def power_plan(cfg, auroc: float, did: float, did_sd: float, rho: float, seed_ef
                    "paired_arm_difference": {"effect_in_seed_sds": seed_effect,
                                              "seeds": R.seeds_for_paired_difference(seed_effect)},
                    "time_selective": {"enrichment": enrichment, "share": 0.05, "found": 0.8,
-                                      "windows_per_bucket": R.windows_for_fdr(enrichment, buckets, q=q)}},
+                                      "windows_per_bucket": R.windows_for_fdr(enrichment, buckets, q=q, fire=fire)}},
     }
 
 
@@ -157,7 +158,8 @@ def print_power(p: dict) -> None:
     print(f"  training-order ρ: |ρ| ≥ {a['order_rho']:.3f}")
     print("  an arm's paired difference from full: ≥ " + ", ".join(
         f"{v:.2f} seed SDs at {s} seeds" for s, v in a["paired_arm_difference_in_seed_sds"].items()))
-    print("  time-selective latents (5 % of them firing e× as often in one bucket; Kruskal–Wallis + BH, simulated): "
+    print(f"  time-selective latents (5 % of them firing e× as often in one bucket, latents firing in {a['fire']:.0%} of "
+          "windows; Kruskal–Wallis + BH, 40 simulations): "
           + ", ".join(f"{v['found']:.0%} found at e = {e:g} (false share {v['false_share']:.0%})"
                       for e, v in a["time_selective_found"].items()))
     ts = need["time_selective"]
@@ -216,6 +218,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seed-effect", type=float, default=1.0, help="--power: an arm difference, in seed SDs")
     parser.add_argument("--enrichment", type=float, default=2.0,
                         help="--power: how many times as often time-selective latents fire in their bucket")
+    parser.add_argument("--fire", type=float, default=R.FIRE,
+                        help="--power: the share of probe windows a latent fires in (a run's chrono/<hook>/"
+                             "selective_time_fire; the demo's: 0.21)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args(argv)
     try:
@@ -225,8 +230,11 @@ def main(argv=None) -> int:
         for name in ("auroc", "did", "did_sd", "rho", "seed_effect", "enrichment"):
             if getattr(args, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
+        if not 0 < args.fire < 1:
+            raise ConfigError(f"--fire must be a share in (0, 1), got {args.fire}")
         if args.power:  # no data to measure: the probe set's size and the targets are all it needs
-            plan = power_plan(cfg, args.auroc, args.did, args.did_sd, args.rho, args.seed_effect, args.enrichment)
+            plan = power_plan(cfg, args.auroc, args.did, args.did_sd, args.rho, args.seed_effect, args.enrichment,
+                              args.fire)
             print(json.dumps(plan, indent=1)) if args.json else print_power(plan)
             return 0
         plan = build_plan(cfg, args.hours, args.tokens_per_s, args.max_docs, args.ranks)

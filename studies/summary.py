@@ -82,6 +82,9 @@ def headline(run_dir: str | Path) -> list[str]:
             lines.append(f"  latents selective at FDR q = {q} (Kruskal–Wallis per latent, Benjamini–Hochberg): " + ", ".join(
                 f"{kind} {f[K.chrono(hook, f'selective_{kind}_count')]:.0f} of {n:.0f} tested"
                 for kind, n in tested.items() if n))
+            fire = f.get(K.chrono(hook, "selective_time_fire"))
+            if tested["time"] and fire and not f[K.chrono(hook, "selective_time_count")]:
+                lines.append("    " + _selective_power(chrono_cfg, fire))
     buckets = sorted({k.split("/")[-1] for k in f if k.startswith("mem/loss/") and not k.endswith(K.CI)},
                      key=lambda b: (b == "unseen", b))
     if buckets:
@@ -128,6 +131,17 @@ def _regulariser(f: dict) -> list[str]:
              f"gradient" if K.ATTN_GRAD_SHARE in f else "")
     return [f"attention-diversity regulariser: μ {f[K.ATTN_MU]:.3g}{share}; head diversity "
             f"{f.get(K.ATTN_DIVERSITY_MEAN, float('nan')):.4f}"]
+
+
+def _selective_power(chrono_cfg: dict, fire: float) -> str:
+    """What "none time-selective" resolves: the share of a 5 % population firing 2× / 4× as often in one bucket that
+    this run's test would have found, simulated at the run's size and its latents' own firing rate."""
+    n, buckets = chrono_cfg.get("probe_per_bucket", 256), chrono_cfg.get("n_buckets", 10)
+    found = {e: R.fdr_power(n, buckets, e, q=chrono_cfg.get("fdr_q", 0.05), fire=fire)["found"] for e in (2.0, 4.0)}
+    verdict = "none detected" if found[4.0] >= 0.8 else "undecided at this size"
+    return (f"none time-selective: {verdict} — at {n} windows per bucket and these latents' firing rate "
+            f"({fire:.0%} of windows), the test finds {found[2.0]:.0%} of a 5 % population firing 2× as often in one "
+            f"bucket, {found[4.0]:.0%} at 4× (40 simulations)")
 
 
 def _canaries(f: dict, n: int) -> list[str]:

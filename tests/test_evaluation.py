@@ -53,7 +53,7 @@ def test_chrono_keys_purity_files_and_probe_table(tmp_path):
     optional |= {k for kind in ("member", "time") for k in K.with_ci(K.blind(kind))} | {K.eval_time("blind")}
     optional |= {K.mia("tpr1", s, b) for s in K.MIA_SCORES for b in ("b0", "b1")}  # ≥ 100 unseen windows only
     # time selectivity needs latents firing in ≥ chrono.min_windows seen windows: tiny has 4
-    optional |= {K.chrono(HOOK, f"selective_time_{k}") for k in ("count", "frac", "tested")}
+    optional |= {K.chrono(HOOK, f"selective_time_{k}") for k in ("count", "frac", "tested", "fire")}
     optional |= {K.order(stat, s, by, True) for stat in ("rho", "p") for s in K.ORDER_SCORES for by in K.ORDER_BY}
     optional |= {K.order(stat, s, by, within, True) for stat in ("rho", "p") for s in K.ORDER_SCORES
                  for by in K.ORDER_BY for within in (False, True)}  # the full-LR subset: as few windows again

@@ -113,14 +113,20 @@ def seeds_for_paired_difference(delta_in_sd: float, most: int = 1000) -> int:
 POWER_LATENTS = 2000  # the latents fdr_power simulates (they stand for the SAE's thousands: see there)
 
 
+# the median share of probe windows a tested latent fires in, measured on the demo (2026-12-05: 21 %); plan.py's
+# --fire, or a run's own chrono/<hook>/selective_time_fire, replaces it
+FIRE = 0.21
+
+
 def fdr_power(windows_per_bucket: int, buckets: int, enrichment: float, share: float = 0.05, q: float = 0.05,
-              fire: float = 0.1, sims: int = 4, seed: int = 0) -> dict[str, float]:
+              fire: float = FIRE, sims: int = 40, seed: int = 0) -> dict[str, float]:
     """By simulation, with the evals' own test (chrono/selectivity.py: Kruskal–Wallis over buckets, BH at q): the
     fraction of a time-selective population found, and the false share among what is found. Each latent fires in a
     window with probability `fire`, with an Exponential(1) activation; a `share` of them fires `enrichment`× as often
     in one bucket (a rank test sees how often a latent fires far more than how strongly: 4× the activation at 30 %
     firing moves its AUROC by 0.03). At a fixed share the BH threshold hardly depends on the number of latents, so
-    POWER_LATENTS = 2,000 stand for the SAE's thousands."""
+    POWER_LATENTS = 2,000 stand for the SAE's thousands. 40 simulations: the found share to about ±0.01 (its SD over
+    simulations is ≈ 0.03 at 100 selective latents)."""
     import numpy as np
 
     from chrono_membench.chrono.selectivity import selective_latents
@@ -141,13 +147,16 @@ def fdr_power(windows_per_bucket: int, buckets: int, enrichment: float, share: f
 
 
 def windows_for_fdr(enrichment: float, buckets: int, share: float = 0.05, q: float = 0.05, target: float = 0.8,
-                    most: int = 4096) -> int:
-    """Windows per bucket at which fdr_power finds ≥ `target` of the population (doubling, then bisection)."""
+                    most: int = 4096, fire: float = FIRE) -> int:
+    """Windows per bucket at which fdr_power finds ≥ `target` of the population (doubling, then bisection; 8
+    simulations a size while searching)."""
+    def found(n):
+        return fdr_power(n, buckets, enrichment, share, q, fire, sims=8)["found"]
     n = 4
-    while n < most and fdr_power(n, buckets, enrichment, share, q)["found"] < target:
+    while n < most and found(n) < target:
         n *= 2
     lo, hi = n // 2, n
     while hi - lo > max(1, lo // 8):  # to within 12 %: a simulation, not an exact size
         mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if fdr_power(mid, buckets, enrichment, share, q)["found"] < target else (lo, mid)
+        lo, hi = (mid, hi) if found(mid) < target else (lo, mid)
     return hi

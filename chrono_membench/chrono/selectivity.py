@@ -20,7 +20,9 @@ def selective_latents(doc_sums: np.ndarray, doc_tokens: np.ndarray, column: np.n
                       q: float = 0.05) -> dict | None:
     """doc_sums [D, F] (a latent's activation summed over a window's scored tokens), doc_tokens [D], column [D]
     (labels; windows of one label form a group). → {"tested": latent ids tested, "q": their BH q-values,
-    "selective": ids with q ≤ q, "count", "frac" (of tested)}; None with fewer than 2 groups or none tested."""
+    "selective": ids with q ≤ q, "count", "frac" (of tested), "fire" (the median share of windows a tested latent
+    fires in: what the test's power depends on, resolution.fdr_power)}; None with fewer than 2 groups or none
+    tested."""
     doc_sums, doc_tokens, column = np.asarray(doc_sums, dtype=np.float64), np.asarray(doc_tokens), np.asarray(column)
     labels = np.unique(column)
     if len(labels) < 2:
@@ -35,4 +37,4 @@ def selective_latents(doc_sums: np.ndarray, doc_tokens: np.ndarray, column: np.n
     qvalues = stats.false_discovery_control(p, method="bh")
     selective = tested[qvalues <= q]
     return {"tested": tested, "q": qvalues, "selective": selective, "count": len(selective),
-            "frac": len(selective) / len(tested)}
+            "frac": len(selective) / len(tested), "fire": float(np.median((rate[:, tested] > 0).mean(0)))}
