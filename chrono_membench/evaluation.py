@@ -19,7 +19,7 @@ from tqdm import tqdm
 from chrono_membench import hooks, probe_eval  # noqa: F401  (probe_eval registers the probe set's metrics)
 from chrono_membench import metric_keys as K
 from chrono_membench.chrono.attention import attention_entropy, head_js_diversity
-from chrono_membench.chrono.redundancy import cofiring_max_phi
+from chrono_membench.chrono.redundancy import cofiring_max_phi, cofiring_null
 from chrono_membench.chrono.sae_metrics import ce_loss_recovered
 from chrono_membench.chrono.stability import activation_stability
 from chrono_membench.data.sources import PAD_SOURCE
@@ -245,8 +245,10 @@ class _Tally:
 
     def metrics(self, hook: str, bank: SAEBank, n_positions: int) -> dict[str, float]:
         panel = self.panel()
-        panel["cofiring_max_phi"] = cofiring_max_phi(*torch.cat(self.events, 1), int(self.sums[PANEL_SUMS.index("tokens")]),
-                                                     len(self.fires))
+        events, tokens = torch.cat(self.events, 1), int(self.sums[PANEL_SUMS.index("tokens")])
+        panel["cofiring_max_phi"] = cofiring_max_phi(*events, tokens, len(self.fires))
+        panel["cofiring_max_phi_null"] = cofiring_null(*events, tokens, len(self.fires))
+        panel["cofiring_max_phi_excess"] = panel["cofiring_max_phi"] - panel["cofiring_max_phi_null"]
         out = {K.sae(hook, name): panel[name] for name in K.SAE_EVAL}
         now = torch.cat(self.activations, 1)
         if hook in bank.panel_latents:  # the same tokens at the previous eval, through that eval's LM and SAE

@@ -22,7 +22,9 @@ SAE_HEALTH = ("skipped_steps",)
 SAE_RETIRED = "retired_at_step"  # logged once, when an SAE leaves the run (sae.max_skipped_in_a_row, NaN weights)
 # at eval, the core panel on sae.eval_tokens validation tokens (sae-lens / SAEBench definitions)
 # and what temporal dropout is meant to change: co-firing of latents on those tokens (chrono/redundancy.py)
-SAE_EVAL = ("ce_recovered", "kl_div_score", "ce_delta", "l2_ratio", "eval_fve", "eval_l0", "cofiring_max_phi")
+# (co-firing beside its shuffled-token null: the same densities on randomly permuted tokens; excess = observed − null)
+SAE_EVAL = ("ce_recovered", "kl_div_score", "ce_delta", "l2_ratio", "eval_fve", "eval_l0", "cofiring_max_phi",
+            "cofiring_max_phi_null", "cofiring_max_phi_excess")
 CHRONO_STEP = ("alignment_loss", "alignment_share", "dropped_frac")  # per hook, at the chrono cadence
 # per hook, at each checkpoint after the first (the encoder's rows matched as the decoder's are: hungarian_mcs_encoder)
 DRIFT = ("mmcs", "self_match_frac", "hungarian_mcs", "hungarian_mcs_encoder")

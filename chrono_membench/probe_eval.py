@@ -203,8 +203,8 @@ def memorisation(ctx: EvalContext) -> dict[str, float]:
 
 def _membership_keys(s: KeySpace) -> list[str]:
     scores = [n for n in K.MIA_SCORES if s.reference or n != "ref"]
-    keys = [k for n in scores for b in s.buckets for k in K.with_ci(K.mia("auc", n, b)) + [K.mia("tpr1", n, b),
-                                                                                          K.mia("tpr0", n, b)]]
+    keys = [k for n in scores for b in s.buckets for k in K.with_ci(K.mia("auc", n, b)) + [K.mia("tpr1", n, b)]
+            + K.with_ci(K.mia("tpr0", n, b))]
     keys += [k for b in s.buckets for within in (False, True) for k in K.with_ci(K.did(b, within))] if s.reference else []
     keys += [K.order(stat, n, by, within, flat) for n in K.ORDER_SCORES if s.reference or n != "ref"
              for by in K.ORDER_BY for within in (False, True) for flat in (False, True) for stat in ("rho", "p")]
@@ -327,8 +327,9 @@ def membership(w: Windows, seed: int, full_lr: tuple[int, int] | None = None) ->
             out.update(_with_ci(K.mia("auc", score, name), float(auroc(a, b)), auroc_interval(a, b)))
             if len(b) >= 100:  # TPR at 1 % FPR needs ≥ 100 non-members; with fewer, the lowest FPR there is: 0
                 out[K.mia("tpr1", score, name)] = tpr_at_fpr(a, b, 0.01)
-            else:
-                out[K.mia("tpr0", score, name)] = tpr_at_fpr(a, b, 0.0)
+            else:  # a rate over the bucket's windows: its Wilson interval (at 16 windows: ±0.3 or more)
+                tpr = tpr_at_fpr(a, b, 0.0)
+                out.update(_with_ci(K.mia("tpr0", score, name), tpr, wilson_interval(round(tpr * len(a)), len(a))))
         if w.ref_loss is not None:  # Δloss = loss now − loss at step 0; DiD = mean Δ(bucket) − mean Δ(unseen)
             delta = w.scores["loss"] - w.ref_loss
             a, b = delta[rows], delta[unseen]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from chrono_membench.chrono.redundancy import cofiring_max_phi, decoder_redundancy
+from chrono_membench.chrono.redundancy import cofiring_max_phi, cofiring_null, decoder_redundancy
 
 
 def test_decoder_redundancy_counts_near_duplicate_pairs_as_brute_force_does():
@@ -39,3 +39,23 @@ def test_cofiring_max_phi_matches_the_phi_coefficient_computed_densely():
     chance = cofiring_max_phi(*independent.nonzero(as_tuple=True), n, f)
     paired = torch.cat([independent[:, :25], independent[:, :25]], dim=1)  # every latent has a twin
     assert chance < 0.2 and cofiring_max_phi(*paired.nonzero(as_tuple=True), n, f) == pytest.approx(1.0)
+
+
+def test_the_cofiring_null_keeps_densities_and_removes_co_firing():
+    """Independent latents score far above 0 by chance (the max over many pairs); the shuffled-token null reads the
+    same, so their excess is ≈ 0; latents firing in pairs keep a large excess."""
+    g = torch.Generator().manual_seed(0)
+    n, f = 1024, 400
+    independent = torch.rand(n, f, generator=g) < 0.02
+    chance, null = cofiring_max_phi(*independent.nonzero(as_tuple=True), n, f), cofiring_null(
+        *independent.nonzero(as_tuple=True), n, f)
+    assert chance > 0.1 and abs(chance - null) < 0.02
+    shuffled = torch.zeros_like(independent)
+    rows, cols = independent.nonzero(as_tuple=True)
+    perm = torch.argsort(torch.rand(f, n, generator=torch.Generator().manual_seed(0)), dim=1)
+    shuffled[perm[cols, rows], cols] = True
+    assert (shuffled.sum(0) == independent.sum(0)).all()  # the null keeps every latent's density
+    paired = independent.clone()
+    paired[:, 1::2] = paired[:, ::2]  # latent 2i + 1 fires exactly with latent 2i
+    rows, cols = paired.nonzero(as_tuple=True)
+    assert cofiring_max_phi(rows, cols, n, f) - cofiring_null(rows, cols, n, f) > 0.7
