@@ -29,11 +29,12 @@ from chrono_membench.run_dir import RunDir
 from studies.summary import headline
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["training_curves", "feature_trajectories", "purity_heatmaps", "memorisation", "registered_metrics"]
+SCRIPTS = ["training_curves", "feature_trajectories", "purity_heatmaps", "memorisation", "forgetting",
+           "registered_metrics"]
 # docs/<name>: the report figure it is (a glob over the report's files, first match), for one demo run
 DOCS_FIGURES = {"training_curves": "training_curves", "feature_trajectories": "feature_trajectories_*",
                 "purity_heatmaps": "purity_heatmaps_*", "purity_curves": "purity_curves_*",
-                "memorisation": "memorisation_*", "blind_baselines": "metric_blind_*"}
+                "memorisation": "memorisation_*", "forgetting": "forgetting_*", "blind_baselines": "metric_blind_*"}
 ROOT = HERE.parent
 
 

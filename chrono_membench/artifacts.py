@@ -11,6 +11,7 @@ RunDir.artifact names (run_dir.ARTIFACTS: the one table of file names, which the
     artifacts/step_N/windows.json                  the probe windows those records index (uid, column, tokens)
     artifacts/step_N/memorisation_latents_<hook>.json  latents whose prefix activation best separates memorised
                                                    probe windows (within-bucket AUROC), best first
+    artifacts/step_N/probe_scores.json             per eval: each seen window's Δloss (the forgetting curves)
     probe_set.json                                 the probe documents, decoded (also a wandb Table)
 
 Each writer returns (path, wandb artifact name, artifact type) for the logger to upload.
@@ -92,6 +93,26 @@ def write_purity(run_dir: RunDir, step: int, matrices: dict, density: dict | Non
                                 "source_columns": json.dumps(m.get("source_columns", []))})
         written.append((path, f"purity-{file_name(hook)}", "purity"))
     return written
+
+
+def write_probe_scores(run_dir: RunDir, step: int, rec: dict | None, rank: int = 0) -> Written:
+    """artifacts/step_N/probe_scores.json: the eval's forgetting record (each seen window's first step and Δloss, the
+    unseen windows' mean Δloss; chrono/forgetting.py), what a resume and analysis/forgetting.py read back."""
+    if rank != 0 or rec is None:
+        return []
+    path = run_dir.artifact(step, "probe_scores")
+    run_dir.write_text(path, json.dumps({"step": step, **rec}))
+    return [(path, "probe-scores", "probe_scores")]
+
+
+def read_probe_scores(run_dir: RunDir, up_to: int) -> list[tuple[int, dict]]:
+    """The forgetting records of the evals at steps ≤ up_to, oldest first (a resumed run's history)."""
+    out = []
+    for step, path in run_dir.artifact_steps("probe_scores"):
+        if step <= up_to:
+            rec = json.loads(path.read_text())
+            out.append((step, {"unseen_delta": rec["unseen_delta"], "windows": rec["windows"]}))
+    return out
 
 
 def write_probe_set(run_dir: RunDir, probes: ProbeSet, tokenizer, logger, rank: int = 0) -> None:

@@ -157,6 +157,15 @@ def canary_cell(key: str) -> str | None:
     return None if any(cell.endswith(kind) for kind in CANARY_KINDS if kind) else cell
 
 
+def forgetting(score: str) -> str:
+    """The mean change of a window's score (ref | did) per 100 steps after it was seen (chrono/forgetting.py)."""
+    return f"mem/forgetting/{score}"
+
+
+def forgetting_windows(score: str) -> str:
+    return f"mem/forgetting_windows/{score}"
+
+
 def with_ci(key: str) -> list[str]:
     return [key] + [key + suffix for suffix in CI]
 

@@ -1,6 +1,7 @@
 """The probe-set evaluation (docs/design.md §4.4, §4.5): memorisation in the training context, membership
-inference, the difference-in-differences profile, canary exposure, and purity with its permutation null — four
-eval metrics registered with registry.py (canaries, memorisation, membership, blind, probe_saes), in that order.
+inference, the difference-in-differences profile, forgetting curves, canary exposure, and purity with its
+permutation null — eval metrics registered with registry.py (canaries, forgetting, memorisation, membership, blind,
+probe_saes), in that order.
 
 Every probe window is scored once per eval (windows_of caches it on the evaluation context; under torchrun each
 rank takes its share, then the per-window values are gathered, so every rank computes the same metrics from all
@@ -25,6 +26,7 @@ from chrono_membench.chrono.memorisation import (
     sampled_exposure, scored_token_losses, skewnorm_fit_check,
 )
 from chrono_membench.chrono.blind import blind_auroc
+from chrono_membench.chrono.forgetting import SCORES, record, slopes
 from chrono_membench.chrono.latent_auc import memorisation_latents
 from chrono_membench.chrono.order import order_correlation
 from chrono_membench.chrono.purity import purity_with_null, stratified_purity
@@ -146,6 +148,7 @@ def order_metrics(member: dict[str, np.ndarray], entries: list, seen: np.ndarray
 class Windows:
     """One eval's probe windows, scored: what the three metric families below read."""
     names: list[str]  # the columns: b0 … b{B-1}, unseen
+    uids: list[str]  # [W] each window's document
     col: np.ndarray  # [W] each window's column
     source: np.ndarray  # [W] its source
     entries: list  # [W] its seen-log entry [first step, last step, exposures] (zeros for unseen)
@@ -185,6 +188,28 @@ def canaries(ctx: EvalContext) -> dict[str, float]:
     if ctx.canaries is None or not ctx.trained:
         return {}
     return canary_exposures(ctx.model, ctx.canaries, ctx.autocast, ctx.device, ctx.seed, ctx.final)
+
+
+@register("forgetting", needs="windows", title="forgetting: mean change of a window's score per 100 steps after it "
+          "was seen (ref: −Δloss; did: beyond unseen's drift)", null=0.0,
+          keys=lambda s: [k for score in SCORES for k in [*K.with_ci(K.forgetting(score)), K.forgetting_windows(score)]]
+          if s.reference and s.buckets else [])
+def forgetting(ctx: EvalContext) -> dict[str, float]:
+    """Forgetting curves (chrono/forgetting.py): this eval's record of every seen window's Δloss joins the earlier
+    evals' (ctx.history; the trainer writes it as artifacts/step_N/probe_scores.json), and each score's mean slope
+    per 100 steps since seen is logged with its interval once windows have 2 evals after they were seen."""
+    scored = windows_of(ctx)
+    if scored is None or scored[0].ref_loss is None or not ctx.trained:
+        return {}
+    w = scored[0]
+    delta = w.scores["loss"] - w.ref_loss
+    ctx.cache["forgetting_record"] = record(w.uids, [e[0] for e in w.entries], delta, ~w.unseen)
+    ctx.history.append((ctx.step, ctx.cache["forgetting_record"]))
+    out = {}
+    for score, got in slopes(ctx.history).items():
+        out.update(_with_ci(K.forgetting(score), got["slope"], (got["lo"], got["hi"])))
+        out[K.forgetting_windows(score)] = got["windows"]
+    return out
 
 
 def _memorisation_keys(s: KeySpace) -> list[str]:
@@ -286,7 +311,8 @@ def score_windows(ctx: EvalContext) -> tuple[Windows, dict]:
                               greedy=greedy)
     scores = {k: gather(v).double().cpu().numpy() for k, v in local.items()}
     ref_loss = np.array([p.ref_loss for p in flat], dtype=np.float64) if ctx.reference is not None else None
-    w = Windows(names=[name for name, _ in columns], col=np.array([c for c, (_, ps) in enumerate(columns) for _ in ps]),
+    w = Windows(names=[name for name, _ in columns], uids=[p.uid for p in flat],
+                col=np.array([c for c, (_, ps) in enumerate(columns) for _ in ps]),
                 source=np.array([p.source for p in flat]),
                 entries=[ctx.seen.entries.get(p.uid, [0, 0, 0]) for p in flat], steps=np.array([p.step for p in flat]),
                 scores=scores, member=membership_scores(scores, np.array([p.zlib_bytes for p in flat]), ref_loss),

@@ -80,6 +80,9 @@ class EvalContext:
     records: Any = None  # a latent_records.LatentRecords that folds in the probe windows' forward (one process)
     progress: bool = False  # a progress bar over the eval's parts
     full_lr: tuple[int, int] | None = None  # the first and last step trained at the full learning rate
+    # the earlier evals' forgetting records [(step, record)] (chrono/forgetting.py), kept by the trainer across evals
+    # and rebuilt from artifacts/step_N/probe_scores.json on resume; the forgetting metric appends this eval's
+    history: list = field(default_factory=list)
     # filled during the eval: the scored probe windows and their SAE activations (probe_eval.windows_of), the
     # purity / selectivity matrices and density histograms that artifacts.py writes, and the eval's part timings
     cache: dict = field(default_factory=dict)

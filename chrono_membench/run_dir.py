@@ -125,6 +125,7 @@ ARTIFACTS = {
     "windows": "windows.json",
     "memorisation_latents": "memorisation_latents_{}.json",
     "selective_latents": "selective_latents_{}.json",
+    "probe_scores": "probe_scores.json",  # per eval: each seen window's Δloss, for the forgetting curves
 }
 
 

@@ -28,7 +28,8 @@ from tqdm import tqdm
 
 from chrono_membench import attention_rows, checkpoint, distributed
 from chrono_membench import metric_keys as K
-from chrono_membench.artifacts import write_latent_records, write_probe_set, write_purity, write_sae_artifacts
+from chrono_membench.artifacts import (read_probe_scores, write_latent_records, write_probe_scores, write_probe_set,
+                                       write_purity, write_sae_artifacts)
 from chrono_membench.batches import Batches
 from chrono_membench.checkpoint import TrainState
 from chrono_membench.config import Config, dump_config, read_yaml
@@ -170,6 +171,7 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
     flat = [s for s in range(1, t.max_steps + 1)  # update s (1-based) runs at lr_multiplier(s − 1)
             if lr_multiplier(s - 1, t.max_steps, t.warmup_frac, t.warmdown_frac, t.final_lr_frac) == 1.0]
     full_lr = (flat[0], flat[-1]) if flat else None
+    history = read_probe_scores(run_dir, state.step) if resume else []  # the forgetting records of earlier evals
     model_flops_per_token = flops_per_token(model.cfg, cfg.data.seq_len)
     device_peak_flops = peak_flops(device, t.peak_tflops) * d.world
     bar = tqdm(total=t.max_steps, initial=state.step, desc="train", disable=not progress, dynamic_ncols=True)
@@ -189,12 +191,13 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
                                   seed=cfg.run.seed * 1_000_003 + step, dist=d, saes=live, reference=reference,
                                   probes=probes, seen=batches.seen, canaries=canaries, val=val,
                                   eval_tokens=cfg.sae.eval_tokens, micro_batch=t.micro_batch, final=last,
-                                  records=records, progress=progress and d.main, full_lr=full_lr)
+                                  records=records, progress=progress and d.main, full_lr=full_lr, history=history)
                 metrics = evaluate(ctx)
                 summary.eval_s += metrics["time/eval_s"]
                 logger.log(step, metrics)
                 logger.log_panels(step, ctx.matrices, saes.hook_points if saes is not None else [])
-                for artifact in write_purity(run_dir, step, ctx.matrices, ctx.density, d.rank):
+                for artifact in (write_purity(run_dir, step, ctx.matrices, ctx.density, d.rank)
+                                 + write_probe_scores(run_dir, step, ctx.cache.get("forgetting_record"), d.rank)):
                     logger.log_artifact(*artifact)
                 summary.val_ppl.append((step, metrics[K.val("ppl")]))
             saved_path = None

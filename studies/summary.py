@@ -97,7 +97,7 @@ def headline(run_dir: str | Path) -> list[str]:
                 lines.append(f"           DiD within sources {ci(K.did(b, True), '+.3f')}{verdict(K.did(b, True))}")
         if K.MEM_LOSS_GAP in f:
             lines.append(f"  unseen − seen loss gap {f[K.MEM_LOSS_GAP]:+.3f} nats")
-    lines += _order(f) + _blind(f)
+    lines += _order(f) + _forgetting(f) + _blind(f)
     variants = sorted({k.split("/")[1] for k in f if k.startswith("variant/")})
     for name in variants:  # the SAE variants trained on this run's activations (docs/experiments.md)
         v = final_values(f"{split_run(run_dir)[0]}#{name}")
@@ -107,6 +107,18 @@ def headline(run_dir: str | Path) -> list[str]:
             f"activation stability {v.get(K.chrono(hook, 'activation_stability'), nan):.3f}"
             for hook in sorted({K.hook_of(k) for k in v} - {None})))
     return lines + _canaries(f, chrono_cfg.get("canary_candidates", 127))
+
+
+def _forgetting(f: dict) -> list[str]:
+    """The decided statement per forgetting score (chrono/forgetting.py)."""
+    parts = []
+    for score, name in (("ref", "reference score −Δloss"), ("did", "DiD beyond unseen's drift")):
+        value, lo, hi = (f.get(k) for k in K.with_ci(K.forgetting(score)))
+        if value is not None and lo is not None:
+            parts.append(f"{name} {value:+.3f} [{lo:+.3f}, {hi:+.3f}] nats per 100 steps "
+                         f"({R.from_interval(lo, hi)}; {f.get(K.forgetting_windows(score), 0):.0f} windows)")
+    return ["forgetting (a window's score against the steps since it was seen, over the evals after it; mean slope "
+            "over windows, < 0: forgotten): " + "; ".join(parts)] if parts else []
 
 
 def _blind(f: dict) -> list[str]:

@@ -49,6 +49,9 @@ def test_chrono_keys_purity_files_and_probe_table(tmp_path):
     optional = {K.mem(s, b, "exposures") + x for s in K.MEM_SCORES for b in K.EXPOSURE_BINS for x in ("", *K.CI)}
     optional |= {k for b in ("b0", "b1") for k in K.with_ci(K.did(b, stratified=True))}
     optional |= {K.SAE_WARMUP_S}  # with sae.warmup_tokens only
+    # forgetting slopes need ≥ 2 windows each seen at ≥ 2 evals after its step: tiny's 2 per bucket rarely are
+    optional |= {k for s in ("ref", "did") for k in [*K.with_ci(K.forgetting(s)), K.forgetting_windows(s)]}
+    optional |= {K.eval_time("forgetting")}
     # the blind baselines need ≥ 5 windows per class: tiny has 2 per bucket
     optional |= {k for kind in ("member", "time") for k in K.with_ci(K.blind(kind))} | {K.eval_time("blind")}
     optional |= {K.mia("tpr1", s, b) for s in K.MIA_SCORES for b in ("b0", "b1")}  # ≥ 100 unseen windows only

@@ -48,7 +48,7 @@ def test_a_name_is_registered_once_and_must_name_a_timing_key():
         register("membership", keys=lambda space: [])(lambda ctx: {})
     with pytest.raises(ValueError, match="letters, digits and _"):
         register("my metric", keys=lambda space: [])
-    assert list(REGISTRY)[:5] == ["canaries", "memorisation", "membership", "blind", "probe_saes"]
+    assert list(REGISTRY)[:6] == ["canaries", "forgetting", "memorisation", "membership", "blind", "probe_saes"]
 
 
 def test_the_drift_panel_fits_a_similarity_and_the_purity_panel_says_what_it_shows():

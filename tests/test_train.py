@@ -107,6 +107,9 @@ def test_kill_and_resume_is_bitwise_identical(tmp_path, uninterrupted_run):
     assert losses(straight, "val/loss") == losses(killed, "val/loss")
     strip = lambda rs: [{k: v for k, v in r.items() if not is_timing(k)} for r in rs]  # noqa: E731
     assert strip(a) == strip(b)  # every value bitwise (SAE metrics included); no line lost, none duplicated
+    # 5 evals (0, 3, 6, 9, 10): the forgetting slopes, which read the evals before the kill back from their
+    # probe_scores artifacts, are among those values
+    assert [r["step"] for r in a if "mem/forgetting/ref" in r] == [9, 10]
     assert differing_payload(straight, killed, 10) == []  # the whole last checkpoint, RNG states included
 
 

@@ -157,12 +157,11 @@ TEMPERATURES = (0.0, *(0.5 * 2 ** (k / 2) for k in range(9)))
 
 @torch.no_grad()
 def sample_secrets(hf_model, prefix: torch.Tensor, n: int, length: int, alphabet: tuple[int, int],
-                   generator: torch.Generator, batch: int = 256, autocast=NO_AUTOCAST,
-                   betas=TEMPERATURES) -> tuple[torch.Tensor, torch.Tensor]:
+                   generator: torch.Generator, batch: int = 256, autocast=NO_AUTOCAST) -> tuple[torch.Tensor, torch.Tensor]:
     """n secrets of `length` tokens from the alphabet [low, high), drawn after the shared prefix from the model's own
     tempered distributions (row i from β = betas[i % len(betas)]): each one's full-vocabulary NLL ℓ (the quantity
     exposure ranks) and log q(s) under the mixture of the ladder (what importance weights divide by). [n], [n]."""
-    low, high = alphabet
+    low, high, betas = *alphabet, TEMPERATURES
     beta = torch.tensor(betas, dtype=torch.float64)
     with autocast:
         start = hf_model(prefix[None], use_cache=True)
