@@ -13,6 +13,8 @@ import warnings
 from functools import partial
 from pathlib import Path
 
+from tqdm import tqdm
+
 from chrono_membench import metric_keys as K
 from chrono_membench.errors import ConfigError
 from chrono_membench.net import unreachable
@@ -194,8 +196,9 @@ class MetricsLogger(NullLogger):
                 import wandb
 
                 artifact = wandb.Artifact(name=item[1], type=item[2])
-                artifact.add_dir(str(item[0])) if item[0].is_dir() else artifact.add_file(str(item[0]))
-                self.wandb_run.log_artifact(artifact)
+                with tqdm.external_write_mode():  # wandb's "Adding directory to artifact" on a line of its own
+                    artifact.add_dir(str(item[0])) if item[0].is_dir() else artifact.add_file(str(item[0]))
+                    self.wandb_run.log_artifact(artifact)
             except Exception as e:
                 self.artifact_failures += 1
                 self.pending_artifacts.append(item)
