@@ -156,6 +156,10 @@ def verify_checkpoint(path: Path, required: tuple[str, ...] = REQUIRED) -> None:
         raise ValueError(f"{manifest_path} is not valid JSON ({e})") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
         raise ValueError(f"{manifest_path} lists no files")
+    shed = [n for n in required if n in manifest.get("shed", [])]
+    if shed:
+        raise ValueError(f"{path}: its {', '.join(shed)} state was deleted when the run finished "
+                         "(checkpointing.shed_optimizer); resume from the last checkpoint")
     unlisted = [payload_file(path, n).name for n in required if payload_file(path, n).name not in manifest["files"]]
     if unlisted:
         raise ValueError(f"{manifest_path} does not list {', '.join(unlisted)}")
@@ -165,6 +169,25 @@ def verify_checkpoint(path: Path, required: tuple[str, ...] = REQUIRED) -> None:
             raise ValueError(f"{file} is missing")
         if _sha256(file) != digest:
             raise ValueError(f"{file} does not match its checksum")
+
+
+def shed_optimizer_states(run_dir: RunDir | Path, enabled: bool = True) -> int:
+    """When a run has finished: delete the optimiser states of every checkpoint but the last (only a resume from an
+    earlier checkpoint needs them, and the last is kept whole), each manifest rewritten first to say so. The earlier
+    checkpoints keep their model and SAEs (sparse probing, analysis). → bytes freed."""
+    freed = 0
+    for path in RunDir(run_dir).list_checkpoints()[:-1] if enabled else []:
+        optim, manifest_path = payload_file(path, "optim"), path / MANIFEST
+        if not optim.exists():
+            continue
+        manifest = json.loads(manifest_path.read_text())
+        manifest["files"].pop(optim.name, None)
+        manifest["shed"] = sorted({*manifest.get("shed", []), "optim"})
+        with atomic_write(manifest_path) as tmp:
+            tmp.write_text(json.dumps(manifest))
+        freed += optim.stat().st_size
+        optim.unlink()
+    return freed
 
 
 def load_checkpoint(path: Path, map_location="cpu", required: tuple[str, ...] = REQUIRED) -> dict[str, object]:

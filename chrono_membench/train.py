@@ -170,7 +170,7 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
     tokens_per_step = t.micro_batch * t.grad_accum * cfg.data.seq_len * d.world
     flat = [s for s in range(1, t.max_steps + 1)  # update s (1-based) runs at lr_multiplier(s − 1)
             if lr_multiplier(s - 1, t.max_steps, t.warmup_frac, t.warmdown_frac, t.final_lr_frac) == 1.0]
-    full_lr = (flat[0], flat[-1]) if flat else None
+    full_lr, ckpt_every = (flat[0], flat[-1]) if flat else None, cfg.checkpointing.checkpoint_every_n_steps
     history = read_probe_scores(run_dir, state.step) if resume else []  # the forgetting records of earlier evals
     model_flops_per_token = flops_per_token(model.cfg, cfg.data.seq_len)
     device_peak_flops = peak_flops(device, t.peak_tflops) * d.world
@@ -180,8 +180,7 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
             step = state.step
             last = step == t.max_steps
             fresh = step != resumed_at  # eval/checkpoint for a resumed step were done before it was saved
-            checkpoint_due = fresh and (step > 0 or warmed) and (
-                step % cfg.checkpointing.checkpoint_every_n_steps == 0 or last)
+            checkpoint_due = fresh and (step > 0 or warmed) and (step % ckpt_every == 0 or last)
             records = None  # the checkpoint's latent records, folded from its step's eval forward (one process)
             if fresh and (step % t.eval_every == 0 or last):
                 live = saes if saes is not None and saes.hook_points else None  # none if every SAE was retired
@@ -317,6 +316,7 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
         final_state = hf_state_dict(model)  # under FSDP a collective: every rank gathers
         if d.main:
             export_hf_model(model, tokenizer, run_dir.final_model, final_state)
+            checkpoint.shed_optimizer_states(run_dir, enabled=cfg.checkpointing.shed_optimizer)
         if probes is not None:
             write_probe_set(run_dir, probes, tokenizer, logger, d.rank)
         d.barrier()
