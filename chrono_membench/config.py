@@ -470,9 +470,10 @@ class CheckpointingConfig(_Section):
     """Write each SAE's features (fp16 unit decoder rows, firing frequency, mean activation) as artifacts."""
     save_sae_state: bool = _field(True, SAFE)
     """Write each SAE in sae-lens format (SAE.load_from_disk) as artifacts."""
-    shed_optimizer: bool = _field(True, SAFE)
-    """When the run finishes, delete the optimiser states of every checkpoint but the last (only a resume from an
-    earlier checkpoint needs them): the demo's 2 checkpoints keep 1.1 GB less. false: keep them all."""
+    shed_optimizer: bool = _field(False, SAFE)
+    """When the run finishes, delete the optimiser states of every checkpoint but the last (the demo sets it: 1.1 GB
+    less on disk). Off by default: a resume from an earlier checkpoint, and the fallback from a corrupt last
+    checkpoint to the previous good one, need them."""
 
 
 @dataclass

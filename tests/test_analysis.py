@@ -77,11 +77,13 @@ def test_memorisation(runs, tmp_path):
     fig = figure(tmp_path, "memorisation_full")
     # tiny decodes at its evals 4 and 8: exact and token match are the last eval's bars; loss (0, 4, 8) a time series
     for name in ("exact_match (last eval)", "token_match (last eval)", "loss b1", "loss gap", "AUROC loss", "AUROC ref",
-                 "DiD b0", "loss by exposures", "loss by last_seen", "rank-based", "extrapolated (skew-normal model)"):
+                 "DiD b0", "loss by exposures", "loss by last_seen", "rank-based (capped)", "sampled (no assumed tail)",
+                 "extrapolated (skew-normal model)"):
         assert name in names(fig), name
     assert any(getattr(t, "error_y", None) is not None and t.error_y.arrayminus is not None for t in fig.data)  # intervals
     bars = {t.name: t for t in fig.data if t.type == "bar"}  # the canary cells, their interval bounds not bars
-    assert list(bars["rank-based"].x) == ["×1", "×3", "control"] and bars["extrapolated (skew-normal model)"].error_y.array
+    assert list(bars["rank-based (capped)"].x) == ["×1", "×3", "control"]
+    assert bars["extrapolated (skew-normal model)"].error_y.array and bars["sampled (no assumed tail)"].error_y.array
 
 
 def test_the_memorisation_figure_draws_any_number_of_scores(runs, tmp_path, monkeypatch):

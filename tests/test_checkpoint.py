@@ -61,18 +61,19 @@ def test_full_disk_during_checkpoint_keeps_the_previous_one(tmp_path, monkeypatc
 
 
 def test_a_finished_run_sheds_the_optimiser_states_of_all_but_its_last_checkpoint(tmp_path):
-    """checkpointing.shed_optimizer: the earlier checkpoints keep model and SAEs (what analysis reads) but not the
-    optimiser state only a resume from them needs; a resume from one says why in one line; the last stays whole."""
+    """checkpointing.shed_optimizer (the demo's): the earlier checkpoints keep model and SAEs (what analysis reads)
+    but not the optimiser state only a resume from them needs; a resume from one says why in one line; the last stays
+    whole."""
     from chrono_membench.checkpoint import load_checkpoint, verify_checkpoint
 
-    train_mod.train(tiny("train.max_steps=4", "checkpointing.checkpoint_every_n_steps=2"), tmp_path / "r",
-                    progress=False)
+    train_mod.train(tiny("train.max_steps=4", "checkpointing.checkpoint_every_n_steps=2",
+                         "checkpointing.shed_optimizer=true"), tmp_path / "r", progress=False)
     first, last = list_checkpoints(tmp_path / "r")
     assert not (first / "optim.pt").exists() and (last / "optim.pt").exists()
     assert set(load_checkpoint(first, required=("model",))) == {"model", "saes", "state"}  # analysis still reads it
     with pytest.raises(ValueError, match="deleted when the run finished .*resume from the last checkpoint"):
         verify_checkpoint(first)
     assert latest_good_checkpoint(tmp_path / "r")[0] == last
-    train_mod.train(tiny("train.max_steps=4", "checkpointing.checkpoint_every_n_steps=2",
-                         "checkpointing.shed_optimizer=false"), tmp_path / "kept", progress=False)
+    train_mod.train(tiny("train.max_steps=4", "checkpointing.checkpoint_every_n_steps=2"), tmp_path / "kept",
+                    progress=False)  # the default: every checkpoint whole (resume from any, corrupt-last fallback)
     assert all((p / "optim.pt").exists() for p in list_checkpoints(tmp_path / "kept"))
