@@ -8,6 +8,8 @@ after their step (chrono/forgetting.py). Read from artifacts/step_N/probe_scores
 
 from __future__ import annotations
 
+from functools import partial
+
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -15,6 +17,7 @@ from common import parse_args, save_figure
 
 from chrono_membench.artifacts import read_probe_scores
 from chrono_membench.chrono.forgetting import SCORES, bucket_curves, slopes
+from chrono_membench.probes import bucket_of
 from chrono_membench.run_dir import RunDir
 
 TITLES = {"ref": "reference score −Δloss (nats)", "did": "DiD: −(Δloss − unseen's Δloss) (nats)"}
@@ -29,7 +32,7 @@ def main() -> None:
             continue
         chrono, train = run.config.get("chrono", {}), run.config.get("train", {})
         n_buckets, max_steps = chrono.get("n_buckets", 10), train.get("max_steps", 1)
-        curves = bucket_curves(history, lambda s, b=n_buckets, t=max_steps: min(b - 1, (s - 1) * b // t))
+        curves = bucket_curves(history, partial(bucket_of, n_buckets=n_buckets, max_steps=max_steps))
         fit = slopes(history)
         fig = make_subplots(rows=1, cols=len(SCORES), subplot_titles=[
             TITLES[s] + (f"<br>{fit[s]['slope']:+.3f} [{fit[s]['lo']:+.3f}, {fit[s]['hi']:+.3f}] per 100 steps, "

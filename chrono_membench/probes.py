@@ -37,6 +37,11 @@ UNSEEN = "unseen"
 ANY = "*"  # the one stratum of a probe set drawn without a mixture
 
 
+def bucket_of(step: int, n_buckets: int, max_steps: int) -> int:
+    """Bucket of a window trained at (1-based) training step `step`: b = ⌊(step − 1)·B / T⌋."""
+    return min(n_buckets - 1, (step - 1) * n_buckets // max_steps)
+
+
 def quotas(per_bucket: int, mixture: dict[str, float] | None) -> dict[str, int]:
     """Windows per source in each column: per_bucket split by the mixture's weights, largest remainders first (ties
     by source order); without a mixture, one stratum of per_bucket."""
@@ -109,7 +114,7 @@ class ProbeSet:
 
     def bucket_of(self, step: int) -> int:
         """Bucket of a window trained at (1-based) training step `step`."""
-        return min(self.n_buckets - 1, (step - 1) * self.n_buckets // self.max_steps)
+        return bucket_of(step, self.n_buckets, self.max_steps)
 
     def _probe(self, uid, source, step, row, tokens, sources, start, end) -> Probe | None:
         s = window_start(start, end, sources, self.rng)

@@ -8,7 +8,7 @@ slope of each score against the eval step; the headline is the mean slope over w
 interval across windows (the windows are the independent units; the evals of one window are not) and its verdict.
 A negative slope is forgetting. The published shape is a power law in steps since seen (Chang et al. 2024, "How Do
 Large Language Models Acquire Factual Knowledge During Pretraining?"); its exponent needs ≥ 3 evals after a window
-was seen to be estimated, and is reported where the bucket curves have them.
+was seen and is not estimated here (the bucket curves, bucket_curves, show the shape; only the linear slope is decided).
 """
 
 from __future__ import annotations
