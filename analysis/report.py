@@ -30,7 +30,7 @@ from studies.summary import headline
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ["training_curves", "feature_trajectories", "purity_heatmaps", "memorisation", "forgetting",
-           "registered_metrics"]
+           "registered_metrics", "crosscoder"]
 # docs/<name>: the report figure it is (a glob over the report's files, first match), for one demo run
 DOCS_FIGURES = {"training_curves": "training_curves", "feature_trajectories": "feature_trajectories_*",
                 "purity_heatmaps": "purity_heatmaps_*", "purity_curves": "purity_curves_*",

@@ -1,4 +1,5 @@
-"""Step time of plain fine-tuning vs fine-tuning with the SAE bank (1 and 2 hook points) and with the
+"""Step time of plain fine-tuning vs fine-tuning with the SAE bank (1 and 2 hook points), with one SAE and the
+crosscoder between the step-0 and the live model (every step: crosscoder.every = 1), and with the
 attention-diversity regulariser, measured in one process, interleaved (so drift in machine load hits every
 configuration alike), on a preset's model; beside each SAE ratio, its FLOP floor.
 
@@ -9,7 +10,8 @@ Prints each configuration's median step time (and, on CUDA, tokens/s, MFU and pe
 plain fine-tuning with a 95 % bootstrap interval over the repeats (each repeat runs the configurations in a fresh
 random order). The FLOP floor is 1 + (the SAE steps' FLOPs / the LM step's FLOPs): the encoder forward and its
 weight gradient (4·tokens·d_in·d_sae per SAE) and the sparse TopK decoder (6·tokens·k·d_in), against
-flops_per_token × tokens for the LM (mfu.py); what a perfectly efficient SAE bank would cost.
+flops_per_token × tokens for the LM (mfu.py); what a perfectly efficient SAE bank would cost (the crosscoder's:
+crosscoder_flops below).
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ import random
 import statistics
 import time
 from contextlib import nullcontext
+from dataclasses import replace
 
 import torch
 
 from chrono_membench import attention_rows, hooks
 from chrono_membench.config import load_config
+from chrono_membench.crosscoder import CrosscoderTrainer
 from chrono_membench.data import MixtureStream, collate
 from chrono_membench.distributed import resolve_device
 from chrono_membench.evaluation import diversity_share, diversity_term, lm_loss, qk_parameters, sample_queries
@@ -42,6 +46,17 @@ def sae_flops(bank: SAEBank, tokens: int) -> float:
         active = bank.cfg.k if bank.cfg.architecture in ("topk", "batchtopk") else d_sae
         total += 4 * tokens * d_in * d_sae + 6 * tokens * active * d_in
     return total
+
+
+def crosscoder_flops(bank: SAEBank, model_cfg, tokens: int, lm_flops: float) -> float:
+    """The crosscoder's step: the step-0 model's forward up to the hook's block (a third of the LM's training FLOPs,
+    times the share of its layers), and two crosscoders (the run's and its null twin), each 2 models × (encoder +
+    decoder) × 2 FLOPs per multiply-add, × 3 for forward and backward."""
+    cc = bank.crosscoder
+    if cc is None:
+        return 0.0
+    forward = lm_flops / 3 * (hooks.layer_of(cc.hook) + 1) / model_cfg.n_layers
+    return forward + 2 * 3 * 2 * 2 * 2 * cc.model.d_in * cc.model.d_sae * tokens
 
 
 def ratio_interval(times: list[float], base: list[float], draws: int = 2000) -> tuple[float, float]:
@@ -72,10 +87,19 @@ def main() -> None:
         widths = hooks.activation_widths(model, hook_points)
         return SAEBank(cfg.sae, cfg.chrono, cfg.train.max_steps, widths, device)
 
+    def with_crosscoder(hook_points):  # the SAE bank and, riding it, the crosscoder with the step-0 model's forward
+        b = bank(hook_points)
+        reference = load_model(cfg.model, device)[0].eval().requires_grad_(False)
+        width = hooks.activation_widths(model, hook_points[:1])[hook_points[0]]
+        b.crosscoder = CrosscoderTrainer(replace(cfg.crosscoder, every=1), hook_points[0], width, reference, device)
+        b.autocast = autocast
+        return b
+
     banks = {
         "plain": None,
         "sae x1": bank(hooks.default_hook_points(L)),
         "sae x2": bank([f"blocks.{L // 3}.hook_resid_post", f"blocks.{2 * L // 3}.hook_resid_post"]),
+        "sae x1 + crosscoder": with_crosscoder(hooks.default_hook_points(L)),
     }
     configurations = {name: (bank, False) for name, bank in banks.items()}
     configurations["diversity"] = (None, True)
@@ -136,10 +160,11 @@ def main() -> None:
     for name, ts in times.items():
         median = statistics.median(ts)
         low, high = ratio_interval(ts, times["plain"])
-        line = (f"{name:9s} {median:7.3f} s/step (min {min(ts):.3f}, max {max(ts):.3f})  "
+        line = (f"{name:19s} {median:7.3f} s/step (min {min(ts):.3f}, max {max(ts):.3f})  "
                 f"ratio {median / base:.3f} [{low:.3f}, {high:.3f}]")
         if banks.get(name) is not None:
-            line += f"  (FLOP floor {1 + sae_flops(banks[name], tokens) / lm_flops:.3f})"
+            extra = sae_flops(banks[name], tokens) + crosscoder_flops(banks[name], model.cfg, tokens, lm_flops)
+            line += f"  (FLOP floor {1 + extra / lm_flops:.3f})"
         if cuda:
             mfu = f", MFU {lm_flops / median / peak:.1%}" if peak else ""
             line += f"  {tokens / median:,.0f} tokens/s{mfu}, peak memory {peak_memory[name]:.1f} GiB"

@@ -57,6 +57,15 @@ def write_sae_artifacts(run_dir: RunDir, step: int, saes, save_sae: bool, save_f
             with atomic_write(path, reference=previous) as tmp:
                 save_file(tensors, str(tmp), metadata={"hook": hook, "tokens": str(stats["tokens"])})
             written.append((path, f"{tag}features-{name}", "features"))
+    if not variant and getattr(saes, "crosscoder", None) is not None and save_sae:
+        from chrono_membench.crosscoder import save as save_crosscoder
+
+        cc = saes.crosscoder
+        weights = run_dir.artifact(step, "crosscoder", cc.hook)
+        latents = run_dir.artifact(step, "crosscoder_latents", cc.hook)
+        with atomic_write(weights, reference=previous) as tmp, atomic_write(latents, reference=previous) as tmp_l:
+            save_crosscoder(cc, tmp, tmp_l, {**saes.metadata, "chrono_membench_step": step})
+        written += [(weights, f"crosscoder-{file_name(cc.hook)}", "crosscoder")]
     return written
 
 

@@ -477,6 +477,32 @@ class CheckpointingConfig(_Section):
 
 
 @dataclass
+class CrosscoderConfig(_Section):
+    """A BatchTopK crosscoder between the step-0 model and the model being fine-tuned, trained alongside it at one
+    hook, with a null twin on (step-0, step-0) pairs that sets its classes' threshold (docs/design.md §4.7)."""
+    SECTION: ClassVar[str] = "crosscoder"
+    enabled: bool = False
+    """Train it (one process; needs sae.enabled, chrono.enabled and chrono.reference_loss: it rides the SAE bank's
+    capture, warm-up and checkpoints, is read on the probe windows, and compares with the kept step-0 model)."""
+    hook: str = ""
+    """The TransformerLens hook it reads in both models; empty: the SAE bank's first hook point."""
+    expansion: int = _field(8, POSITIVE)
+    """Latents = expansion × the hook's width."""
+    k: int = _field(32, POSITIVE)
+    """Active latents per token on average over a batch (BatchTopK)."""
+    lr: float = _field(1e-3, ABOVE_ZERO)
+    """Its Adam learning rate (and the null twin's)."""
+    every: int = _field(1, POSITIVE)
+    """Train on every this-many LM steps' tokens (each costs a forward of the step-0 model up to the hook's block);
+    must divide train.chrono_every, where its training metrics are logged."""
+    dead_tokens: int = _field(100_000, POSITIVE)
+    """Tokens without firing before a latent counts as dead and AuxK trains it on the reconstruction error."""
+    class_floor: float = _field(0.9, UNIT)
+    """A latent is fine-tuned-only when its relative decoder norm is at least this and above every latent of the
+    null twin (base-only: at most 1 − this and below every null latent)."""
+
+
+@dataclass
 class Config:
     """The whole configuration: one section per dataclass above."""
     run: RunConfig = field(default_factory=RunConfig)
@@ -487,8 +513,18 @@ class Config:
     chrono: ChronoConfig = field(default_factory=ChronoConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     checkpointing: CheckpointingConfig = field(default_factory=CheckpointingConfig)
+    crosscoder: CrosscoderConfig = field(default_factory=CrosscoderConfig)
 
     def __post_init__(self):
+        if self.crosscoder.enabled and not (self.sae.enabled and self.chrono.enabled and self.chrono.reference_loss):
+            raise ConfigError("crosscoder.enabled needs sae.enabled (it trains with the SAE bank), chrono.enabled (it is "
+                              "read on the probe windows) and chrono.reference_loss (the step-0 model it compares)")
+        if self.crosscoder.enabled and self.train.chrono_every % self.crosscoder.every:
+            raise ConfigError(f"crosscoder.every ({self.crosscoder.every}) must divide train.chrono_every "
+                              f"({self.train.chrono_every}), where its training metrics are logged")
+        if self.crosscoder.hook:
+            from chrono_membench.hook_names import check_hook_forms
+            check_hook_forms([self.crosscoder.hook], "crosscoder.hook")
         if self.chrono.enabled and self.chrono.diversity_share > 0 and self.train.parallel == "fsdp":
             raise ConfigError("chrono.diversity_share measures each rank's whole q/k gradient, which train.parallel=fsdp "
                               "shards; use train.parallel=ddp, or a fixed chrono.diversity_weight with "
@@ -499,6 +535,8 @@ class Config:
             from chrono_membench.hook_names import check_hook_points
 
             check_hook_points(self.sae.hook_points, self.model.tiny_layers)
+            check_hook_points([self.crosscoder.hook] if self.crosscoder.hook else [], self.model.tiny_layers,
+                              "crosscoder.hook")
         for name in self.sae.variants:
             self.variant(name)
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from chrono_membench import hooks, probe_eval  # noqa: F401  (probe_eval registers the probe set's metrics)
+from chrono_membench import crosscoder, hooks, probe_eval  # noqa: F401  (they register the probe set's metrics)
 from chrono_membench import metric_keys as K
 from chrono_membench.chrono.attention import attention_entropy, head_js_diversity
 from chrono_membench.chrono.redundancy import cofiring_max_phi, cofiring_null

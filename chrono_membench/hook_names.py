@@ -12,22 +12,22 @@ _FORM = re.compile(r"^blocks\.(\d+)\.(" + "|".join(re.escape(k) for k in HOOK_KI
 ALLOWED_FORMS = ", ".join(f"blocks.<layer>.{k}" for k in HOOK_KINDS)
 
 
-def check_hook_forms(hook_points: list[str]) -> None:
+def check_hook_forms(hook_points: list[str], key: str = "sae.hook_points") -> None:
     """Names only (the layer range needs the model: check_hook_points). Raises ConfigError naming the forms."""
     for hook in hook_points:
         if not _FORM.match(hook):
-            raise ConfigError(f"sae.hook_points: {hook!r} is not a supported hook point; allowed: {ALLOWED_FORMS}")
+            raise ConfigError(f"{key}: {hook!r} is not a supported hook point; allowed: {ALLOWED_FORMS}")
     if len(set(hook_points)) != len(hook_points):
-        raise ConfigError(f"sae.hook_points lists a hook point twice: {hook_points}")
+        raise ConfigError(f"{key} lists a hook point twice: {hook_points}")
 
 
-def check_hook_points(hook_points: list[str], n_layers: int) -> None:
-    check_hook_forms(hook_points)
+def check_hook_points(hook_points: list[str], n_layers: int, key: str = "sae.hook_points") -> None:
+    check_hook_forms(hook_points, key)
     for hook in hook_points:
         layer = layer_of(hook)
         if layer >= n_layers:
-            raise ConfigError(f"sae.hook_points: {hook!r} names layer {layer}, but the model has layers 0..{n_layers - 1}; "
-                         f"allowed: {ALLOWED_FORMS}")
+            raise ConfigError(f"{key}: {hook!r} names layer {layer}, but the model has layers 0..{n_layers - 1}; "
+                              f"allowed: {ALLOWED_FORMS}")
 
 
 def layer_of(hook: str) -> int:

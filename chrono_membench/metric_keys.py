@@ -73,6 +73,15 @@ ATTN_TRAIN_TERM = "chrono/attn_diversity/train_term"
 # the regulariser's μ in use, and μ · ‖∇D‖ / ‖∇CE‖ on the q/k projections, measured at the chrono cadence
 ATTN_MU, ATTN_GRAD_SHARE = "chrono/attn_diversity/mu", "chrono/attn_diversity/grad_share"
 MEM_LOSS_GAP = "mem/loss_gap"
+# the crosscoder between the step-0 and the live model (crosscoder.py), on its training batches at the chrono cadence
+CROSSCODER_STEP = ("train_mse", "train_fve_base", "train_fve_ft", "train_l0", "dead_frac")
+# … and at each eval, on the probe windows: reconstruction, the classes by relative decoder norm at the threshold the
+# null crosscoder sets (null_count: the null's latents past the 0.9 floor), Latent Scaling on the fine-tuned-only
+# latents (confirmed: ν^ε and ν^r < 0.5), their emergence and their link to the time buckets (Kruskal–Wallis + BH;
+# the share whose peak bucket is the bucket they emerged in, beside its chance 1/B)
+CROSSCODER_EVAL = ("fve_base", "fve_ft", "l0", "threshold", "ft_only", "base_only", "shared", "null_count",
+                   "ft_only_confirmed", "nu_eps_median", "nu_rec_median", "cos_ft_only_median", "emergence_median_step",
+                   "ft_only_tested", "ft_only_time_selective", "peak_at_emergence", "peak_at_emergence_chance")
 CI = ("_lo", "_hi")  # suffixes of a value's 95 % interval
 
 
@@ -166,6 +175,10 @@ def forgetting_windows(score: str) -> str:
     return f"mem/forgetting_windows/{score}"
 
 
+def crosscoder(name: str) -> str:
+    return f"crosscoder/{name}"
+
+
 def with_ci(key: str) -> list[str]:
     return [key] + [key + suffix for suffix in CI]
 
@@ -207,3 +220,7 @@ def chrono_step_keys(hooks: list[str], n_layers: int, diversity: bool) -> list[s
     keys += [ATTN_TRAIN_TERM, ATTN_MU, ATTN_GRAD_SHARE] if diversity else []
     keys += [sae(h, n) for h in hooks for n in SAE_STEP + SAE_MASK + SAE_HEALTH]
     return keys + [chrono(h, n) for h in hooks for n in CHRONO_STEP]
+
+
+def crosscoder_step_keys(enabled: bool) -> list[str]:
+    return [crosscoder(n) for n in CROSSCODER_STEP] if enabled else []

@@ -40,6 +40,7 @@ class KeySpace:
     canary_labels: list[str]  # repetition counts + "control" ([] without canaries)
     sources: list[str]  # the mixture's sources with weight > 0
     reference: bool = True  # chrono.reference_loss: the step-0 model is kept
+    crosscoder: bool = False  # crosscoder.enabled
 
     @property
     def columns(self) -> list[str]:
@@ -55,7 +56,8 @@ class KeySpace:
                    buckets=[f"b{b}" for b in range(chrono["n_buckets"])] if on else [],
                    canary_labels=[str(r) for r in repetitions] + ["control"] if repetitions else [],
                    sources=[s for s, w in config["data"]["mixture"].items() if w > 0],
-                   reference=chrono["reference_loss"])
+                   reference=chrono["reference_loss"],
+                   crosscoder=bool(config.get("crosscoder", {}).get("enabled", False)) and bool(sae["enabled"]))
 
 
 @dataclass

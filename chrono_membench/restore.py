@@ -38,8 +38,8 @@ def restore_for_analysis(run_dir: RunDir | Path, device: str | torch.device = "c
     cfg = config_from_dict(read_yaml(run_dir.config))
     model, tokenizer = load_model(cfg.model, device, seed=cfg.run.seed)
     load_hf_state_dict(model, ckpt["model"])
-    reference = load_model(cfg.model, device, seed=cfg.run.seed)[0]
-    saes = SAEBank.for_model(cfg, model, tokenizer, device) if ckpt.get("saes") is not None else None
+    reference = load_model(cfg.model, device, seed=cfg.run.seed)[0].eval().requires_grad_(False)
+    saes = SAEBank.for_model(cfg, model, tokenizer, device, reference=reference) if ckpt.get("saes") is not None else None
     if saes is not None:
         saes.load_state_dict(ckpt["saes"])
     probes = ProbeSet.for_run(cfg, tokenizer, fill_unseen=False)  # the state below holds them

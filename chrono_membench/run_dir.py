@@ -126,6 +126,8 @@ ARTIFACTS = {
     "memorisation_latents": "memorisation_latents_{}.json",
     "selective_latents": "selective_latents_{}.json",
     "probe_scores": "probe_scores.json",  # per eval: each seen window's Δloss, for the forgetting curves
+    "crosscoder": "crosscoder_{}.safetensors",  # per checkpoint: the crosscoder's weights (crosscoder.load)
+    "crosscoder_latents": "crosscoder_latents_{}.json",  # … and its per-latent readings at the last eval
 }
 
 

@@ -33,7 +33,7 @@ import itertools
 import math
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 
@@ -174,11 +174,14 @@ class SAEBank:
         # hook → the last checkpoint's SAE as exported (it takes raw activations): evaluated on the LM as it is now
         # (the panel's previous_sae_* keys) and the encoder's drift
         self.previous: dict[str, object] = {}
+        self.crosscoder = None  # a CrosscoderTrainer (crosscoder.enabled; for_model): it rides this bank's steps
+        self.autocast = nullcontext()  # the precision of the crosscoder's step-0 forwards (for_model sets the run's)
 
     @classmethod
-    def for_model(cls, cfg: Config, model, tokenizer, device: torch.device, d: Dist = ALONE) -> SAEBank:
+    def for_model(cls, cfg: Config, model, tokenizer, device: torch.device, d: Dist = ALONE, reference=None) -> SAEBank:
         """A run's bank on `model`: its hook points checked, their widths measured, BOS masked where used; with
-        sae.variants, one more bank per variant that trains on the activations this bank captures."""
+        sae.variants, one more bank per variant that trains on the activations this bank captures; with
+        crosscoder.enabled, the crosscoder between `reference` (the frozen step-0 model) and `model`."""
         hook_points = list(cfg.sae.hook_points) or hooks.default_hook_points(model.cfg.n_layers)
         hooks.check_hook_points(hook_points, model.cfg.n_layers)
         widths = hooks.activation_widths(model, hook_points)
@@ -197,6 +200,18 @@ class SAEBank:
             variant.name = name
             variant.metadata = {**bank.metadata, "chrono_membench_variant": name}
             bank.variants[name] = variant
+        if cfg.crosscoder.enabled:
+            from chrono_membench.crosscoder import CrosscoderTrainer
+            from chrono_membench.model import autocast as model_autocast
+
+            if d.world > 1 or reference is None:
+                raise ConfigError("crosscoder.enabled: one process only (its gradients are not reduced over ranks), "
+                                  "with the step-0 model kept")
+            hook = cfg.crosscoder.hook or hook_points[0]
+            hooks.check_hook_points([hook], model.cfg.n_layers, "crosscoder.hook")
+            width = hooks.activation_widths(model, [hook])[hook]
+            bank.crosscoder = CrosscoderTrainer(cfg.crosscoder, hook, width, reference, device, cfg.run.seed)
+            bank.autocast = model_autocast(device, cfg.train.autocast)
         return bank
 
     def _build(self, widths: dict[str, int], seed: int) -> dict:
@@ -236,7 +251,8 @@ class SAEBank:
         mask = self.base_mask(tokens, source_index)
         real = int((source_index != PAD_SOURCE).sum())
         before = {h: len(b) for h, b in self._captured.items()}
-        with hooks.capture(model, self.hook_points, mask, into=self._captured):
+        with hooks.capture(model, self.hook_points, mask, into=self._captured), (
+                self.crosscoder.capture(model, tokens, mask) if self.crosscoder is not None else nullcontext()):
             yield
         for hook, buffer in self._captured.items():
             self.state[hook].masked += real - (len(buffer) - before[hook])
@@ -246,6 +262,8 @@ class SAEBank:
         """The LM update was skipped (non-finite): its activations are not trained on."""
         for captured in self._captured.values():
             captured.clear()
+        if self.crosscoder is not None:
+            self.crosscoder.clear()
 
     def scale(self, hook: str) -> float:
         """Multiply raw activations by this so their mean norm is √d_in (the scale sae-lens trains at)."""
@@ -327,6 +345,9 @@ class SAEBank:
         for name, variant in self.variants.items():
             if warming is None or warming < variant.cfg.warmup_tokens:
                 metrics.update({K.variant(name, k): v for k, v in variant.step(lm_step, with_metrics, inputs).items()})
+        if self.crosscoder is not None:
+            metrics.update(self.crosscoder.step(lm_step, warming is not None, with_metrics, self.autocast,
+                                                self.cfg.batch_tokens))
         return metrics
 
     def _n_batches(self, inputs: dict[str, torch.Tensor]) -> int:
@@ -565,6 +586,7 @@ class SAEBank:
             "variants": {name: variant.state_dict() for name, variant in self.variants.items()},
             "panel_latents": self.panel_latents,
             "previous": {h: s.state_dict() for h, s in self.previous.items()},
+            **({"crosscoder": self.crosscoder.state_dict()} if self.crosscoder is not None else {}),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -586,6 +608,8 @@ class SAEBank:
         for hook, previous in state.get("previous", {}).items():  # absent before 2026-12-01 (fourth session)
             self.previous[hook] = copy.deepcopy(self.saes[hook]).requires_grad_(False)
             self.previous[hook].load_state_dict(previous)
+        if self.crosscoder is not None:
+            self.crosscoder.load_state_dict(state["crosscoder"])
         for name, variant in self.variants.items():
             variant.load_state_dict(state["variants"][name])
             variant.state = self.state  # shared again (the load replaced both dicts)

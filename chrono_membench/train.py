@@ -117,7 +117,7 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
     reference = None  # the step-0 model, frozen, for reference losses (a deepcopy of a bridge shares its modules' state)
     if chrono and cfg.chrono.reference_loss:
         reference = load_model(cfg.model, device, seed=cfg.run.seed)[0].eval().requires_grad_(False)
-    saes = SAEBank.for_model(cfg, model, tokenizer, device, d) if cfg.sae.enabled else None
+    saes = SAEBank.for_model(cfg, model, tokenizer, device, d, reference) if cfg.sae.enabled else None
     val_rows = [r for _, r in zip(range(cfg.data.val_rows), MixtureStream(cfg.data, tokenizer, "val", repeat=False))]
     val = {k: v.to(device) for k, v in collate(val_rows).items()}
     probes = ProbeSet.for_run(cfg, tokenizer) if chrono else None  # with its unseen windows, never trained on

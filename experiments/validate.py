@@ -46,17 +46,19 @@ def overrides(preset: str, out: Path, quick: bool, extra: list[str]) -> tuple[li
     """(the overrides every run shares, {run: its overrides})."""
     t = ["train.max_steps=20", "data.seq_len=256"] if quick else ["train.grad_accum=4"]  # room for the plants
     common = [*t, "chrono.canary_repetitions=[1,4,16]", "chrono.canary_until=0.8", "sae.seed_baseline=true",
-              f"run.out_dir={out}", *extra]
+              "crosscoder.enabled=true", f"run.out_dir={out}", *extra]
     common.append(f"train.eval_every={load_config(preset, overrides=common).train.max_steps}")  # step 0 and the end
     arms = {"main": ["chrono.plant_file=" + str(out / "plants_main.jsonl")],
             # the same plants, SAEs and evals on an LM that never changes: every planted check must fail here
             "frozen": ["chrono.plant_file=" + str(out / "plants_main.jsonl"), "train.lr=0", "train.muon_lr=0"],
-            "control": ["chrono.plant_file=" + str(out / "plants_control.jsonl")],
-            "no_alignment": ["chrono.plant_file=" + str(out / "plants_main.jsonl"), "chrono.alignment_weight=0"],
+            "control": ["chrono.plant_file=" + str(out / "plants_control.jsonl"), "crosscoder.enabled=false"],
+            "no_alignment": ["chrono.plant_file=" + str(out / "plants_main.jsonl"), "chrono.alignment_weight=0",
+                             "crosscoder.enabled=false"],
             # its own plan (validation.RECENCY) without momentum, so each insertion's update lands at its own step;
             # twice the rows per step (room for its 80 + 80 documents), no SAEs or canaries (its checks read the LM)
             "recency": ["chrono.plant_file=" + str(out / "plants_recency.jsonl"), "train.betas=[0.0,0.95]",
-                        "train.grad_accum=8", "sae.enabled=false", "chrono.canary_repetitions=[]"]}
+                        "train.grad_accum=8", "sae.enabled=false", "chrono.canary_repetitions=[]",
+                        "crosscoder.enabled=false"]}
     return common, {name: [*common, *arm, f"run.name={name}"] for name, arm in arms.items()
                     if name in ("main", "frozen") or not quick}
 
@@ -109,17 +111,23 @@ def evaluate(out: Path, arms: dict, sizes: V.Sizes) -> list[V.Check]:
         tokens, bucket, is_code = temporal_windows(sets, probes)
         sums, counts, _ = probe_activation_sums(model, saes, tokens.to(device), autocast)
         planted = probes.bucket_of(plan["code"][0].steps[0])
-        found = []
+        found, labelling = [], []
         for hook in saes.hook_points:
-            found.append(V.time_local("main run" if planted_run else "control run (spread)", hook, sums[hook].cpu(),
-                                      counts[hook].cpu(), bucket, is_code, planted, sizes.latents, planted_run,
-                                      generator))
-            found += V.time_local_fdr("main run" if planted_run else "control run", hook, sums[hook].cpu(),
-                                      counts[hook].cpu(), bucket, planted, planted_run, cfg.chrono.fdr_q,
-                                      cfg.chrono.min_windows)
+            labelling.append(V.time_local("main run" if planted_run else "control run (spread)", hook,
+                                          sums[hook].cpu(), counts[hook].cpu(), bucket, is_code, planted,
+                                          sizes.latents, planted_run, generator))
+            labelling += V.time_local_fdr("main run" if planted_run else "control run", hook, sums[hook].cpu(),
+                                          counts[hook].cpu(), bucket, planted, planted_run, cfg.chrono.fdr_q,
+                                          cfg.chrono.min_windows)
         if not planted_run:
-            checks += found
+            checks += labelling
             continue
+        # content planted in one bucket: a frozen LM passes these too (they read the labelling), so no verdict
+        checks += V.informational(labelling, "content in one bucket: a frozen LM passes it" + " too" * (name == "frozen"))
+        if saes.crosscoder is not None:  # the time-local check that plants time: what the LM changed, and when
+            first = min(s for p in plan["code"] for s in p.steps)
+            found.append(V.crosscoder_plant(saes.crosscoder, model, V.plant_windows(plan["code"]).to(device),
+                                            tokens[~is_code][: 2 * len(plan["code"])].to(device), first, autocast))
         scores = {s: V.window_scores(model, reference, V.plant_windows(plan[s]).to(device), logits, generate)
                   for s in ("never_a", "never_b", "x1", "x4", "x16", "early", "late")}
         found += V.dose_response(scores)

@@ -113,6 +113,7 @@ def storage_plan(cfg: Config, d_model: int, n_layers: int, n_hooks: int) -> dict
     # Scalars: the very keys a run logs (metric_keys), counted per cadence. Hook names only matter for counting.
     hooks = [f"blocks.{i}.hook_resid_post" for i in range(n_hooks)] if cfg.sae.enabled else []
     per_chrono = len(K.chrono_step_keys(hooks, n_layers, cfg.chrono.diversity)) if cfg.chrono.enabled else 0
+    per_chrono += len(K.crosscoder_step_keys(cfg.crosscoder.enabled))
     per_eval = len(eval_keys(KeySpace.of(cfg.to_dict(), hooks)))
     n_scalars = (t.max_steps // t.log_every) * len(K.TRAIN) + (t.max_steps // t.chrono_every) * per_chrono \
         + n_eval * per_eval

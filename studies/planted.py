@@ -325,7 +325,9 @@ def concentration(S, n, labels, selected, column, generator, permutations: int =
 def time_local(name: str, hook: str, S: torch.Tensor, n: torch.Tensor, bucket: torch.Tensor, is_code: torch.Tensor,
                planted: int, k: int, main: bool, generator) -> Check:
     """Latents selected on half the Python windows; temporal purity (time buckets only) on the other half and the
-    ordinary probe windows, each labelled with the bucket it was trained in."""
+    ordinary probe windows, each labelled with the bucket it was trained in. It plants *content* in one bucket: the
+    frozen-LM arm passes it too (measured), so validate.py reports it without a verdict — the crosscoder's check
+    (crosscoder_plant) is the time-local check that fails on a frozen LM."""
     half_a = torch.zeros_like(is_code)
     half_a[is_code.nonzero().flatten()[::2]] = True
     select = half_a | ~is_code  # half A of the Python windows against the ordinary ones
@@ -366,6 +368,37 @@ def time_local_fdr(name: str, hook: str, S: torch.Tensor, n: torch.Tensor, bucke
     return [Check(label, f"{count} of {tested} tested; b{planted} is the highest of {peak:.0%}, the lowest of {trough:.0%}",
                   "≥ 1, and the planted bucket is the extreme (highest or lowest) of ≥ 80 % of them",
                   count >= 1 and extreme >= 0.8)]
+
+
+def crosscoder_plant(trainer, model, code: torch.Tensor, ordinary: torch.Tensor, planted_step: int, autocast) -> Check:
+    """The crosscoder's planted truth (criteria fixed here, before any run): among the latents the crosscoder
+    between the step-0 and the final model classes fine-tuned-only (past its null twin's threshold), ≥ 1 fires on the
+    Python family — mean activation per token on the Python windows ≥ 2× that on the ordinary probe windows, firing
+    in ≥ half the Python windows — and ≥ 80 % of those emerged (crosscoder.emergence, at the chrono cadence) at or
+    after the first step the family was planted. On the frozen LM the crosscoder sees the same activations as its
+    null twin, so nothing can be fine-tuned-only: the check must fail there."""
+    from chrono_membench.crosscoder import classes, emergence, paired_activations, threshold, window_sums
+
+    r, r_null = trainer.relative_norms()
+    ft = classes(r, threshold(r_null, trainer.cfg.class_floor))["ft_only"]
+    name, criterion = (f"crosscoder [{trainer.hook}]: fine-tuned-only latents on the planted family, emerging after "
+                       f"step {planted_step}"), "≥ 1 latent fires on the family, ≥ 80 % of them emerged after planting"
+    if len(ft) == 0:
+        return Check(name, f"0 fine-tuned-only latents of {len(r)}", criterion, False)
+    rates, fire = [], None
+    with torch.no_grad():
+        for tokens in (code, ordinary):
+            x, window = paired_activations(trainer, model, tokens, autocast)
+            sums, counts = window_sums(trainer.model.encode(x)[:, ft.to(x.device)], window, len(tokens))
+            rates.append(sums.sum(0) / max(counts.sum(), 1))
+            fire = (sums > 0).mean(0) if fire is None else fire
+    family = (rates[0] >= 2 * rates[1]) & (rates[0] > 0) & (fire >= 0.5)
+    born = emergence(trainer.history)[ft].numpy()
+    after = born[family] >= planted_step
+    share = float(after.mean()) if family.any() else 0.0
+    return Check(name, f"{len(ft)} fine-tuned-only of {len(r)}; {int(family.sum())} fire on the family, "
+                 f"{share:.0%} of them emerged at or after step {planted_step} (emergence steps "
+                 f"{sorted(set(born[family].tolist()))})", criterion, bool(family.sum() >= 1 and share >= 0.8))
 
 
 def source_purity(hook: str, S: torch.Tensor, n: torch.Tensor, source: torch.Tensor, k: int, generator) -> list[Check]:

@@ -18,9 +18,11 @@ ROOT = Path(__file__).resolve().parents[1]
 HOOK = "blocks.1.hook_resid_post"  # the tiny preset's default SAE hook (mid-depth of 2 layers)
 # The run every kill / signal / corruption test interrupts, and compares with its uninterrupted twin (made once
 # per session: conftest.uninterrupted_run): a checkpoint every 2 steps, an eval every 3. With an SAE variant and
-# the SAE warm-up (a checkpoint at step 0), so every fault test also checks that those resume exactly.
+# the SAE warm-up (a checkpoint at step 0) and the crosscoder, so every fault test also checks that those resume
+# exactly.
 FAULT_ARGS = ["--preset", "tiny", "--no-progress", "train.max_steps=10", "checkpointing.checkpoint_every_n_steps=2",
-              "train.eval_every=3", "sae.variants={no_dropout: {chrono.dropout_p_max: 0}}", "sae.warmup_tokens=512"]
+              "train.eval_every=3", "sae.variants={no_dropout: {chrono.dropout_p_max: 0}}", "sae.warmup_tokens=512",
+              "crosscoder.enabled=true"]
 
 # A process that holds a run directory's lock until killed: `python -c HOLD <dir>` prints "held" once it has it.
 HOLD = """

@@ -65,7 +65,7 @@ FLOORS = [
     {"run_dir", "saes", "attention_rows", "registry", "hook_names"},  # paths, architectures, metrics, hook names
     {"data.sources", "data.stream", "data.plants", "data.prefetch", "hooks"},  # text and hook points
     {"config", "config_docs"},
-    {"model", "optim", "probes", "batches", "safety", "checkpoint", "sae"},  # what a run is made of
+    {"model", "optim", "probes", "batches", "safety", "checkpoint", "sae", "crosscoder"},  # what a run is made of
     {"probe_eval", "evaluation", "latent_records", "artifacts", "panels", "logging", "restore"},  # instruments
     {"train"},  # the loop
 ]
