@@ -19,6 +19,7 @@ def runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     for name, ablation, seed in (("full", "full", 0), ("no_alignment", "no_alignment", 0), ("full-s1", "full", 1)):
         variants = ["sae.variants={no_dropout: {chrono.dropout_p_max: 0}}"] if ablation == "full" else []
+        variants += ["crosscoder.enabled=true"] if name == "full" else []  # its figure, export and the report
         cfg = load_config("tiny", ablation=ablation, overrides=["chrono.canary_repetitions=[1, 3]",
                                                               "chrono.canary_candidates=15", f"run.seed={seed}",
                                                               f"data.seed={seed}", *variants])
@@ -276,9 +277,43 @@ def test_every_key_a_figure_plots_is_one_the_run_logged(runs, tmp_path, monkeypa
     runs_given = [runs / "full", runs / "no_alignment"]
     logged = {k for r in runs_given for k in common.load_run(r).keys()}
     for script_name in ("training_curves", "feature_trajectories", "purity_heatmaps", "memorisation",
-                        "registered_metrics", "compare_ablations"):
+                        "registered_metrics", "compare_ablations", "crosscoder"):
         monkeypatch.setattr(sys, "argv", [script_name, *map(str, runs_given), "--out", str(tmp_path / script_name)])
         load_script(f"analysis/{script_name}.py").main()
     assert set(asked) >= {"training_curves", "purity_heatmaps", "memorisation"} and len(asked["training_curves"]) >= 5
     stale = {s: sorted(k for k in keys if k not in logged) for s, keys in asked.items()}
     assert not any(stale.values()), stale
+
+
+def test_crosscoder_figure(runs, tmp_path):
+    """Histograms of r at each checkpoint with the null twin's, the class counts at each eval, the emergence
+    histogram; a run without a crosscoder says so in one line."""
+    render("crosscoder", [runs / "full"], tmp_path)
+    fig = figure(tmp_path, "crosscoder_full")
+    traces = names(fig)
+    assert [n for n in traces if n.startswith("step ")] == ["step 4", "step 8"]  # its checkpoints
+    assert {"null twin (last)", "ft-only", "base-only", "null-count"} <= set(traces)
+    assert list(fig.layout.xaxis.range) == [0, 1]
+    proc = render("crosscoder", [runs / "no_alignment"], tmp_path / "none")
+    assert "no crosscoder readings" in proc.stdout and not list((tmp_path / "none").glob("*.html"))
+
+
+def test_export_writes_loadable_saes_a_card_and_says_how_to_upload_offline(runs, tmp_path):
+    """analysis/export.py: every checkpoint's SAE loads with sae-lens and knows its model, hook, context size and
+    step; the card carries each one's panel values; --upload without the hub fails in one line with the command."""
+    from sae_lens import SAE
+
+    out = tmp_path / "export"
+    proc = subprocess.run([sys.executable, "analysis/export.py", str(runs / "full"), "--out", str(out), "--repo",
+                           "someone/tiny-saes", "--upload"], cwd=ROOT, capture_output=True, text=True,
+                          env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 1 and "not uploaded" in proc.stderr and "--upload" in proc.stderr.splitlines()[-1]
+    for step in (4, 8):
+        sae = SAE.load_from_disk(out / "saes" / f"step_{step}" / "blocks.1.hook_resid_post")
+        meta = sae.cfg.metadata
+        assert (meta.hook_name, meta.model_name, meta.context_size) == ("blocks.1.hook_resid_post", "tiny", 64)
+        assert meta.chrono_membench_step == step
+    card = (out / "README.md").read_text()
+    assert "| `step_8/blocks.1.hook_resid_post` | 8 |" in card and 'SAE.from_pretrained("someone/tiny-saes"' in card
+    assert "–" not in card.split("| `step_8/")[1].splitlines()[0]  # the step's panel values are there
+    assert (out / "model" / "config.json").exists() and len(list((out / "crosscoder").iterdir())) == 2
