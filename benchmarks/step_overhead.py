@@ -25,6 +25,8 @@ from dataclasses import replace
 
 import torch
 
+from torch.profiler import record_function
+
 from chrono_membench import attention_rows, hooks
 from chrono_membench.config import load_config
 from chrono_membench.crosscoder import CrosscoderTrainer
@@ -71,6 +73,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="demo")
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--breakdown", action="store_true",
+                        help="then profile 3 steps of each SAE configuration: where a step's time goes, by part")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args()
     cfg = load_config(args.preset, overrides=args.overrides)
@@ -130,7 +134,8 @@ def main() -> None:
             opt.step()
             opt.zero_grad(set_to_none=True)
         if bank is not None:
-            bank.step(1, with_metrics=with_metrics)
+            with record_function("bank.step"):
+                bank.step(1, with_metrics=with_metrics)
         if cuda:
             torch.cuda.synchronize()
         return time.perf_counter() - start
@@ -169,6 +174,34 @@ def main() -> None:
             mfu = f", MFU {lm_flops / median / peak:.1%}" if peak else ""
             line += f"  {tokens / median:,.0f} tokens/s{mfu}, peak memory {peak_memory[name]:.1f} GiB"
         print(line)
+    if args.breakdown:
+        breakdown(one_step, configurations, [n for n in configurations if n != "plain"])
+
+
+def breakdown(one_step, configurations: dict, names: list[str], steps: int = 3) -> None:
+    """Self-times by part (the record_function labels in sae.py / crosscoder.py: sae.forward, sae.backward, …) and
+    the heaviest operators inside the bank's step, for `steps` steps of each configuration (the first with the
+    metrics the chrono cadence logs). A part's time includes its operators; "bank.step" is the whole SAE step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for name in names:
+        bank, diversity = configurations[name]
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for i in range(steps):
+                one_step(bank, diversity, with_metrics=i == 0)
+        events = prof.key_averages()
+        total = sum(e.self_cpu_time_total for e in events)
+        parts = sorted((e for e in events if e.key.startswith(("sae.", "crosscoder.", "bank."))),
+                       key=lambda e: -e.cpu_time_total)
+        print(f"\n{name}: {total / 1e6 / steps:.3f} s of CPU time per step (profiled, {steps} steps)")
+        for e in parts:
+            print(f"  {e.key:22s} {e.cpu_time_total / 1e6 / steps:7.3f} s/step  {e.cpu_time_total / total:6.1%}")
+        ops = sorted((e for e in events if not e.key.startswith(("sae.", "crosscoder.", "bank.", "ProfilerStep"))),
+                     key=lambda e: -e.self_cpu_time_total)[:12]
+        print("  heaviest operators (self time, whole step):")
+        for e in ops:
+            print(f"    {e.key:40s} {e.self_cpu_time_total / 1e6 / steps:7.3f} s/step  {e.self_cpu_time_total / total:6.1%}"
+                  f"  ({e.count // steps} calls)")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from sae_lens.saes.sae import TrainCoefficientConfig, TrainStepInput
+from torch.profiler import record_function
 from tqdm import tqdm
 
 from chrono_membench import hooks
@@ -332,7 +333,8 @@ class SAEBank:
         p = temporal_dropout_rate(lm_step, self.max_steps, self.chrono.dropout_p_max)
         metrics: dict[str, float] = {K.DROPOUT_RATE: p} if with_metrics and self.hook_points else {}
         if inputs is None:
-            inputs = self._take_inputs(with_metrics, metrics)
+            with record_function("sae.take_inputs"):
+                inputs = self._take_inputs(with_metrics, metrics)
         live = {h: x for h, x in inputs.items() if h in self.hook_points}
         if self.n_steps == 0:  # b_dec starts at the data mean (as sparsify does), not at 0: see _init_b_dec
             for hook, x in live.items():
@@ -346,8 +348,9 @@ class SAEBank:
             if warming is None or warming < variant.cfg.warmup_tokens:
                 metrics.update({K.variant(name, k): v for k, v in variant.step(lm_step, with_metrics, inputs).items()})
         if self.crosscoder is not None:
-            metrics.update(self.crosscoder.step(lm_step, warming is not None, with_metrics, self.autocast,
-                                                self.cfg.batch_tokens))
+            with record_function("crosscoder.step"):
+                metrics.update(self.crosscoder.step(lm_step, warming is not None, with_metrics, self.autocast,
+                                                    self.cfg.batch_tokens))
         return metrics
 
     def _n_batches(self, inputs: dict[str, torch.Tensor]) -> int:
@@ -373,15 +376,18 @@ class SAEBank:
                 step_input = TrainStepInput(sae_in=x, coefficients=self._coefficients(sae), dead_neuron_mask=dead,
                                             n_training_steps=self.n_steps, is_logging_step=with_metrics)
                 if with_metrics and member == 0:  # before the update, without dropout: the SAE as it is now
-                    metrics.update(self._metrics(hook, sae, step_input, dead))
-                loss, _, acts, _, dropped_frac = training_forward(sae, step_input, dropout,
-                                                                  self._dropout_generator(member),
-                                                                  sparse=self.arch.sparse_decode)
+                    with record_function("sae.metrics"):
+                        metrics.update(self._metrics(hook, sae, step_input, dead))
+                with record_function("sae.forward"):
+                    loss, _, acts, _, dropped_frac = training_forward(sae, step_input, dropout,
+                                                                      self._dropout_generator(member),
+                                                                      sparse=self.arch.sparse_decode)
                 align = torch.zeros((), device=self.device)
                 if lat.anchor is not None and self.chrono.alignment_weight > 0:
                     rescaled = getattr(sae.cfg, "rescale_acts_by_decoder_norm", False)  # what decode uses
-                    align = alignment_loss(decoding_rows(sae.W_dec, rescaled), decoding_rows(lat.anchor, rescaled),
-                                           lat.anchor_alive, acts.detach().pow(2).mean(0))
+                    with record_function("sae.alignment"):
+                        align = alignment_loss(decoding_rows(sae.W_dec, rescaled), decoding_rows(lat.anchor, rescaled),
+                                               lat.anchor_alive, acts.detach().pow(2).mean(0))
                     loss = loss + self.chrono.alignment_weight * align
                 losses[hook] = losses.get(hook, 0.0) + loss
                 firing.append((hook, lat, acts.detach(), len(x)))
@@ -390,25 +396,33 @@ class SAEBank:
                     metrics[K.chrono(hook, "alignment_share")] = (self.chrono.alignment_weight * align / loss).item()
                     metrics[K.chrono(hook, "dropped_frac")] = dropped_frac
         finite = self._finite({h: loss.detach() for h, loss in losses.items()})  # the same verdict on every rank
-        for hook, lat, acts, n in firing:
-            if finite[hook]:
-                self._count_firing(lat, acts, n)
+        with record_function("sae.count_firing"):
+            for hook, lat, acts, n in firing:
+                if finite[hook]:
+                    self._count_firing(lat, acts, n)
         kept = [loss for h, loss in losses.items() if finite[h]]
         if kept:
-            sum(kept).backward()
+            with record_function("sae.backward"):
+                sum(kept).backward()
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         d.average_grads(params)
-        finite = self._finite({h: torch.stack([p.grad.detach().float().abs().sum() for s in self._members(h)
-                                               for p in s.parameters() if p.grad is not None] or [torch.zeros(())])
-                               .sum() for h in losses if finite[h]}) | {h: False for h in losses if not finite[h]}
+        with record_function("sae.grad_finite"):
+            finite = self._finite_grads(losses, finite)
         for hook in (h for h in losses if not finite[h]):  # a non-finite loss or gradient: skip this hook's update
             for p in (p for s in self._members(hook) for p in s.parameters()):
                 p.grad = None  # Adam leaves a parameter without a gradient as it is
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        with record_function("sae.optimizer"):
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
         self.n_steps += 1
         metrics.update(self._health(lm_step, finite, with_metrics))
         return metrics
+
+    def _finite_grads(self, losses: dict, finite: dict[str, bool]) -> dict[str, bool]:
+        """hook → whether its loss and every gradient of its SAEs are finite (on every rank)."""
+        return self._finite({h: torch.stack([p.grad.detach().float().abs().sum() for s in self._members(h)
+                                               for p in s.parameters() if p.grad is not None] or [torch.zeros(())])
+                               .sum() for h in losses if finite[h]}) | {h: False for h in losses if not finite[h]}
 
     def _take_inputs(self, with_metrics: bool, metrics: dict) -> dict[str, torch.Tensor]:
         """hook → this update's SAE inputs: the captured activations less the norm outliers, scaled to mean norm
