@@ -27,9 +27,8 @@ def main() -> None:
     for run in args.loaded:
         found = RunDir(run.directory).artifact_steps("crosscoder_latents") if run.directory else []
         readings = [(step, json.loads(path.read_text())) for step, path in found]
-        readings = [(step, r) for step, r in readings if r.get("eval_step") is not None]
         if not readings:
-            print(f"{run.name}: no crosscoder readings (crosscoder.enabled was off, or no eval read it)")
+            print(f"{run.name}: no crosscoder readings (crosscoder.enabled was off)")
             continue
         fig = make_subplots(rows=1, cols=3, subplot_titles=[
             "relative decoder norm ‖d_ft‖ / (‖d_base‖ + ‖d_ft‖)", "latents per class (null: the twin past 0.9)",
@@ -66,7 +65,7 @@ def main() -> None:
         fig.update_xaxes(title_text=f"emergence step (recorded every {every} steps)", range=[0, max_steps], row=1, col=3)
         fig.update_layout(title=f"Crosscoder step 0 ↔ fine-tuned [{last['hook']}] · {run.label}: "
                                 f"{len(last['ft_only'])} fine-tuned-only, {len(last['base_only'])} base-only of "
-                                f"{len(last['relative_norm'])} at step {last['eval_step']}",
+                                f"{len(last['relative_norm'])} at step {readings[-1][0]}",
                           template="plotly_white", height=480, width=1400)
         print(save_figure(fig, args.out, f"crosscoder_{run.label}"))
 

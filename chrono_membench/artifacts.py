@@ -64,7 +64,7 @@ def write_sae_artifacts(run_dir: RunDir, step: int, saes, save_sae: bool, save_f
         weights = run_dir.artifact(step, "crosscoder", cc.hook)
         latents = run_dir.artifact(step, "crosscoder_latents", cc.hook)
         with atomic_write(weights, reference=previous) as tmp, atomic_write(latents, reference=previous) as tmp_l:
-            save_crosscoder(cc, tmp, tmp_l, {**saes.metadata, "chrono_membench_step": step})
+            save_crosscoder(cc, tmp, tmp_l, {**saes.metadata, "chrono_membench_step": step}, step)
         written += [(weights, f"crosscoder-{file_name(cc.hook)}", "crosscoder")]
     return written
 

@@ -16,6 +16,7 @@ import hashlib
 import json
 import random
 import shutil
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,7 +127,7 @@ def _nbytes(obj) -> int:
 def write(run_dir: RunDir, step: int, payload: dict[str, object], keep_last: int, world_size: int = 1) -> Path:
     """payload: name → picklable object (state dicts); one `<name>.pt` file each, a manifest (with the world size,
     which --resume checks before the heavy imports: manifest_world_size), then renamed."""
-    previous = run_dir.latest_checkpoint_path()
+    previous, start = run_dir.latest_checkpoint_path(), time.perf_counter()
     with atomic_write(run_dir.checkpoint(step), reference=previous, need=_nbytes(payload)) as tmp:
         tmp.mkdir()
         files = {}
@@ -135,7 +136,9 @@ def write(run_dir: RunDir, step: int, payload: dict[str, object], keep_last: int
             with open(path, "wb") as f:
                 torch.save(obj, f)
             files[path.name] = _sha256(path)
-        (tmp / MANIFEST).write_text(json.dumps({"step": step, "world_size": world_size, "files": files}, indent=1))
+        # write_s: how long the payload took to write and hash (benchmarks/cost_growth.py reads it)
+        (tmp / MANIFEST).write_text(json.dumps({"step": step, "world_size": world_size, "files": files,
+                                                "write_s": round(time.perf_counter() - start, 3)}, indent=1))
     for old in run_dir.list_checkpoints()[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
     return run_dir.checkpoint(step)

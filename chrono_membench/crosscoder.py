@@ -349,7 +349,7 @@ def crosscoder_metric(ctx: EvalContext) -> dict[str, float]:
     median = lambda v: float(v.median()) if len(v) else float("nan")  # noqa: E731
     out = {"fve_base": got["fve"][0].item(), "fve_ft": got["fve"][1].item(), "l0": got["l0"],
            "threshold": got["threshold"], **{c: float(len(ids)) for c, ids in got["classes"].items()},
-           "null_count": float(got["null_count"]),
+           "null_count": float(got["null_count"]), "r_sd": got["r"].std().item(), "r_sd_null": got["r_null"].std().item(),
            "ft_only_confirmed": float(((got["nu_eps"] < CONFIRM) & (got["nu_rec"] < CONFIRM)).sum()),
            "nu_eps_median": median(got["nu_eps"]), "nu_rec_median": median(got["nu_rec"]),
            "cos_ft_only_median": median(got["cos"][ft]), "emergence_median_step": median(born[ft].float())}
@@ -376,30 +376,33 @@ def crosscoder_metric(ctx: EvalContext) -> dict[str, float]:
 
 
 # ---- files: per checkpoint, the weights and the last eval's per-latent readings
-def save(trainer: CrosscoderTrainer, weights: Path, latents: Path, metadata: dict) -> None:
+def save(trainer: CrosscoderTrainer, weights: Path, latents: Path, metadata: dict, step: int) -> None:
     """crosscoder_<hook>.safetensors (both crosscoders' weights, the scale and hook in its metadata) and
-    crosscoder_latents_<hook>.json (r, null r, cosine, class, emergence step, ν of the fine-tuned-only latents)."""
+    crosscoder_latents_<hook>.json: at this checkpoint, each latent's r, the null twin's r and the decoder cosine
+    (from the weights), the classes and each fine-tuned-only latent's emergence step; Latent Scaling's ν where this
+    checkpoint's step was also an eval (it needs activations: the eval's probe windows)."""
     tensors = {f"{who}.{k}": v.detach().cpu().contiguous() for who, coder in (("model", trainer.model),
                                                                               ("null", trainer.null))
                for k, v in coder.state_dict().items()}
     meta = {**{k: str(v) for k, v in metadata.items()}, "hook": trainer.hook, "scale": str(trainer.scale),
             "k": str(trainer.model.k)}
     save_file(tensors, str(weights), metadata=meta)
-    e = trainer.last_eval
-    if not e:  # no eval has read it yet
-        latents.write_text(json.dumps({"eval_step": None, "hook": trainer.hook}))
-    else:
-        ft = e["ft_only"].tolist()
-        nu = {i: (float(a), float(b)) for i, a, b in zip(ft, e["nu_eps"].tolist(), e["nu_rec"].tolist())}
-        latents.write_text(json.dumps({
-            "eval_step": e["step"], "threshold": e["threshold"], "hook": trainer.hook,
-            "relative_norm": [round(v, 5) for v in e["r"].tolist()],
-            "relative_norm_null": [round(v, 5) for v in e["r_null"].tolist()],
-            "cosine": [round(v, 5) for v in e["cos"].tolist()],
-            "ft_only": [{"latent": i, "emergence_step": int(e["emergence"][i]), "nu_eps": nu[i][0], "nu_rec": nu[i][1]}
-                        for i in ft],
-            "base_only": e["base_only"].tolist(),
-            "history_steps": [s for s, _, _ in trainer.history]}))
+    r, r_null = trainer.relative_norms()
+    hi = threshold(r_null, trainer.cfg.class_floor)
+    cls = classes(r, hi)
+    born = emergence(trainer.history)
+    e = trainer.last_eval if trainer.last_eval.get("step") == step else {}
+    nu = {int(i): (float(a), float(b)) for i, a, b in zip(e["ft_only"], e["nu_eps"], e["nu_rec"])} if e else {}
+    latents.write_text(json.dumps({
+        "step": step, "eval_step": e.get("step"), "threshold": hi, "hook": trainer.hook,
+        "relative_norm": [round(v, 5) for v in r.tolist()],
+        "relative_norm_null": [round(v, 5) for v in r_null.tolist()],
+        "cosine": [round(v, 5) for v in decoder_cosine(trainer.model.W_dec.detach()).tolist()],
+        "ft_only": [{"latent": i, "emergence_step": int(born[i]) if len(born) else -1,
+                     "nu_eps": nu.get(i, (None, None))[0], "nu_rec": nu.get(i, (None, None))[1]}
+                    for i in cls["ft_only"].tolist()],
+        "base_only": cls["base_only"].tolist(),
+        "history_steps": [s for s, _, _ in trainer.history]}))
 
 
 def load(path: str | Path, device: str = "cpu") -> tuple[Crosscoder, dict]:

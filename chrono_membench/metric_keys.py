@@ -76,12 +76,14 @@ MEM_LOSS_GAP = "mem/loss_gap"
 # the crosscoder between the step-0 and the live model (crosscoder.py), on its training batches at the chrono cadence
 CROSSCODER_STEP = ("train_mse", "train_fve_base", "train_fve_ft", "train_l0", "dead_frac")
 # … and at each eval, on the probe windows: reconstruction, the classes by relative decoder norm at the threshold the
-# null crosscoder sets (null_count: the null's latents past the 0.9 floor), Latent Scaling on the fine-tuned-only
-# latents (confirmed: ν^ε and ν^r < 0.5), their emergence and their link to the time buckets (Kruskal–Wallis + BH;
-# the share whose peak bucket is the bucket they emerged in, beside its chance 1/B)
-CROSSCODER_EVAL = ("fve_base", "fve_ft", "l0", "threshold", "ft_only", "base_only", "shared", "null_count",
-                   "ft_only_confirmed", "nu_eps_median", "nu_rec_median", "cos_ft_only_median", "emergence_median_step",
-                   "ft_only_tested", "ft_only_time_selective", "peak_at_emergence", "peak_at_emergence_chance")
+# null crosscoder sets (null_count: the null's latents past the 0.9 floor; r_sd: the spread of the relative decoder
+# norms beside the null twin's: the model's change short of a class), Latent Scaling on the fine-tuned-only latents
+# (confirmed: ν^ε and ν^r < 0.5), their emergence and their link to the time buckets (Kruskal–Wallis + BH; the share
+# whose peak bucket is the bucket they emerged in, beside its chance 1/B)
+CROSSCODER_EVAL = ("fve_base", "fve_ft", "l0", "threshold", "ft_only", "base_only", "shared", "null_count", "r_sd",
+                   "r_sd_null", "ft_only_confirmed", "nu_eps_median", "nu_rec_median", "cos_ft_only_median",
+                   "emergence_median_step", "ft_only_tested", "ft_only_time_selective", "peak_at_emergence",
+                   "peak_at_emergence_chance")
 CI = ("_lo", "_hi")  # suffixes of a value's 95 % interval
 
 

@@ -110,6 +110,10 @@ def storage_plan(cfg: Config, d_model: int, n_layers: int, n_hooks: int) -> dict
         # histogram, density, bucket and source profiles, 2 × 10 logit ids and values
         items["latent_records"] = (n_ckpt * n_hooks, d_sae * (10 * (2 + 4 + 2 + 32 * 2) + 27 * 4 + 4
                                                               + (cfg.chrono.n_buckets + 1 + 4) * 2 + 20 * (4 + 2)))
+    if cfg.crosscoder.enabled and cfg.checkpointing.save_sae_state:
+        # fp32, the crosscoder and its null twin: W_enc, W_dec [2, d, F], b_enc [F], b_dec [2, d] each
+        c_sae = cfg.crosscoder.expansion * d_model
+        items["crosscoder"] = (n_ckpt, 2 * (4 * c_sae * d_model + c_sae + 2 * d_model) * 4)
     # Scalars: the very keys a run logs (metric_keys), counted per cadence. Hook names only matter for counting.
     hooks = [f"blocks.{i}.hook_resid_post" for i in range(n_hooks)] if cfg.sae.enabled else []
     per_chrono = len(K.chrono_step_keys(hooks, n_layers, cfg.chrono.diversity)) if cfg.chrono.enabled else 0

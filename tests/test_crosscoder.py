@@ -148,7 +148,9 @@ def test_saved_crosscoder_loads_and_encodes_as_in_training(crosscoder_run):
     assert torch.equal(coder.encode(x), trainer.model.encode(x))
     assert meta["scale"] == pytest.approx(trainer.scale)
     latents = json.loads(RunDir(run_dir).artifact(8, "crosscoder_latents", HOOK).read_text())
-    assert len(latents["relative_norm"]) == coder.d_sae and latents["eval_step"] == 8
+    assert len(latents["relative_norm"]) == coder.d_sae and latents["step"] == latents["eval_step"] == 8
+    r = torch.tensor(latents["relative_norm"])
+    assert torch.allclose(r, trainer.relative_norms()[0], atol=1e-5)  # the checkpoint's own weights
     assert latents["history_steps"] == [0, 2, 4, 6, 8]  # the warm-up's last step, then the chrono cadence
 
 
