@@ -74,25 +74,28 @@ def main() -> int:
         cmd.append("--resume")
     samples: list = []
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT)
-    watcher = threading.Thread(target=watch, args=(proc, samples), daemon=True)
-    watcher.start()
-    if proc.wait():
-        print(f"error: the run failed (exit {proc.returncode})", file=sys.stderr)
-        return 1
+    if not run.final_model.exists():  # finished before: read it again (no RSS then)
+        proc = subprocess.Popen(cmd, cwd=ROOT)
+        watcher = threading.Thread(target=watch, args=(proc, samples), daemon=True)
+        watcher.start()
+        if proc.wait():
+            print(f"error: the run failed (exit {proc.returncode})", file=sys.stderr)
+            return 1
+        watcher.join()
     wall = time.perf_counter() - start
-    watcher.join()
     records = read_metrics(run.metrics)
+    n_unseen = load_config("tiny", overrides=overrides(args.steps, args.out)).chrono.probe_per_bucket
 
-    evals = [(r["step"], r["time/eval_s"], r.get(K.ORDER_N)) for r in records if "time/eval_s" in r]
+    # the windows an eval scores: the seen ones so far and the unseen column (chrono.probe_per_bucket)
+    evals = [(r["step"], r["time/eval_s"], (r.get(K.ORDER_N) or 0) + n_unseen) for r in records if "time/eval_s" in r]
     evals = [(s, t, n) for s, t, n in evals if s > 0]
     half = len(evals) // 2
-    print(f"tiny model, {args.steps} steps, {wall:.0f} s wall this session\n\nevals (step, s, seen windows scored):")
+    print(f"tiny model, {args.steps} steps, {wall:.0f} s wall this session\n\nevals (step, s, windows scored):")
     for s, t, n in evals:
-        print(f"  {s:6d} {t:7.2f} s  {n or 0:6.0f}")
-    per_window = [(t / n) for _, t, n in evals if n]
+        print(f"  {s:6d} {t:7.2f} s  {n:6.0f}  {1e3 * t / n:6.1f} ms per window")
+    per_window = [t / n for _, t, n in evals]
     print(f"eval s, second half / first half: {ratio([t for _, t, _ in evals[half:]], [t for _, t, _ in evals[:half]])}"
-          f"; per seen window: {ratio(per_window[half:], per_window[:half])}")
+          f"; per window scored: {ratio(per_window[half:], per_window[:half])}")
 
     writes = sorted((json.loads((p / "manifest.json").read_text()).get("step"),
                      json.loads((p / "manifest.json").read_text()).get("write_s")) for p in run.list_checkpoints())
@@ -107,6 +110,8 @@ def main() -> int:
         first, second = warm[:len(warm) // 2], warm[len(warm) // 2:]
         print(f"peak RSS {max(r for _, r in samples) / 2**30:.2f} GiB; second half's peak / first half's: "
               f"{max(second) / max(first):.3f}" if first and second else "too few RSS samples")
+    else:
+        print("RSS: not watched (the run had finished before this call)")
 
     cfg = load_config("tiny", overrides=overrides(args.steps, args.out))
     plan = storage_plan(cfg, cfg.model.tiny_d_model, cfg.model.tiny_layers, 1)

@@ -110,6 +110,7 @@ def seeds_for_paired_difference(delta_in_sd: float, most: int = 1000) -> int:
     return next((s for s in range(2, most + 1) if paired_seeds_mde(s) <= delta_in_sd), most)
 
 
+POWER_CELLS = 400_000  # windows × simulated latents per simulation, at most (fdr_power)
 POWER_LATENTS = 2000  # the latents fdr_power simulates (they stand for the SAE's thousands: see there)
 
 
@@ -132,7 +133,9 @@ def fdr_power(windows_per_bucket: int, buckets: int, enrichment: float, share: f
     from chrono_membench.chrono.selectivity import selective_latents
 
     rng, found, false = np.random.default_rng(seed), [], []
-    latents = POWER_LATENTS
+    # the work is windows × latents per simulation: past POWER_CELLS, fewer latents stand for the SAE's (≥ 200, so
+    # ≥ 10 selective ones a simulation; 40 simulations then give the found share to about ±0.02)
+    latents = max(200, min(POWER_LATENTS, POWER_CELLS // (windows_per_bucket * buckets)))
     n_sel = max(1, round(share * latents))
     column = np.repeat(np.arange(buckets), windows_per_bucket)
     for _ in range(sims):
