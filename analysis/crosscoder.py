@@ -1,6 +1,7 @@
 """The crosscoder between the step-0 and the fine-tuned model through time (chrono_membench/crosscoder.py): the
 relative decoder norm's histogram at every checkpoint with the null twin's at the last one and the class threshold;
-the fine-tuned-only and base-only counts at every eval; and when each fine-tuned-only latent emerged. Read from
+its spread over latents at every eval beside the null twin's (the model's change short of a class); and when each
+fine-tuned-only latent emerged (the title gives the last checkpoint's class counts). Read from
 artifacts/step_N/crosscoder_latents_<hook>.json and metrics.jsonl.
 
     python analysis/crosscoder.py runs/<name> --out figures/
@@ -31,7 +32,7 @@ def main() -> None:
             print(f"{run.name}: no crosscoder readings (crosscoder.enabled was off)")
             continue
         fig = make_subplots(rows=1, cols=3, subplot_titles=[
-            "relative decoder norm ‖d_ft‖ / (‖d_base‖ + ‖d_ft‖)", "latents per class (null: the twin past 0.9)",
+            "r = ‖d_ft‖ / (‖d_base‖ + ‖d_ft‖) per latent", "r's spread over latents: model vs null twin",
             "fine-tuned-only latents by emergence step"])
         centres = (BINS[1:] + BINS[:-1]) / 2
         for i, (step, r) in enumerate(readings):
@@ -46,10 +47,10 @@ def main() -> None:
                                  line={"color": "grey", "dash": "dash"}), row=1, col=1)
         for x in (last["threshold"], 1 - last["threshold"]):
             fig.add_vline(x=x, line_dash="dot", line_color="firebrick", row=1, col=1)
-        for name, colour in (("ft_only", "firebrick"), ("base_only", "royalblue"), ("null_count", "grey")):
+        for name, label, colour in (("r_sd", "SD of r", "black"), ("r_sd_null", "SD of r, null twin", "grey")):
             steps, values = run.series(K.crosscoder(name))
-            fig.add_trace(go.Scatter(x=steps, y=values, mode="lines+markers", name=name.replace("_", "-"),
-                                     line={"color": colour, "dash": "dash" if name == "null_count" else "solid"}),
+            fig.add_trace(go.Scatter(x=steps, y=values, mode="lines+markers", name=label,
+                                     line={"color": colour, "dash": "dash" if "null" in name else "solid"}),
                           row=1, col=2)
         born = [e["emergence_step"] for e in last["ft_only"]]
         max_steps, every = run.config["train"]["max_steps"], run.config["train"]["chrono_every"]
@@ -58,7 +59,7 @@ def main() -> None:
         if not born:
             fig.add_annotation(text="no fine-tuned-only latent", x=max_steps / 2, y=0.5, showarrow=False, row=1, col=3)
         fig.update_yaxes(type="log", title_text="latents", row=1, col=1)
-        fig.update_yaxes(title_text="latents", rangemode="tozero", row=1, col=2)
+        fig.update_yaxes(title_text="SD of r", rangemode="tozero", row=1, col=2)
         fig.update_yaxes(title_text="latents", row=1, col=3)
         fig.update_xaxes(title_text="relative norm", range=[0, 1], row=1, col=1)
         fig.update_xaxes(title_text="step", row=1, col=2)

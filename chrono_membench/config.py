@@ -518,7 +518,8 @@ class Config:
     def __post_init__(self):
         if self.crosscoder.enabled and not (self.sae.enabled and self.chrono.enabled and self.chrono.reference_loss):
             raise ConfigError("crosscoder.enabled needs sae.enabled (it trains with the SAE bank), chrono.enabled (it is "
-                              "read on the probe windows) and chrono.reference_loss (the step-0 model it compares)")
+                              "read on the probe windows) and chrono.reference_loss (the step-0 model it compares); "
+                              "turn those on, or set crosscoder.enabled=false")
         if self.crosscoder.enabled and self.train.chrono_every % self.crosscoder.every:
             raise ConfigError(f"crosscoder.every ({self.crosscoder.every}) must divide train.chrono_every "
                               f"({self.train.chrono_every}), where its training metrics are logged")

@@ -286,13 +286,15 @@ def test_every_key_a_figure_plots_is_one_the_run_logged(runs, tmp_path, monkeypa
 
 
 def test_crosscoder_figure(runs, tmp_path):
-    """Histograms of r at each checkpoint with the null twin's, the class counts at each eval, the emergence
-    histogram; a run without a crosscoder says so in one line."""
+    """Histograms of r at each checkpoint with the null twin's, r's spread beside the twin's at each eval, the
+    emergence histogram; a run without a crosscoder says so in one line."""
     render("crosscoder", [runs / "full"], tmp_path)
     fig = figure(tmp_path, "crosscoder_full")
     traces = names(fig)
     assert [n for n in traces if n.startswith("step ")] == ["step 4", "step 8"]  # its checkpoints
-    assert {"null twin (last)", "ft-only", "base-only", "null-count"} <= set(traces)
+    assert {"null twin (last)", "SD of r", "SD of r, null twin"} <= set(traces)
+    (spread,) = [t for t in fig.data if t.name == "SD of r"]
+    assert list(spread.x) == [4, 8] and all(v > 0 for v in spread.y)  # each eval after it first trained
     assert list(fig.layout.xaxis.range) == [0, 1]
     proc = render("crosscoder", [runs / "no_alignment"], tmp_path / "none")
     assert "no crosscoder readings" in proc.stdout and not list((tmp_path / "none").glob("*.html"))

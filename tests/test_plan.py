@@ -49,7 +49,10 @@ def test_storage_plan_from_shapes():
     assert cold["features"]["count"] == cold["sae_state"]["count"] == 10
     assert items["sae_state"]["bytes_each"] == (2 * d_sae * 2304 + d_sae + 2304) * 4
     assert items["purity"]["count"] == 21  # evals at 0, 250, …, 5000
-    no_sae = load_config("gemma-2b", overrides=["sae.enabled=false"])
+    # the crosscoder and its null twin at each checkpoint: W_enc and W_dec [2, d, F], b_enc [F], b_dec [2, d], fp32
+    assert items["crosscoder"]["count"] == 11
+    assert items["crosscoder"]["bytes_each"] == 2 * (4 * d_sae * 2304 + d_sae + 2 * 2304) * 4
+    no_sae = load_config("gemma-2b", overrides=["sae.enabled=false", "crosscoder.enabled=false"])
     assert set(storage_plan(no_sae, 2304, 26, 1)) == {"scalars"}
 
 
