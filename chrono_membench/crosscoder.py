@@ -21,8 +21,8 @@ model holds the direction, the L1 penalty shrank its decoder), ν^r on each mode
 latent (Latent Decoupling: other latents carry it in the base model). A fine-tuned-only latent is *confirmed*
 when both ratios are below 0.5. The threshold on r comes from a null crosscoder trained alongside on
 (step-0, step-0) pairs from the same initialisation and tokens: a latent is fine-tuned-only when r exceeds both
-0.9 and every latent of the null (base-only symmetrically). Its emergence step is the first eval from which it
-stays past the threshold.
+0.9 and every latent of the null (base-only symmetrically). Its emergence step is the first record (one per
+chrono step: r depends on the weights only) from which it stays past that record's threshold.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ AUX_ALPHA = 1 / 32  # AuxK's weight (Gao et al. 2024; sae-lens's TopK default)
 THRESHOLD_EMA = 0.99  # the inference threshold's running mean
 OUTLIER = 10.0  # tokens whose norm (either model) exceeds this × the batch median are left out (attention sinks)
 CONFIRM = 0.5  # Latent Scaling: ν^ε and ν^r below this confirm a fine-tuned-only latent
+EVAL_WINDOWS = 64  # probe windows per column an eval reads it on (the demo has 16; gemma-2b's 256 would hold 13 GB)
 
 
 class Crosscoder(nn.Module):
@@ -334,10 +335,12 @@ def _keys(space) -> list[str]:
 
 @register("crosscoder", keys=_keys, needs="saes", panel=False)
 def crosscoder_metric(ctx: EvalContext) -> dict[str, float]:
-    """The crosscoder on every probe window (the buckets' and the unseen ones), its classes, Latent Scaling,
-    emergence (this eval's r joins the history) and the fine-tuned-only latents' link to the time buckets."""
+    """The crosscoder on the probe windows (up to EVAL_WINDOWS of each bucket and of the unseen): its classes, Latent
+    Scaling, the emergence of the fine-tuned-only latents (from the history the trainer records at the chrono
+    cadence) and their link to the time buckets."""
     trainer = getattr(ctx.saes, "crosscoder", None)
-    probes = [(b, p) for b, (_, ps) in enumerate(ctx.probes.columns()) for p in ps]
+    # at most EVAL_WINDOWS of each column: the latents of every scored token are held densely ([tokens, F])
+    probes = [(b, p) for b, (_, ps) in enumerate(ctx.probes.columns()) for p in ps[:EVAL_WINDOWS]]
     if trainer is None or trainer.scale is None or not probes:
         return {}
     tokens = torch.tensor([p.tokens for _, p in probes], device=ctx.device)
