@@ -640,7 +640,8 @@ def warm_up(bank: SAEBank, model, rows, n_tokens: int, micro_batch: int, grad_ac
     Returns the last step's SAE metrics, the tokens the SAEs trained on (masked positions left out; over all
     ranks) and the time it took."""
     start, d = time.perf_counter(), bank.dist
-    stop_at = max(hooks.layer_of(h) for h in bank.hook_points) + 1
+    hooked = bank.hook_points + ([bank.crosscoder.hook] if bank.crosscoder is not None else [])
+    stop_at = max(hooks.layer_of(h) for h in hooked) + 1
     first = next(rows)
     rows = itertools.chain([first], rows)
     per_step = micro_batch * d.world * len(first.tokens) * grad_accum  # global tokens per SAE step (padding included)

@@ -162,3 +162,10 @@ def test_crosscoder_config_is_refused_in_one_line_where_it_cannot_run():
                              (["chrono.reference_loss=false"], "chrono.reference_loss")):
         with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
             tiny("crosscoder.enabled=true", *overrides)
+
+
+def test_the_warm_up_reaches_a_crosscoder_hook_deeper_than_the_saes(tmp_path):
+    """The warm-up's forwards stop after the deepest hooked block: the crosscoder's counts too."""
+    metrics = train_tiny(tmp_path / "deep", "crosscoder.enabled=true", "sae.hook_points=[blocks.0.hook_resid_post]",
+                         f"crosscoder.hook={HOOK}", "sae.warmup_tokens=512", "train.max_steps=2")
+    assert any(r["step"] == 0 and K.crosscoder("train_mse") in r for r in metrics)
