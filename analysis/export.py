@@ -21,9 +21,9 @@ import sys
 from pathlib import Path
 
 import yaml
+from common import Run, load_run
 
 from chrono_membench import metric_keys as K
-from chrono_membench.logging import read_metrics
 from chrono_membench.net import unreachable
 from chrono_membench.run_dir import RunDir
 
@@ -40,17 +40,13 @@ def sae_dirs(run: RunDir, steps: list[int] | None) -> dict[int, dict[str, Path]]
     return out
 
 
-def card(config: dict, saes: dict[int, dict[str, Path]], metrics: list[dict], repo: str | None,
-         crosscoders: list[int]) -> str:
+def card(config: dict, saes: dict[int, dict[str, Path]], run: Run, repo: str | None, crosscoders: list[int]) -> str:
     model, data, train = config["model"], config["data"], config["train"]
     mixture = ", ".join(f"{s} {w:g}" for s, w in data["mixture"].items() if w > 0)
-    at: dict[int, dict] = {}
-    for r in metrics:  # a step's values come in several records
-        at.setdefault(r["step"], {}).update(r)
     rows = []
     for step, hooks in sorted(saes.items()):
         for hook in hooks:
-            r = at.get(step, {})
+            r = run.at(step)
             cells = [f"{r[K.sae(hook, n)]:.3f}" if K.sae(hook, n) in r else "–" for n in ("eval_fve", "ce_recovered",
                                                                                          "eval_l0")]
             rows.append(f"| `step_{step}/{hook}` | {step} | {hook} | " + " | ".join(cells) + " |")
@@ -118,7 +114,7 @@ def main(argv=None) -> int:
             crosscoders.append(step)
     if run.final_model.exists():
         shutil.copytree(run.final_model, out / "model", dirs_exist_ok=True)
-    (out / "README.md").write_text(card(config, saes, read_metrics(run.metrics), args.repo, crosscoders))
+    (out / "README.md").write_text(card(config, saes, load_run(args.run), args.repo, crosscoders))
     n = sum(len(h) for h in saes.values())
     extras = (", the model" if run.final_model.exists() else "") + (f", {len(crosscoders)} crosscoders"
                                                                       if crosscoders else "")

@@ -40,6 +40,7 @@ from torch import nn
 
 from chrono_membench import hooks
 from chrono_membench import metric_keys as K
+from chrono_membench.chrono.sae_metrics import fraction_of_variance_explained, l0
 from chrono_membench.chrono.selectivity import selective_latents
 from chrono_membench.probes import bucket_of
 from chrono_membench.registry import EvalContext, register
@@ -210,15 +211,6 @@ class CrosscoderTrainer:
         self._live.clear()
         self._batches.clear()
 
-    @torch.no_grad()
-    def base_activations(self, autocast) -> torch.Tensor:
-        buffer = hooks.CaptureBuffer()
-        stop = hooks.layer_of(self.hook) + 1
-        for tokens, mask in self._batches:
-            with autocast, hooks.capture(self.reference, [self.hook], mask, into={self.hook: buffer}):
-                self.reference(tokens, stop_at_layer=stop)
-        return buffer.tensor.float()
-
     def step(self, lm_step: int, warming: bool, with_metrics: bool, autocast, batch_tokens: int) -> dict[str, float]:
         """Train on what was captured since the last call, if this LM step is due (every `every`; each warm-up
         step: there the live model is the step-0 model, so the base side is the captured side)."""
@@ -227,7 +219,7 @@ class CrosscoderTrainer:
             self.clear()
             return {}
         live = self._live.tensor.float()
-        base = live if warming else self.base_activations(autocast)
+        base = live if warming else hook_activations(self.reference, self.hook, self._batches, autocast)
         self.clear()
         norms = torch.stack([base.norm(dim=-1), live.norm(dim=-1)])
         keep = (norms <= OUTLIER * norms.median(dim=1, keepdim=True).values).all(0)
@@ -254,11 +246,9 @@ class CrosscoderTrainer:
                 self.since_fired[j] = torch.where(fired, torch.zeros_like(self.since_fired[j]),
                                                   self.since_fired[j] + len(rows))
             if with_metrics and i == 0:
-                x = pair[rows]
-                fve = 1 - (x - parts_m["x_hat"]).pow(2).sum((0, 2)) / (x - x.mean(0)).pow(2).sum((0, 2)).clamp_min(1e-12)
-                metrics = {"crosscoder/train_mse": parts_m["mse"].item(), "crosscoder/train_fve_base": fve[0].item(),
-                           "crosscoder/train_fve_ft": fve[1].item(),
-                           "crosscoder/train_l0": (parts_m["f"] > 0).sum(-1).float().mean().item(),
+                fve = [fraction_of_variance_explained(pair[rows][:, m], parts_m["x_hat"][:, m]) for m in (0, 1)]
+                metrics = {"crosscoder/train_mse": parts_m["mse"].item(), "crosscoder/train_fve_base": fve[0],
+                           "crosscoder/train_fve_ft": fve[1], "crosscoder/train_l0": l0(parts_m["f"]),
                            "crosscoder/dead_frac": dead[0].float().mean().item()}
         self.n_steps += 1
         if with_metrics:  # the relative norms over time (emergence): weights only, so cheap
@@ -284,21 +274,26 @@ class CrosscoderTrainer:
         self.history = [(int(s), r, float(hi)) for s, r, hi in state["history"]]
 
 
+@torch.no_grad()
+def hook_activations(model, hook: str, batches, autocast) -> torch.Tensor:
+    """[tokens, width] activations at `hook` of the masked positions of each (tokens, mask) batch, the forwards
+    stopped after the hook's block."""
+    buffer, stop = hooks.CaptureBuffer(), hooks.layer_of(hook) + 1
+    for tokens, mask in batches:
+        with autocast, hooks.capture(model, [hook], mask, into={hook: buffer}):
+            model(tokens, stop_at_layer=stop)
+    return buffer.tensor.float()
+
+
 # ---- at eval: the classes, Latent Scaling, emergence and the link to time buckets
 @torch.no_grad()
 def paired_activations(trainer: CrosscoderTrainer, model, tokens: torch.Tensor, autocast, rows: int = 8
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """(x [T, 2, d] scaled as in training, window index [T]) on probe windows [W, n]: position 0 left out."""
-    stop = hooks.layer_of(trainer.hook) + 1
     mask = torch.ones_like(tokens, dtype=torch.bool)
     mask[:, 0] = False
-    sides = []
-    for m in (trainer.reference, model):
-        buffer = hooks.CaptureBuffer()
-        for chunk, chunk_mask in zip(tokens.split(rows), mask.split(rows)):
-            with autocast, hooks.capture(m, [trainer.hook], chunk_mask, into={trainer.hook: buffer}):
-                m(chunk, stop_at_layer=stop)
-        sides.append(buffer.tensor.float().clone())
+    batches = list(zip(tokens.split(rows), mask.split(rows)))
+    sides = [hook_activations(m, trainer.hook, batches, autocast) for m in (trainer.reference, model)]
     window = torch.arange(len(tokens), device=tokens.device).repeat_interleave(mask.sum(1))
     return torch.stack(sides, 1) * (trainer.scale or 1.0), window
 
@@ -312,13 +307,13 @@ def readings(trainer: CrosscoderTrainer, x: torch.Tensor, floor: float) -> dict:
     r, r_null = trainer.relative_norms()
     hi = threshold(r_null, floor)
     cls = classes(r, hi)
-    fve = 1 - (x - x_hat).pow(2).sum((0, 2)) / (x - x.mean(0)).pow(2).sum((0, 2)).clamp_min(1e-12)
+    fve = [fraction_of_variance_explained(x[:, m], x_hat[:, m]) for m in (0, 1)]
     ft = cls["ft_only"].to(x.device)
     scaling = latent_scaling(x, f, x_hat, coder.W_dec.detach(), ft) if len(ft) else {"nu_eps": torch.empty(0),
                                                                                        "nu_rec": torch.empty(0)}
     return {"r": r, "r_null": r_null, "cos": decoder_cosine(coder.W_dec.detach()).cpu(), "threshold": hi,
             "classes": cls, "null_count": int((r_null >= floor).sum() + (r_null <= 1 - floor).sum()),
-            "fve": fve.cpu(), "l0": (f > 0).sum(-1).float().mean().item(), "f": f,
+            "fve": fve, "l0": l0(f), "f": f,
             "nu_eps": scaling["nu_eps"].cpu(), "nu_rec": scaling["nu_rec"].cpu()}
 
 
@@ -350,7 +345,7 @@ def crosscoder_metric(ctx: EvalContext) -> dict[str, float]:
     born = born if len(born) else torch.full_like(got["r"], -1, dtype=torch.long)
     ft = got["classes"]["ft_only"]
     median = lambda v: float(v.median()) if len(v) else float("nan")  # noqa: E731
-    out = {"fve_base": got["fve"][0].item(), "fve_ft": got["fve"][1].item(), "l0": got["l0"],
+    out = {"fve_base": got["fve"][0], "fve_ft": got["fve"][1], "l0": got["l0"],
            "threshold": got["threshold"], **{c: float(len(ids)) for c, ids in got["classes"].items()},
            "null_count": float(got["null_count"]), "r_sd": got["r"].std().item(), "r_sd_null": got["r_null"].std().item(),
            "ft_only_confirmed": float(((got["nu_eps"] < CONFIRM) & (got["nu_rec"] < CONFIRM)).sum()),
