@@ -200,9 +200,13 @@ class CrosscoderTrainer:
         self._live = hooks.CaptureBuffer()
         self._batches: list[tuple[torch.Tensor, torch.Tensor]] = []  # (tokens, mask) of each captured forward
         self.last_eval: dict = {}  # the last eval's per-latent values (the checkpoint's artifact)
+        self._due_next = True  # whether the next LM step's forwards are worth capturing (crosscoder.every)
 
     @contextmanager
     def capture(self, model, tokens: torch.Tensor, mask: torch.Tensor):
+        if not self._due_next:  # this step will not train it: no copies on the training forward's path
+            yield
+            return
         self._batches.append((tokens, mask))
         with hooks.capture(model, [self.hook], mask, into={self.hook: self._live}):
             yield
@@ -215,6 +219,7 @@ class CrosscoderTrainer:
         """Train on what was captured since the last call, if this LM step is due (every `every`; each warm-up
         step: there the live model is the step-0 model, so the base side is the captured side)."""
         due = warming or lm_step % self.cfg.every == 0
+        self._due_next = warming or (lm_step + 1) % self.cfg.every == 0
         if not due or not len(self._live):
             self.clear()
             return {}
