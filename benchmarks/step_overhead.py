@@ -32,7 +32,7 @@ from chrono_membench.config import load_config
 from chrono_membench.crosscoder import CrosscoderTrainer
 from chrono_membench.data import MixtureStream, collate
 from chrono_membench.distributed import resolve_device
-from chrono_membench.evaluation import diversity_share, diversity_term, lm_loss, qk_parameters, sample_queries
+from chrono_membench.evaluation import DiversityShare, diversity_term, lm_loss, qk_parameters, sample_queries
 from chrono_membench.mfu import flops_per_token, peak_flops
 from chrono_membench.model import autocast as model_autocast
 from chrono_membench.model import load_model
@@ -108,7 +108,7 @@ def main() -> None:
     configurations = {name: (bank, False) for name, bank in banks.items()}
     configurations["diversity"] = (None, True)
     optimizers = build_optimizers(model.original_model, cfg)
-    qk_params = qk_parameters(model.original_model)
+    shares = DiversityShare(qk_parameters(model.original_model))
     stream = MixtureStream(cfg.data, tokenizer)
     t = cfg.train
     batches = [{k: v.to(device) for k, v in collate([stream.next_row() for _ in range(t.micro_batch)]).items()}
@@ -118,18 +118,20 @@ def main() -> None:
         if cuda:
             torch.cuda.synchronize()
         start = time.perf_counter()
-        for micro, batch in enumerate(batches):
+        for batch in batches:
             capture = bank.capture(model, batch["tokens"], batch["source_index"]) if bank is not None else nullcontext()
             queries = sample_queries(cfg, 0, 0)
             with autocast, capture, attention_rows.capture(queries) if diversity else nullcontext() as rows:
                 loss = lm_loss(model(batch["tokens"]), batch["tokens"], batch["source_index"])
                 if diversity:  # as train.py does at μ > 0: the sampled rows from inside the SDPA kernel, and
-                    # μ recalibrated from the q/k gradient shares at the chrono cadence (two extra partial backwards)
+                    # at the chrono cadence the share μ steers of the update (one partial backward of ∇D per micro-batch)
                     term = diversity_term(rows, queries, batch["source_index"])
-                    if with_metrics and micro == 0:
-                        diversity_share(loss, term, qk_params, 0.01, cfg.chrono.diversity_share)
+                    if with_metrics:
+                        shares.add(term, 1 / t.grad_accum)
                     loss = loss - 0.01 * term
             (loss / t.grad_accum).backward()
+        if diversity and with_metrics:
+            shares.read(0.01, cfg.chrono.diversity_share)
         for opt in optimizers:
             opt.step()
             opt.zero_grad(set_to_none=True)

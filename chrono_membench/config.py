@@ -376,7 +376,8 @@ class ChronoConfig(_Section):
     FVE of {0, 0.3, 1, 3, 10} in a 3-seed demo dose-response, with activation stability at least λ = 1's."""
     diversity_share: float = _field(0.1, UNIT)
     """ρ: the attention-diversity regulariser's μ is set so that μ · ‖∇D‖ is this share of ‖∇CE‖ on the attention
-    q/k projections, measured in the first update and at every train.chrono_every step; 0: off (or a fixed
+    q/k projections of the update the optimiser takes (accumulated over its micro-batches), measured in the first
+    update and in each ending at a train.chrono_every step, and used from the next update on; 0: off (or a fixed
     diversity_weight)."""
     diversity_weight: float = _field(0.0, NON_NEGATIVE)
     """A fixed μ instead of diversity_share (which must then be 0); its realised share is still logged."""

@@ -311,19 +311,34 @@ def qk_parameters(hf_model) -> list[torch.nn.Parameter]:
     return [p for n, p in hf_model.named_parameters() if p.requires_grad and (".q_proj." in n or ".k_proj." in n)]
 
 
-def gradient_norm(loss: torch.Tensor, params: list[torch.Tensor]) -> float:
-    """‖∇ loss‖ over `params` alone (nothing accumulates into .grad; the graph is kept for the backward after)."""
-    grads = [g for g in torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True) if g is not None]
-    return torch.linalg.vector_norm(torch.stack([g.float().norm() for g in grads])).item() if grads else 0.0
+class DiversityShare:
+    """The share μ · ‖∇D‖ / ‖∇CE‖ of the q/k gradient the diversity term steers, measured on the update the optimiser
+    takes (the gradient accumulated over its micro-batches, before clipping): ∇D by one partial backward of each
+    micro-batch's term onto the q/k projections (autograd.grad: nothing goes into .grad, the graph is kept for the
+    loop's backward), ∇CE read off the accumulated .grad as ∇(CE − μD) + μ∇D, so CE needs no backward of its own.
+    Under DDP .grad is already the ranks' mean and ∇D is averaged to match (FSDP is refused by the config)."""
 
+    def __init__(self, qk_params: list[torch.Tensor]):
+        self.qk, self.div = qk_params, None
 
-def diversity_share(loss: torch.Tensor, diversity: torch.Tensor, qk_params: list[torch.Tensor], mu: float,
-                    share: float, d: Dist = ALONE) -> tuple[float, float]:
-    """(the share μ · ‖∇D‖ / ‖∇CE‖ that `mu` steers of the q/k gradient on this micro-batch, the μ to use from now
-    on): with `share` ρ > 0, the μ that makes that share ρ; otherwise `mu` (fixed). Norms are averaged over ranks,
-    so every rank gets the same μ."""
-    ce_norm, div_norm = (d.mean(gradient_norm(x, qk_params)) for x in (loss, diversity))
-    if not (math.isfinite(ce_norm) and math.isfinite(div_norm) and ce_norm > 0 and div_norm > 0):
-        return math.nan, mu  # a non-finite loss (an update that will be skipped) must not set μ for the ones after
-    realised = mu * div_norm / ce_norm
-    return realised, share * ce_norm / div_norm if share > 0 else mu
+    @staticmethod
+    def _flat(params, grads) -> torch.Tensor:
+        return torch.cat([(torch.zeros_like(p) if g is None else g).float().flatten() for p, g in zip(params, grads)])
+
+    def add(self, diversity: torch.Tensor, weight: float) -> None:
+        """∇(weight · D) of one micro-batch (weight: 1 / grad_accum, as its backward is scaled)."""
+        grads = torch.autograd.grad(diversity, self.qk, retain_graph=True, allow_unused=True)
+        flat = self._flat(self.qk, grads) * weight
+        self.div = flat if self.div is None else self.div.add_(flat)
+
+    def read(self, mu: float, share: float, d: Dist = ALONE) -> tuple[float, float]:
+        """(the share `mu` steered of this update's q/k gradient, the μ to use from the next update on): with `share`
+        ρ > 0 the μ that makes that share ρ, otherwise `mu` (fixed). Call after the update's last backward."""
+        div, self.div = self.div, None
+        if d.world > 1:
+            div = d.sum_(div) / d.world
+        ce_norm = (self._flat(self.qk, [p.grad for p in self.qk]) + mu * div).norm().item()
+        div_norm = div.norm().item()
+        if not (math.isfinite(ce_norm) and math.isfinite(div_norm) and ce_norm > 0 and div_norm > 0):
+            return math.nan, mu  # a non-finite loss (an update that will be skipped) must not set μ for the ones after
+        return mu * div_norm / ce_norm, share * ce_norm / div_norm if share > 0 else mu

@@ -38,7 +38,7 @@ from chrono_membench.data.sources import sample_provenance
 from chrono_membench.distributed import Dist
 from chrono_membench.errors import TrainingStopped
 from chrono_membench.evaluation import (
-    attention_metrics, diversity_share, diversity_term, evaluate, lm_loss, qk_parameters, sample_queries,
+    DiversityShare, attention_metrics, diversity_term, evaluate, lm_loss, qk_parameters, sample_queries,
 )
 from chrono_membench.latent_records import LatentRecords, latent_records
 from chrono_membench.logging import make_logger, truncate_metrics
@@ -129,7 +129,7 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
     diversity_on = cfg.chrono.diversity and not frozen
     if diversity_on:  # its rows come from inside the attention kernel: sdpa or eager (attention_rows.py)
         attention_rows.require(model.original_model)
-    qk_params = qk_parameters(model.original_model)
+    shares = DiversityShare(qk_parameters(model.original_model))  # the q/k gradient share μ steers
 
     # ---- resume: the weights before data parallelism shards them; the rest once the optimisers exist
     ckpt = None
@@ -229,7 +229,8 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
             for group in (g for opt in optimizers for g in opt.param_groups):
                 group["lr"] = group["base_lr"] * lr_mult
             loss_sum, diversity_sum, data_s = torch.zeros((), device=device), 0.0, 0.0
-            step_metrics = {}
+            step_metrics = {}  # the first update and each ending at a chrono step measure the share μ steers:
+            calibrate = diversity_on and bool(shares.qk) and (state.diversity_mu == 0 or (step + 1) % t.chrono_every == 0)
             for micro in range(t.grad_accum):
                 t_data = time.perf_counter()
                 batch = {k: v.to(device) for k, v in batches.next(step + 1, micro).items()}
@@ -250,14 +251,8 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
                 objective = loss
                 if diversity_on:  # −μ · diversity: reward heads that attend differently
                     diversity = diversity_term(pattern_rows, queries, batch["source_index"])
-                    if micro == 0 and qk_params and (state.diversity_mu == 0 or (step + 1) % t.chrono_every == 0):
-                        # in the first update and in each one ending at a chrono step: the q/k gradient share the μ
-                        # in use steers (logged once there is a μ); chrono.diversity_share then sets μ to make it ρ
-                        realised, mu = diversity_share(loss, diversity, qk_params, state.diversity_mu,
-                                                       cfg.chrono.diversity_share, d)
-                        if state.diversity_mu > 0 and math.isfinite(realised):
-                            step_metrics[K.ATTN_GRAD_SHARE] = realised
-                        step_metrics[K.ATTN_MU] = state.diversity_mu = mu
+                    if calibrate:  # ∇D on the q/k projections (one partial backward); ∇CE comes from .grad
+                        shares.add(diversity, 1 / t.grad_accum)
                     objective = loss - state.diversity_mu * diversity
                     diversity_sum += diversity.item() / t.grad_accum
                 if not frozen:
@@ -266,6 +261,11 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
                 loss_sum += loss.detach()
             train_loss = d.mean((loss_sum / t.grad_accum).item())
             diversity_sum = d.mean(diversity_sum)
+            if calibrate:  # of this update's q/k gradient; chrono.diversity_share then sets μ from the next one on
+                realised, mu = shares.read(state.diversity_mu, cfg.chrono.diversity_share, d)
+                if state.diversity_mu > 0 and math.isfinite(realised):
+                    step_metrics[K.ATTN_GRAD_SHARE] = realised
+                step_metrics[K.ATTN_MU] = state.diversity_mu = mu
             grad_norm = distributed.full_tensor(torch.nn.utils.clip_grad_norm_(params, t.grad_clip)).item()
             if math.isfinite(train_loss) and math.isfinite(grad_norm):
                 for opt in optimizers:

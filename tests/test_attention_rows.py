@@ -119,40 +119,48 @@ def test_a_kernel_the_wrapper_cannot_read_is_refused_by_name():
     attention_rows.require(model)
 
 
-def test_diversity_share_sets_mu_so_the_regulariser_steers_that_share_of_the_qk_gradient():
-    """chrono.diversity_share: the μ it sets makes μ · ∇D exactly ρ of ∇CE in norm on the q/k projections — checked
-    on the gradient of the objective the loop backpropagates (loss − μ · D), against a separate CE backward."""
+def test_diversity_share_is_measured_on_the_accumulated_update_and_sets_mu_to_steer_that_share():
+    """chrono.diversity_share: over an update of two micro-batches, DiversityShare reads the share μ · ‖∇D‖ / ‖∇CE‖
+    of the q/k gradient the optimiser takes (accumulated, one partial backward of D per micro-batch, ∇CE off .grad),
+    and the μ it sets makes that share exactly ρ — checked against separate CE and D backwards of the same
+    micro-batches, accumulated by hand."""
     from transformers import AutoModelForCausalLM
 
-    from chrono_membench.evaluation import diversity_share, lm_loss, qk_parameters
+    from chrono_membench.evaluation import DiversityShare, lm_loss, qk_parameters
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(_config("smollm2-135m", 512), attn_implementation="sdpa").float()
     attention_rows.install(model)
     qk = qk_parameters(model)
     assert len(qk) == 4 and all(p.dim() == 2 for p in qk)  # q_proj and k_proj of 2 layers (no biases here)
-    tokens, sources, queries = torch.randint(0, 512, (2, 40)), torch.zeros(2, 40, dtype=torch.long), torch.arange(8, 40, 4)
+    micro = [(torch.randint(0, 512, (2, 40)), torch.zeros(2, 40, dtype=torch.long)) for _ in range(2)]
+    queries = torch.arange(8, 40, 4)
 
-    def objective_grad(mu):
-        model.zero_grad(set_to_none=True)
+    def terms(tokens, sources):
         with attention_rows.capture(queries) as rows:
             loss = lm_loss(model(tokens).logits, tokens, sources)
-        diversity = diversity_term(rows, queries, sources)
-        if mu is None:  # the calibration, then the loop's backward of the same graph
-            realised, mu = diversity_share(loss, diversity, qk, mu=0.5, share=0.2)
-            (loss - mu * diversity).backward()
-            return realised, mu, [p.grad.clone() for p in qk]
-        (loss - mu * diversity).backward()
-        return [p.grad.clone() for p in qk]
+        return loss, diversity_term(rows, queries, sources)
 
-    realised, mu, total = objective_grad(None)
-    ce = objective_grad(0.0)
-    steered = torch.cat([(c - t).flatten() for c, t in zip(ce, total)]).norm()  # μ · ∇D
-    ce_norm = torch.cat([c.flatten() for c in ce]).norm()
-    assert mu > 0 and steered / ce_norm == pytest.approx(0.2, rel=1e-4)
-    assert realised == pytest.approx(0.2 * 0.5 / mu, rel=1e-4)  # what μ = 0.5 steered: linear in μ
+    def update(mu, shares=None, share=0.2):  # the loop: (CE − μ D) / 2 backpropagated per micro-batch, into .grad
+        model.zero_grad(set_to_none=True)
+        for tokens, sources in micro:
+            loss, diversity = terms(tokens, sources)
+            if shares is not None:
+                shares.add(diversity, 1 / len(micro))
+            ((loss - mu * diversity) / len(micro)).backward()
+        return shares.read(mu, share) if shares is not None else None
+
+    def accumulated(which):  # ∇CE or ∇D alone, summed over the micro-batches by separate backwards
+        model.zero_grad(set_to_none=True)
+        for tokens, sources in micro:
+            (terms(tokens, sources)[which] / len(micro)).backward()
+        return torch.cat([p.grad.flatten() for p in qk])
+
+    ce, div = accumulated(0), accumulated(1)
+    ratio = (div.norm() / ce.norm()).item()
+    realised, mu = update(0.5, DiversityShare(qk))
+    assert realised == pytest.approx(0.5 * ratio, rel=1e-4)  # what μ = 0.5 steered of the update
+    assert mu > 0 and mu * ratio == pytest.approx(0.2, rel=1e-4)
     # a fixed μ (share 0) is kept, and its share reported
-    with attention_rows.capture(queries) as rows:
-        loss = lm_loss(model(tokens).logits, tokens, sources)
-    fixed_share, fixed_mu = diversity_share(loss, diversity_term(rows, queries, sources), qk, mu=mu, share=0.0)
-    assert fixed_mu == mu and fixed_share == pytest.approx(0.2, rel=1e-4)
+    fixed_share, fixed_mu = update(mu, DiversityShare(qk), share=0.0)
+    assert fixed_mu == mu and fixed_share == pytest.approx(mu * ratio, rel=1e-4)
