@@ -158,6 +158,72 @@ def write_dashboard(run: Path, hook: str, out: Path, max_latents: int = 2000, ex
     return directory / "index.html"
 
 
+def write_crosscoder_page(run: Path, hook: str, out: Path) -> Path | None:
+    """dashboard_crosscoder_<hook>.html: the crosscoder's shown latents (every classed one and those leaning
+    furthest from their null twin each way, chrono_membench/crosscoder.shown_latents) — r through the checkpoints
+    beside the class threshold and the null twin's range, and at the last eval each one's class, r − r_null, decoder
+    cosine, emergence step, Latent Scaling's ν and the probe windows it fires on most (strongest token in bold)."""
+    import plotly.graph_objects as go
+
+    found = [(step, json.loads(path.read_text())) for step, path in RunDir(run).artifact_steps("crosscoder_latents", hook)]
+    with_top = [(step, r) for step, r in found if r.get("top_windows")]
+    if not with_top:
+        return None
+    step, last = with_top[-1]
+    tokenizer = load_tokenizer(config_from_dict(yaml.safe_load(RunDir(run).config.read_text())).model)
+    shown = [int(i) for i in last["top_windows"]]
+    ft = {e["latent"]: e for e in last["ft_only"]}
+    fig = go.Figure()
+    steps = [s for s, _ in found]
+    null_lo = [min(r["relative_norm_null"]) for _, r in found]
+    null_hi = [max(r["relative_norm_null"]) for _, r in found]
+    fig.add_trace(go.Scatter(x=steps + steps[::-1], y=null_hi + null_lo[::-1], fill="toself", line={"width": 0},
+                             fillcolor="rgba(150,150,150,0.3)", name="null twin: range of r over latents"))
+    for side, name in ((0, "threshold (fine-tuned-only above)"), (1, "threshold (base-only below)")):
+        fig.add_trace(go.Scatter(x=steps, y=[abs(side - r["threshold"]) for _, r in found], mode="lines", name=name,
+                                 line={"dash": "dash", "color": "black"}))
+    for i in shown:
+        fig.add_trace(go.Scatter(x=steps, y=[r["relative_norm"][i] for _, r in found], mode="lines+markers",
+                                 name=f"latent {i}", opacity=0.7))
+    fig.update_layout(title=f"r = ‖d_ft‖ / (‖d_base‖ + ‖d_ft‖) of the shown latents through the checkpoints ({hook})",
+                      xaxis_title="step", yaxis_title="relative decoder norm r", yaxis_range=[0, 1], height=480)
+
+    def context(e: dict) -> str:
+        text = [html.escape(tokenizer.decode([t])) for t in e["tokens"]]
+        text[e["at"]] = f"<b style='background:#fd8'>{text[e['at']]}</b>"
+        return (f"<div class=ctx><span class=meta>{e['column']} · {e['source']} · step {e['step']} · "
+                f"{e['act']:.3g}</span> …{''.join(text)}…</div>")
+
+    def row(i: int) -> str:
+        r, r_null = last["relative_norm"][i], last["relative_norm_null"][i]
+        kind = "fine-tuned-only" if i in ft else "base-only" if i in last["base_only"] else "shared"
+        e = ft.get(i, {})
+        nu = " / ".join("—" if e.get(k) is None else f"{e[k]:.2f}" for k in ("nu_eps", "nu_rec"))
+        born = e.get("emergence_step", "—")
+        windows = "".join(context(w) for w in last["top_windows"][str(i)]) or "<i>fires on no probe window</i>"
+        return (f"<tr><td>{i}</td><td>{kind}</td><td>{r:.4f}</td><td>{r - r_null:+.4f}</td>"
+                f"<td>{last['cosine'][i]:.3f}</td><td>{born}</td><td>{nu}</td><td>{windows}</td></tr>")
+
+    counts = f"{len(last['ft_only'])} fine-tuned-only, {len(last['base_only'])} base-only of {len(last['relative_norm'])}"
+    page = (f"<!doctype html><meta charset=utf-8><title>{html.escape(run.name)} · crosscoder {html.escape(hook)}</title>"
+            "<style>body{font-family:sans-serif;margin:1em 2em}td,th{border-bottom:1px solid #ddd;padding:4px;"
+            "vertical-align:top;text-align:left}.ctx{font-family:monospace;white-space:pre-wrap;margin:2px 0}"
+            ".meta{color:#777}</style>"
+            f"<h2>{html.escape(run.name)} · crosscoder at {html.escape(hook)}</h2>"
+            f"<p>Step-0 model vs the model at step {step} (the last eval with readings): {counts}; class threshold "
+            f"{last['threshold']:.3f} (max of the floor and the null twin's most extreme latent). Shown: every classed "
+            "latent and the 16 leaning furthest from their null twin (same initialisation and tokens, step-0 "
+            "activations on both sides) each way; r − r_null is what the model's change did to the latent.</p>"
+            + fig.to_html(full_html=False, include_plotlyjs=True)
+            + "<table><tr><th>latent</th><th>class</th><th>r</th><th>r − r_null</th><th>decoder cosine</th>"
+            "<th>emerged</th><th>ν^ε / ν^r</th><th>probe windows it fires on most</th></tr>"
+            + "".join(row(i) for i in shown) + "</table>")
+    path = out / f"dashboard_crosscoder_{file_name(hook)}.html"
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(page)
+    return path
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path)
@@ -166,12 +232,17 @@ def main(argv=None) -> None:
     parser.add_argument("--max-latents", type=int, default=2000, help="latents with data (the densest ever alive)")
     parser.add_argument("--latent", type=int, action="append", default=[], help="always include this latent")
     args = parser.parse_args(argv)
-    hooks = args.hook or sorted({safe_open(str(p), "pt").metadata()["hook"]
-                                 for _, p in RunDir(args.run).artifact_steps("latents")})
-    if not hooks:
-        raise SystemExit(f"error: {args.run} has no latent records (artifacts/step_*/latents_*.safetensors)")
+    run_dir = RunDir(args.run)
+    hooks = args.hook or sorted({safe_open(str(p), "pt").metadata()["hook"] for _, p in run_dir.artifact_steps("latents")})
+    crosscoders = sorted({json.loads(p.read_text())["hook"] for _, p in run_dir.artifact_steps("crosscoder_latents")})
+    if not hooks and not crosscoders:
+        raise SystemExit(f"error: {args.run} has no latent records (artifacts/step_*/latents_*.safetensors) and no "
+                         "crosscoder readings")
     for hook in hooks:
         print(write_dashboard(args.run, hook, args.out, args.max_latents, tuple(args.latent)))
+    for hook in crosscoders if not args.hook else [h for h in crosscoders if h in args.hook]:
+        print(write_crosscoder_page(args.run, hook, args.out) or f"{hook}: the crosscoder's readings have no top "
+              "windows (a run from before they were recorded)")
 
 
 if __name__ == "__main__":

@@ -50,6 +50,8 @@ THRESHOLD_EMA = 0.99  # the inference threshold's running mean
 OUTLIER = 10.0  # tokens whose norm (either model) exceeds this × the batch median are left out (attention sinks)
 CONFIRM = 0.5  # Latent Scaling: ν^ε and ν^r below this confirm a fine-tuned-only latent
 EVAL_WINDOWS = 64  # probe windows per column an eval reads it on (the demo has 16; gemma-2b's 256 would hold 13 GB)
+SHOWN = 16  # the dashboard's latents beyond the classes: this many leaning furthest each way from their null twin
+TOP_WINDOWS = 5  # probe windows kept per shown latent (its strongest token in each, with the tokens around it)
 
 
 class Crosscoder(nn.Module):
@@ -372,18 +374,57 @@ def crosscoder_metric(ctx: EvalContext) -> dict[str, float]:
         when = [bucket_of(max(int(s), 1), n_buckets, ctx.probes.max_steps) for s in born[ft]]
         link["peak_at_emergence"] = float(np.mean(by_bucket.argmax(0) == np.array(when)))
     out.update(link)
-    trainer.last_eval = {"step": ctx.step, "r": got["r"], "r_null": got["r_null"], "cos": got["cos"],
+    shown = shown_latents(got["r"], got["r_null"], got["classes"])
+    names = [name for name, _ in ctx.probes.columns()]
+    top = dict(zip(shown, top_windows(got["f"][:, torch.tensor(shown, device=x.device)], window, probes, names)))
+    trainer.last_eval = {"step": ctx.step, "r": got["r"], "r_null": got["r_null"], "cos": got["cos"], "top": top,
                          "threshold": got["threshold"], "emergence": born, "ft_only": ft, "base_only":
                          got["classes"]["base_only"], "nu_eps": got["nu_eps"], "nu_rec": got["nu_rec"]}
     return {K.crosscoder(k): v for k, v in out.items()}
+
+
+def shown_latents(r: torch.Tensor, r_null: torch.Tensor, classes_: dict[str, torch.Tensor], n: int = SHOWN
+                  ) -> list[int]:
+    """The latents the dashboard shows: every classed one, and the n whose r leans furthest from their null twin's
+    (same initialisation: r − r_null is what the model's change did to the latent) towards each model."""
+    lean = (r - r_null).argsort()
+    picked = [*classes_["ft_only"].tolist(), *classes_["base_only"].tolist(), *lean[-n:].flip(0).tolist(),
+              *lean[:n].tolist()]
+    return list(dict.fromkeys(picked))
+
+
+def top_windows(f: torch.Tensor, window: torch.Tensor, probes: list, names: list[str], k: int = TOP_WINDOWS,
+                around: tuple[int, int] = (12, 4)) -> list[list[dict]]:
+    """Per column of f [T, S] (one shown latent): its k probe windows with the highest activation, each with its
+    strongest token's position and the tokens around it (`around`: before, after); probes: [(column, Probe)] in
+    window order, names: the columns' names."""
+    start = torch.zeros(len(probes) + 1, dtype=torch.long)
+    start[1:] = torch.bincount(window.cpu(), minlength=len(probes)).cumsum(0)
+    position = torch.arange(len(window)) - start[window.cpu()] + 1  # position 0 is left out of every window
+    out = []
+    for values in f.T.float().cpu():
+        best = torch.full((len(probes),), -1.0).scatter_reduce(0, window.cpu(), values, "amax")
+        entries = []
+        for w in best.argsort(descending=True)[:k].tolist():
+            if best[w] <= 0:
+                break
+            at = int(position[start[w] + values[start[w]:start[w + 1]].argmax()])
+            column, probe = probes[w]
+            lo = max(0, at - around[0])
+            entries.append({"uid": probe.uid, "column": names[column], "source": probe.source, "step": probe.step,
+                            "act": round(float(best[w]), 4), "tokens": probe.tokens[lo:at + 1 + around[1]],
+                            "pos": at, "at": at - lo})
+        out.append(entries)
+    return out
 
 
 # ---- files: per checkpoint, the weights and the last eval's per-latent readings
 def save(trainer: CrosscoderTrainer, weights: Path, latents: Path, metadata: dict, step: int) -> None:
     """crosscoder_<hook>.safetensors (both crosscoders' weights, the scale and hook in its metadata) and
     crosscoder_latents_<hook>.json: at this checkpoint, each latent's r, the null twin's r and the decoder cosine
-    (from the weights), the classes and each fine-tuned-only latent's emergence step; Latent Scaling's ν where this
-    checkpoint's step was also an eval (it needs activations: the eval's probe windows)."""
+    (from the weights), the classes and each fine-tuned-only latent's emergence step; Latent Scaling's ν and the
+    shown latents' top probe windows (shown_latents, top_windows) where this checkpoint's step was also an eval
+    (they need activations: the eval's probe windows)."""
     tensors = {f"{who}.{k}": v.detach().cpu().contiguous() for who, coder in (("model", trainer.model),
                                                                               ("null", trainer.null))
                for k, v in coder.state_dict().items()}
@@ -405,6 +446,7 @@ def save(trainer: CrosscoderTrainer, weights: Path, latents: Path, metadata: dic
                      "nu_eps": nu.get(i, (None, None))[0], "nu_rec": nu.get(i, (None, None))[1]}
                     for i in cls["ft_only"].tolist()],
         "base_only": cls["base_only"].tolist(),
+        "top_windows": {str(i): w for i, w in e.get("top", {}).items()},  # the eval's shown latents (dashboard)
         "history_steps": [s for s, _, _ in trainer.history]}))
 
 

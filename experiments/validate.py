@@ -1,18 +1,18 @@
 """Planted-signal validation: does each metric detect an effect whose truth is known?
 
-    python experiments/validate.py                 # the demo model on the real-text sample: 5 runs, ~55 min on CPU
+    python experiments/validate.py                 # the demo model on the real-text sample: 6 runs, ~60 min on CPU
     python experiments/validate.py --quick         # the tiny random model, main and frozen runs: about a minute
     python experiments/validate.py --eval-only runs/validate-...   # score finished runs again
     python experiments/validate.py --out runs/validate-...         # finish what is missing there (same plan)
 
 Plants (studies/planted.py has the plan): documents inserted 1×/4×/16× and never; 4× early vs 4× late;
 Python source confined to the middle time bucket (control run: spread over the whole run); canaries 1×/4×/16×.
-Five runs: `main`, `frozen` (main with an LM that never changes, train.lr = 0: every planted check must FAIL there,
+Six runs: `main`, `frozen` (main with an LM that never changes, train.lr = 0: every planted check must FAIL there,
 or it tests the labelling of the plants rather than what training did), `control` (the Python spread out),
 `no_alignment` (main with λ_align = 0; the LM trains identically, only the SAEs differ) and `recency` (the early and
 late sets alone, 80 each over 8 steps, Adam's
 β1 = 0, 16 rows per step, no SAEs; the forgetting and order checks read it: with momentum the late set's update is
-still mostly in flight when the run ends; studies/planted.py). Then one
+still mostly in flight when the run ends; studies/planted.py) with its own frozen twin, `recency_frozen`. Then one
 row per check: measured value, PASS/FAIL (INFO: reported, no criterion applies) and the criterion, which is fixed in
 studies/planted.py before any run; a check the plan's size cannot decide is listed as such. Writes validation.json
 and validation.md in the output directory. Exit status: 0 every check passes, 1 a check failed (the table says
@@ -39,7 +39,7 @@ from chrono_membench.model import autocast as model_autocast
 from chrono_membench.probes import PROBE_TOKENS, ProbeSet
 from chrono_membench.run_dir import RunDir
 
-RUNS = ("main", "frozen", "control", "no_alignment", "recency")
+RUNS = ("main", "frozen", "control", "no_alignment", "recency", "recency_frozen")
 
 
 def overrides(preset: str, out: Path, quick: bool, extra: list[str]) -> tuple[list[str], dict[str, list[str]]]:
@@ -48,9 +48,10 @@ def overrides(preset: str, out: Path, quick: bool, extra: list[str]) -> tuple[li
     common = [*t, "chrono.canary_repetitions=[1,4,16]", "chrono.canary_until=0.8", "sae.seed_baseline=true",
               "crosscoder.enabled=true", f"run.out_dir={out}", *extra]
     common.append(f"train.eval_every={load_config(preset, overrides=common).train.max_steps}")  # step 0 and the end
+    frozen = ["train.lr=0", "train.muon_lr=0"]
     arms = {"main": ["chrono.plant_file=" + str(out / "plants_main.jsonl")],
             # the same plants, SAEs and evals on an LM that never changes: every planted check must fail here
-            "frozen": ["chrono.plant_file=" + str(out / "plants_main.jsonl"), "train.lr=0", "train.muon_lr=0"],
+            "frozen": ["chrono.plant_file=" + str(out / "plants_main.jsonl"), *frozen],
             "control": ["chrono.plant_file=" + str(out / "plants_control.jsonl"), "crosscoder.enabled=false"],
             "no_alignment": ["chrono.plant_file=" + str(out / "plants_main.jsonl"), "chrono.alignment_weight=0",
                              "crosscoder.enabled=false"],
@@ -59,6 +60,7 @@ def overrides(preset: str, out: Path, quick: bool, extra: list[str]) -> tuple[li
             "recency": ["chrono.plant_file=" + str(out / "plants_recency.jsonl"), "train.betas=[0.0,0.95]",
                         "train.grad_accum=8", "sae.enabled=false", "chrono.canary_repetitions=[]",
                         "crosscoder.enabled=false"]}
+    arms["recency_frozen"] = [*arms["recency"], *frozen]  # its checks must fail on an LM that never changed
     return common, {name: [*common, *arm, f"run.name={name}"] for name, arm in arms.items()
                     if name in ("main", "frozen") or not quick}
 
@@ -89,7 +91,7 @@ def evaluate(out: Path, arms: dict, sizes: V.Sizes) -> list[V.Check]:
 
     checks, generator = [], torch.Generator().manual_seed(0)
     plan = V.read_plan(out / "plan.json")
-    for name in ("main", "frozen", "control", "recency"):
+    for name in ("main", "frozen", "control", "recency", "recency_frozen"):
         if name not in arms:
             continue
         cfg = load_config(arms[name][0], overrides=arms[name][1])
@@ -99,12 +101,13 @@ def evaluate(out: Path, arms: dict, sizes: V.Sizes) -> list[V.Check]:
         autocast = model_autocast(device, r.cfg.train.autocast)  # the precision the run recorded
         model, reference, saes, probes, tokenizer = r.model, r.reference, r.saes, r.probes, r.tokenizer
         logits, generate = partial(logits_fn, autocast=autocast), partial(generate_fn, autocast=autocast)
-        if name == "recency":  # the forgetting and order checks, on their own plan trained without momentum
+        if name.startswith("recency"):  # the forgetting and order checks, on their own plan trained without momentum
             sets = V.read_plan(out / "plan_recency.json")
             scores = {s: V.window_scores(model, reference, V.plant_windows(sets[s]).to(device), logits, generate)
                       for s in ("never_a", "never_b", "early", "late")}
-            checks += [replace(c, name=c.name + " (β1 = 0 run)") for c in V.forgetting(scores)
-                       + V.training_order(scores, sets)]
+            found = [replace(c, name=c.name + " (β1 = 0 run)") for c in V.forgetting(scores)
+                     + V.training_order(scores, sets)]
+            checks += V.frozen_arm(found) if name == "recency_frozen" else found
             continue
         planted_run = name in ("main", "frozen")  # the plants in the middle bucket (control: spread over the run)
         sets = plan if planted_run else V.spread_code(cfg, plan)
@@ -173,7 +176,7 @@ def main(argv=None) -> int:
             V.write_plants(out / "plants_main.jsonl", plan)
             V.write_plants(out / "plants_control.jsonl", V.spread_code(cfg, plan))
             V.write_plan(out / "plan.json", plan)
-            if "recency" in arms:
+            if {"recency", "recency_frozen"} & set(arms):
                 recency = V.build_plan(cfg, load_tokenizer(cfg.model), V.RECENCY)
                 V.write_plants(out / "plants_recency.jsonl", recency)
                 V.write_plan(out / "plan_recency.json", recency)

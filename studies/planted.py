@@ -383,22 +383,25 @@ def crosscoder_plant(trainer, model, code: torch.Tensor, ordinary: torch.Tensor,
     ft = classes(r, threshold(r_null, trainer.cfg.class_floor))["ft_only"]
     name, criterion = (f"crosscoder [{trainer.hook}]: fine-tuned-only latents on the planted family, emerging after "
                        f"step {planted_step}"), "≥ 1 latent fires on the family, ≥ 80 % of them emerged after planting"
-    if len(ft) == 0:
-        return Check(name, f"0 fine-tuned-only latents of {len(r)}", criterion, False)
-    rates, fire = [], None
+    rates, fire, moved = [], None, []
     with torch.no_grad():
         for tokens in (code, ordinary):
             x, window = paired_activations(trainer, model, tokens, autocast)
+            # how far the LM moved these windows' activations at the hook: what a crosscoder could class at all
+            moved.append((x[:, 1] - x[:, 0]).norm(dim=-1).pow(2).div(x[:, 0].norm(dim=-1).pow(2)).median().item())
             sums, counts = window_sums(trainer.model.encode(x)[:, ft.to(x.device)], window, len(tokens))
             rates.append(sums.sum(0) / max(counts.sum(), 1))
             fire = (sums > 0).mean(0) if fire is None else fire
+    change = f"the LM moved the family's activations by {moved[0]:.1%} (median ‖Δx‖²/‖x‖²), ordinary text's {moved[1]:.1%}"
+    if len(ft) == 0:
+        return Check(name, f"0 fine-tuned-only latents of {len(r)}; {change}", criterion, False)
     family = (rates[0] >= 2 * rates[1]) & (rates[0] > 0) & (fire >= 0.5)
     born = emergence(trainer.history)[ft].numpy()
     after = born[family] >= planted_step
     share = float(after.mean()) if family.any() else 0.0
     return Check(name, f"{len(ft)} fine-tuned-only of {len(r)}; {int(family.sum())} fire on the family, "
                  f"{share:.0%} of them emerged at or after step {planted_step} (emergence steps "
-                 f"{sorted(set(born[family].tolist()))})", criterion, bool(family.sum() >= 1 and share >= 0.8))
+                 f"{sorted(set(born[family].tolist()))}); {change}", criterion, bool(family.sum() >= 1 and share >= 0.8))
 
 
 def source_purity(hook: str, S: torch.Tensor, n: torch.Tensor, source: torch.Tensor, k: int, generator) -> list[Check]:

@@ -1,6 +1,7 @@
 """The crosscoder (chrono_membench/crosscoder.py) against its published definitions on hand-made cases, and in a
 tiny run: classes, emergence, its files and its loader."""
 
+import html
 import json
 
 import pytest
@@ -115,6 +116,24 @@ def test_relative_norm_classes_threshold_and_emergence():
     assert emergence(history).tolist() == [20, 15, -1]
 
 
+def test_the_dashboard_latents_and_their_top_windows_by_hand():
+    from chrono_membench.crosscoder import shown_latents, top_windows
+    from chrono_membench.probes import Probe
+
+    r, r_null = torch.tensor([0.5, 0.95, 0.6, 0.3, 0.5]), torch.tensor([0.5, 0.5, 0.5, 0.5, 0.51])
+    got = shown_latents(r, r_null, classes(r, 0.9), n=2)
+    assert got == [1, 2, 3, 4]  # the classed latent, then the furthest leaning to ft (1 again, 2), to base (3, 4)
+    probes = [(0, Probe("a", "wikitext103", 3, 0, 0, list(range(100, 106)), 0)),
+              (1, Probe("b", "orca_math", 0, 0, 0, list(range(200, 206)), 0))]
+    window = torch.tensor([0] * 5 + [1] * 5)  # positions 1..5 of each window (position 0 is never scored)
+    f = torch.zeros(10, 2)
+    f[3, 0], f[7, 0] = 2.0, 5.0  # latent 0: window a's position 4, window b's position 3 (stronger)
+    top = top_windows(f, window, probes, ["b0", "unseen"], k=5, around=(1, 1))
+    assert [(e["uid"], e["column"], e["act"]) for e in top[0]] == [("b", "unseen", 5.0), ("a", "b0", 2.0)]
+    assert top[0][0]["tokens"] == [202, 203, 204] and top[0][0]["at"] == 1 and top[0][0]["pos"] == 3  # 1 each side
+    assert top[0][1]["tokens"] == [103, 104, 105] and top[1] == []  # latent 1 never fires: nothing shown
+
+
 @pytest.fixture(scope="module")
 def crosscoder_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("cc") / "run"
@@ -152,6 +171,36 @@ def test_saved_crosscoder_loads_and_encodes_as_in_training(crosscoder_run):
     r = torch.tensor(latents["relative_norm"])
     assert torch.allclose(r, trainer.relative_norms()[0], atol=1e-5)  # the checkpoint's own weights
     assert latents["history_steps"] == [0, 2, 4, 6, 8]  # the warm-up's last step, then the chrono cadence
+    shown = latents["top_windows"]  # the dashboard's latents: 16 leaning each way, at least (no class is forced)
+    assert len(shown) >= 32 and all(len(w) <= 5 for w in shown.values())
+    entry = next(w[0] for w in shown.values() if w)
+    assert entry["act"] > 0 and 0 <= entry["at"] < len(entry["tokens"]) and entry["column"].startswith(("b", "un"))
+
+
+def test_the_dashboards_crosscoder_page_shows_each_latents_windows_with_its_strongest_token(crosscoder_run, tmp_path):
+    """analysis/feature_dashboard.py's crosscoder view: a row per shown latent with its readings, and each of its
+    windows' bold token is the token the crosscoder's top activation sat on (from the probe set's own tokens)."""
+    from helpers import load_script
+
+    from chrono_membench.model import load_tokenizer
+    from chrono_membench.restore import restore_for_analysis
+
+    run_dir, _ = crosscoder_run
+    page = load_script("analysis/feature_dashboard.py").write_crosscoder_page(run_dir, HOOK, tmp_path)
+    text = page.read_text()
+    latents = json.loads(RunDir(run_dir).artifact(8, "crosscoder_latents", HOOK).read_text())
+    assert "Plotly.newPlot" in text and 'src="http' not in text  # opens offline
+    assert text.count("<tr><td>") == len(latents["top_windows"])
+    r = restore_for_analysis(run_dir)
+    probes = {p.uid: p for _, ps in r.probes.columns() for p in ps}
+    tokenizer = load_tokenizer(r.cfg.model)
+    i, windows = next((i, w) for i, w in latents["top_windows"].items() if w)
+    for w in windows:
+        probe = probes[w["uid"]]
+        start = w["pos"] - w["at"]
+        assert w["pos"] >= 1 and w["tokens"] == probe.tokens[start:start + len(w["tokens"])]
+    strongest = windows[0]["tokens"][windows[0]["at"]]
+    assert f"<b style='background:#fd8'>{html.escape(tokenizer.decode([strongest]))}</b>" in text
 
 
 def test_crosscoder_config_is_refused_in_one_line_where_it_cannot_run():
