@@ -174,22 +174,17 @@ def write_crosscoder_page(run: Path, hook: str, out: Path) -> Path | None:
     shown = [int(i) for i in last["top_windows"]]
     ft = {e["latent"]: e for e in last["ft_only"]}
     fig = go.Figure()
-    steps = [s for s, _ in found]
-    null_lo = [min(r["relative_norm_null"]) for _, r in found]
-    null_hi = [max(r["relative_norm_null"]) for _, r in found]
-    fig.add_trace(go.Scatter(x=steps + steps[::-1], y=null_hi + null_lo[::-1], fill="toself", line={"width": 0},
-                             fillcolor="rgba(150,150,150,0.3)", name="null twin: range of r over latents"))
-    for side, name in ((0, "threshold (fine-tuned-only above)"), (1, "threshold (base-only below)")):
-        fig.add_trace(go.Scatter(x=steps, y=[abs(side - r["threshold"]) for _, r in found], mode="lines", name=name,
-                                 line={"dash": "dash", "color": "black"}))
+    steps = [s for s, _ in found]  # r − r_null: the twin shares the initialisation and tokens: the rest is the model
+    fig.add_hline(y=0, line={"dash": "dash", "color": "black"},
+                  annotation_text="an unchanged model (the twin trains identically: 0 exactly)")
     for i in shown:
-        fig.add_trace(go.Scatter(x=steps, y=[r["relative_norm"][i] for _, r in found], mode="lines+markers",
-                                 name=f"latent {i}", opacity=0.7))
-    fig.update_layout(title=f"r = ‖d_ft‖ / (‖d_base‖ + ‖d_ft‖) of the shown latents through the checkpoints ({hook})",
-                      xaxis_title="step", yaxis_title="relative decoder norm r", yaxis_range=[0, 1], height=480)
+        fig.add_trace(go.Scatter(x=steps, y=[r["relative_norm"][i] - r["relative_norm_null"][i] for _, r in found],
+                                 mode="lines+markers", name=f"latent {i}", opacity=0.7, showlegend=False))
+    fig.update_layout(title=f"r − r_null of the shown latents through the checkpoints ({hook}); a class needs r past "
+                      f"{last['threshold']:.3f}", xaxis_title="step", yaxis_title="r − r_null", height=420)
 
     def context(e: dict) -> str:
-        text = [html.escape(tokenizer.decode([t])) for t in e["tokens"]]
+        text = [html.escape(tokenizer.decode([t]).replace("\n", "⏎")) for t in e["tokens"]]
         text[e["at"]] = f"<b style='background:#fd8'>{text[e['at']]}</b>"
         return (f"<div class=ctx><span class=meta>{e['column']} · {e['source']} · step {e['step']} · "
                 f"{e['act']:.3g}</span> …{''.join(text)}…</div>")
