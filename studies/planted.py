@@ -68,6 +68,10 @@ QUICK = Sizes(x16=3, x4=2, x1=2, never=6, forget=2, code=8, latents=4)
 # Measured so (2026-12-02): late − early −0.165 [−0.271, −0.060], ρ +0.258 (p 0.001), null p 0.54
 RECENCY = Sizes(x16=0, x4=0, x1=0, never=80, forget=80, code=0, latents=0, forget_span=8)
 CODE_TOKENS = 127  # + EOS: a Python document's length
+# the crosscoder check's manipulation check (fixed 2026-12-07, after the first demo-size run showed the family moved
+# less than ordinary text, 2.1 % vs 2.8 %; judged on the runs after it): the family's activations must have moved
+# at least this many times as far as the ordinary probe windows' for a family-specific latent to exist at all
+TOOK = 1.5
 
 
 @dataclass
@@ -211,10 +215,13 @@ def plant_windows(plants: list[Plant]) -> torch.Tensor:
 
 @torch.no_grad()
 def window_scores(model, reference, windows: torch.Tensor, logits, generate) -> dict[str, np.ndarray]:
-    """Per window: exact match, Pythia's score, loss and the step-0 model's loss (as probe_eval scores probes)."""
+    """Per window: exact match, Pythia's score, loss, and the step-0 model's loss and Pythia score (as probe_eval
+    scores probes)."""
     scores = {k: v.double().cpu().numpy() for k, v in extraction_scores(logits(model), windows,
                                                                           generate_fn=generate(model)).items()}
     scores["ref_loss"] = scored_token_losses(logits(reference), windows).mean(1).double().cpu().numpy()
+    step0 = extraction_scores(logits(reference), windows, generate_fn=generate(reference))
+    scores["ref_token_match"] = step0["token_match"].double().cpu().numpy()
     scores["ref"] = -(scores["loss"] - scores["ref_loss"])  # MIMIR's reference score: higher = member
     return scores
 
@@ -226,8 +233,13 @@ def _fmt(xs) -> str:
 def dose_response(scores: dict[str, dict[str, np.ndarray]]) -> list[Check]:
     order = ["never_a", "x1", "x4", "x16"]
     ref = [scores[s]["ref"].mean() for s in order]
-    pythia = [scores[s]["token_match"].mean() for s in order]
+    # Pythia's score gained over the step-0 model's on the same document: the raw score is mostly content (how
+    # predictable the text is), which a frozen LM reads too — 0.035 / 0.047 / 0.086 / 0.037 on seed 0's sets
+    gain = {s: scores[s]["token_match"] - scores[s]["ref_token_match"] for s in order}
+    pythia = [gain[s].mean() for s in order]
     exact = [scores[s]["exact_match"].mean() for s in order]
+    steps = [difference_interval(gain[b], gain[a]) for a, b in zip(order, order[1:])]
+    p_lo, p_hi = difference_interval(gain["x16"], gain["never_a"])
     aucs = {s: auroc(scores[s]["ref"], scores["never_b"]["ref"]) for s in order}
     lo, hi = auroc_interval(scores["x16"]["ref"], scores["never_b"]["ref"])
     m, n = len(scores["x16"]["ref"]), len(scores["never_b"]["ref"])
@@ -236,8 +248,10 @@ def dose_response(scores: dict[str, dict[str, np.ndarray]]) -> list[Check]:
     n_lo, n_hi = auroc_interval(scores["never_a"]["ref"], scores["never_b"]["ref"])
     return [
         Check("dose: reference score never/1×/4×/16×", _fmt(ref), "strictly increasing", bool(np.all(np.diff(ref) > 0))),
-        Check("dose: Pythia score never/1×/4×/16×", f"{_fmt(pythia)} (exact match {_fmt(exact)})",
-              "non-decreasing, 16× > never", bool(np.all(np.diff(pythia) >= 0) and pythia[-1] > pythia[0])),
+        Check("dose: Pythia score gained over step 0, never/1×/4×/16×",
+              f"{_fmt(pythia)}; 16× − never {pythia[-1] - pythia[0]:+.3f} [{p_lo:+.3f}, {p_hi:+.3f}] (exact match "
+              f"{_fmt(exact)})", "16× − never: 95 % interval above 0; no level below the one before beyond its 95 % "
+              "interval", bool(p_lo > 0 and all(hi >= 0 for _, hi in steps))),
         Check("dose: AUROC (ref) vs never 1×/4×/16×", _fmt(aucs[s] for s in ("x1", "x4", "x16")),
               "non-decreasing, 16× above 0.5",  # "non-decreasing" alone holds for 0.5 / 0.5 / 0.5: a frozen LM
               bool(aucs["x1"] <= aucs["x4"] <= aucs["x16"] and aucs["x16"] > 0.5)),
@@ -376,7 +390,9 @@ def crosscoder_plant(trainer, model, code: torch.Tensor, ordinary: torch.Tensor,
     Python family — mean activation per token on the Python windows ≥ 2× that on the ordinary probe windows, firing
     in ≥ half the Python windows — and ≥ 80 % of those emerged (crosscoder.emergence, at the chrono cadence) at or
     after the first step the family was planted. On the frozen LM the crosscoder sees the same activations as its
-    null twin, so nothing can be fine-tuned-only: the check must fail there."""
+    null twin, so nothing can be fine-tuned-only: the check must fail there. Not decidable where the plant did not
+    take: where the LM moved the family's activations at the hook less than TOOK× as far as the ordinary windows'
+    (median ‖x_ft − x_base‖² / ‖x_base‖²), no latent specific to the family can exist for any dictionary to find."""
     from chrono_membench.crosscoder import classes, emergence, paired_activations, threshold, window_sums
 
     r, r_null = trainer.relative_norms()
@@ -393,6 +409,9 @@ def crosscoder_plant(trainer, model, code: torch.Tensor, ordinary: torch.Tensor,
             rates.append(sums.sum(0) / max(counts.sum(), 1))
             fire = (sums > 0).mean(0) if fire is None else fire
     change = f"the LM moved the family's activations by {moved[0]:.1%} (median ‖Δx‖²/‖x‖²), ordinary text's {moved[1]:.1%}"
+    if not moved[0] >= TOOK * moved[1]:  # the plant did not take: nothing family-specific for any dictionary to find
+        return undecidable(name, f"the plant did not take: {change} (decidable where the family moved ≥ {TOOK}× as "
+                                 "far as ordinary text)")
     if len(ft) == 0:
         return Check(name, f"0 fine-tuned-only latents of {len(r)}; {change}", criterion, False)
     family = (rates[0] >= 2 * rates[1]) & (rates[0] > 0) & (fire >= 0.5)

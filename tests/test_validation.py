@@ -35,8 +35,9 @@ def test_dose_and_forgetting_checks_pass_on_a_planted_effect_and_fail_without_on
     def scores(shift, n=12):
         loss = rng.normal(3.0, 0.2, n) - shift
         ref_loss = loss + shift + rng.normal(0, 0.05, n)
+        step0 = rng.uniform(0.0, 0.2, n)  # the step-0 model's Pythia score: the text's own predictability
         return {"loss": loss, "ref_loss": ref_loss, "ref": -(loss - ref_loss), "exact_match": np.zeros(n),
-                "token_match": np.clip(0.1 + shift / 4, 0, 1) + np.zeros(n)}
+                "token_match": np.clip(step0 + shift / 4 + rng.normal(0, 0.02, n), 0, 1), "ref_token_match": step0}
     # two never-inserted sets drawn independently (a real pair fails the 95 % check about 1 time in 20)
     effect = {"never_a": scores(0), "never_b": scores(0), "x1": scores(0.3), "x4": scores(1.0), "x16": scores(2.5),
               "early": scores(0.2), "late": scores(1.0)}
@@ -45,6 +46,11 @@ def test_dose_and_forgetting_checks_pass_on_a_planted_effect_and_fail_without_on
     assert not never_check[0].passed  # two "never" sets that differ (a leak, a broken split) are flagged
     none = {k: scores(0) for k in effect}
     assert not any(c.passed for c in V.dose_response(none) if "16× vs never" in c.name)
+    # content alone (a frozen LM: the same Pythia score as at step 0, more predictable text at higher doses) does
+    # not pass the Pythia check, which reads the gain over step 0
+    content = {k: {**v, "token_match": v["ref_token_match"] + 0.1 * i, "ref_token_match": v["ref_token_match"] + 0.1 * i}
+               for i, (k, v) in enumerate(none.items())}
+    assert not next(c for c in V.dose_response(content) if "Pythia" in c.name).passed
     assert not V.forgetting(none)[0].passed
     # the training-order test on the same sets: the planted recency found, the never-inserted sets its null
     # (each document's first step one of 5: the test permutes steps, so 5 + 5 distinct steps can reach p < 0.05)
