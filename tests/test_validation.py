@@ -115,6 +115,24 @@ def test_validate_quick_plants_and_recovers_the_strong_signals(tmp_path):
     assert sum(table.count(f"| {v} |") for v in ("PASS", "FAIL", "INFO")) == len(checks)
 
 
+def test_every_arm_that_plants_has_a_frozen_twin_that_differs_only_in_the_learning_rate(tmp_path):
+    """validate.py's full plan: `frozen` is `main` and `recency_frozen` is `recency` with train.lr = train.muon_lr = 0
+    and nothing else changed (same plants, optimiser, rows, SAEs); both configs load."""
+    from chrono_membench.config import load_config
+
+    validate = load_script("experiments/validate.py")
+    for plan in ("main", "control", "recency"):
+        (tmp_path / f"plants_{plan}.jsonl").write_text("")
+    _, arms = validate.overrides("demo", tmp_path, quick=False, extra=[])
+    assert set(arms) == set(validate.RUNS)
+    for trained, frozen in (("main", "frozen"), ("recency", "recency_frozen")):
+        a, b = (load_config("demo", overrides=arms[name]) for name in (trained, frozen))
+        assert (b.train.lr, b.train.muon_lr) == (0, 0) and a.train.lr > 0
+        differ = {k for k, v in b.to_dict()["train"].items() if a.to_dict()["train"][k] != v}
+        assert differ == {"lr", "muon_lr"} and a.chrono == b.chrono and a.sae == b.sae and a.data == b.data
+        assert b.run.name == frozen
+
+
 def test_fdr_check_finds_a_planted_time_local_population_and_nothing_when_it_is_spread():
     """The per-latent test the evals run, on hand-made windows: 6 latents fire on the Python windows and 6 fire
     on everything but them; confined to bucket 1 they are found (b1 is their highest bucket or their lowest), spread
