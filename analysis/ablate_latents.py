@@ -55,6 +55,9 @@ def verdict(top: float, random: list[float]) -> tuple[str, float]:
     if k < 2:
         return "undecided: one random draw gives no spread (use --draws ≥ 2)", float("nan")
     mean, sd = float(np.mean(random)), float(np.std(random, ddof=1))
+    if sd == 0:  # every random set changed nothing alike (latents that never fire on these windows): no yardstick
+        return (f"undecided: every random draw changed it by exactly {mean:+.4f} (they do not fire on these windows), "
+                "so there is no spread to judge the top-n against"), float("nan")
     half = float(stats.t.ppf(0.975, k - 1) * sd * np.sqrt(1 + 1 / k))
     if abs(top - mean) > half:
         return f"detected: {top:+.4f} lies outside the random draws' 95 % prediction interval {mean:+.4f} ± {half:.4f}", half

@@ -74,9 +74,12 @@ def test_ablating_latents_through_the_splice(tiny_run, tmp_path):
     summary = json.loads((tmp_path / f"ablate_latents_{file_name(HOOK)}.json").read_text())
     assert len(summary["top_latents"]) == 3 and set(summary["top"]) == set(summary["random_mean"])
     assert summary["memorised_windows"] >= 2  # one (top decile, at least one) per bucket
-    assert summary["verdict"].startswith(("detected", "none detected")) and summary["resolution"] > 0
+    decided = summary["verdict"].startswith(("detected", "none detected"))
+    assert decided and summary["resolution"] > 0 or summary["verdict"].startswith("undecided"), summary["verdict"]
     ablate = load_script("analysis/ablate_latents.py")
     assert ablate.verdict(0.5, [0.0, 0.01, -0.01])[0].startswith("detected")
+    said, half = ablate.verdict(0.5, [0.0, 0.0])  # random sets that never fire there: no yardstick, not "detected"
+    assert said.startswith("undecided") and half != half
     said, half = ablate.verdict(0.005, [0.0, 0.01, -0.01])
     assert said.startswith("none detected") and half == pytest.approx(4.303 * 0.01 * (4 / 3) ** 0.5, rel=1e-3)
     (tmp_path / "bare" / "checkpoints").mkdir(parents=True)  # a run without a checkpoint: one line, no traceback
