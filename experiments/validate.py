@@ -1,6 +1,6 @@
 """Planted-signal validation: does each metric detect an effect whose truth is known?
 
-    python experiments/validate.py                 # the demo model on the real-text sample: 6 runs, ~60 min on CPU
+    python experiments/validate.py                 # the demo model on the real-text sample: 6 runs, over 1 h on 2 CPU cores
     python experiments/validate.py --quick         # the tiny random model, main and frozen runs: about a minute
     python experiments/validate.py --eval-only runs/validate-...   # score finished runs again
     python experiments/validate.py --out runs/validate-...         # finish what is missing there (same plan)
