@@ -38,6 +38,11 @@ PAGE = Path(__file__).with_name("feature_dashboard.html")  # the page's HTML and
 CONTEXT_BEFORE = 12  # prefix tokens shown before the scored half
 
 
+def run_tokenizer(run: Path):
+    """The tokenizer of the run's model, from its config.yaml."""
+    return load_tokenizer(config_from_dict(yaml.safe_load(RunDir(run).config.read_text())).model)
+
+
 def read_checkpoints(run: Path, hook: str) -> list[dict]:
     """Per checkpoint with latent records: step, records (tensors), columns, windows, unit decoder rows."""
     out, run_dir = [], RunDir(run)
@@ -127,7 +132,7 @@ def write_dashboard(run: Path, hook: str, out: Path, max_latents: int = 2000, ex
     if not checkpoints:
         raise SystemExit(f"error: {run} has no latent records for {hook} (artifacts/step_*/latents_"
                          f"{file_name(hook)}.safetensors; runs before this version, or save_features=false)")
-    tokenizer = load_tokenizer(config_from_dict(yaml.safe_load(RunDir(run).config.read_text())).model)
+    tokenizer = run_tokenizer(run)
 
     @functools.cache
     def token_text(t: int) -> str:
@@ -170,7 +175,7 @@ def write_crosscoder_page(run: Path, hook: str, out: Path) -> Path | None:
     if not with_top:
         return None
     step, last = with_top[-1]
-    tokenizer = load_tokenizer(config_from_dict(yaml.safe_load(RunDir(run).config.read_text())).model)
+    tokenizer = run_tokenizer(run)
     shown = [int(i) for i in last["top_windows"]]
     ft = {e["latent"]: e for e in last["ft_only"]}
     fig = go.Figure()
