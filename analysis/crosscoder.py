@@ -9,7 +9,6 @@ artifacts/step_N/crosscoder_latents_<hook>.json and metrics.jsonl.
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import plotly.graph_objects as go
@@ -26,8 +25,7 @@ BINS = np.linspace(0, 1, 101)
 def main() -> None:
     args = parse_args(__doc__)
     for run in args.loaded:
-        found = RunDir(run.directory).artifact_steps("crosscoder_latents") if run.directory else []
-        readings = [(step, json.loads(path.read_text())) for step, path in found]
+        readings = RunDir(run.directory).crosscoder_readings() if run.directory else []
         if not readings:
             print(f"{run.name}: no crosscoder readings (crosscoder.enabled was off)")
             continue

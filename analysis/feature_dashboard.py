@@ -170,7 +170,7 @@ def write_crosscoder_page(run: Path, hook: str, out: Path) -> Path | None:
     cosine, emergence step, Latent Scaling's ν and the probe windows it fires on most (strongest token in bold)."""
     import plotly.graph_objects as go
 
-    found = [(step, json.loads(path.read_text())) for step, path in RunDir(run).artifact_steps("crosscoder_latents", hook)]
+    found = RunDir(run).crosscoder_readings(hook)
     with_top = [(step, r) for step, r in found if r.get("top_windows")]
     if not with_top:
         return None
@@ -234,7 +234,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     run_dir = RunDir(args.run)
     hooks = args.hook or sorted({safe_open(str(p), "pt").metadata()["hook"] for _, p in run_dir.artifact_steps("latents")})
-    crosscoders = sorted({json.loads(p.read_text())["hook"] for _, p in run_dir.artifact_steps("crosscoder_latents")})
+    crosscoders = sorted({r["hook"] for _, r in run_dir.crosscoder_readings()})
     if not hooks and not crosscoders:
         raise SystemExit(f"error: {args.run} has no latent records (artifacts/step_*/latents_*.safetensors) and no "
                          "crosscoder readings")

@@ -172,6 +172,11 @@ class RunDir:
         step_of = lambda path: int(next(p for p in path.parts if p.startswith("step_"))[5:])  # noqa: E731
         return [(step_of(path), path) for path in found]
 
+    def crosscoder_readings(self, hook: str = "*") -> list[tuple[int, dict]]:
+        """[(step, reading)] of the crosscoder's per-latent readings at each checkpoint (crosscoder.py writes them),
+        oldest first."""
+        return [(step, json.loads(path.read_text())) for step, path in self.artifact_steps("crosscoder_latents", hook)]
+
     def list_checkpoints(self) -> list[Path]:
         """Complete checkpoint directories, oldest first (temporary ones are never listed)."""
         if not self.checkpoints.exists():
