@@ -4,9 +4,12 @@
     python experiments/validate.py --quick         # the tiny random model, main and frozen runs: about a minute
     python experiments/validate.py --eval-only runs/validate-...   # score finished runs again
     python experiments/validate.py --out runs/validate-...         # finish what is missing there (same plan)
+    python experiments/validate.py --out runs/validate-s1 --runs main run.seed=1 data.seed=1   # another seed
 
 Plants (studies/planted.py has the plan): documents inserted 1×/4×/16× and never; 4× early vs 4× late;
 Python source confined to the middle time bucket (control run: spread over the whole run); canaries 1×/4×/16×.
+Which documents go in which set, and so at which steps, is drawn with run.seed (the design seed): each seed plants
+other documents at the same times, so no document's content is tied to its time across seeds.
 Six runs: `main`, `frozen` (main with an LM that never changes, train.lr = 0: every planted check must FAIL there,
 or it tests the labelling of the plants rather than what training did), `control` (the Python spread out),
 `no_alignment` (main with λ_align = 0; the LM trains identically, only the SAEs differ) and `recency` (the early and
@@ -153,6 +156,22 @@ def evaluate(out: Path, arms: dict, sizes: V.Sizes) -> list[V.Check]:
     return checks
 
 
+def write_plans(cfg, out: Path, sizes: V.Sizes, recency: bool) -> None:
+    """The plants files the arms train on and the plans the checks read. Which documents land in which set, and
+    so at which steps, is drawn with run.seed (the design seed), independent of data.seed."""
+    from chrono_membench.model import load_tokenizer
+
+    tokenizer = load_tokenizer(cfg.model)
+    plan = V.build_plan(cfg, tokenizer, sizes, seed=cfg.run.seed)
+    V.write_plants(out / "plants_main.jsonl", plan)
+    V.write_plants(out / "plants_control.jsonl", V.spread_code(cfg, plan))
+    V.write_plan(out / "plan.json", plan)
+    if recency:
+        plan = V.build_plan(cfg, tokenizer, V.RECENCY, seed=cfg.run.seed)
+        V.write_plants(out / "plants_recency.jsonl", plan)
+        V.write_plan(out / "plan_recency.json", plan)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="the tiny random model, main and frozen runs (a CI check)")
@@ -168,18 +187,9 @@ def main(argv=None) -> int:
         common, arms = overrides(preset, out, args.quick, args.overrides)
         arms = {name: o for name, o in arms.items() if name in (args.runs or RUNS)}
         if args.eval_only is None:
-            from chrono_membench.model import load_tokenizer
-            cfg = load_config(preset, overrides=common)
-            plan = V.build_plan(cfg, load_tokenizer(cfg.model), sizes)
             if "main" not in arms:
                 raise ConfigError("--runs: the main run is needed (every check but the control's reads it)")
-            V.write_plants(out / "plants_main.jsonl", plan)
-            V.write_plants(out / "plants_control.jsonl", V.spread_code(cfg, plan))
-            V.write_plan(out / "plan.json", plan)
-            if {"recency", "recency_frozen"} & set(arms):
-                recency = V.build_plan(cfg, load_tokenizer(cfg.model), V.RECENCY)
-                V.write_plants(out / "plants_recency.jsonl", recency)
-                V.write_plan(out / "plan_recency.json", recency)
+            write_plans(load_config(preset, overrides=common), out, sizes, recency={"recency", "recency_frozen"} & set(arms))
         cfgs = {name: load_config(preset, overrides=o) for name, o in arms.items()}  # all checked before training
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -178,3 +178,21 @@ def test_forgetting_sets_spread_over_their_span_fit_the_recency_runs_rows():
     assert min(steps) == first and max(steps) == last - 1 and max(np.bincount(steps)) == 40
     Plants([p for ps in plan.values() for p in ps], cfg.train.max_steps, cfg.train.micro_batch, cfg.train.grad_accum,
            cfg.data.seq_len, lambda step: [0] * cfg.train.micro_batch)
+
+
+def test_the_plan_is_drawn_with_the_design_seed(tmp_path):
+    """validate.py plants other documents at the same steps under another run.seed: content is not tied to time
+    across seeds."""
+    from chrono_membench.config import load_config
+
+    validate = load_script("experiments/validate.py")
+    plans = {}
+    for seed, data_seed in ((0, 0), (1, 0)):
+        cfg = load_config("tiny", overrides=[f"run.seed={seed}", f"data.seed={data_seed}"])
+        validate.write_plans(cfg, tmp_path / f"{seed}-{data_seed}", V.QUICK, recency=False)
+        plans[seed, data_seed] = V.read_plan(tmp_path / f"{seed}-{data_seed}" / "plan.json")
+    schedule = lambda plan: {s: sorted(p.steps for p in ps) for s, ps in plan.items()}  # noqa: E731
+    documents = lambda plan: {s: [p.uid for p in ps] for s, ps in plan.items()}  # noqa: E731
+    assert schedule(plans[0, 0]) == schedule(plans[1, 0])
+    moved = [s for s in plans[0, 0] if documents(plans[0, 0])[s] != documents(plans[1, 0])[s]]
+    assert set(moved) == set(plans[0, 0]), moved
