@@ -106,8 +106,8 @@ def evaluate(out: Path, arms: dict, sizes: V.Sizes) -> list[V.Check]:
         logits, generate = partial(logits_fn, autocast=autocast), partial(generate_fn, autocast=autocast)
         if name.startswith("recency"):  # the forgetting and order checks, on their own plan trained without momentum
             sets = V.read_plan(out / "plan_recency.json")
-            scores = {s: V.window_scores(model, reference, V.plant_windows(sets[s]).to(device), logits, generate)
-                      for s in ("never_a", "never_b", "early", "late")}
+            scores = {s: V.window_scores(model, reference, V.plant_windows(sets[s]).to(device), logits, generate,
+                                         greedy=False) for s in ("never_a", "never_b", "early", "late")}  # losses only
             found = [replace(c, name=c.name + " (β1 = 0 run)") for c in V.forgetting(scores)
                      + V.training_order(scores, sets)]
             checks += V.frozen_arm(found) if name == "recency_frozen" else found

@@ -214,14 +214,16 @@ def plant_windows(plants: list[Plant]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def window_scores(model, reference, windows: torch.Tensor, logits, generate) -> dict[str, np.ndarray]:
-    """Per window: exact match, Pythia's score, loss, and the step-0 model's loss and Pythia score (as probe_eval
-    scores probes)."""
-    scores = {k: v.double().cpu().numpy() for k, v in extraction_scores(logits(model), windows,
+def window_scores(model, reference, windows: torch.Tensor, logits, generate, greedy: bool = True
+                  ) -> dict[str, np.ndarray]:
+    """Per window: loss and the step-0 model's loss, the reference score; with greedy, also exact match and
+    Pythia's score of both models (as probe_eval scores probes: each greedy decode of 32 tokens, the cost)."""
+    scores = {k: v.double().cpu().numpy() for k, v in extraction_scores(logits(model), windows, greedy=greedy,
                                                                           generate_fn=generate(model)).items()}
     scores["ref_loss"] = scored_token_losses(logits(reference), windows).mean(1).double().cpu().numpy()
-    step0 = extraction_scores(logits(reference), windows, generate_fn=generate(reference))
-    scores["ref_token_match"] = step0["token_match"].double().cpu().numpy()
+    if greedy:
+        step0 = extraction_scores(logits(reference), windows, generate_fn=generate(reference))
+        scores["ref_token_match"] = step0["token_match"].double().cpu().numpy()
     scores["ref"] = -(scores["loss"] - scores["ref_loss"])  # MIMIR's reference score: higher = member
     return scores
 

@@ -196,3 +196,26 @@ def test_the_plan_is_drawn_with_the_design_seed(tmp_path):
     assert schedule(plans[0, 0]) == schedule(plans[1, 0])
     moved = [s for s in plans[0, 0] if documents(plans[0, 0])[s] != documents(plans[1, 0])[s]]
     assert set(moved) == set(plans[0, 0]), moved
+
+
+def test_the_recency_arms_score_losses_without_decoding():
+    """The recency arms' checks (forgetting, order) read losses only: window_scores(greedy=False) decodes with
+    neither model and still gives them what they read; with greedy it gives the Pythia check both models' scores."""
+    torch.manual_seed(0)
+    trained, step0 = (torch.nn.Embedding(50, 50) for _ in range(2))  # bigram LMs: tokens → next-token logits
+    windows = {s: torch.randint(0, 50, (12, 64)) for s in ("never_a", "never_b", "early", "late")}
+    logits = lambda m: (lambda tokens: m(tokens))  # noqa: E731
+
+    def no_decoding(m):
+        def generate(prefix, n):
+            raise AssertionError("decoded where only losses are read")
+        return generate
+
+    scores = {s: V.window_scores(trained, step0, w, logits, no_decoding, greedy=False) for s, w in windows.items()}
+    assert set(scores["early"]) == {"loss", "min_k", "ref_loss", "ref"}
+    (check,) = V.forgetting(scores)
+    assert "late − early" in check.measured
+    greedy = lambda m: (lambda prefix, n: m(prefix)[:, -1:].argmax(-1).repeat(1, n))  # noqa: E731
+    full = V.window_scores(trained, step0, windows["late"], logits, greedy)
+    assert {"exact_match", "token_match", "ref_token_match"} <= set(full)
+    np.testing.assert_allclose(full["ref"], scores["late"]["ref"])
