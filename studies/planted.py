@@ -13,8 +13,8 @@ The plan, for T updates with W warmup and D warmdown steps (L = T − D, the las
   over 8 steps, RECENCY): with momentum (β1 = 0.9) a gradient reaches the weights over the ~10 steps after it, and
   by the end of a run a set inserted k steps before it has received only 1 − 0.9^k of its update (34 % at k = 4), so
   the late set is planted weaker, not more recent (the main run reports its values);
-- time-local feature: Python source (the standard library's; absent from the mixture) planted once per
-  document, all within the middle time bucket — in the control run spread evenly over the whole run;
+- time-local feature: Python source (the standard library's; absent from the mixture), each document planted
+  Sizes.code_reps times, all within the middle time bucket — in the control run spread evenly over the whole run;
 - canaries: chrono.canary_repetitions [1, 4, 16], ending at L.
 Documents come from the validation split (never trained otherwise), less those the run's validation rows and
 unseen probes use. Scores are computed afterwards on the final checkpoint (model, SAEs, probe set) and the step-0
@@ -55,19 +55,25 @@ class Sizes:
     never: int = 16
     forget: int = 8
     forget_span: int = 4  # consecutive steps a forgetting set spans; each document is inserted on 4 of them
-    code: int = 32
+    code: int = 8
+    code_reps: int = 8  # insertions of each Python document, spread over its bucket (the control: over the run)
     latents: int = 10
 
 
 # quick: 3 vs 6 documents, the fewest whose AUROC interval can exclude chance (Newcombe: ≥ 0.585 if separated)
-QUICK = Sizes(x16=3, x4=2, x1=2, never=6, forget=2, code=8, latents=4)
+QUICK = Sizes(x16=3, x4=2, x1=2, never=6, forget=2, code=8, code_reps=1, latents=4)
 # the recency run's plan: the forgetting sets only. Measured at 20 each in 4 steps of 8 rows (2026-12-02):
 # late − early −0.117 [−0.300, +0.067] nats, ρ +0.19 (p 0.25), half of what 20 + 20 resolve. Now 80 each, each set's
 # halves on 4 consecutive steps of its 8 (40 documents of the 48 that 16 rows hold: validate.py's recency arm doubles
 # train.grad_accum), so the interval narrows by √4 and the early set sees twice the tokens of later training.
 # Measured so (2026-12-02): late − early −0.165 [−0.271, −0.060], ρ +0.258 (p 0.001), null p 0.54
 RECENCY = Sizes(x16=0, x4=0, x1=0, never=80, forget=80, code=0, latents=0, forget_span=8)
-CODE_TOKENS = 127  # + EOS: a Python document's length
+# the Python family was 32 documents of 128 tokens inserted once each until 2026-12-07 (fifth session): at demo
+# size the LM then moved their activations less than ordinary text's (2.1 % vs 2.8 %), so no crosscoder could find
+# it (TOOK below). Now 8 documents of 65 tokens (a probe window and EOS, as the dose sets: 8 × 8 of 128 did not fit
+# beside the dose sets and canaries) inserted 8× each within the middle bucket (64 insertions, ≈ 20 % of its
+# tokens), the 16× dose set having moved 6.5 %. The checks' criteria are unchanged.
+CODE_TOKENS = PROBE_TOKENS  # + EOS: a Python document's length, as the dose sets' (127 until 2026-12-07)
 # the crosscoder check's manipulation check (fixed 2026-12-07, after the first demo-size run showed the family moved
 # less than ordinary text, 2.1 % vs 2.8 %; judged on the runs after it): the family's activations must have moved
 # at least this many times as far as the ordinary probe windows' for a family-specific latent to exist at all
@@ -181,17 +187,26 @@ def build_plan(cfg: Config, tokenizer, sizes: Sizes, seed: int = 0) -> dict[str,
     b, B, T = cfg.chrono.n_buckets // 2, cfg.chrono.n_buckets, cfg.train.max_steps
     lo, hi = b * T // B + 1, (b + 1) * T // B  # the steps of bucket b (ProbeSet.bucket_of)
     code = python_documents(tokenizer, sizes.code, rng) if sizes.code else []
-    steps = spread(lo, hi, len(code))
-    sets["code"] = [Plant(f"plant/code/{uid}", tokens + [eos], [s]) for (uid, tokens), s in zip(code, steps)]
+    steps = repeated(spread(lo, hi, len(code) * sizes.code_reps), len(code))
+    sets["code"] = [Plant(f"plant/code/{uid}", tokens + [eos], s) for (uid, tokens), s in zip(code, steps)]
     return sets
 
 
+def repeated(steps: list[int], n: int) -> list[list[int]]:
+    """n documents' insertion steps from one list of n × r slots in step order: document i takes slots i, i + n, …
+    (each document's r insertions spread over the whole span, every document first inserted in its first n slots)."""
+    return [steps[i::n] for i in range(n)]
+
+
 def spread_code(cfg: Config, sets: dict[str, list[Plant]]) -> dict[str, list[Plant]]:
-    """The control: the same Python documents, one each at steps spread evenly over the whole run — except the
+    """The control: the same Python documents, each inserted as often, on consecutive steps from a start spread
+    evenly over the whole run (so the documents' times, their first insertions, cover every bucket) — except the
     first full-LR step and L, which carry every dose set's first or last insertion and have no room left."""
     free = [s for s in range(1, cfg.train.max_steps + 1) if s not in full_lr_steps(cfg)]
-    steps = [free[i] for i in np.linspace(0, len(free) - 1, len(sets["code"])).round().astype(int)]
-    return {**sets, "code": [Plant(p.uid, p.tokens, [s]) for p, s in zip(sets["code"], steps)]}
+    code = sets["code"]
+    r = len(code[0].steps) if code else 1
+    starts = np.linspace(0, len(free) - r, len(code)).round().astype(int)
+    return {**sets, "code": [Plant(p.uid, p.tokens, free[i:i + r]) for p, i in zip(code, starts)]}
 
 
 def write_plants(path: Path, sets: dict[str, list[Plant]]) -> None:

@@ -219,3 +219,29 @@ def test_the_recency_arms_score_losses_without_decoding():
     full = V.window_scores(trained, step0, windows["late"], logits, greedy)
     assert {"exact_match", "token_match", "ref_token_match"} <= set(full)
     np.testing.assert_allclose(full["ref"], scores["late"]["ref"])
+
+
+def test_the_demo_plan_fits_its_runs_rows_with_the_python_family_repeated_in_one_bucket(tmp_path):
+    """validate.py's demo plan as the main and control runs load it, around the run's canaries: every document fits
+    (Plants raises otherwise); each Python document is inserted Sizes.code_reps times on distinct steps, all in the
+    middle bucket in main, and in the control on consecutive steps whose starts cover every bucket."""
+    from chrono_membench.config import load_config
+    from chrono_membench.data.plants import Plants
+    from chrono_membench.model import load_tokenizer
+    from chrono_membench.probes import Canaries, bucket_of
+
+    validate = load_script("experiments/validate.py")
+    common, arms = validate.overrides("demo", tmp_path, quick=False, extra=[])
+    cfg = load_config("demo", overrides=common)
+    validate.write_plans(cfg, tmp_path, V.Sizes(), recency=False)
+    plan, control = V.read_plan(tmp_path / "plan.json"), V.spread_code(cfg, V.read_plan(tmp_path / "plan.json"))
+    T, B = cfg.train.max_steps, cfg.chrono.n_buckets
+    for name, sets in (("main", plan), ("control", control)):
+        run = load_config("demo", overrides=arms[name])
+        placed = Plants.for_run(run, Canaries(run, load_tokenizer(run.model), run.run.seed), world=1)
+        assert sum(len(p.steps) for p in placed.plants) == sum(len(p.steps) for ps in sets.values() for p in ps)
+        code = sets["code"]
+        assert len(code) == V.Sizes().code and all(len(set(p.steps)) == len(p.steps) == V.Sizes().code_reps
+                                                     for p in code)
+        buckets = {bucket_of(s, B, T) for p in code for s in (p.steps if name == "main" else p.steps[:1])}
+        assert buckets == ({B // 2} if name == "main" else set(range(B))), (name, buckets)
