@@ -3,7 +3,8 @@
     python experiments/validate.py                 # the demo model on the real-text sample: 6 runs, over 1 h on 2 CPU cores
     python experiments/validate.py --quick         # the tiny random model, main and frozen runs: about a minute
     python experiments/validate.py --eval-only runs/validate-...   # score finished runs again
-    python experiments/validate.py --out runs/validate-...         # finish what is missing there (same plan)
+    python experiments/validate.py --out runs/validate-...         # finish what is missing there (same plan; a run
+                                                                   # stopped part-way resumes from its checkpoint)
     python experiments/validate.py --out runs/validate-s1 --runs main run.seed=1 data.seed=1   # another seed
 
 Plants (studies/planted.py has the plan): documents inserted 1×/4×/16× and never; 4× early vs 4× late;
@@ -162,14 +163,19 @@ def write_plans(cfg, out: Path, sizes: V.Sizes, recency: bool) -> None:
     from chrono_membench.model import load_tokenizer
 
     tokenizer = load_tokenizer(cfg.model)
-    plan = V.build_plan(cfg, tokenizer, sizes, seed=cfg.run.seed)
-    V.write_plants(out / "plants_main.jsonl", plan)
-    V.write_plants(out / "plants_control.jsonl", V.spread_code(cfg, plan))
-    V.write_plan(out / "plan.json", plan)
+    plans = {"plan.json": V.build_plan(cfg, tokenizer, sizes, seed=cfg.run.seed)}
     if recency:
-        plan = V.build_plan(cfg, tokenizer, V.RECENCY, seed=cfg.run.seed)
-        V.write_plants(out / "plants_recency.jsonl", plan)
-        V.write_plan(out / "plan_recency.json", plan)
+        plans["plan_recency.json"] = V.build_plan(cfg, tokenizer, V.RECENCY, seed=cfg.run.seed)
+    for name, plan in plans.items():  # a directory's runs were trained on its plan: finishing them must not change it
+        if (out / name).exists() and V.read_plan(out / name) != plan:
+            raise ConfigError(f"--out: {out / name} holds another plan (drawn with another run.seed or an earlier "
+                              "version of studies/planted.py) than its runs would now get; use a new --out")
+    V.write_plants(out / "plants_main.jsonl", plans["plan.json"])
+    V.write_plants(out / "plants_control.jsonl", V.spread_code(cfg, plans["plan.json"]))
+    V.write_plan(out / "plan.json", plans["plan.json"])
+    if recency:
+        V.write_plants(out / "plants_recency.jsonl", plans["plan_recency.json"])
+        V.write_plan(out / "plan_recency.json", plans["plan_recency.json"])
 
 
 def main(argv=None) -> int:
@@ -201,8 +207,9 @@ def main(argv=None) -> int:
             if RunDir(out / name).final_model.exists():  # finished before (e.g. a later run failed): keep it
                 print(f"\n=== {name}: finished already, not trained again ===")
                 continue
-            print(f"\n=== {name} ===")
-            train(cfg, out / name, progress=not args.no_progress)
+            started = RunDir(out / name).config.exists()  # stopped part-way (a session's end, a kill): resume it
+            print(f"\n=== {name}{' (resumed from its last checkpoint)' * started} ===")
+            train(cfg, out / name, resume=started, progress=not args.no_progress)
     checks = evaluate(out, {name: (preset, o) for name, o in arms.items()}, sizes)
     text = V.table(checks)
     verdicts = [c.passed for c in checks if c.passed is not None]

@@ -4,9 +4,11 @@ end to end on the tiny model (the machinery plants and recovers the trivially st
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from chrono_membench import metric_keys as K
+from chrono_membench.errors import ConfigError
 from studies import planted as V
 from chrono_membench.logging import final_values
 from helpers import HOOK, load_script
@@ -196,6 +198,11 @@ def test_the_plan_is_drawn_with_the_design_seed(tmp_path):
     assert schedule(plans[0, 0]) == schedule(plans[1, 0])
     moved = [s for s in plans[0, 0] if documents(plans[0, 0])[s] != documents(plans[1, 0])[s]]
     assert set(moved) == set(plans[0, 0]), moved
+    # finishing a directory's runs keeps their plan: the same seed writes it again, another is refused in one line
+    validate.write_plans(load_config("tiny"), tmp_path / "0-0", V.QUICK, recency=False)
+    with pytest.raises(ConfigError, match="holds another plan"):
+        validate.write_plans(load_config("tiny", overrides=["run.seed=1"]), tmp_path / "0-0", V.QUICK, recency=False)
+    assert V.read_plan(tmp_path / "0-0" / "plan.json") == plans[0, 0]
 
 
 def test_the_recency_arms_score_losses_without_decoding():
