@@ -14,7 +14,7 @@ other documents at the same times, so no document's content is tied to its time 
 Six runs: `main`, `frozen` (main with an LM that never changes, train.lr = 0: every planted check must FAIL there,
 or it tests the labelling of the plants rather than what training did), `control` (the Python spread out),
 `no_alignment` (main with λ_align = 0; the LM trains identically, only the SAEs differ) and `recency` (the early and
-late sets alone, 80 each over 8 steps, Adam's
+late sets alone, 80 each over 10 steps, Adam's
 β1 = 0, 16 rows per step, no SAEs; the forgetting and order checks read it: with momentum the late set's update is
 still mostly in flight when the run ends; studies/planted.py) with its own frozen twin, `recency_frozen`. Then one
 row per check: measured value, PASS/FAIL (INFO: reported, no criterion applies) and the criterion, which is fixed in

@@ -10,7 +10,7 @@ The plan, for T updates with W warmup and D warmdown steps (L = T − D, the las
   learning rate, only the time differs; the training-order test (Spearman ρ of score vs first step) must find it
   too, and find nothing on the never-inserted sets given the same steps. These two checks read a run of their own
   ("recency", validate.py: Adam's β1 = 0, twice the rows per step, and a plan of these sets only, 80 documents each
-  over 8 steps, RECENCY): with momentum (β1 = 0.9) a gradient reaches the weights over the ~10 steps after it, and
+  over 10 steps, RECENCY): with momentum (β1 = 0.9) a gradient reaches the weights over the ~10 steps after it, and
   by the end of a run a set inserted k steps before it has received only 1 − 0.9^k of its update (34 % at k = 4), so
   the late set is planted weaker, not more recent (the main run reports its values);
 - time-local feature: Python source (the standard library's; absent from the mixture), each document planted
@@ -54,7 +54,7 @@ class Sizes:
     x1: int = 8
     never: int = 16
     forget: int = 8
-    forget_span: int = 4  # consecutive steps a forgetting set spans; each document is inserted on 4 of them
+    forget_span: int = 4  # steps a forgetting set spans; each document is inserted on 4 consecutive ones (forget_steps)
     code: int = 8
     code_reps: int = 8  # insertions of each Python document, spread over its bucket (the control: over the run)
     latents: int = 10
@@ -66,8 +66,11 @@ QUICK = Sizes(x16=3, x4=2, x1=2, never=6, forget=2, code=8, code_reps=1, latents
 # late − early −0.117 [−0.300, +0.067] nats, ρ +0.19 (p 0.25), half of what 20 + 20 resolve. Now 80 each, each set's
 # halves on 4 consecutive steps of its 8 (40 documents of the 48 that 16 rows hold: validate.py's recency arm doubles
 # train.grad_accum), so the interval narrows by √4 and the early set sees twice the tokens of later training.
-# Measured so (2026-12-02): late − early −0.165 [−0.271, −0.060], ρ +0.258 (p 0.001), null p 0.54
-RECENCY = Sizes(x16=0, x4=0, x1=0, never=80, forget=80, code=0, latents=0, forget_span=8)
+# Measured so (2026-12-02): late − early −0.165 [−0.271, −0.060], ρ +0.258 (p 0.001), null p 0.54; again 2026-12-07:
+# −0.165 [−0.272, −0.059]. But the order test now permutes first steps, not documents, and 2 + 2 first steps cannot
+# reach p < 0.05 (p ≥ 0.33): so each set over 10 steps since 2026-12-07 (fifth session), 7 staggered first steps
+# (7 + 7: p ≥ 0.0006), at most 47 documents on a step (16 rows hold 48)
+RECENCY = Sizes(x16=0, x4=0, x1=0, never=80, forget=80, code=0, latents=0, forget_span=10)
 # the Python family was 32 documents of 128 tokens inserted once each until 2026-12-07 (fifth session): at demo
 # size the LM then moved their activations less than ordinary text's (2.1 % vs 2.8 %), so no crosscoder could find
 # it (TOOK below). Now 8 documents of 65 tokens (a probe window and EOS, as the dose sets: 8 × 8 of 128 did not fit
@@ -120,12 +123,13 @@ def spread(first: int, last: int, n: int) -> list[int]:
 
 
 def forget_steps(start: int, span: int):
-    """A forgetting set's schedule: document i → 4 consecutive steps within [start, start + span), the set's
-    documents split evenly over span / 4 such blocks (span 4: every document on steps start … start + 3)."""
-    if span % 4:
-        raise ValueError(f"forget_span must be a multiple of 4, got {span}")
-    block = lambda i: start + 4 * (i % (span // 4))  # noqa: E731
-    return lambda i: list(range(block(i), block(i) + 4))
+    """A forgetting set's schedule: document i → 4 consecutive steps within [start, start + span), starting at
+    start + (i mod (span − 3)): span − 3 distinct first steps, the documents split evenly over them (span 4: every
+    document on steps start … start + 3). The order test permutes first steps, so their count is what it can
+    decide: k + l of them allow p ≥ 2 / C(k + l, k)."""
+    if span < 4:
+        raise ValueError(f"forget_span must be at least 4 (each document is inserted on 4 consecutive steps), got {span}")
+    return lambda i: list(range(start + i % (span - 3), start + i % (span - 3) + 4))
 
 
 def used_validation_uids(cfg: Config, tokenizer) -> set[str]:
