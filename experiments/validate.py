@@ -6,6 +6,7 @@
     python experiments/validate.py --out runs/validate-...         # finish what is missing there (same plan; a run
                                                                    # stopped part-way resumes from its checkpoint)
     python experiments/validate.py --out runs/validate-s1 --runs main run.seed=1 data.seed=1   # another seed
+    python experiments/validate.py --out runs/validate-rec --runs recency recency_frozen       # those two alone
 
 Plants (studies/planted.py has the plan): documents inserted 1×/4×/16× and never; 4× early vs 4× late;
 Python source confined to the middle time bucket (control run: spread over the whole run); canaries 1×/4×/16×.
@@ -192,9 +193,12 @@ def main(argv=None) -> int:
     try:
         common, arms = overrides(preset, out, args.quick, args.overrides)
         arms = {name: o for name, o in arms.items() if name in (args.runs or RUNS)}
+        if not arms:
+            raise ConfigError(f"--runs: none of {', '.join(args.runs)} runs with --quick (main and frozen do)")
         if args.eval_only is None:
-            if "main" not in arms:
-                raise ConfigError("--runs: the main run is needed (every check but the control's reads it)")
+            if "main" not in arms and not set(arms) <= {"recency", "recency_frozen"}:
+                raise ConfigError("--runs: the main run is needed (every check but the control's and the recency "
+                                  "arms' reads it)")
             write_plans(load_config(preset, overrides=common), out, sizes, recency={"recency", "recency_frozen"} & set(arms))
         cfgs = {name: load_config(preset, overrides=o) for name, o in arms.items()}  # all checked before training
     except ConfigError as e:

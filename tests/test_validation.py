@@ -257,3 +257,14 @@ def test_the_demo_plan_fits_its_runs_rows_with_the_python_family_repeated_in_one
                                                      for p in code)
         buckets = {bucket_of(s, B, T) for p in code for s in (p.steps if name == "main" else p.steps[:1])}
         assert buckets == ({B // 2} if name == "main" else set(range(B))), (name, buckets)
+
+
+def test_runs_that_cannot_be_made_are_refused_in_one_line(tmp_path, capsys):
+    """--runs without main (whose plan every check but the control's and the recency arms' reads), or naming only
+    runs --quick does not make: exit 2 and one line, before anything is trained."""
+    validate = load_script("experiments/validate.py")
+    assert validate.main(["--out", str(tmp_path / "a"), "--runs", "frozen", "control"]) == 2
+    assert validate.main(["--quick", "--out", str(tmp_path / "b"), "--runs", "recency"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and "the main run is needed" in lines[0] and "with --quick" in lines[1], lines
+    assert not list(tmp_path.rglob("*.jsonl"))
