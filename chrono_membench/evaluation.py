@@ -28,6 +28,7 @@ from chrono_membench.registry import REGISTRY, EvalContext, applies
 from chrono_membench.sae import SAEBank
 
 
+@torch.no_grad()  # no metric needs a gradient: a registered one need not ask (the crosscoder's built graphs)
 def evaluate(ctx: EvalContext) -> dict[str, float]:
     """One eval: validation loss and the SAE panel (their density histograms to ctx.density), then every registered
     metric that applies, in registration order, each timed (time/eval_<name>_s) when it logs anything; the probe

@@ -2,6 +2,7 @@
 metrics.jsonl, drawn in a wandb panel and counted by plan.py's storage arithmetic, without editing any module."""
 
 import pytest
+import torch
 from helpers import HOOK, tiny, train_tiny
 
 from chrono_membench import metric_keys as K
@@ -10,6 +11,7 @@ from studies.plan import storage_plan
 from chrono_membench.registry import REGISTRY, EvalContext, KeySpace, eval_keys, register, unregister
 
 TOY = "mem/toy/seen_windows"
+GRAD_ENABLED: list[bool] = []  # whether autograd was on each time the toy metric ran
 
 
 @pytest.fixture
@@ -17,6 +19,7 @@ def toy_metric():
     """A toy metric on the probe set: how many training windows have been seen so far (it grows through time)."""
     @register("toy", keys=lambda space: [TOY] if space.buckets else [], needs="windows")
     def toy(ctx: EvalContext) -> dict[str, float]:
+        GRAD_ENABLED.append(torch.is_grad_enabled())
         return {TOY: float(len(ctx.seen.entries))}
     yield toy
     unregister("toy")
@@ -31,6 +34,7 @@ def test_a_registered_metric_is_logged_drawn_and_counted(tmp_path, toy_metric):
     values = [r[TOY] for r in evals]
     assert [r["step"] for r in evals] == [0, 4, 8] and values[0] == 0 < values[1] < values[2]
     assert all(r[K.eval_time("toy")] >= 0 for r in evals)
+    assert len(GRAD_ENABLED) == 3 and not any(GRAD_ENABLED)  # evals build no autograd graph (a metric need not ask)
     # the wandb panel of the metric, from the run's history (what MetricsLogger.log_panels logs)
     panels = eval_panels(records, {}, [HOOK], 8, cfg.to_dict())
     (trace,) = panels["panels/metric/toy"].data
