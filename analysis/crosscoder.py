@@ -9,7 +9,6 @@ artifacts/step_N/crosscoder_latents_<hook>.json and metrics.jsonl.
 
 from __future__ import annotations
 
-
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots

@@ -17,6 +17,8 @@ GRAD_ENABLED: list[bool] = []  # whether autograd was on each time the toy metri
 @pytest.fixture
 def toy_metric():
     """A toy metric on the probe set: how many training windows have been seen so far (it grows through time)."""
+    GRAD_ENABLED.clear()
+
     @register("toy", keys=lambda space: [TOY] if space.buckets else [], needs="windows")
     def toy(ctx: EvalContext) -> dict[str, float]:
         GRAD_ENABLED.append(torch.is_grad_enabled())
