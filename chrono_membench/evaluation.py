@@ -16,7 +16,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from chrono_membench import crosscoder, hooks, probe_eval  # noqa: F401  (they register the probe set's metrics)
+from chrono_membench import hooks
+from chrono_membench import probe_eval  # noqa: F401  (they register metrics, which run in this order: the probe set's
+from chrono_membench import crosscoder  # noqa: F401   families first, then the crosscoder's)
 from chrono_membench import metric_keys as K
 from chrono_membench.chrono.attention import attention_entropy, head_js_diversity
 from chrono_membench.chrono.redundancy import cofiring_max_phi, cofiring_null
