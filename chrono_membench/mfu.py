@@ -6,6 +6,10 @@ attention term 12·L·T·d_model (QKᵀ and A·V, forward + backward, causal mas
 
 from __future__ import annotations
 
+import os
+import platform
+from pathlib import Path
+
 import torch
 
 # Dense bf16 tensor-core peaks, TFLOP/s (vendor datasheets, without sparsity).
@@ -36,3 +40,14 @@ def peak_flops(device: torch.device, peak_tflops: float = 0.0) -> float:
         if key in name:
             return PEAK_BF16_TFLOPS[key] * 1e12
     return 0.0
+
+
+def machine() -> str:
+    """This machine in words, for a run's record of where it ran: the CPU's model name and cores, and the GPU."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = platform.processor() or platform.machine()
+    gpu = f"; {torch.cuda.device_count()}× {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return f"{cpu}, {os.cpu_count()} cores{gpu}"

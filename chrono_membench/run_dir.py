@@ -4,6 +4,7 @@
         config.yaml            the resolved config (rewritten on a resume with safe changes)
         metrics.jsonl          every logged value, one JSON object a line (the source of truth)
         resume_log.jsonl       safe config changes made on resume
+        sessions.jsonl         each session of run.py that ended normally: its wall time, evals, machine, command
         checkpoints/step_N/    model, optimisers, SAEs, training state (checkpoint.py)
         artifacts/step_N/      SAEs in sae-lens format, features, purity matrices (artifacts.py)
         probe_set.json         the probe documents, decoded
@@ -147,6 +148,7 @@ class RunDir:
     config = property(lambda self: self.root / "config.yaml")
     metrics = property(lambda self: self.root / "metrics.jsonl")
     resume_log = property(lambda self: self.root / "resume_log.jsonl")
+    sessions = property(lambda self: self.root / "sessions.jsonl")
     checkpoints = property(lambda self: self.root / "checkpoints")
     artifacts_root = property(lambda self: self.root / "artifacts")
     probe_set = property(lambda self: self.root / "probe_set.json")
@@ -186,6 +188,14 @@ class RunDir:
     def latest_checkpoint_path(self) -> Path | None:
         found = self.list_checkpoints()
         return found[-1] if found else None
+
+    def add_session(self, record: dict) -> None:
+        """Append one finished session's record to sessions.jsonl (what it cost and where it ran)."""
+        with open(self.sessions, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def read_sessions(self) -> list[dict]:
+        return [json.loads(line) for line in self.sessions.read_text().splitlines()] if self.sessions.exists() else []
 
     def write_text(self, path: Path, text: str) -> None:
         with atomic_write(path) as tmp:

@@ -127,6 +127,12 @@ def main(argv=None) -> int:
         shutdown()
     if quiet:
         return 0
+    from chrono_membench.mfu import machine
+
+    RunDir(run_dir).add_session({"steps": summary.steps, "tokens": summary.tokens, "wall_s": round(summary.wall_s, 1),
+                                 "eval_s": round(summary.eval_s, 1), "resumed": bool(args.resume), "machine": machine(),
+                                 "argv": sys.argv[1:] if argv is None else list(argv),
+                                 "ended": time.strftime("%Y-%m-%d %H:%M")})
     print(f"\n{'=' * 72}\nrun {run_dir.name}: {summary.steps} steps, {summary.tokens:,} tokens this session, "
           f"{summary.wall_s:.0f} s (evals {summary.eval_s:.0f} s, {summary.eval_s / max(summary.wall_s, 1e-9):.0%}), "
           f"{'bf16 autocast' if cfg.train.autocast == 'bf16' else 'fp32'}")

@@ -58,6 +58,11 @@ def test_a_run_that_fails_before_training_leaves_nothing_and_resume_latest_skips
     resumed = run_main("--resume", "latest", "--no-progress", f"run.out_dir={tmp_path}")
     assert resumed.returncode == 0 and "resumed from" in resumed.stdout and str(RunDir(tmp_path / "good").root) in \
         resumed.stdout
+    # each session that ended normally is on record: what it cost, where it ran, how it was started
+    first, second = RunDir(tmp_path / "good").read_sessions()
+    assert first["steps"] == 2 and not first["resumed"]
+    assert second["resumed"] and second["argv"][:2] == ["--resume", "latest"]
+    assert first["wall_s"] > first["eval_s"] > 0 and " cores" in first["machine"]
 
 
 def test_suite_runs_ablations_over_seeds_as_one_group_and_prints_intervals(tmp_path):
