@@ -177,3 +177,59 @@ def _canaries(f: dict, n: int) -> list[str]:
                          f"{f[K.CANARY_FIT_TAIL]:+.2f} bits at its deepest checkable quantile (> 0: extrapolated bits "
                          f"read low; docs/metrics.md)")
     return lines
+
+
+def claims(run_dir: str | Path) -> list[tuple[str, str, str]]:
+    """The run's time-claims at its last eval as rows (claim, measured value with its 95 % interval, verdict): the
+    ones `headline` prints beside their verdicts, for a results table (analysis/study_page.py)."""
+    f, rows, nan = final_values(run_dir), [], float("nan")
+    config = RunDir(split_run(run_dir)[0]).config
+    chrono_cfg = read_yaml(config).get("chrono", {}) if config.exists() else {}
+
+    def interval(key: str, null: float = 0.0, largest: float | None = None, fmt: str = "+.3f") -> tuple[str, str]:
+        lo, hi = f.get(key + K.CI[0], nan), f.get(key + K.CI[1], nan)
+        shown = f"{f[key]:{fmt}}" + (f" [{lo:{fmt}}, {hi:{fmt}}]" if math.isfinite(lo) and math.isfinite(hi) else "")
+        return shown, R.from_interval(lo, hi, null, largest)
+
+    buckets = sorted({k.split("/")[-1] for k in f if k.startswith("mem/loss/") and not k.endswith(K.CI)} - {"unseen"})
+    for b in buckets:
+        if K.mia("auc", "ref", b) in f:
+            rows.append((f"{b} told from unseen (MIA AUROC, reference score; chance 0.5)",
+                         *interval(K.mia("auc", "ref", b), 0.5, 0.5, ".3f")))
+    for b in buckets:
+        if K.did(b, True) in f:
+            rows.append((f"{b} memorised beyond unseen (DiD within sources, nats)", *interval(K.did(b, True))))
+    n = f.get(K.ORDER_N)
+    for within, full_lr in ((True, False), (True, True), (False, False), (False, True)):
+        rho, p = (f.get(K.order(s, "ref", within=within, full_lr=full_lr)) for s in ("rho", "p"))
+        count = f.get(K.ORDER_N_FULL_LR) if full_lr else n
+        if rho is not None and count and count > 2:
+            rows.append((f"training order, {'within source' if within else 'pooled'}"
+                         f"{', full-LR steps only' if full_lr else ''} (Spearman ρ, {int(count)} windows)",
+                         f"{rho:+.3f}, p = {p:.2g}",
+                         R.from_permutation(p, R.correlation_mde(int(count)) / R.POWER_FACTOR, largest=1.0)))
+    for score, name in (("ref", "reference score"), ("did", "DiD beyond unseen's drift")):
+        if K.forgetting(score) in f and K.forgetting(score) + K.CI[0] in f:
+            rows.append((f"forgetting: change of a window's {name} per 100 steps after it is seen (nats)",
+                         *interval(K.forgetting(score))))
+    for hook in sorted({K.hook_of(k) for k in f} - {None}):
+        for kind in ("temporal", "temporal_stratified"):
+            excess = f.get(K.chrono(hook, kind + "_purity_excess"))
+            if excess is None:
+                continue
+            sd, p = f.get(K.chrono(hook, kind + "_purity_null_sd"), nan), f.get(K.chrono(hook, kind + "_purity_p"))
+            rows.append((f"{hook}: {kind.replace('_', ' ')} purity − permutation null", f"{excess:+.4f}",
+                         R.from_permutation(p, sd) if p is not None else R.from_interval(excess - R.Z * sd,
+                                                                                         excess + R.Z * sd)))
+        tested, fire = f.get(K.chrono(hook, "selective_time_tested")), f.get(K.chrono(hook, "selective_time_fire"))
+        if tested:
+            count = f[K.chrono(hook, "selective_time_count")]
+            said = "detected" if count else _selective_power(chrono_cfg, fire).split(": ", 1)[1] if fire else \
+                "undecided at this size (no firing rate)"
+            rows.append((f"{hook}: time-selective latents (Kruskal–Wallis, BH q = {chrono_cfg.get('fdr_q', 0.05)})",
+                         f"{count:.0f} of {tested:.0f}", said))
+    for kind, what in (("member", "seen vs unseen"), ("time", "first vs second half of the buckets")):
+        if K.blind(kind) in f:
+            rows.append((f"blind baseline, text only: {what} (AUROC; must sit at chance)",
+                         *interval(K.blind(kind), 0.5, 0.5, ".2f")))
+    return rows

@@ -319,3 +319,24 @@ def test_export_writes_loadable_saes_a_card_and_says_how_to_upload_offline(runs,
     assert "| `step_8/blocks.1.hook_resid_post` | 8 |" in card and 'SAE.from_pretrained("someone/tiny-saes"' in card
     assert "–" not in card.split("| `step_8/")[1].splitlines()[0]  # the step's panel values are there
     assert (out / "model" / "config.json").exists() and len(list((out / "crosscoder").iterdir())) == 2
+
+
+def test_study_page_is_written_from_the_run_alone(runs, tmp_path):
+    from helpers import run_main
+
+    made = run_main("--preset", "tiny", "--no-progress", f"run.out_dir={tmp_path}", "run.name=study",
+                    "chrono.canary_repetitions=[1, 3]", "chrono.canary_candidates=15")
+    assert made.returncode == 0, made.stderr[-2000:]
+    render("study_page", [tmp_path / "study"], tmp_path / "docs")
+    page = (tmp_path / "docs" / "study.md").read_text()
+    assert "`python experiments/run.py --preset tiny --no-progress" in page and "over 1 session (evals" in page
+    rows = [line for line in page.splitlines() if line.startswith("| ") and not line.startswith("| claim")]
+    assert any("training order" in r for r in rows) and any("b0 told from unseen" in r for r in rows)
+    assert all(r.rstrip(" |").split(" | ")[-1].startswith(("detected", "none detected", "undecided")) for r in rows)
+    shown = [line for line in page.splitlines() if "([interactive](study/" in line]
+    assert len(shown) >= 4 and all((tmp_path / "docs" / line.split("](")[1].split(")")[0]).exists() for line in shown)
+    assert "## The closing summary" in page and "MIA AUROC(ref)" in page
+    # a run with no finished session on record (trained without run.py, or still running): one line, exit 2
+    proc = subprocess.run([sys.executable, "analysis/study_page.py", str(runs / "full"), "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "sessions.jsonl" in proc.stderr
