@@ -8,6 +8,10 @@ Prints, each as a ratio: an eval's seconds late in the run against early (and pe
 itself grows while its buckets fill), a checkpoint's seconds (the manifest's write_s) late against early, the peak
 RSS of the second half against the first (a leak grows it), and the measured run directory's artifacts and logged
 scalars against `studies/plan.py`'s storage prediction.
+
+    python benchmarks/cost_growth.py --plan-check runs/<demo run> runs/<study-cpu run>
+
+prints `plan.py --from-run`'s predicted wall time (the demo's unit costs) against the study's measured one, as ratios.
 """
 
 from __future__ import annotations
@@ -60,11 +64,41 @@ def ratio(late: list[float], early: list[float]) -> str:
     return f"{statistics.median(late) / statistics.median(early):.3f}"
 
 
+def plan_check(calibration: Path, run: Path) -> int:
+    """plan.py --from-run's wall time for `run`'s configuration at `calibration`'s unit costs, against what `run`
+    took (its sessions.jsonl; the steps' and evals' seconds from its metrics), part by part."""
+    from chrono_membench.config import read_yaml
+    from studies.plan import unit_costs, wall_plan_parts
+
+    sessions = RunDir(run).read_sessions()
+    if not sessions:
+        print(f"error: --plan-check: {run} has no sessions.jsonl (not finished, or from before run.py kept it)",
+              file=sys.stderr)
+        return 2
+    cfg, records = read_yaml(RunDir(run).config), read_metrics(RunDir(run).metrics)
+    predicted = wall_plan_parts(cfg, unit_costs(calibration))
+    per_step = cfg["train"]["micro_batch"] * cfg["train"]["grad_accum"] * cfg["data"]["seq_len"]
+    steps = [per_step / r["train/tokens_per_s"] for r in records if "train/tokens_per_s" in r]
+    measured = {"steps": statistics.fmean(steps) * cfg["train"]["max_steps"],
+                "evals": sum(r["time/eval_s"] for r in records if "time/eval_s" in r),
+                "total": sum(s["wall_s"] for s in sessions)}
+    print(f"plan.py --from-run {calibration} for {run} ({sessions[-1]['machine']}), predicted / measured:")
+    for part, value in (("steps", predicted["steps"]), ("evals", predicted["evals"]),
+                        ("total", sum(predicted.values()))):
+        print(f"  {part:6s} {value / 60:7.1f} min / {measured[part] / 60:7.1f} min = {value / measured[part]:.3f}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--out", type=Path, default=Path("runs/cost-growth"))
+    parser.add_argument("--plan-check", nargs=2, type=Path, metavar=("CALIBRATION_RUN", "RUN"), default=None,
+                        help="only this: plan.py --from-run CALIBRATION_RUN's wall time for RUN's configuration "
+                             "against RUN's measured one (e.g. a demo run and a study-cpu run on one machine)")
     args = parser.parse_args()
+    if args.plan_check:
+        return plan_check(*args.plan_check)
     if args.steps < 100 or args.steps % 100:
         print("error: --steps must be a multiple of 100 (the cadences are steps / 20, / 50, / 100)", file=sys.stderr)
         return 2

@@ -4,6 +4,7 @@ Chinchilla, entries needed for a time budget, wandb storage per run and per 4-ru
     python experiments/plan.py --preset gemma-2b [--hours 120] [--tokens-per-s N] [--ranks R] [--json] [key=value ...]
     python experiments/plan.py --preset demo --power [--auroc 0.05] [--did 0.1 --did-sd 0.3] [--rho 0.1] [--seed-effect 1]
                                                      [--enrichment 2]
+    python experiments/plan.py --preset study-cpu --from-run runs/<a demo run>   # its wall time on that machine
 
 Measured inputs: documents, bytes and tokens per source are counted on the configured local data, or on
 the bundled sample when the data is on the hub (then scaled to the seed's document counts and labelled
@@ -19,6 +20,13 @@ DiD difference between two buckets (nats; per-window SD --did-sd, 0.3 measured o
 16 + 16 windows), a training-order ρ, an arm difference in units of its seed-to-seed SD, and a time-selective
 population of latents (5 % of them firing --enrichment times as often in one bucket) found by the evals'
 per-latent test under FDR (simulated: chrono/resolution.fdr_power).
+
+--from-run RUN: the preset's wall time on the machine that ran RUN (a finished run of the same model; its
+sessions.jsonl gives the wall time, its time/* metrics the parts): RUN's seconds per training token, per probe-window
+token of the live and the step-0 model, per greedily decoded token, per canary candidate, per window for the rest of
+an eval, per checkpoint, per warm-up token, and its fixed remainder, applied to this preset's steps, evals (the
+probe set grows as its buckets start), checkpoints and warm-up. benchmarks/cost_growth.py --plan-check compares it
+with a run of the preset.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 
@@ -35,8 +43,9 @@ from chrono_membench.config import ABLATIONS, SUITE, ConfigError, ModelConfig, l
 from chrono_membench.data import SOURCES, DataSourceError, SourceRecords
 from studies.plan import (
     GB, WANDB_FREE_TIER_GB, chinchilla_tokens, warmup_seconds, count_parameters, entries_for_time_budget, epochs_per_source,
-    measure_documents, steps_for_tokens, storage_plan, tokens_consumed,
+    measure_documents, steps_for_tokens, storage_plan, tokens_consumed, unit_costs, wall_plan_parts,
 )
+from chrono_membench.run_dir import RunDir
 
 TUNE_DIR = Path("runs") / "tune"
 SEED_TOKENS_PER_S = 2500.0
@@ -202,6 +211,30 @@ def print_plan(p: dict) -> None:
           f"{verdict} the {st['free_tier_gb']:.0f} GB free tier")
 
 
+def wall_plan(cfg, run: Path) -> dict:
+    """--from-run: this preset's wall time at the unit costs of a finished run of the same model (studies/plan.py)."""
+    run_dir = RunDir(run)
+    if not run_dir.config.exists() or not run_dir.metrics.exists():
+        raise ConfigError(f"--from-run: {run} is not a finished run directory (no config.yaml or metrics.jsonl)")
+    costs = unit_costs(run)
+    if costs.model != cfg.model.name:
+        raise ConfigError(f"--from-run: {run} trained {costs.model}, preset {cfg.run.preset} trains {cfg.model.name}; "
+                          f"unit costs do not carry across models")
+    parts = wall_plan_parts(cfg.to_dict(), costs)
+    sessions = run_dir.read_sessions()
+    return {"preset": cfg.run.preset, "from_run": str(run), "machine": sessions[-1]["machine"] if sessions else None,
+            "seconds": parts, "total_s": sum(parts.values()), "unit_costs": asdict(costs)}
+
+
+def print_wall(w: dict) -> None:
+    s, total = w["seconds"], w["total_s"]
+    where = f" ({w['machine']})" if w["machine"] else " (no sessions.jsonl: the fixed part is not known, taken as 0)"
+    print(f"wall time of preset {w['preset']} at the unit costs of {w['from_run']}{where}: {total / 60:.1f} min — "
+          f"training steps {s['steps'] / 60:.1f} min, evals {s['evals'] / 60:.1f} min ({s['evals'] / total:.0%}), "
+          f"checkpoints {s['checkpoints'] / 60:.1f} min, SAE warm-up {s['sae_warmup'] / 60:.1f} min, the rest "
+          f"{s['fixed'] / 60:.1f} min")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="demo")
@@ -221,6 +254,9 @@ def main(argv=None) -> int:
     parser.add_argument("--fire", type=float, default=R.FIRE,
                         help="--power: the share of probe windows a latent fires in (a run's chrono/<hook>/"
                              "selective_time_fire; the demo's: 0.21)")
+    parser.add_argument("--from-run", type=Path, default=None, metavar="RUN",
+                        help="the preset's wall time at the unit costs of RUN, a finished run of the same model on the "
+                             "machine that will run it (a demo run, say): steps, evals, checkpoints, warm-up, the rest")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args(argv)
     try:
@@ -236,6 +272,10 @@ def main(argv=None) -> int:
             plan = power_plan(cfg, args.auroc, args.did, args.did_sd, args.rho, args.seed_effect, args.enrichment,
                               args.fire)
             print(json.dumps(plan, indent=1)) if args.json else print_power(plan)
+            return 0
+        if args.from_run is not None:
+            plan = wall_plan(cfg, args.from_run)
+            print(json.dumps(plan, indent=1)) if args.json else print_wall(plan)
             return 0
         plan = build_plan(cfg, args.hours, args.tokens_per_s, args.max_docs, args.ranks)
     except (ConfigError, DataSourceError) as e:

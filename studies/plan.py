@@ -179,3 +179,119 @@ def find_max_micro_batch(fits, start: int = 1, limit: int = 1024) -> int:
         mid = (good + bad) // 2
         good, bad = (mid, bad) if fits(mid) else (good, mid)
     return good
+
+
+# ---- a run's wall time, from the unit costs of a run measured on the same machine and model (plan.py --from-run)
+PROBE_WINDOW_TOKENS, GREEDY_TOKENS = 64, 32  # probes.PROBE_TOKENS, and the tokens greedy decoding extends a window by
+EVAL_PARTS = ("probe_forward", "reference", "extraction", "canaries", "val", "sae_panel")  # the rest is per window
+
+
+def eval_steps(max_steps: int, eval_every: int) -> list[int]:
+    """The steps a run evaluates at: 0, every eval_every, and the last."""
+    return sorted({*range(0, max_steps + 1, eval_every), max_steps})
+
+
+def checkpoint_steps(max_steps: int, every: int, warmed: bool = True) -> list[int]:
+    """The steps a run checkpoints at: every `every` (step 0 after an SAE warm-up) and the last."""
+    return sorted({*(s for s in range(0 if warmed else every, max_steps + 1, every)), max_steps})
+
+
+def interim_candidates(chrono: dict) -> int:
+    """Canary candidates an eval before the last scores (chrono.canary_interim_candidates; 0: all of them)."""
+    return chrono.get("canary_interim_candidates") or chrono.get("canary_candidates", 1)
+
+
+def probe_windows(step: int, per_bucket: int, n_buckets: int, max_steps: int) -> int:
+    """Windows an eval at `step` scores: the unseen column from the start, and each bucket from its first step on
+    (a bucket's reservoir fills within its first steps)."""
+    started = 0 if step == 0 else min(n_buckets, math.ceil(step * n_buckets / max_steps))
+    return per_bucket * (1 + started)
+
+
+@dataclass
+class UnitCosts:
+    """Seconds per unit of work, measured on one finished run (unit_costs): what the same machine and model charge."""
+    model: str
+    step_s_per_token: float  # a training step (its SAEs and chrono cadence included), per token of the step
+    probe_token_s: float  # the live model's forward over the probe windows (SAE capture included), per token
+    reference_token_s: float  # the step-0 model on a window new to the probe set, per token
+    greedy_token_s: float  # greedy decoding at the evals that run it, per decoded token
+    candidate_s: float  # canaries at the last eval (the candidates' NLLs and as many sampled secrets), per candidate
+    interim_candidate_s: float  # canaries at the evals before the last, per candidate
+    window_s: float  # the rest of an eval (scores, tests, SAE statistics), per window
+    fixed_eval_s: float  # validation loss and the SAE panel, per eval
+    checkpoint_s: float  # one checkpoint with its artifacts and latent records
+    warmup_token_s: float  # the SAE warm-up, per token
+    fixed_s: float  # the rest of a session (loading, the final model export), once
+
+
+def unit_costs(run_dir) -> UnitCosts:
+    """Unit costs from a finished run: its metrics.jsonl (time/* and train/tokens_per_s), its config and its
+    sessions.jsonl (the wall time the parts are taken from; the remainder is the fixed cost)."""
+    import json
+    import statistics
+
+    from chrono_membench.config import read_yaml
+    from chrono_membench.logging import read_metrics
+    from chrono_membench.run_dir import RunDir
+
+    run = RunDir(run_dir)
+    cfg, records = read_yaml(run.config), read_metrics(run.metrics)
+    t, c = cfg["train"], cfg["chrono"]
+    per_step = t["micro_batch"] * t["grad_accum"] * cfg["data"]["seq_len"]
+    steps_s = [per_step / r[K.train("tokens_per_s")] for r in records if K.train("tokens_per_s") in r]
+    step_s = statistics.fmean(steps_s)
+    evals = {r["step"]: r for r in records if "time/eval_s" in r}
+    part = lambda r, name: r.get(f"time/eval_{name}_s", 0.0)  # noqa: E731
+    n, B, T = c["probe_per_bucket"], c["n_buckets"], t["max_steps"]
+    windows = {s: probe_windows(s, n, B, T) for s in evals}
+    new = {s: windows[s] - max([windows[p] for p in evals if p < s], default=0) for s in evals}
+    greedy = {s for s in evals if s == T or c.get("interim_greedy", True)}
+    plain = [s for s in evals if s not in greedy]
+    per_window_extraction = (sum(part(evals[s], "extraction") for s in plain) / sum(windows[s] for s in plain)
+                             if plain else 0.0)
+    final, interim = evals[T], [evals[s] for s in evals if s not in (0, T)]
+    checkpoints = sorted(run.checkpoints.glob("step_*/manifest.json")) if run.checkpoints.exists() else []
+    write_s = statistics.fmean(json.loads(p.read_text())["write_s"] for p in checkpoints) if checkpoints else 0.0
+    records_s = [r["time/latent_records_s"] for r in records if "time/latent_records_s" in r]
+    costs = UnitCosts(
+        model=cfg["model"]["name"], step_s_per_token=step_s / per_step,
+        probe_token_s=sum(part(r, "probe_forward") for r in evals.values())
+        / (PROBE_WINDOW_TOKENS * sum(windows.values())),
+        reference_token_s=sum(part(r, "reference") for r in evals.values()) / (PROBE_WINDOW_TOKENS * sum(new.values())),
+        greedy_token_s=sum(max(part(evals[s], "extraction") - per_window_extraction * windows[s], 0.0) for s in greedy)
+        / (GREEDY_TOKENS * sum(windows[s] for s in greedy)),
+        candidate_s=part(final, "canaries") / max(c.get("canary_candidates", 1), 1),
+        interim_candidate_s=(statistics.fmean(part(r, "canaries") for r in interim) / interim_candidates(c))
+        if interim else 0.0,
+        window_s=sum(r["time/eval_s"] - sum(part(r, p) for p in EVAL_PARTS) + per_window_extraction * windows[s]
+                     for s, r in evals.items()) / sum(windows.values()),
+        fixed_eval_s=statistics.fmean(part(r, "val") + part(r, "sae_panel") for r in evals.values()),
+        checkpoint_s=write_s + (sum(records_s) / len(records_s) if records_s else 0.0),
+        warmup_token_s=next((r["time/sae_warmup_s"] / r[K.SAE_WARMUP_TOKENS] for r in records
+                             if "time/sae_warmup_s" in r and r.get(K.SAE_WARMUP_TOKENS)), 0.0),
+        fixed_s=0.0)
+    wall = sum(s["wall_s"] for s in run.read_sessions())
+    parts = wall_plan_parts(cfg, costs)
+    costs.fixed_s = max(wall - sum(parts.values()), 0.0) if wall else 0.0
+    return costs
+
+
+def wall_plan_parts(cfg: dict, u: UnitCosts) -> dict[str, float]:
+    """Seconds per part of a run (config as a dict: Config.to_dict() or config.yaml) at unit costs u."""
+    t, c, ck = cfg["train"], cfg["chrono"], cfg["checkpointing"]
+    T, per_step = t["max_steps"], t["micro_batch"] * t["grad_accum"] * cfg["data"]["seq_len"]
+    n, B = c["probe_per_bucket"], c["n_buckets"]
+    steps = eval_steps(T, t["eval_every"])
+    windows = {s: probe_windows(s, n, B, T) for s in steps}
+    evals = 0.0
+    for i, s in enumerate(steps):
+        w, new = windows[s], windows[s] - (windows[steps[i - 1]] if i else 0)
+        evals += (u.fixed_eval_s + u.window_s * w + PROBE_WINDOW_TOKENS * (u.probe_token_s * w + u.reference_token_s * new)
+                  + (GREEDY_TOKENS * u.greedy_token_s * w if s == T or c.get("interim_greedy", True) else 0.0)
+                  + (u.candidate_s * c.get("canary_candidates", 0) if s == T and c.get("canary_repetitions") else
+                     u.interim_candidate_s * interim_candidates(c) if s and c.get("canary_repetitions") else 0.0))
+    warmed = cfg["sae"]["enabled"] and cfg["sae"]["warmup_tokens"] > 0
+    return {"steps": T * per_step * u.step_s_per_token, "evals": evals,
+            "checkpoints": len(checkpoint_steps(T, ck["checkpoint_every_n_steps"], warmed)) * u.checkpoint_s,
+            "sae_warmup": cfg["sae"]["warmup_tokens"] * u.warmup_token_s if warmed else 0.0, "fixed": u.fixed_s}

@@ -151,3 +151,52 @@ def test_the_study_preset_is_sized_to_its_targets():
     n, seen = c.probe_per_bucket, c.probe_per_bucket * c.n_buckets
     assert R.auroc_mde(n, n) <= 0.05 and R.mean_difference_mde(0.3, n, n) <= 0.1 and R.correlation_mde(seen) <= 0.1
     assert n >= R.windows_for_auroc(0.05)
+
+
+def test_the_cpu_study_preset_is_sized_to_its_targets():
+    """experiments/configs/study-cpu.yaml: ≥ 6 evals, every bucket but the last measured at ≥ 3 evals from its end on,
+    and the resolutions its comment names."""
+    from chrono_membench.chrono import resolution as R
+    from studies.plan import eval_steps
+
+    cfg = load_config("study-cpu")
+    c, t = cfg.chrono, cfg.train
+    n, seen = c.probe_per_bucket, c.probe_per_bucket * c.n_buckets
+    assert R.correlation_mde(seen) <= 0.1 + 1e-3 and R.mean_difference_mde(0.3, n, n) <= 0.075
+    assert R.auroc_mde(n, n) <= 0.072 and R.fdr_power(n, c.n_buckets, 2.0, q=c.fdr_q, fire=0.21)["found"] >= 0.8
+    evals = eval_steps(t.max_steps, t.eval_every)
+    ends = [(b + 1) * t.max_steps // c.n_buckets for b in range(c.n_buckets - 1)]
+    assert len(evals) >= 6 and all(sum(s >= end for s in evals) >= 3 for end in ends)
+
+
+def test_wall_plan_arithmetic_and_its_parts_add_up_to_the_run_they_were_measured_on(tmp_path):
+    """The eval and checkpoint steps, the probe set as its buckets start; unit costs taken from a real tiny run give
+    back that run's evals and steps exactly, and its wall time; a longer run costs more; plan.py --from-run prints it
+    and refuses another model in one line."""
+    from helpers import run_main
+
+    from chrono_membench.config import read_yaml
+    from chrono_membench.logging import read_metrics
+    from chrono_membench.run_dir import RunDir
+    from studies.plan import checkpoint_steps, eval_steps, probe_windows, unit_costs, wall_plan_parts
+
+    assert eval_steps(300, 50) == [0, 50, 100, 150, 200, 250, 300] and eval_steps(30, 20) == [0, 20, 30]
+    assert checkpoint_steps(30, 15) == [0, 15, 30] and checkpoint_steps(30, 20, warmed=False) == [20, 30]
+    assert [probe_windows(s, 262, 3, 300) for s in (0, 50, 100, 101, 200, 300)] == [262, 524, 524, 786, 786, 1048]
+    made = run_main("--preset", "tiny", "--no-progress", f"run.out_dir={tmp_path}", "run.name=r",
+                    "chrono.canary_repetitions=[1, 3]", "chrono.canary_candidates=15")
+    assert made.returncode == 0, made.stderr[-2000:]
+    run = RunDir(tmp_path / "r")
+    records, cfg = read_metrics(run.metrics), read_yaml(run.config)
+    parts = wall_plan_parts(cfg, unit_costs(run.root))
+    assert parts["evals"] == pytest.approx(sum(r["time/eval_s"] for r in records if "time/eval_s" in r), rel=1e-9)
+    assert parts["steps"] == pytest.approx(sum(256 / r["train/tokens_per_s"] for r in records
+                                               if "train/tokens_per_s" in r), rel=1e-9)  # log_every 1: every step
+    assert sum(parts.values()) == pytest.approx(run.read_sessions()[0]["wall_s"], rel=1e-6) and parts["fixed"] > 0
+    longer = {**cfg, "train": {**cfg["train"], "max_steps": 16}}
+    assert all(wall_plan_parts(longer, unit_costs(run.root))[k] > parts[k] for k in ("steps", "evals"))
+    plan = load_script("experiments/plan.py")
+    proc = subprocess.run([sys.executable, "experiments/plan.py", "--preset", "tiny", "--from-run", str(run.root)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0 and "min — training steps" in proc.stdout and "evals" in proc.stdout, proc.stderr
+    assert plan.main(["--preset", "demo", "--from-run", str(run.root)]) == 2
