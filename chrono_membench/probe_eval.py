@@ -23,7 +23,7 @@ from chrono_membench import hooks
 from chrono_membench import metric_keys as K
 from chrono_membench.chrono.memorisation import (
     exposure, extraction_scores, extrapolated_exposure, extrapolated_interval, prefixed_nll, sample_secrets,
-    sampled_exposure, scored_token_losses, skewnorm_fit_check,
+    sampled_exposure, scored_token_losses, skewnorm_fit_check, token_losses,
 )
 from chrono_membench.chrono.blind import blind_auroc
 from chrono_membench.chrono.forgetting import SCORES, record, slopes
@@ -298,17 +298,17 @@ def score_windows(ctx: EvalContext) -> tuple[Windows, dict]:
     index, weight = d.padded_share(len(flat))
     gather = lambda v: _gather(d, index, weight.to(device), v, len(flat))  # noqa: E731
     windows = torch.tensor([flat[i].tokens for i in index], device=device)
-    logits, acts, start = logits_fn(ctx.model, autocast), {}, time.perf_counter()
-    if ctx.saes is not None:  # one forward over the windows: the SAE activations and the logits extraction scores
-        chunk_logits: list[torch.Tensor] = []
+    losses, acts, start = None, {}, time.perf_counter()
+    if ctx.saes is not None:  # one forward over the windows: the SAE activations and the extraction scores' losses
+        chunk_losses: list[torch.Tensor] = []
         doc_sums, doc_tokens, prefix_means = probe_activation_sums(ctx.model, ctx.saes, windows, autocast,
-                                                                   chunk_logits, ctx.records)
-        logits = _cached_logits(windows, torch.cat(chunk_logits), logits)
+                                                                   chunk_losses, ctx.records)
+        losses = torch.cat(chunk_losses)
         acts = {h: tuple(gather(x[h]).cpu() for x in (doc_sums, doc_tokens, prefix_means)) for h in doc_sums}
         ctx.timings["probe_forward"], start = time.perf_counter() - start, time.perf_counter()
     greedy = ctx.trained and (ctx.final or ctx.chrono.interim_greedy)
-    local = extraction_scores(logits, windows, generate_fn=generate_fn(ctx.model, autocast) if greedy else None,
-                              greedy=greedy)
+    local = extraction_scores(logits_fn(ctx.model, autocast), windows, greedy=greedy, losses=losses,
+                              generate_fn=generate_fn(ctx.model, autocast) if greedy else None)
     scores = {k: gather(v).double().cpu().numpy() for k, v in local.items()}
     ref_loss = np.array([p.ref_loss for p in flat], dtype=np.float64) if ctx.reference is not None else None
     w = Windows(names=[name for name, _ in columns], uids=[p.uid for p in flat],
@@ -403,13 +403,6 @@ def latent_metrics(w: Windows, acts: dict, permutations: int, seed: int, min_win
     return out, matrices
 
 
-def _cached_logits(windows: torch.Tensor, logits: torch.Tensor, compute):
-    """A logits_fn that returns the logits already computed for `windows` (and computes any other input)."""
-    def cached(tokens):
-        return logits if tokens.shape == windows.shape and torch.equal(tokens, windows) else compute(tokens)
-    return cached
-
-
 def top_decile_within(score: np.ndarray, column: np.ndarray) -> np.ndarray:
     """The "memorised" windows: the top 10 % (at least one) of each column by the reference-difference score
     (exact matches are too rare at fine-tuning scale to label with)."""
@@ -444,16 +437,19 @@ def purity_summaries(S: torch.Tensor, n: torch.Tensor, col: torch.Tensor, src: t
 
 @torch.no_grad()
 def scored_activations(model, saes: SAEBank, windows: torch.Tensor, autocast, start: int = PREFIX_TOKENS,
-                       logits: list | None = None, variants: bool = False):
+                       losses: list | None = None, variants: bool = False):
     """Per chunk of windows: {hook: (latent activations [chunk, S, F] on the window's tokens from `start` on
     (default: the S scored tokens), run in their training context; the SAE mask [chunk, S])}; activations are
-    0 where the mask drops a token (position 0, BOS, norm outliers). `logits`: a list the chunks' logits
-    (float) are appended to, from the same forward. variants: also each variant's, keyed variant/<name>/<hook>."""
+    0 where the mask drops a token (position 0, BOS, norm outliers). `losses`: a list each chunk's −log p of its
+    scored tokens [chunk, SCORED_TOKENS] is appended to, from the same forward (a chunk's logits are not kept: a
+    probe set's would be windows × 64 × vocabulary floats). variants: also each variant's, keyed
+    variant/<name>/<hook>."""
     for chunk in windows.split(EVAL_CHUNK):
         with autocast:
             chunk_logits, cache = model.run_with_cache(chunk, names_filter=lambda name: name in saes.hook_points)
-        if logits is not None:
-            logits.append(chunk_logits.float())
+        if losses is not None:
+            losses.append(token_losses(chunk_logits.float(), chunk, PREFIX_TOKENS))
+        del chunk_logits
         base = saes.base_mask(chunk, torch.zeros_like(chunk))[:, start:]  # windows hold no padding
         out = {}
         for hook in saes.hook_points:
@@ -468,14 +464,14 @@ def scored_activations(model, saes: SAEBank, windows: torch.Tensor, autocast, st
 
 
 @torch.no_grad()
-def probe_activation_sums(model, saes: SAEBank, windows: torch.Tensor, autocast, logits: list | None = None,
+def probe_activation_sums(model, saes: SAEBank, windows: torch.Tensor, autocast, losses: list | None = None,
                           records=None) -> tuple[dict, dict, dict]:
     """Per window and SAE: summed latent activations over its scored tokens that the SAE mask keeps, how many
     there are, and the mean activation over its kept prefix tokens → ({hook: [W, F]}, {hook: [W]}, {hook: [W, F]}),
-    the variants' SAEs under variant/<name>/<hook>. `logits`: see scored_activations. `records`: a
+    the variants' SAEs under variant/<name>/<hook>. `losses`: see scored_activations. `records`: a
     latent_records.LatentRecords each chunk's scored tokens are also folded into (its windows must be these)."""
     sums, counts, prefix = ({} for _ in range(3))
-    for chunk in scored_activations(model, saes, windows, autocast, start=0, logits=logits, variants=True):
+    for chunk in scored_activations(model, saes, windows, autocast, start=0, losses=losses, variants=True):
         if records is not None:
             records.add(chunk, PREFIX_TOKENS)
         for hook, (acts, keep) in chunk.items():

@@ -37,13 +37,15 @@ MIN_K = 0.2  # Min-K% Prob: the mean log-probability of the 20 % least likely to
 
 @torch.no_grad()
 def extraction_scores(logits_fn: Logits, windows: torch.Tensor, prefix_len: int = 32, n_tokens: int = 32,
-                      generate_fn: Generate | None = None, greedy: bool = True) -> dict[str, torch.Tensor]:
+                      generate_fn: Generate | None = None, greedy: bool = True,
+                      losses: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """windows [B, prefix_len + n_tokens]: each the training context (prefix_len tokens) then the scored tokens.
     Per window: whether the greedy continuation of the prefix reproduces the scored tokens exactly
     (32-extractable), the fraction of matching tokens (Pythia's memorisation score), the teacher-forced loss on
-    the scored tokens (MIMIR's LOSS), and Min-K% Prob on them. greedy=False: the last two only."""
+    the scored tokens (MIMIR's LOSS), and Min-K% Prob on them. greedy=False: the last two only. `losses`: the
+    scored tokens' −log p [B, n_tokens] where a forward already computed them (token_losses)."""
     window = windows[:, :prefix_len + n_tokens]
-    loss = scored_token_losses(logits_fn, window, prefix_len)
+    loss = scored_token_losses(logits_fn, window, prefix_len) if losses is None else losses
     k = max(1, math.ceil(MIN_K * n_tokens))
     out = {"loss": loss.mean(1), "min_k": -loss.topk(k, dim=1).values.mean(1)}
     if greedy:
@@ -53,12 +55,18 @@ def extraction_scores(logits_fn: Logits, windows: torch.Tensor, prefix_len: int 
     return out
 
 
-@torch.no_grad()
-def scored_token_losses(logits_fn: Logits, windows: torch.Tensor, prefix_len: int = 32) -> torch.Tensor:
-    """[B, n_tokens]: −log p of each scored token given everything before it in the window."""
+def token_losses(logits: torch.Tensor, windows: torch.Tensor, prefix_len: int = 32) -> torch.Tensor:
+    """[B, n_tokens]: −log p of each scored token, from the windows' logits [B, T, V]."""
     target = windows[:, prefix_len:]
-    logits = logits_fn(windows)[:, prefix_len - 1:-1]
+    logits = logits[:, prefix_len - 1:-1]
     return F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), reduction="none").view_as(target)
+
+
+@torch.no_grad()
+def scored_token_losses(logits_fn: Logits, windows: torch.Tensor, prefix_len: int = 32, chunk: int = 16) -> torch.Tensor:
+    """[B, n_tokens]: −log p of each scored token given everything before it in the window; `chunk` windows per
+    call of logits_fn, so no more than a chunk's logits ([chunk, T, vocabulary]) is ever held."""
+    return torch.cat([token_losses(logits_fn(part), part, prefix_len) for part in windows.split(chunk)])
 
 
 @torch.no_grad()

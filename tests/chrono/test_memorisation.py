@@ -220,3 +220,22 @@ def test_sample_secrets_reads_the_models_own_distribution_and_its_rank_among_all
         truth = -math.log2((exact <= exact[secret]).mean())
         bits, lo, hi = sampled_exposure(np.array([exact[secret]]), nll.numpy(), logq.numpy(), 2, high - low)
         assert lo[0] <= truth <= hi[0] and abs(bits[0] - truth) < 0.5, (secret, truth, bits, lo, hi)
+
+
+def test_scored_token_losses_hold_one_chunk_of_logits_at_a_time_and_match_the_whole_batch():
+    """A probe set's logits (windows × 64 × vocabulary floats: 13 GB for 1,048 windows of SmolLM2) must never be held
+    at once: the model is called on at most `chunk` windows, and the losses are those of one call on all of them."""
+    from chrono_membench.chrono.memorisation import scored_token_losses, token_losses
+
+    torch.manual_seed(0)
+    weights, calls = torch.randn(1000, 1000), []
+
+    def logits(tokens):
+        calls.append(len(tokens))
+        return weights[tokens]
+
+    windows = torch.randint(0, 1000, (40, 64))
+    chunked = scored_token_losses(logits, windows, chunk=16)
+    assert calls == [16, 16, 8] and torch.equal(chunked, token_losses(weights[windows], windows))
+    scores = extraction_scores(logits, windows, greedy=False, losses=chunked)  # a forward's own losses: no new call
+    assert calls == [16, 16, 8] and torch.equal(scores["loss"], chunked.mean(1))
