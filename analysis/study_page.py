@@ -38,9 +38,11 @@ FIGURES = [("forgetting", "Forgetting curves: each bucket's memorisation against
 def cost(sessions: list[dict]) -> str:
     wall, evals = sum(s["wall_s"] for s in sessions), sum(s["eval_s"] for s in sessions)
     machines = sorted({s["machine"] for s in sessions})
+    unrecorded = " (its first recorded session resumed: the one before it ended in a kill or a fault)" \
+        if sessions[0]["resumed"] else ""
     return (f"{wall / 60:.1f} min of wall time over {len(sessions)} session{'s' * (len(sessions) > 1)} (evals "
             f"{evals / 60:.1f} min, {evals / max(wall, 1e-9):.0%}), {sessions[-1]['steps']} steps, on "
-            f"{' and '.join(machines)}; sessions that ended in a fault or a kill are not counted")
+            f"{' and '.join(machines)}; sessions that ended in a fault or a kill are not counted{unrecorded}")
 
 
 def page(run: RunDir, name: str, figures: Path) -> str:
