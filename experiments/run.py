@@ -129,10 +129,13 @@ def main(argv=None) -> int:
         return 0
     from chrono_membench.mfu import machine
 
-    RunDir(run_dir).add_session({"steps": summary.steps, "tokens": summary.tokens, "wall_s": round(summary.wall_s, 1),
-                                 "eval_s": round(summary.eval_s, 1), "resumed": bool(args.resume), "machine": machine(),
-                                 "argv": sys.argv[1:] if argv is None else list(argv),
-                                 "ended": time.strftime("%Y-%m-%d %H:%M")})
+    try:  # what this session cost and where it ran (analysis/study_page.py, plan.py --from-run read it)
+        RunDir(run_dir).add_session({"steps": summary.steps, "tokens": summary.tokens, "wall_s": round(summary.wall_s, 1),
+                                     "eval_s": round(summary.eval_s, 1), "resumed": bool(args.resume),
+                                     "machine": machine(), "argv": sys.argv[1:] if argv is None else list(argv),
+                                     "ended": time.strftime("%Y-%m-%d %H:%M")})
+    except OSError as e:  # the run is complete; only its cost record is missing
+        print(f"warning: {RunDir(run_dir).sessions} not written ({e.strerror or e})", file=sys.stderr)
     print(f"\n{'=' * 72}\nrun {run_dir.name}: {summary.steps} steps, {summary.tokens:,} tokens this session, "
           f"{summary.wall_s:.0f} s (evals {summary.eval_s:.0f} s, {summary.eval_s / max(summary.wall_s, 1e-9):.0%}), "
           f"{'bf16 autocast' if cfg.train.autocast == 'bf16' else 'fp32'}")
