@@ -85,7 +85,10 @@ def plan_check(calibration: Path, run: Path) -> int:
     print(f"plan.py --from-run {calibration} for {run} ({sessions[-1]['machine']}), predicted / measured:")
     for part, value in (("steps", predicted["steps"]), ("evals", predicted["evals"]),
                         ("total", sum(predicted.values()))):
-        print(f"  {part:6s} {value / 60:7.1f} min / {measured[part] / 60:7.1f} min = {value / measured[part]:.3f}")
+        if part == "total" and sessions[0]["resumed"]:
+            print(f"  total  {value / 60:7.1f} min / n/a: the run's first session left no record (killed or failed)")
+        else:
+            print(f"  {part:6s} {value / 60:7.1f} min / {measured[part] / 60:7.1f} min = {value / measured[part]:.3f}")
     return 0
 
 
