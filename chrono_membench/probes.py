@@ -103,13 +103,16 @@ class ProbeSet:
     def for_run(cls, cfg, tokenizer, fill_unseen: bool = True) -> ProbeSet:
         """A run's probe set as its trainer builds it: chrono.n_buckets buckets over train.max_steps, drawn with
         run.seed; with fill_unseen, its "unseen" windows from packed validation documents never trained on (the
-        validation split on seed data.seed + 1, so not the validation loss's rows)."""
+        validation split on seed data.seed + 1, so not the validation loss's rows), each source's documents in a
+        seeded random order as training reads them: in file order they would be the file's first documents (one
+        novel, one stretch of articles), a topic a text-only classifier tells from the seen windows' random draw."""
         from chrono_membench.data.stream import MixtureStream  # lazily: a probe set needs no stream until filled
 
         probes = cls(cfg.chrono.n_buckets, cfg.chrono.probe_per_bucket, cfg.train.max_steps, cfg.run.seed,
                      tokenizer.decode, cfg.data.mixture)
         if fill_unseen:
-            probes.fill_unseen(MixtureStream(cfg.data, tokenizer, "val", seed=cfg.data.seed + 1, repeat=False))
+            probes.fill_unseen(MixtureStream(cfg.data, tokenizer, "val", seed=cfg.data.seed + 1, repeat=False,
+                                             shuffle=True))
         return probes
 
     def bucket_of(self, step: int) -> int:

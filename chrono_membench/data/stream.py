@@ -62,8 +62,10 @@ class Document:
 class SourceDocuments:
     """One source's non-empty documents of one split, epoch after epoch, each epoch reshuffled."""
 
-    def __init__(self, records: SourceRecords, cfg: DataConfig, split: str, repeat: bool = True):
+    def __init__(self, records: SourceRecords, cfg: DataConfig, split: str, repeat: bool = True,
+                 shuffle: bool | None = None):
         self.records, self.cfg, self.split, self.repeat = records, cfg, split, repeat
+        self.shuffle = split != "val" if shuffle is None else shuffle  # validation: file order unless asked
         self.name = records.source.name
         self.epoch, self.position = 0, 0  # position: documents handed out in this epoch
         self.n_empty, self.n_other_split, self.n_read = 0, 0, 0  # documents read and skipped, counted
@@ -75,17 +77,17 @@ class SourceDocuments:
         epoch: a small shuffle buffer would leave each time bucket a contiguous stretch of the file (a few books,
         one crawl period), confounding "time seen" with file order. Hub streams cannot be permuted; they go
         through a shuffle buffer of data.shuffle_buffer documents (docs/data.md: the confound that remains)."""
-        rng = random.Random(f"{self.cfg.seed}/{self.name}/{epoch}")
+        rng = random.Random(f"{self.cfg.seed}/{self.name}/{epoch}" + ("/val" if self.split == "val" else ""))
         if self.records.streamed:
             docs = self._filter(self.records.source.documents(iter(self.records), self.cfg.sentences_per_passage),
                                 self.split == "val")
-            return docs if self.split == "val" else buffer_shuffle(docs, self.cfg.shuffle_buffer, rng)
+            return buffer_shuffle(docs, self.cfg.shuffle_buffer, rng) if self.shuffle else docs
         if self._all is None:  # read once; every epoch permutes the same list
             self._all = list(self._filter(self.records.source.documents(iter(self.records),
                                                                         self.cfg.sentences_per_passage),
                                           self.split == "val"))
-        if self.split == "val":
-            return iter(self._all)  # the validation set is read in file order: fixed whatever the seed
+        if not self.shuffle:
+            return iter(self._all)  # the validation loss's rows: file order, fixed whatever the seed
         order = list(range(len(self._all)))
         rng.shuffle(order)
         return (self._all[i] for i in order)
@@ -153,13 +155,14 @@ class MixtureStream:
     """Packed rows of EOS-separated documents drawn from the weighted mixture of sources."""
 
     def __init__(self, cfg: DataConfig, tokenizer, split: str = "train", seed: int | None = None,
-                 repeat: bool = True, records: dict[str, SourceRecords] | None = None):
+                 repeat: bool = True, records: dict[str, SourceRecords] | None = None, shuffle: bool | None = None):
         self.cfg, self.tokenizer, self.split = cfg, tokenizer, split
         self.names = [s for s in SOURCE_NAMES if cfg.mixture.get(s, 0) > 0]
         self.weights = np.array([cfg.mixture[s] for s in self.names]) / sum(cfg.mixture[s] for s in self.names)
         records = records or {}
         self.sources = {
-            n: SourceDocuments(records.get(n) or SourceRecords(SOURCES[n], cfg.origin, cfg.local_dir), cfg, split, repeat)
+            n: SourceDocuments(records.get(n) or SourceRecords(SOURCES[n], cfg.origin, cfg.local_dir), cfg, split, repeat,
+                               shuffle)
             for n in self.names
         }
         self.rng = np.random.default_rng(cfg.seed if seed is None else seed)

@@ -55,6 +55,23 @@ def test_train_and_val_streams_are_disjoint_whatever_the_weights(tokenizer, reco
     assert all(is_validation(u.split("/")[0], u.split("/", 1)[1], 15) for u in val_uids)
 
 
+def test_validation_is_read_in_file_order_for_the_loss_and_in_a_seeded_random_order_for_the_unseen_probes(
+        tokenizer, records):
+    """The validation loss's rows are fixed whatever the seed (file order); the unseen probe windows must be a random
+    draw of the validation documents like the seen ones are of the training documents — the file's head is one
+    stretch of it (one novel, one run of articles), which a text-only classifier tells from the seen windows."""
+    def uids(seed=None, shuffle=None, data_seed=0):
+        stream = MixtureStream(DataConfig(seq_len=64, mixture={"wikitext103": 1.0}, seed=data_seed), tokenizer,
+                               split="val", seed=seed, repeat=False, records=records, shuffle=shuffle)
+        return [stream.next_document().uid for _ in range(12)]  # of the synthetic sample's 66
+
+    head = uids()
+    assert uids(seed=5) == head and uids(data_seed=3) == head  # file order: the same whatever the seeds
+    drawn = uids(shuffle=True)
+    assert drawn == uids(shuffle=True) and drawn != uids(shuffle=True, data_seed=3)  # seeded by data.seed
+    assert len(set(drawn) - set(head)) >= 6  # not the file's head reordered: a draw from the whole split
+
+
 def test_packing_loses_and_duplicates_no_token(tokenizer, records):
     stream = make_stream(tokenizer, records, seed=1)
     rows = [stream.next_row() for _ in range(40)]
