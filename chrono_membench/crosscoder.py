@@ -365,7 +365,9 @@ def crosscoder_metric(ctx: EvalContext) -> dict[str, float]:
             "peak_at_emergence_chance": 1 / n_buckets}
     if len(ft) and seen.any():
         sums, counts = window_sums(got["f"][:, ft.to(x.device)], window, len(probes))
-        sel = selective_latents(sums[seen], counts[seen], column[seen], ctx.chrono.min_windows, ctx.chrono.fdr_q)
+        source = np.array([p.source for _, p in probes])[seen]  # within source, as the SAEs' time test
+        sel = selective_latents(sums[seen], counts[seen], column[seen], ctx.chrono.min_windows, ctx.chrono.fdr_q,
+                                strata=source)
         if sel is not None:
             link.update(ft_only_tested=float(len(sel["tested"])), ft_only_time_selective=float(sel["count"]))
         rate = sums[seen] / np.maximum(counts[seen], 1)[:, None]

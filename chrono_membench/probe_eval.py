@@ -384,9 +384,11 @@ def latent_metrics(w: Windows, acts: dict, permutations: int, seed: int, min_win
             m["columns"] = [w.names[i] for i in m.pop("temporal_labels")]
             m["source_columns"] = [SOURCE_NAMES[i] for i in m.pop("source_labels")]
             matrices[hook] = m
-        selective = {}  # latents that carry time (bucket columns only) or source, under FDR control
-        for kind, labels, rows in (("time", w.col, ~unseen), ("source", src.numpy(), np.ones(len(w.col), bool))):
-            got = selective_latents(S.numpy()[rows], n.numpy()[rows], labels[rows], min_windows, fdr_q)
+        selective = {}  # latents that carry time (bucket columns only, within source) or source, under FDR control
+        for kind, labels, rows, strata in (("time", w.col, ~unseen, src.numpy()),
+                                           ("source", src.numpy(), np.ones(len(w.col), bool), None)):
+            got = selective_latents(S.numpy()[rows], n.numpy()[rows], labels[rows], min_windows, fdr_q,
+                                    None if strata is None else strata[rows])
             if got is not None:
                 out.update({K.chrono(hook, f"selective_{kind}_{k}"): float(got[k]) for k in ("count", "frac", "fire")})
                 out[K.chrono(hook, f"selective_{kind}_tested")] = float(len(got["tested"]))

@@ -42,3 +42,23 @@ def test_nothing_is_selective_under_the_null_and_sparse_latents_are_not_tested()
     got = selective_latents(sums, tokens, column, min_windows=5)
     assert not set(range(10)) & set(got["tested"].tolist()) and len(got["tested"]) == 390
     assert selective_latents(sums, tokens, column * 0) is None
+
+
+def test_within_source_a_source_only_one_bucket_holds_is_not_time():
+    """An exhausted source (all its documents first seen in bucket 0, as the offline sample's 100 GSM8K problems in
+    a 300-step run) makes every latent that reads it look time-selective to the pooled test; read within source it
+    adds nothing, and a population truly local in time within the other sources is still found."""
+    rng = np.random.default_rng(2)
+    sums, tokens, column = windows(rng, planted=40, C=4, D=240)
+    source = np.where((column == 0) & (np.arange(240) % 3 == 0), 1, 0)  # source 1: a third of bucket 0, nowhere else
+    reads_source = np.arange(100, 160)  # 60 latents that fire on 90 % of source 1's windows, 3× as strongly
+    on = source == 1
+    sums[np.ix_(on, reads_source)] = 32 * 3.0 * rng.gamma(2.0, 1.0, (on.sum(), 60)) * (rng.random((on.sum(), 60)) < 0.9)
+    pooled = set(selective_latents(sums, tokens, column)["selective"].tolist())
+    within = set(selective_latents(sums, tokens, column, strata=source)["selective"].tolist())
+    assert len(pooled & set(reads_source.tolist())) > 20  # the confound, pooled
+    assert len(within & set(reads_source.tolist())) <= 3  # gone within source (BH's q: a few false ones allowed)
+    assert len(within & set(range(40))) / 40 > 0.7  # the real population, still found
+    nulls = [selective_latents(*windows(rng, planted=0), q=0.05, strata=rng.integers(0, 3, 160))["count"]
+             for _ in range(20)]
+    assert sum(n > 0 for n in nulls) <= 3  # the combined test holds BH's level under the null too
