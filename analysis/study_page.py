@@ -48,12 +48,15 @@ def cost(sessions: list[dict]) -> str:
 def page(run: RunDir, name: str, figures: Path) -> str:
     sessions = run.read_sessions()
     config = read_yaml(run.config)
-    command = "python experiments/run.py " + " ".join(sessions[0]["argv"])
+    command = "`python experiments/run.py " + " ".join(sessions[0]["argv"]) + "`"
+    if sessions[0]["resumed"]:  # the session that started the run left no record: its preset and name
+        command = (f"`python experiments/run.py --preset {config['run']['preset']} run.name={config['run']['name']}` "
+                   f"(its preset and name: the session that started it left no record), then {command}")
     lines = [f"# {name}: {config['run']['preset']} — what the run decides about time", "",
              f"Written by `python analysis/study_page.py {run.root}` from the run alone (do not edit by hand). The "
              f"preset's comment (experiments/configs/{config['run']['preset']}.yaml) gives the resolution it was "
              f"sized for; docs/metrics.md what each number means.", "",
-             f"- **Command**: `{command}`", f"- **Cost**: {cost(sessions)}", "",
+             f"- **Command**: {command}", f"- **Cost**: {cost(sessions)}", "",
              "## Time-claims at the last eval (95 % intervals)", "", "| claim | measured | verdict |", "|---|---|---|"]
     lines += [f"| {c} | {m} | {v} |" for c, m, v in claims(run.root)]
     lines += ["", "## Figures", ""]
