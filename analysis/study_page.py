@@ -19,6 +19,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from common import load_run, png_works
+from training_curves import curves_figure
+
+from chrono_membench import metric_keys as K
 from chrono_membench.config import read_yaml
 from chrono_membench.run_dir import RunDir
 from studies.summary import claims, headline
@@ -30,7 +34,10 @@ FIGURES = [("forgetting", "Forgetting curves: each bucket's memorisation against
            ("memorisation", "Memorisation by time bucket and canary exposure by repetitions"),
            ("purity_curves", "Temporal and source purity over the evals, beside their permutation nulls"),
            ("purity_heatmaps", "Purity matrices at the last eval, beside the null"),
-           ("feature_trajectories", "The SAE's quality through time: FVE, L0, dead latents, drift, alignment"),
+           ("sae_quality", "The SAE's quality through time: FVE, CE loss recovered, L0, dead latents; and the previous "
+                           "checkpoint's SAE on the current model (what the LM's change costs an SAE trained before it)"),
+           ("feature_trajectories", "The SAE's features through time: drift to the first and the previous checkpoint, "
+                                    "MMCS, self-match"),
            ("blind_baselines", "Blind baselines: a text-only classifier, which must sit at chance"),
            ("training_curves", "Training curves")]
 
@@ -43,6 +50,20 @@ def cost(sessions: list[dict]) -> str:
     return (f"{wall / 60:.1f} min of wall time over {len(sessions)} session{'s' * (len(sessions) > 1)} (evals "
             f"{evals / 60:.1f} min, {evals / max(wall, 1e-9):.0%}), {sessions[-1]['steps']} steps, on "
             f"{' and '.join(machines)}; sessions that ended in a fault or a kill are not counted{unrecorded}")
+
+
+def sae_quality(run: RunDir, figures: Path) -> None:
+    """The SAE panel's numbers at every eval, per hook, as <figures>/sae_quality.{html,png}."""
+    loaded = load_run(run.root)
+    hooks = sorted({K.hook_of(k) for k in loaded.keys("sae/")} - {None})
+    keys = [k for h in hooks for k in (K.sae(h, "eval_fve"), K.sae(h, "ce_recovered"), K.sae(h, "eval_l0"),
+                                       K.sae(h, "dead_frac"), K.chrono(h, "previous_sae_fve"),
+                                       K.chrono(h, "previous_sae_ce_recovered"))]
+    if keys:
+        fig = curves_figure([loaded], keys, "The SAE's quality through time")
+        fig.write_html(figures / "sae_quality.html", include_plotlyjs="cdn")
+        if png_works():
+            fig.write_image(figures / "sae_quality.png", width=1200, height=fig.layout.height or 700)
 
 
 def page(run: RunDir, name: str, figures: Path) -> str:
@@ -91,6 +112,7 @@ def main(argv=None) -> int:
                                "--docs", str(figures)], text=True)
         if proc.returncode != 0:
             return proc.returncode
+    sae_quality(run, figures)
     (args.out / f"{args.name}.md").write_text(page(run, args.name, figures))
     print(args.out / f"{args.name}.md")
     return 0
