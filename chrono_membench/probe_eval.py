@@ -258,7 +258,7 @@ def blind(ctx: EvalContext) -> dict[str, float]:
     tokens = [p.tokens for _, ps in ctx.probes.columns() for p in ps]  # windows_of's order
     late = w.col >= ctx.chrono.n_buckets / 2
     for kind, rows, labels in (("member", np.ones(len(w.col), bool), ~w.unseen), ("time", ~w.unseen, late)):
-        got = blind_auroc([t for t, r in zip(tokens, rows) if r], labels[rows], ctx.seed)
+        got = blind_auroc([t for t, r in zip(tokens, rows) if r], labels[rows], ctx.seed, strata=w.source[rows])
         if got is not None:
             out.update(_with_ci(K.blind(kind), got[0], got[1:]))
     return out

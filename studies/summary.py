@@ -133,7 +133,8 @@ def _blind(f: dict) -> list[str]:
             warn = "" if said.startswith("none") or said.startswith("undecided") else (
                 " — the text alone tells them apart: claims on these columns are not only about the model")
             parts.append(f"{what} {f[key]:.2f} [{lo:.2f}, {hi:.2f}] ({said}){warn}")
-    return ["blind baselines (text only, no model; AUROC, 0.5 = chance): " + "; ".join(parts)] if parts else []
+    return ["blind baselines (text only, no model; AUROC within source, 0.5 = chance): " + "; ".join(parts)] \
+        if parts else []
 
 
 def _regulariser(f: dict) -> list[str]:
@@ -230,6 +231,6 @@ def claims(run_dir: str | Path) -> list[tuple[str, str, str]]:
                          f"{count:.0f} of {tested:.0f}", said))
     for kind, what in (("member", "seen vs unseen"), ("time", "first vs second half of the buckets")):
         if K.blind(kind) in f:
-            rows.append((f"blind baseline, text only: {what} (AUROC; must sit at chance)",
+            rows.append((f"blind baseline, text only: {what} (AUROC within source; must sit at chance)",
                          *interval(K.blind(kind), 0.5, 0.5, ".2f")))
     return rows

@@ -18,15 +18,17 @@ import random
 
 import numpy as np
 
-from chrono_membench.chrono.stats import auroc, auroc_interval
+from chrono_membench.chrono.stats import auroc, auroc_interval, stratified_auroc
 
 FOLDS = 5
 
 
-def blind_auroc(windows: list[list[int]], labels: np.ndarray, seed: int = 0,
-                folds: int = FOLDS) -> tuple[float, float, float] | None:
+def blind_auroc(windows: list[list[int]], labels: np.ndarray, seed: int = 0, folds: int = FOLDS,
+                strata: np.ndarray | None = None) -> tuple[float, float, float] | None:
     """(AUROC, low, high) of a cross-fitted text-only classifier of the binary `labels` (1 = member / late) over
-    `windows` (token ids); None when a class has fewer than `folds` windows."""
+    `windows` (token ids); None when a class has fewer than `folds` windows. With `strata` (the windows' sources)
+    the scores are compared within each stratum only (stats.stratified_auroc), as the claims it guards are read:
+    a source that one class holds and the other lacks then tells them apart by source, not by what time did."""
     state = random.getstate()  # importing these draws from Python's global RNG, once per process: a resumed run
     try:                       # would import them (and draw) after its RNG states were restored, and diverge
         from sklearn.feature_extraction.text import TfidfVectorizer
@@ -42,6 +44,8 @@ def blind_auroc(windows: list[list[int]], labels: np.ndarray, seed: int = 0,
     split = StratifiedKFold(folds, shuffle=True, random_state=seed)
     score = cross_val_predict(LogisticRegression(max_iter=1000), features, labels, cv=split,
                               method="decision_function")
+    if strata is not None:
+        return stratified_auroc(score, labels == 1, strata)
     members, others = score[labels == 1], score[labels == 0]
     low, high = auroc_interval(members, others)
     return float(auroc(members, others)), low, high

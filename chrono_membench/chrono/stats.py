@@ -110,6 +110,28 @@ def auroc_interval(members: np.ndarray, non_members: np.ndarray) -> tuple[float,
     return float(low), float(high)
 
 
+def stratified_auroc(scores: np.ndarray, labels: np.ndarray, strata: np.ndarray) -> tuple[float, float, float]:
+    """(AUROC, low, high) over member/non-member pairs within each stratum only: the per-stratum AUROCs weighted by
+    their pairs (van Elteren's weighting of the Mann–Whitney statistic), with a normal 95 % interval from their
+    Hanley–McNeil variances (independent strata), clipped to [0, 1]. A stratum holding one class adds nothing —
+    a source present in one column cannot make the columns separable. (nan, nan, nan) without a mixed stratum."""
+    scores, labels, strata = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=bool), np.asarray(strata)
+    parts = []
+    for s in np.unique(strata):
+        pos, neg = scores[(strata == s) & labels], scores[(strata == s) & ~labels]
+        if len(pos) and len(neg):
+            a, m, n = float(auroc(pos, neg)), len(pos), len(neg)
+            q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+            parts.append((a, m * n, (a * (1 - a) + (m - 1) * (q1 - a * a) + (n - 1) * (q2 - a * a)) / (m * n)))
+    if not parts:
+        return math.nan, math.nan, math.nan
+    pairs = sum(w for _, w, _ in parts)
+    value = sum(a * w for a, w, _ in parts) / pairs
+    se = math.sqrt(sum((w / pairs) ** 2 * v for _, w, v in parts))
+    z = stats.norm.ppf((1 + LEVEL) / 2)
+    return value, max(0.0, value - z * se), min(1.0, value + z * se)
+
+
 def tpr_at_fpr(members: np.ndarray, non_members: np.ndarray, fpr: float = 0.01) -> float:
     """True-positive rate at the strictest threshold whose false-positive rate is ≤ fpr (MIMIR's TPR@1 %FPR).
     With fewer than 1/fpr non-members that means no false positive at all: the share of members scoring

@@ -38,3 +38,24 @@ def test_a_shift_in_the_text_is_found_and_too_few_windows_give_none():
     assert auc > 0.9 and low > 0.8
     assert random.getstate() == state  # nor does its lazy import of sklearn draw from Python's RNG (a resume would)
     assert blind_auroc(text[:44], labels[:44]) is None  # 4 members: fewer than the 5 folds
+
+
+def test_within_source_a_source_only_one_class_holds_does_not_separate_them_and_its_interval_covers():
+    """The study's early-vs-late baseline: math windows only in the first bucket let the pooled classifier tell the
+    buckets apart by source; within source (how the time claims are read) it sits at chance, covering 0.5, while a
+    real within-source shift is still found."""
+    rng = np.random.default_rng(2)
+    covered, pooled, within = 0, [], []
+    for replicate in range(20):
+        text = windows(rng, 60) + windows(rng, 60) + windows(rng, 30, vocab=(500, 800))  # source 2: its own words
+        labels = np.r_[rng.random(120) < 0.5, np.zeros(30, bool)]  # source 2 only in class 0; sources 0/1: chance
+        strata = np.r_[np.zeros(60), np.ones(60), np.full(30, 2)]
+        pooled.append(blind_auroc(text, labels, seed=replicate)[0])
+        auc, low, high = blind_auroc(text, labels, seed=replicate, strata=strata)
+        within.append(auc)
+        covered += low <= 0.5 <= high
+    assert np.mean(pooled) > 0.6 and abs(np.mean(within) - 0.5) < 0.05 and covered / 20 >= 0.85
+    text = windows(rng, 40) + windows(rng, 40, marker=7, rate=0.05) + windows(rng, 30, vocab=(500, 800))
+    labels, strata = np.r_[np.zeros(40), np.ones(40), np.zeros(30)], np.r_[np.zeros(80), np.ones(30)]
+    auc, low, _ = blind_auroc(text, labels, strata=strata)
+    assert auc > 0.8 and low > 0.65  # the members' marker token, found within their source
