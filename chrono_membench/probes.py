@@ -110,9 +110,10 @@ class ProbeSet:
 
         probes = cls(cfg.chrono.n_buckets, cfg.chrono.probe_per_bucket, cfg.train.max_steps, cfg.run.seed,
                      tokenizer.decode, cfg.data.mixture)
-        if fill_unseen:
-            probes.fill_unseen(MixtureStream(cfg.data, tokenizer, "val", seed=cfg.data.seed + 1, repeat=False,
-                                             shuffle=True))
+        if fill_unseen:  # repeating, so a small source's few validation documents running out does not leave the
+            # later rows (and the unseen windows' 32-token contexts) without it, as training rows never are
+            stream = MixtureStream(cfg.data, tokenizer, "val", seed=cfg.data.seed + 1, shuffle=True)
+            probes.fill_unseen(stream, lambda: {n for n, docs in stream.sources.items() if docs.epoch > 0})
         return probes
 
     def bucket_of(self, step: int) -> int:
@@ -149,11 +150,14 @@ class ProbeSet:
                 reservoir[j] = probe
         return True
 
-    def fill_unseen(self, rows) -> None:
+    def fill_unseen(self, rows, exhausted: Callable[[], set[str]] = set) -> None:
         """Validation rows (never trained on), packed like training rows: one window from each of the first
-        documents that have an eligible one, up to each source's quota."""
+        documents that have an eligible one, up to each source's quota; stops once every quota is full or the
+        sources short of theirs are `exhausted()` (each of their documents offered once: a repeating stream)."""
         taken, count = set(), {k: 0 for k in self.quota}
         for r, row in enumerate(rows):
+            if all(count[k] == self.quota[k] or k in exhausted() for k in self.quota):
+                return
             for doc in row.docs:
                 if count == self.quota:
                     return

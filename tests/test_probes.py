@@ -1,13 +1,14 @@
 """The probe set (training-context windows, reservoir per time bucket, exact resume) and the canary schedule."""
 
 import zlib
+from collections import Counter
 
 import numpy as np
 import pytest
 import torch
 
 from chrono_membench.config import ConfigError, load_config
-from chrono_membench.probes import INSERTED_SOURCE, PREFIX_TOKENS, PROBE_TOKENS, Canaries, ProbeSet, window_start
+from chrono_membench.probes import INSERTED_SOURCE, PREFIX_TOKENS, PROBE_TOKENS, Canaries, ProbeSet, quotas, window_start
 
 T = 256
 
@@ -130,3 +131,16 @@ def test_every_column_holds_the_same_source_mix_when_the_stream_drifts():
                           span=lambda doc: (0, 256))
     probes.fill_unseen([row])
     assert {s: sum(p.source == s for p in probes.unseen) for s in names} == quotas(10, mixture)
+
+
+def test_unseen_windows_come_from_a_repeating_validation_stream_that_stops_when_short_sources_run_out():
+    """The unseen windows' contexts are validation rows packed like training rows, which never run out of a source:
+    the stream repeats, each document gives one window at most, and the fill stops once every source has its quota
+    or has offered all its documents (the synthetic sample's FineWeb is short of 80 here)."""
+    from chrono_membench.model import load_tokenizer
+
+    cfg = load_config("tiny", overrides=["chrono.probe_per_bucket=200"])
+    probes = ProbeSet.for_run(cfg, load_tokenizer(cfg.model))
+    got, want = Counter(p.source for p in probes.unseen), quotas(200, cfg.data.mixture)
+    assert all(got[s] <= want[s] for s in want) and got["fineweb_edu"] < want["fineweb_edu"]
+    assert got["wikitext103"] == want["wikitext103"] and len({p.uid for p in probes.unseen}) == len(probes.unseen)
