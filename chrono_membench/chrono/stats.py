@@ -113,7 +113,9 @@ def auroc_interval(members: np.ndarray, non_members: np.ndarray) -> tuple[float,
 def stratified_auroc(scores: np.ndarray, labels: np.ndarray, strata: np.ndarray) -> tuple[float, float, float]:
     """(AUROC, low, high) over member/non-member pairs within each stratum only: the per-stratum AUROCs weighted by
     their pairs (van Elteren's weighting of the Mann–Whitney statistic), with a normal 95 % interval from their
-    Hanley–McNeil variances (independent strata), clipped to [0, 1]. A stratum holding one class adds nothing —
+    Hanley–McNeil variances (independent strata), clipped to [0, 1] — narrow where a small stratum sits near 0 or 1
+    (its variance vanishes there; Newcombe's interval, used unstratified, does not). A stratum holding one class adds
+    nothing —
     a source present in one column cannot make the columns separable. (nan, nan, nan) without a mixed stratum."""
     scores, labels, strata = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=bool), np.asarray(strata)
     parts = []
