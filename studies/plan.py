@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from chrono_membench import evaluation  # noqa: F401  (its import registers every built-in eval metric)
 from chrono_membench import metric_keys as K
 from chrono_membench.config import Config
+from chrono_membench.probes import PROBE_TOKENS, SCORED_TOKENS  # a window, and what greedy decoding extends it by
 from chrono_membench.registry import KeySpace, eval_keys
 
 GB = 1e9
@@ -182,8 +183,17 @@ def find_max_micro_batch(fits, start: int = 1, limit: int = 1024) -> int:
 
 
 # ---- a run's wall time, from the unit costs of a run measured on the same machine and model (plan.py --from-run)
-PROBE_WINDOW_TOKENS, GREEDY_TOKENS = 64, 32  # probes.PROBE_TOKENS, and the tokens greedy decoding extends a window by
 EVAL_PARTS = ("probe_forward", "reference", "extraction", "canaries", "val", "sae_panel")  # the rest is per window
+
+
+def step_tokens(cfg: dict) -> int:
+    """Tokens one optimiser step trains (one process), from a config dict."""
+    return tokens_consumed(1, cfg["train"]["micro_batch"], cfg["train"]["grad_accum"], cfg["data"]["seq_len"])
+
+
+def step_seconds(cfg: dict, records: list[dict]) -> list[float]:
+    """The logged steps' seconds (train/tokens_per_s at every train.log_every-th step)."""
+    return [step_tokens(cfg) / r[K.train("tokens_per_s")] for r in records if K.train("tokens_per_s") in r]
 
 
 def eval_steps(max_steps: int, eval_every: int) -> list[int]:
@@ -238,9 +248,6 @@ def unit_costs(run_dir) -> UnitCosts:
     run = RunDir(run_dir)
     cfg, records = read_yaml(run.config), read_metrics(run.metrics)
     t, c = cfg["train"], cfg["chrono"]
-    per_step = t["micro_batch"] * t["grad_accum"] * cfg["data"]["seq_len"]
-    steps_s = [per_step / r[K.train("tokens_per_s")] for r in records if K.train("tokens_per_s") in r]
-    step_s = statistics.fmean(steps_s)
     evals = {r["step"]: r for r in records if "time/eval_s" in r}
     part = lambda r, name: r.get(f"time/eval_{name}_s", 0.0)  # noqa: E731
     n, B, T = c["probe_per_bucket"], c["n_buckets"], t["max_steps"]
@@ -255,12 +262,11 @@ def unit_costs(run_dir) -> UnitCosts:
     write_s = statistics.fmean(json.loads(p.read_text())["write_s"] for p in checkpoints) if checkpoints else 0.0
     records_s = [r["time/latent_records_s"] for r in records if "time/latent_records_s" in r]
     costs = UnitCosts(
-        model=cfg["model"]["name"], step_s_per_token=step_s / per_step,
-        probe_token_s=sum(part(r, "probe_forward") for r in evals.values())
-        / (PROBE_WINDOW_TOKENS * sum(windows.values())),
-        reference_token_s=sum(part(r, "reference") for r in evals.values()) / (PROBE_WINDOW_TOKENS * sum(new.values())),
+        model=cfg["model"]["name"], step_s_per_token=statistics.fmean(step_seconds(cfg, records)) / step_tokens(cfg),
+        probe_token_s=sum(part(r, "probe_forward") for r in evals.values()) / (PROBE_TOKENS * sum(windows.values())),
+        reference_token_s=sum(part(r, "reference") for r in evals.values()) / (PROBE_TOKENS * sum(new.values())),
         greedy_token_s=sum(max(part(evals[s], "extraction") - per_window_extraction * windows[s], 0.0) for s in greedy)
-        / (GREEDY_TOKENS * sum(windows[s] for s in greedy)),
+        / (SCORED_TOKENS * sum(windows[s] for s in greedy)),
         candidate_s=part(final, "canaries") / max(c.get("canary_candidates", 1), 1),
         interim_candidate_s=(statistics.fmean(part(r, "canaries") for r in interim) / interim_candidates(c))
         if interim else 0.0,
@@ -280,18 +286,18 @@ def unit_costs(run_dir) -> UnitCosts:
 def wall_plan_parts(cfg: dict, u: UnitCosts) -> dict[str, float]:
     """Seconds per part of a run (config as a dict: Config.to_dict() or config.yaml) at unit costs u."""
     t, c, ck = cfg["train"], cfg["chrono"], cfg["checkpointing"]
-    T, per_step = t["max_steps"], t["micro_batch"] * t["grad_accum"] * cfg["data"]["seq_len"]
+    T = t["max_steps"]
     n, B = c["probe_per_bucket"], c["n_buckets"]
     steps = eval_steps(T, t["eval_every"])
     windows = {s: probe_windows(s, n, B, T) for s in steps}
     evals = 0.0
     for i, s in enumerate(steps):
         w, new = windows[s], windows[s] - (windows[steps[i - 1]] if i else 0)
-        evals += (u.fixed_eval_s + u.window_s * w + PROBE_WINDOW_TOKENS * (u.probe_token_s * w + u.reference_token_s * new)
-                  + (GREEDY_TOKENS * u.greedy_token_s * w if s == T or c.get("interim_greedy", True) else 0.0)
+        evals += (u.fixed_eval_s + u.window_s * w + PROBE_TOKENS * (u.probe_token_s * w + u.reference_token_s * new)
+                  + (SCORED_TOKENS * u.greedy_token_s * w if s == T or c.get("interim_greedy", True) else 0.0)
                   + (u.candidate_s * c.get("canary_candidates", 0) if s == T and c.get("canary_repetitions") else
                      u.interim_candidate_s * interim_candidates(c) if s and c.get("canary_repetitions") else 0.0))
     warmed = cfg["sae"]["enabled"] and cfg["sae"]["warmup_tokens"] > 0
-    return {"steps": T * per_step * u.step_s_per_token, "evals": evals,
+    return {"steps": T * step_tokens(cfg) * u.step_s_per_token, "evals": evals,
             "checkpoints": len(checkpoint_steps(T, ck["checkpoint_every_n_steps"], warmed)) * u.checkpoint_s,
             "sae_warmup": cfg["sae"]["warmup_tokens"] * u.warmup_token_s if warmed else 0.0, "fixed": u.fixed_s}

@@ -13,6 +13,16 @@ from chrono_membench.logging import final_values, split_run
 from chrono_membench.run_dir import RunDir
 
 
+def _order_verdict(p: float, n: int) -> str:
+    """A training-order ρ's verdict: its permutation p, and the |ρ| its n windows resolve (the null's SD)."""
+    return R.from_permutation(p, R.correlation_mde(n) / R.POWER_FACTOR, largest=1.0)
+
+
+def _purity_verdict(excess: float, sd: float, p: float | None) -> str:
+    """A purity excess's verdict: its permutation p, or (stratified: no p) the interval its null's SD gives."""
+    return R.from_permutation(p, sd) if p is not None else R.from_interval(excess - R.Z * sd, excess + R.Z * sd)
+
+
 def _order(f: dict) -> list[str]:
     """The training-order test, within source (steps permuted, each step's windows together) as the headline, beside
     it the pooled value and the full-learning-rate steps' (the schedule's ramps left out), each with its verdict."""
@@ -21,13 +31,13 @@ def _order(f: dict) -> list[str]:
         rho, p = f.get(K.order("rho", "ref", within=within)), f.get(K.order("p", "ref", within=within))
         if rho is None or not n:
             continue
-        said = R.from_permutation(p, R.correlation_mde(int(n)) / R.POWER_FACTOR, largest=1.0)
+        said = _order_verdict(p, int(n))
         line = (f"training order{' within source' if within else ', pooled over sources'} (Spearman ρ, reference "
                 f"score vs first-seen step, {int(n)} seen windows, steps permuted): {rho:+.3f}, p = {p:.2g} ({said})")
         flat, flat_p, flat_n = (f.get(K.order("rho", "ref", within=within, full_lr=True)),
                                 f.get(K.order("p", "ref", within=within, full_lr=True)), f.get(K.ORDER_N_FULL_LR))
         if flat is not None and flat_n and flat_n > 2:
-            flat_said = R.from_permutation(flat_p, R.correlation_mde(int(flat_n)) / R.POWER_FACTOR, largest=1.0)
+            flat_said = _order_verdict(flat_p, int(flat_n))
             line += f"; full-LR steps only ({int(flat_n)} windows): {flat:+.3f}, p = {flat_p:.2g} ({flat_said})"
         lines.append(line if within or not lines else "  " + line)
     return lines
@@ -72,9 +82,7 @@ def headline(run_dir: str | Path) -> list[str]:
             for kind in ("temporal", "temporal_stratified", "source"):
                 excess = f.get(K.chrono(hook, kind + "_purity_excess"), nan)
                 sd, p = f.get(K.chrono(hook, kind + "_purity_null_sd"), nan), f.get(K.chrono(hook, kind + "_purity_p"))
-                said = (R.from_permutation(p, sd) if p is not None  # stratified: its null's SD, no p
-                        else R.from_interval(excess - R.Z * sd, excess + R.Z * sd))
-                parts.append(f"{kind} {excess:+.4f} ({said})")
+                parts.append(f"{kind} {excess:+.4f} ({_purity_verdict(excess, sd, p)})")
             lines.append("  purity − permutation null: " + "; ".join(parts))
         tested = {kind: f.get(K.chrono(hook, f"selective_{kind}_tested")) for kind in ("time", "source")}
         if any(tested.values()):
@@ -207,8 +215,7 @@ def claims(run_dir: str | Path) -> list[tuple[str, str, str]]:
         if rho is not None and count and count > 2:
             rows.append((f"training order, {'within source' if within else 'pooled'}"
                          f"{', full-LR steps only' if full_lr else ''} (Spearman ρ, {int(count)} windows)",
-                         f"{rho:+.3f}, p = {p:.2g}",
-                         R.from_permutation(p, R.correlation_mde(int(count)) / R.POWER_FACTOR, largest=1.0)))
+                         f"{rho:+.3f}, p = {p:.2g}", _order_verdict(p, int(count))))
     for score, name in (("ref", "reference score"), ("did", "DiD beyond unseen's drift")):
         if K.forgetting(score) in f and K.forgetting(score) + K.CI[0] in f:
             rows.append((f"forgetting: change of a window's {name} per 100 steps after it is seen (nats)",
@@ -220,8 +227,7 @@ def claims(run_dir: str | Path) -> list[tuple[str, str, str]]:
                 continue
             sd, p = f.get(K.chrono(hook, kind + "_purity_null_sd"), nan), f.get(K.chrono(hook, kind + "_purity_p"))
             rows.append((f"{hook}: {kind.replace('_', ' ')} purity − permutation null", f"{excess:+.4f}",
-                         R.from_permutation(p, sd) if p is not None else R.from_interval(excess - R.Z * sd,
-                                                                                         excess + R.Z * sd)))
+                         _purity_verdict(excess, sd, p)))
         tested, fire = f.get(K.chrono(hook, "selective_time_tested")), f.get(K.chrono(hook, "selective_time_fire"))
         if tested:
             count = f[K.chrono(hook, "selective_time_count")]
