@@ -250,15 +250,19 @@ def membership_metric(ctx: EvalContext) -> dict[str, float]:
 def blind(ctx: EvalContext) -> dict[str, float]:
     """Blind baselines (chrono/blind.py): a text-only classifier's cross-fitted AUROC of seen vs unseen windows, and
     of windows first seen in the first half of the buckets vs the second half; chance (0.5) is what a membership or
-    time claim about the model needs."""
+    time claim about the model needs. A packed row's windows are held out together (they can share tokens)."""
     scored = windows_of(ctx)
     if not scored:
         return {}
     w, out = scored[0], {}
-    tokens = [p.tokens for _, ps in ctx.probes.columns() for p in ps]  # windows_of's order
+    flat = [(name, p) for name, ps in ctx.probes.columns() for p in ps]  # windows_of's order
+    tokens = [p.tokens for _, p in flat]
+    row_of = {key: i for i, key in enumerate(dict.fromkeys((name, p.step, p.row) for name, p in flat))}
+    group = np.array([row_of[name, p.step, p.row] for name, p in flat])  # the packed row a window was cut from
     late = w.col >= ctx.chrono.n_buckets / 2
     for kind, rows, labels in (("member", np.ones(len(w.col), bool), ~w.unseen), ("time", ~w.unseen, late)):
-        got = blind_auroc([t for t, r in zip(tokens, rows) if r], labels[rows], ctx.seed, strata=w.source[rows])
+        got = blind_auroc([t for t, r in zip(tokens, rows) if r], labels[rows], ctx.seed, strata=w.source[rows],
+                          groups=group[rows])
         if got is not None:
             out.update(_with_ci(K.blind(kind), got[0], got[1:]))
     return out

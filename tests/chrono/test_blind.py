@@ -26,7 +26,7 @@ def test_chance_when_the_text_carries_no_label_and_its_interval_covers():
         covered += low <= 0.5 <= high
         values.append(auc)
     assert abs(np.mean(values) - 0.5) < 0.03
-    assert covered / 40 >= 0.85  # nominal 0.95; the folds' scores are slightly dependent (see the module)
+    assert covered / 40 >= 0.85  # nominal 0.95 (100 replicates: 0.94)
 
 
 def test_a_shift_in_the_text_is_found_and_too_few_windows_give_none():
@@ -35,7 +35,7 @@ def test_a_shift_in_the_text_is_found_and_too_few_windows_give_none():
     labels = np.r_[np.zeros(40), np.ones(40)]
     state = random.getstate()
     auc, low, high = blind_auroc(text, labels)
-    assert auc > 0.9 and low > 0.8
+    assert auc > 0.9 and low > 0.7  # the interval widened by the refits (blind_auroc): 0.75 here
     assert random.getstate() == state  # nor does its lazy import of sklearn draw from Python's RNG (a resume would)
     assert blind_auroc(text[:44], labels[:44]) is None  # 4 members: fewer than the 5 folds
 
@@ -50,7 +50,7 @@ def test_within_source_a_source_only_one_class_holds_does_not_separate_them_and_
         text = windows(rng, 60) + windows(rng, 60) + windows(rng, 30, vocab=(500, 800))  # source 2: its own words
         labels = np.r_[rng.random(120) < 0.5, np.zeros(30, bool)]  # source 2 only in class 0; sources 0/1: chance
         strata = np.r_[np.zeros(60), np.ones(60), np.full(30, 2)]
-        pooled.append(blind_auroc(text, labels, seed=replicate)[0])
+        pooled.append(blind_auroc(text, labels, seed=replicate, null_fits=0)[0])
         auc, low, high = blind_auroc(text, labels, seed=replicate, strata=strata)
         within.append(auc)
         covered += low <= 0.5 <= high
@@ -59,3 +59,34 @@ def test_within_source_a_source_only_one_class_holds_does_not_separate_them_and_
     labels, strata = np.r_[np.zeros(40), np.ones(40), np.zeros(30)], np.r_[np.zeros(80), np.ones(30)]
     auc, low, _ = blind_auroc(text, labels, strata=strata)
     assert auc > 0.8 and low > 0.65  # the members' marker token, found within their source
+
+
+def packed_rows(rng, n_rows):
+    """Windows cut from packed rows as the probe set cuts them: one or two per row (as in the study's probe set, where
+    a third of the rows give two), the second's 32-token context holding the first's scored tail (a document's window,
+    then the next document's), so a row's windows share tokens. Returns the windows and each one's row."""
+    text, rows = [], []
+    for r in range(n_rows):
+        n = 1 + (rng.random() < 1 / 3)
+        row = rng.integers(100, 4000, size=32 * (n + 1)).tolist()
+        text += [row[32 * i:32 * i + 64] for i in range(n)]
+        rows += [r] * n
+    return text, np.array(rows)
+
+
+def test_windows_from_one_row_are_held_out_together_so_their_shared_tokens_do_not_pass_for_a_label():
+    """Labels by row at random (a row is wholly seen or wholly unseen, as in the probe set), text with no shift:
+    folds that split a row's windows let the classifier recognise a window by its neighbour's tokens (AUROC well
+    above 0.5); folds by row sit at chance and their interval covers 0.5."""
+    rng = np.random.default_rng(3)
+    covered, split, held = 0, [], []
+    for replicate in range(40):
+        text, rows = packed_rows(rng, 90)
+        labels = (rng.random(90) < 0.5)[rows]
+        if replicate < 10:
+            split.append(blind_auroc(text, labels, seed=replicate, null_fits=0)[0])
+        auc, low, high = blind_auroc(text, labels, seed=replicate, groups=rows)
+        held.append(auc)
+        covered += low <= 0.5 <= high
+    assert np.mean(split) > 0.6
+    assert abs(np.mean(held) - 0.5) < 0.04 and covered / 40 >= 0.85  # 100 replicates: 0.94
