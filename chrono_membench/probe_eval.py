@@ -170,8 +170,8 @@ def windows_of(ctx: EvalContext) -> tuple[Windows, dict] | None:
         flat = [p for _, ps in ctx.probes.columns() for p in ps]
         ctx.cache["windows"] = None
         if flat:
-            if ctx.reference is not None:
-                start = time.perf_counter()
+            if ctx.reference is not None and ctx.trained:  # before the first update the live model is the step-0
+                start = time.perf_counter()                # one: score_windows fills the reference losses itself
                 fill_reference_losses(ctx.reference, flat, ctx.autocast, ctx.device, ctx.dist)
                 ctx.timings["reference"] = time.perf_counter() - start
             ctx.cache["windows"] = score_windows(ctx)
@@ -314,6 +314,9 @@ def score_windows(ctx: EvalContext) -> tuple[Windows, dict]:
     local = extraction_scores(logits_fn(ctx.model, autocast), windows, greedy=greedy, losses=losses,
                               generate_fn=generate_fn(ctx.model, autocast) if greedy else None)
     scores = {k: gather(v).double().cpu().numpy() for k, v in local.items()}
+    if ctx.reference is not None and not ctx.trained:  # the live model is the step-0 model: its losses are theirs
+        for p, value in zip(flat, scores["loss"].tolist()):
+            p.ref_loss = value if p.ref_loss is None else p.ref_loss
     ref_loss = np.array([p.ref_loss for p in flat], dtype=np.float64) if ctx.reference is not None else None
     w = Windows(names=[name for name, _ in columns], uids=[p.uid for p in flat],
                 col=np.array([c for c, (_, ps) in enumerate(columns) for _ in ps]),

@@ -156,14 +156,17 @@ def pin_values_independently(cfg, run, last):
     assert last[K.chrono(HOOK, "temporal_purity")] == pytest.approx(expected, abs=2e-3)  # fp16 on disk
 
 
-def test_reference_losses_are_the_step_0_models(tmp_path):
+@pytest.mark.parametrize("saes", ["false", "true"])
+def test_reference_losses_are_the_step_0_models(tmp_path, saes):
     """Windows enter the probe set while the model trains; their reference loss must still be the untouched
-    step-0 model's (a deepcopy of a bridge shares its modules' state with the live model: it would not be)."""
+    step-0 model's (a deepcopy of a bridge shares its modules' state with the live model: it would not be). The
+    unseen windows' come from the step-0 eval's own forward (the live model is the step-0 model then), with the
+    SAEs' capture on that forward or without."""
     from chrono_membench.checkpoint import latest_good_checkpoint
     from chrono_membench.chrono.memorisation import scored_token_losses
     from chrono_membench.model import load_model
 
-    cfg = load_config("tiny", overrides=["sae.enabled=false"])
+    cfg = load_config("tiny", overrides=[f"sae.enabled={saes}"])
     train_mod.train(cfg, tmp_path / "r", progress=False)
     _, ckpt = latest_good_checkpoint(tmp_path / "r")
     probes = ckpt["state"]["batches"]["probes"]
