@@ -19,8 +19,13 @@ def _order_verdict(p: float, n: int) -> str:
 
 
 def _purity_verdict(excess: float, sd: float, p: float | None) -> str:
-    """A purity excess's verdict: its permutation p, or (stratified: no p) the interval its null's SD gives."""
-    return R.from_permutation(p, sd) if p is not None else R.from_interval(excess - R.Z * sd, excess + R.Z * sd)
+    """A purity excess's verdict: its permutation p, or (stratified: no p) the interval its null's SD gives — two-sided,
+    so an excess below the null can be detected too, and says so (latents spread over the buckets more evenly than
+    the windows' labels shuffled within source would spread them)."""
+    if p is not None:
+        return R.from_permutation(p, sd)
+    said = R.from_interval(excess - R.Z * sd, excess + R.Z * sd)
+    return said + ", below its null" if said == "detected" and excess < 0 else said
 
 
 def _order(f: dict) -> list[str]:
