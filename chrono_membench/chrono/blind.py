@@ -33,10 +33,11 @@ def blind_auroc(windows: list[list[int]], labels: np.ndarray, seed: int = 0, fol
                 strata: np.ndarray | None = None, groups: np.ndarray | None = None,
                 null_fits: int = NULL_FITS) -> tuple[float, float, float] | None:
     """(AUROC, low, high) of a cross-fitted text-only classifier of the binary `labels` (1 = member / late) over
-    `windows` (token ids); None when a class has fewer than `folds` windows. With `strata` (the windows' sources)
-    the scores are compared within each stratum only (stats.stratified_auroc), as the claims it guards are read:
-    a source that one class holds and the other lacks then tells them apart by source, not by what time did. With
-    `groups` (the row each window was cut from) a row's windows fall in one fold and keep one label under the null.
+    `windows` (token ids); None when a class has fewer than `folds` windows (rows, with `groups`). With `strata` (the
+    windows' sources) the scores are compared within each stratum only (stats.stratified_auroc), as the claims it
+    guards are read: a source that one class holds and the other lacks then tells them apart by source, not by what
+    time did. With `groups` (the row each window was cut from) a row's windows fall in one fold and keep one label
+    under the null.
 
     The interval: the Hanley–McNeil one (Newcombe's, or stratified_auroc's) holds the scoring function fixed, but a
     cross-fitted one is itself random (which folds, what each fit learned), which left it covering 0.5 in 84 % of
@@ -51,7 +52,8 @@ def blind_auroc(windows: list[list[int]], labels: np.ndarray, seed: int = 0, fol
     finally:
         random.setstate(state)
     labels = np.asarray(labels, dtype=int)
-    if min(labels.sum(), (1 - labels).sum()) < folds:
+    units = labels if groups is None else np.array([labels[groups == g][0] for g in np.unique(groups)])
+    if min(units.sum(), (1 - units).sum()) < folds:  # every fold's training part must hold both classes
         return None
     text = [" ".join(map(str, w)) for w in windows]
     features = TfidfVectorizer(token_pattern=r"\d+", ngram_range=(1, 2), sublinear_tf=True).fit_transform(text)

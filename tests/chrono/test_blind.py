@@ -38,6 +38,8 @@ def test_a_shift_in_the_text_is_found_and_too_few_windows_give_none():
     assert auc > 0.9 and low > 0.7  # the interval widened by the refits (blind_auroc): 0.75 here
     assert random.getstate() == state  # nor does its lazy import of sklearn draw from Python's RNG (a resume would)
     assert blind_auroc(text[:44], labels[:44]) is None  # 4 members: fewer than the 5 folds
+    rows = np.r_[np.arange(40), 40 + np.arange(40) // 10]  # the 40 members cut from 4 rows: fewer rows than folds
+    assert blind_auroc(text, labels, groups=rows) is None
 
 
 def test_within_source_a_source_only_one_class_holds_does_not_separate_them_and_its_interval_covers():
