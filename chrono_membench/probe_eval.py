@@ -316,7 +316,8 @@ def score_windows(ctx: EvalContext) -> tuple[Windows, dict]:
     scores = {k: gather(v).double().cpu().numpy() for k, v in local.items()}
     if ctx.reference is not None and not ctx.trained:  # the live model is the step-0 model: its losses are theirs
         for p, value in zip(flat, scores["loss"].tolist()):
-            p.ref_loss = value if p.ref_loss is None else p.ref_loss
+            if p.ref_loss is None:
+                p.ref_loss = value
     ref_loss = np.array([p.ref_loss for p in flat], dtype=np.float64) if ctx.reference is not None else None
     w = Windows(names=[name for name, _ in columns], uids=[p.uid for p in flat],
                 col=np.array([c for c, (_, ps) in enumerate(columns) for _ in ps]),

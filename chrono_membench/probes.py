@@ -156,7 +156,8 @@ class ProbeSet:
         sources short of theirs are `exhausted()` (each of their documents offered once: a repeating stream)."""
         taken, count = set(), {k: 0 for k in self.quota}
         for r, row in enumerate(rows):
-            if all(count[k] == self.quota[k] or k in exhausted() for k in self.quota):
+            done = exhausted()
+            if all(count[k] == self.quota[k] or k in done for k in self.quota):
                 return
             for doc in row.docs:
                 if count == self.quota:

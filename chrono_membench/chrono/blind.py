@@ -52,8 +52,10 @@ def blind_auroc(windows: list[list[int]], labels: np.ndarray, seed: int = 0, fol
     finally:
         random.setstate(state)
     labels = np.asarray(labels, dtype=int)
-    units = labels if groups is None else np.array([labels[groups == g][0] for g in np.unique(groups)])
-    if min(units.sum(), (1 - units).sum()) < folds:  # every fold's training part must hold both classes
+    ids, rows = (labels, np.arange(len(labels))) if groups is None else np.unique(groups, return_inverse=True)
+    row_label = np.zeros(len(ids), int)  # each row's label (a row's windows share one)
+    row_label[rows] = labels
+    if min(row_label.sum(), (1 - row_label).sum()) < folds:  # every fold's training part must hold both classes
         return None
     text = [" ".join(map(str, w)) for w in windows]
     features = TfidfVectorizer(token_pattern=r"\d+", ngram_range=(1, 2), sublinear_tf=True).fit_transform(text)
@@ -67,9 +69,6 @@ def blind_auroc(windows: list[list[int]], labels: np.ndarray, seed: int = 0, fol
         return float(auroc(score[y == 1], score[y == 0])), *auroc_interval(score[y == 1], score[y == 0])
 
     value, low, high = fit(labels)
-    rows = np.arange(len(labels)) if groups is None else np.unique(groups, return_inverse=True)[1]
-    row_label = np.zeros(rows.max() + 1, int)
-    row_label[rows] = labels
     rng = np.random.default_rng(seed)
     null = np.array([fit(rng.permutation(row_label)[rows]) for _ in range(null_fits)])
     if null_fits < 2 or not np.isfinite(null).all():
