@@ -228,9 +228,16 @@ class CrosscoderTrainer:
         live = self._live.tensor.float()
         base = live if warming else hook_activations(self.reference, self.hook, self._batches, autocast)
         self.clear()
-        norms = torch.stack([base.norm(dim=-1), live.norm(dim=-1)])
-        keep = (norms <= OUTLIER * norms.median(dim=1, keepdim=True).values).all(0)
-        base, live = base[keep], live[keep]
+        metrics = self.train_on(base, live, batch_tokens, with_metrics)
+        if with_metrics:  # the relative norms over time (emergence): weights only, so cheap
+            self.record(lm_step)
+        return metrics
+
+    def train_on(self, base: torch.Tensor, live: torch.Tensor, batch_tokens: int, with_metrics: bool = False
+                 ) -> dict[str, float]:
+        """One pass over paired activations [tokens, d] of the step-0 (base) and the live model on the same tokens,
+        in minibatches of about batch_tokens: the crosscoder on (base, live), its null twin on (base, base)."""
+        base, live = inliers(base, live)
         if self.scale is None:  # fixed once: both models, every step, so decoder norms compare through the run
             self.scale = self.model.d_in ** 0.5 / base.norm(dim=-1).mean().clamp_min(1e-12).item()
         pair = torch.stack([base, live], 1) * self.scale
@@ -258,10 +265,12 @@ class CrosscoderTrainer:
                            "crosscoder/train_fve_ft": fve[1], "crosscoder/train_l0": l0(parts_m["f"]),
                            "crosscoder/dead_frac": dead[0].float().mean().item()}
         self.n_steps += 1
-        if with_metrics:  # the relative norms over time (emergence): weights only, so cheap
-            r, r_null = self.relative_norms()
-            self.history.append((lm_step, r, threshold(r_null, self.cfg.class_floor)))
         return metrics
+
+    def record(self, lm_step: int) -> None:
+        """Note each latent's r and the class threshold now, as of LM step lm_step (emergence reads these)."""
+        r, r_null = self.relative_norms()
+        self.history.append((lm_step, r, threshold(r_null, self.cfg.class_floor)))
 
     def relative_norms(self) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
@@ -279,6 +288,13 @@ class CrosscoderTrainer:
         self.scale, self.n_steps = state["scale"], state["n_steps"]
         self.since_fired = state["since_fired"].to(self.device)
         self.history = [(int(s), r, float(hi)) for s, r, hi in state["history"]]
+
+
+def inliers(base: torch.Tensor, live: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The token pairs whose norm in neither model exceeds OUTLIER × that model's median (attention sinks out)."""
+    norms = torch.stack([base.norm(dim=-1), live.norm(dim=-1)])
+    keep = (norms <= OUTLIER * norms.median(dim=1, keepdim=True).values).all(0)
+    return base[keep], live[keep]
 
 
 @torch.no_grad()

@@ -218,3 +218,50 @@ def test_the_warm_up_reaches_a_crosscoder_hook_deeper_than_the_saes(tmp_path):
     metrics = train_tiny(tmp_path / "deep", "crosscoder.enabled=true", "sae.hook_points=[blocks.0.hook_resid_post]",
                          f"crosscoder.hook={HOOK}", "sae.warmup_tokens=512", "train.max_steps=2")
     assert any(r["step"] == 0 and K.crosscoder("train_mse") in r for r in metrics)
+
+
+def test_a_fit_after_the_run_reads_the_rows_it_trained_on_and_writes_a_crosscoder_that_loads(crosscoder_run, tmp_path):
+    """analysis/crosscoder_fit.py: the rows it reads again are the run's own (every probe window of a time bucket
+    sits in its row at its offset, canaries and plants in place), and its crosscoder loads with its step."""
+    from chrono_membench.restore import restore_for_analysis
+    from tests.helpers import load_script
+
+    run_dir, _ = crosscoder_run
+    fit = load_script("analysis/crosscoder_fit.py")
+    r = restore_for_analysis(run_dir)
+    tokens, mask = fit.training_rows(r.cfg, r.tokenizer, r.step, 10 ** 9)
+    per_step = r.cfg.train.grad_accum * r.cfg.train.micro_batch
+    assert len(tokens) == r.step * per_step and not mask[:, 0].any()
+    windows = [p for _, ps in r.probes.columns()[:-1] for p in ps]
+    assert windows
+    for p in windows:
+        row = tokens[(p.step - 1) * per_step + p.row]
+        assert row[p.offset:p.offset + len(p.tokens)].tolist() == p.tokens
+    fit.main([str(run_dir), "--out", str(tmp_path), "--epochs", "2", "--tokens", "1024"])
+    coder, meta = load(tmp_path / "crosscoder_fit_blocks_1_hook_resid_post.safetensors")
+    assert meta["hook"] == HOOK and meta["step"] == str(r.step) and int(meta["tokens"]) <= 1024 + r.cfg.data.seq_len
+    latents = json.loads((tmp_path / "crosscoder_fit_latents_blocks_1_hook_resid_post.json").read_text())
+    assert latents["history_steps"] == [r.step] and len(latents["relative_norm"]) == coder.d_sae
+    assert latents["relative_norm"] != latents["relative_norm_null"]  # the LM changed: not its null twin
+
+
+def test_a_fit_on_a_frozen_lm_is_its_null_twin_to_the_bit(tmp_path):
+    """An LM that never changed gives the crosscoder the null twin's inputs from the same initialisation: every
+    latent's r equals the null's exactly, so nothing can be classed."""
+    from tests.helpers import load_script
+
+    train_tiny(tmp_path / "frozen", "train.lr=0", "train.muon_lr=0", "train.max_steps=4", "sae.warmup_tokens=0")
+    load_script("analysis/crosscoder_fit.py").main([str(tmp_path / "frozen"), "--out", str(tmp_path), "--epochs", "2"])
+    latents = json.loads((tmp_path / "crosscoder_fit_latents_blocks_1_hook_resid_post.json").read_text())
+    assert latents["relative_norm"] == latents["relative_norm_null"]
+    assert latents["ft_only"] == [] and latents["base_only"] == []
+    coder, _ = load(tmp_path / "crosscoder_fit_blocks_1_hook_resid_post.safetensors")
+    assert not torch.equal(coder.W_dec, Crosscoder(coder.d_in, coder.d_sae, coder.k).W_dec)  # it trained
+
+
+def test_the_fit_refuses_a_bad_hook_in_one_line_before_loading_anything(tmp_path):
+    from tests.helpers import load_script
+
+    with pytest.raises(SystemExit, match="--hook: 'blocks.x' is not a supported hook point"):
+        load_script("analysis/crosscoder_fit.py").main([str(tmp_path / "nothing"), "--out", str(tmp_path),
+                                                        "--hook", "blocks.x"])
