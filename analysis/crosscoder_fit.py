@@ -88,10 +88,10 @@ def main(argv=None) -> None:
     batches = list(zip(tokens.split(cfg.train.micro_batch), mask.split(cfg.train.micro_batch)))
     base, live = (C.hook_activations(m, hook, tqdm(batches, desc=f"activations ({who})", unit="batch"), autocast)
                   for who, m in (("step 0", r.reference), (f"step {r.step}", r.model)))
-    base, live = C.inliers(base, live)  # as the crosscoder trains on them
-    moved = ((live - base).norm(dim=-1).pow(2) / base.norm(dim=-1).pow(2).clamp_min(1e-12)).median().item()
-    print(f"{len(base):,} tokens of {len(tokens)} rows (attention sinks left out); the LM moved them at {hook} by a "
-          f"median {moved:.1%} (‖x_ft − x_0‖² / ‖x_0‖²)", flush=True)
+    kept = C.inliers(base, live)  # what the crosscoder trains on (attention sinks left out)
+    moved = ((kept[1] - kept[0]).norm(dim=-1).pow(2) / kept[0].norm(dim=-1).pow(2).clamp_min(1e-12)).median().item()
+    print(f"{len(kept[0]):,} tokens of {len(tokens)} rows (attention sinks left out); the LM moved them at {hook} by "
+          f"a median {moved:.1%} (‖x_ft − x_0‖² / ‖x_0‖²)", flush=True)
     trainer = C.CrosscoderTrainer(cfg.crosscoder, hook, base.shape[1], r.reference, torch.device("cpu"), args.seed)
     bar = tqdm(range(args.epochs), desc="crosscoder epochs", unit="epoch")
     for _ in bar:
@@ -103,7 +103,7 @@ def main(argv=None) -> None:
     hi = C.threshold(rn, cfg.crosscoder.class_floor)
     cls = C.classes(rr, hi)
     with torch.no_grad():  # at inference (the threshold), on an even subsample of the rows' tokens
-        x = torch.stack([base, live], 1)[:: max(1, len(base) // 8192)] * trainer.scale
+        x = torch.stack(kept, 1)[:: max(1, len(kept[0]) // 8192)] * trainer.scale
         x_hat = trainer.model.decode(trainer.model.encode(x))
         fve = [fraction_of_variance_explained(x[:, m], x_hat[:, m]) for m in (0, 1)]
     print(f"\nafter {args.epochs} epochs: FVE {fve[0]:.3f} (step 0) / {fve[1]:.3f} (step {r.step})")
@@ -127,7 +127,7 @@ def main(argv=None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     stem = file_name(hook)
     C.save(trainer, args.out / f"crosscoder_fit_{stem}.safetensors", args.out / f"crosscoder_fit_latents_{stem}.json",
-           {"model_name": cfg.model.name, "step": r.step, "epochs": args.epochs, "tokens": len(base),
+           {"model_name": cfg.model.name, "step": r.step, "epochs": args.epochs, "tokens": len(kept[0]),
             "median_moved": moved}, r.step)
     print(f"written: {args.out}/crosscoder_fit_{stem}.safetensors, crosscoder_fit_latents_{stem}.json")
 
