@@ -55,6 +55,26 @@ def training_rows(cfg, tokenizer, steps: int, max_tokens: int) -> tuple[torch.Te
     return tokens[keep], mask[keep]
 
 
+def print_leaning(trainer, r, autocast) -> None:
+    """The latents leaning furthest from their null twin (r − r_null), each way, with the probe window (at most
+    crosscoder.EVAL_WINDOWS per column) that fires each most."""
+    probes = [(b, p) for b, (_, ps) in enumerate(r.probes.columns()) for p in ps[:C.EVAL_WINDOWS]]
+    if not probes:
+        return
+    rr, rn = trainer.relative_norms()
+    x, window = C.paired_activations(trainer, r.model, torch.tensor([p.tokens for _, p in probes]), autocast)
+    lean = (rr - rn).argsort()
+    shown = [*lean[-SHOWN:].flip(0).tolist(), *lean[:SHOWN].tolist()]
+    with torch.no_grad():
+        top = C.top_windows(trainer.model.encode(x)[:, shown], window, probes, [name for name, _ in r.probes.columns()],
+                            k=1)
+    print("  leaning furthest (r − r_null), with the probe window that fires it most:")
+    for j, entries in zip(shown, top):
+        where = (f"{entries[0]['column']} {entries[0]['uid']}: {r.tokenizer.decode(entries[0]['tokens'])!r}"
+                 if entries else "fires on no probe window")
+        print(f"    latent {j}: r {rr[j]:.3f} (null {rn[j]:.3f}, {rr[j] - rn[j]:+.3f})  {where}")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path)
@@ -111,19 +131,7 @@ def main(argv=None) -> None:
           f"(null [{rn.min():.3f}, {rn.max():.3f}]); threshold {hi:.3f}")
     print(f"  fine-tuned-only {len(cls['ft_only'])}, base-only {len(cls['base_only'])}, shared {len(cls['shared'])} "
           f"of {len(rr)} latents")
-    probes = [(b, p) for b, (_, ps) in enumerate(r.probes.columns()) for p in ps[:C.EVAL_WINDOWS]]
-    if probes:  # the latents leaning furthest from their null twin, each way, with their strongest probe window
-        x, window = C.paired_activations(trainer, r.model, torch.tensor([p.tokens for _, p in probes]), autocast)
-        lean = (rr - rn).argsort()
-        shown = [*lean[-SHOWN:].flip(0).tolist(), *lean[:SHOWN].tolist()]
-        with torch.no_grad():
-            top = C.top_windows(trainer.model.encode(x)[:, shown], window, probes,
-                                [name for name, _ in r.probes.columns()], k=1)
-        print("  leaning furthest (r − r_null), with the probe window that fires it most:")
-        for j, entries in zip(shown, top):
-            where = (f"{entries[0]['column']} {entries[0]['uid']}: {r.tokenizer.decode(entries[0]['tokens'])!r}"
-                     if entries else "fires on no probe window")
-            print(f"    latent {j}: r {rr[j]:.3f} (null {rn[j]:.3f}, {rr[j] - rn[j]:+.3f})  {where}")
+    print_leaning(trainer, r, autocast)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = file_name(hook)
     C.save(trainer, args.out / f"crosscoder_fit_{stem}.safetensors", args.out / f"crosscoder_fit_latents_{stem}.json",

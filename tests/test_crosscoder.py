@@ -220,7 +220,8 @@ def test_the_warm_up_reaches_a_crosscoder_hook_deeper_than_the_saes(tmp_path):
     assert any(r["step"] == 0 and K.crosscoder("train_mse") in r for r in metrics)
 
 
-def test_a_fit_after_the_run_reads_the_rows_it_trained_on_and_writes_a_crosscoder_that_loads(crosscoder_run, tmp_path):
+def test_a_fit_after_the_run_reads_the_rows_it_trained_on_and_writes_a_crosscoder_that_loads(crosscoder_run, tmp_path,
+                                                                                            capsys):
     """analysis/crosscoder_fit.py: the rows it reads again are the run's own (every probe window of a time bucket
     sits in its row at its offset, canaries and plants in place), and its crosscoder loads with its step."""
     from chrono_membench.restore import restore_for_analysis
@@ -238,6 +239,8 @@ def test_a_fit_after_the_run_reads_the_rows_it_trained_on_and_writes_a_crosscode
         row = tokens[(p.step - 1) * per_step + p.row]
         assert row[p.offset:p.offset + len(p.tokens)].tolist() == p.tokens
     fit.main([str(run_dir), "--out", str(tmp_path), "--epochs", "2", "--tokens", "1024"])
+    printed = capsys.readouterr().out
+    assert "fine-tuned-only" in printed and printed.count("    latent ") == 2 * fit.SHOWN  # leaning each way
     coder, meta = load(tmp_path / "crosscoder_fit_blocks_1_hook_resid_post.safetensors")
     assert meta["hook"] == HOOK and meta["step"] == str(r.step) and int(meta["tokens"]) <= 1024 + r.cfg.data.seq_len
     latents = json.loads((tmp_path / "crosscoder_fit_latents_blocks_1_hook_resid_post.json").read_text())
