@@ -3,7 +3,8 @@ checkpoint, on the run's own training rows (read again from its data stream, wit
 its null twin on (step-0, step-0) pairs from the same initialisation (chrono_membench/crosscoder.py; docs/design.md
 §4.7).
 
-    python analysis/crosscoder_fit.py runs/<name> --out report/ [--epochs 9] [--tokens 65536] [--hook H]
+    python analysis/crosscoder_fit.py runs/<name> --out report/ [--epochs 9] [--tokens 65536] [--batch-tokens 1024]
+                                                                [--hook H]
 
 The crosscoder trained alongside (crosscoder.enabled) sees each row once, while the LM trains on it — when the two
 models still agree. This one sees the rows the run trained on (every one, or an even subsample up to --tokens)
@@ -82,10 +83,14 @@ def main(argv=None) -> None:
     parser.add_argument("--hook", help="default: crosscoder.hook, else the run's first SAE hook")
     parser.add_argument("--epochs", type=int, default=9, help="passes over the rows")
     parser.add_argument("--tokens", type=int, default=65_536, help="at most this many training tokens (a subsample)")
+    parser.add_argument("--batch-tokens", type=int, default=1024,
+                        help="tokens per crosscoder step (the alongside one uses sae.batch_tokens, 4,096 by default: a "
+                             "pass then holds 4× fewer steps)")
     parser.add_argument("--seed", type=int, default=0, help="the crosscoder's (and its null twin's) initialisation")
     args = parser.parse_args(argv)
-    if args.epochs < 1 or args.tokens < 1:
-        raise SystemExit(f"error: --epochs and --tokens must be positive, got {args.epochs} and {args.tokens}")
+    if min(args.epochs, args.tokens, args.batch_tokens) < 1:
+        raise SystemExit(f"error: --epochs, --tokens and --batch-tokens must be positive, got {args.epochs}, "
+                         f"{args.tokens} and {args.batch_tokens}")
     try:
         check_hook_forms([args.hook] if args.hook else [], "--hook")
     except ConfigError as e:
@@ -115,7 +120,7 @@ def main(argv=None) -> None:
     trainer = C.CrosscoderTrainer(cfg.crosscoder, hook, base.shape[1], r.reference, torch.device("cpu"), args.seed)
     bar = tqdm(range(args.epochs), desc="crosscoder epochs", unit="epoch")
     for _ in bar:
-        trainer.train_on(base, live, cfg.sae.batch_tokens)
+        trainer.train_on(base, live, args.batch_tokens)
         rr, rn = trainer.relative_norms()
         bar.set_postfix(r_max=f"{rr.max():.3f}", null_max=f"{rn.max():.3f}")
     trainer.record(r.step)
@@ -136,7 +141,7 @@ def main(argv=None) -> None:
     stem = file_name(hook)
     C.save(trainer, args.out / f"crosscoder_fit_{stem}.safetensors", args.out / f"crosscoder_fit_latents_{stem}.json",
            {"model_name": cfg.model.name, "step": r.step, "epochs": args.epochs, "tokens": len(kept[0]),
-            "median_moved": moved}, r.step)
+            "batch_tokens": args.batch_tokens, "median_moved": moved}, r.step)
     print(f"written: {args.out}/crosscoder_fit_{stem}.safetensors, crosscoder_fit_latents_{stem}.json")
 
 
