@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import sysconfig
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -352,9 +353,9 @@ def concentration(S, n, labels, selected, column, generator, permutations: int =
     got = purity_with_null(S[:, selected], n, labels, permutations, generator)
     if got is None or column not in got["labels"].tolist():  # they never fire there (or one column only): no purity
         return {"share": 0.0, "excess": float("nan"), "p": float("nan"), "observed": float("nan")}
-    at = got["labels"].tolist().index(column)
-    share = (got["matrix"].argmax(-1) == at).float().mean().item()
-    return {"share": share, "excess": got["excess"], "p": got["p_value"], "observed": got["observed"]}
+    peaks = got["labels"][got["matrix"].argmax(-1)]  # the column each selected latent peaks in
+    return {"share": (peaks == column).float().mean().item(), "excess": got["excess"], "p": got["p_value"],
+            "observed": got["observed"], "elsewhere": Counter(peaks[peaks != column].tolist())}
 
 
 def time_local(name: str, hook: str, S: torch.Tensor, n: torch.Tensor, bucket: torch.Tensor, is_code: torch.Tensor,
@@ -452,8 +453,10 @@ def source_purity(hook: str, S: torch.Tensor, n: torch.Tensor, source: torch.Ten
     for s in torch.unique(source).tolist():
         selected = selective_latents(S[half_a], n[half_a], source[half_a] == s, k)
         got = concentration(S[~half_a], n[~half_a], source[~half_a], selected, s, generator)
+        elsewhere = ", ".join(f"{SOURCE_NAMES[c]} {m}" for c, m in got.get("elsewhere", Counter()).most_common())
         out.append(Check(f"source purity [{hook}] {SOURCE_NAMES[s]}",
-                         f"{got['share']:.0%} of top-{k} peak there; excess {got['excess']:+.3f}, p {got['p']:.3f}",
+                         f"{got['share']:.0%} of top-{k} peak there{f' (the others: {elsewhere})' * bool(elsewhere)}; "
+                         f"excess {got['excess']:+.3f}, p {got['p']:.3f}",
                          "≥ 80 % peak there, p < 0.01", got["share"] >= 0.8 and got["p"] < 0.01))
     return out
 

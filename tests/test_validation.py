@@ -32,6 +32,23 @@ def test_time_local_check_finds_a_latent_confined_to_the_planted_bucket_and_not_
     assert not V.time_local("main", HOOK, S, n, spread, is_code, 1, 1, True, g).passed
 
 
+def test_source_purity_names_where_the_selected_latents_that_miss_peak():
+    """A latent chosen for source 0 against the pooled rest can fire more still on one other source: the check
+    fails on it and says where it peaks (a miss explains itself in the table)."""
+    g = torch.Generator().manual_seed(0)
+    source = torch.arange(80) // 2 % 4  # 20 windows per source; even-numbered ones choose, odd-numbered ones measure
+    S = torch.rand(80, 12, generator=g)
+    S[source == 0, :2] += 10.0  # latents 0 and 1: source 0's own
+    S[source == 0, 2] += 6.0  # latent 2: source 0 above the pooled rest, but source 1 above source 0
+    S[source == 1, 2] += 9.0
+    n = torch.full((80,), 32.0)
+    first = V.source_purity(HOOK, S, n, source, k=3, generator=g)[0]
+    assert not first.passed and "67% of top-3 peak there (the others: wikitext103 1)" in first.measured
+    S[source == 1, 2] -= 9.0  # now all three are source 0's
+    first = V.source_purity(HOOK, S, n, source, k=3, generator=g)[0]
+    assert first.passed and "100% of top-3 peak there;" in first.measured
+
+
 def test_dose_and_forgetting_checks_pass_on_a_planted_effect_and_fail_without_one():
     rng = np.random.default_rng(1)  # seed 0's two never-inserted sets are the 1-in-20 pair whose interval misses 0.5
 
