@@ -68,7 +68,7 @@ def plan_check(calibration: Path, run: Path) -> int:
     """plan.py --from-run's wall time for `run`'s configuration at `calibration`'s unit costs, against what `run`
     took (its sessions.jsonl; the steps' and evals' seconds from its metrics), part by part."""
     from chrono_membench.config import read_yaml
-    from studies.plan import step_seconds, unit_costs, wall_plan_parts
+    from studies.plan import step_split, steps_total, unit_costs, wall_plan_parts
 
     sessions = RunDir(run).read_sessions()
     if not sessions:
@@ -77,7 +77,7 @@ def plan_check(calibration: Path, run: Path) -> int:
         return 2
     cfg, records = read_yaml(RunDir(run).config), read_metrics(RunDir(run).metrics)
     predicted = wall_plan_parts(cfg, unit_costs(calibration))
-    measured = {"steps": statistics.fmean(step_seconds(cfg, records)) * cfg["train"]["max_steps"],
+    measured = {"steps": steps_total(cfg, *step_split(cfg, records)),  # the logged plain and chrono steps, weighted
                 "evals": sum(r["time/eval_s"] for r in records if "time/eval_s" in r),
                 "total": sum(s["wall_s"] for s in sessions)}
     print(f"plan.py --from-run {calibration} for {run} ({sessions[-1]['machine']}), predicted / measured:")

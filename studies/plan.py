@@ -8,6 +8,7 @@ tokenizer, the model's config and `experiments/tune.py`.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 
 from chrono_membench import evaluation  # noqa: F401  (its import registers every built-in eval metric)
@@ -191,9 +192,30 @@ def step_tokens(cfg: dict) -> int:
     return tokens_consumed(1, cfg["train"]["micro_batch"], cfg["train"]["grad_accum"], cfg["data"]["seq_len"])
 
 
-def step_seconds(cfg: dict, records: list[dict]) -> list[float]:
-    """The logged steps' seconds (train/tokens_per_s at every train.log_every-th step)."""
-    return [step_tokens(cfg) / r[K.train("tokens_per_s")] for r in records if K.train("tokens_per_s") in r]
+def step_seconds(cfg: dict, records: list[dict]) -> dict[int, float]:
+    """The logged steps' seconds (train/tokens_per_s at every train.log_every-th step), by step."""
+    return {r["step"]: step_tokens(cfg) / r[K.train("tokens_per_s")] for r in records if K.train("tokens_per_s") in r}
+
+
+def chrono_steps(max_steps: int, chrono_every: int) -> set[int]:
+    """The steps that also do the chrono cadence's work (the diversity share's calibration, the attention and SAE
+    metrics): every chrono_every-th, the last, and the first update (μ's first calibration)."""
+    return {1, max_steps, *range(chrono_every, max_steps + 1, chrono_every)} & set(range(1, max_steps + 1))
+
+
+def step_split(cfg: dict, records: list[dict]) -> tuple[float, float]:
+    """Mean seconds of a logged plain step and of a logged chrono step (a kind none of whose steps was logged
+    takes the other's mean): a run logging every 5th step logs a chrono step every 25 in 1 of 5 lines, not 1 of 25."""
+    seconds, chrono = step_seconds(cfg, records), chrono_steps(cfg["train"]["max_steps"], cfg["train"]["chrono_every"])
+    plain = [v for s, v in seconds.items() if s not in chrono] or list(seconds.values())
+    at_cadence = [v for s, v in seconds.items() if s in chrono] or plain
+    return statistics.fmean(plain), statistics.fmean(at_cadence)
+
+
+def steps_total(cfg: dict, plain_s: float, chrono_s: float) -> float:
+    """A run's training seconds: its plain steps at plain_s each, its chrono steps at chrono_s each."""
+    n_chrono = len(chrono_steps(cfg["train"]["max_steps"], cfg["train"]["chrono_every"]))
+    return (cfg["train"]["max_steps"] - n_chrono) * plain_s + n_chrono * chrono_s
 
 
 def eval_steps(max_steps: int, eval_every: int) -> list[int]:
@@ -222,7 +244,8 @@ def probe_windows(step: int, per_bucket: int, n_buckets: int, max_steps: int) ->
 class UnitCosts:
     """Seconds per unit of work, measured on one finished run (unit_costs): what the same machine and model charge."""
     model: str
-    step_s_per_token: float  # a training step (its SAEs and chrono cadence included), per token of the step
+    step_s_per_token: float  # a training step (its SAEs included), per token of the step
+    chrono_step_s: float  # what a step at the chrono cadence (chrono_steps) costs beyond a plain one
     probe_token_s: float  # the live model's forward over the probe windows (SAE capture included), per token
     reference_token_s: float  # the step-0 model on a window new to the probe set, per token
     greedy_token_s: float  # greedy decoding at the evals that run it, per decoded token
@@ -239,7 +262,6 @@ def unit_costs(run_dir) -> UnitCosts:
     """Unit costs from a finished run: its metrics.jsonl (time/* and train/tokens_per_s), its config and its
     sessions.jsonl (the wall time the parts are taken from; the remainder is the fixed cost)."""
     import json
-    import statistics
 
     from chrono_membench.config import read_yaml
     from chrono_membench.logging import read_metrics
@@ -261,8 +283,9 @@ def unit_costs(run_dir) -> UnitCosts:
     checkpoints = sorted(run.checkpoints.glob("step_*/manifest.json")) if run.checkpoints.exists() else []
     write_s = statistics.fmean(json.loads(p.read_text())["write_s"] for p in checkpoints) if checkpoints else 0.0
     records_s = [r["time/latent_records_s"] for r in records if "time/latent_records_s" in r]
+    plain_s, chrono_s = step_split(cfg, records)
     costs = UnitCosts(
-        model=cfg["model"]["name"], step_s_per_token=statistics.fmean(step_seconds(cfg, records)) / step_tokens(cfg),
+        model=cfg["model"]["name"], step_s_per_token=plain_s / step_tokens(cfg), chrono_step_s=chrono_s - plain_s,
         probe_token_s=sum(part(r, "probe_forward") for r in evals.values()) / (PROBE_TOKENS * sum(windows.values())),
         reference_token_s=sum(part(r, "reference") for r in evals.values()) / (PROBE_TOKENS * sum(new.values())),
         greedy_token_s=sum(max(part(evals[s], "extraction") - per_window_extraction * windows[s], 0.0) for s in greedy)
@@ -298,6 +321,7 @@ def wall_plan_parts(cfg: dict, u: UnitCosts) -> dict[str, float]:
                   + (u.candidate_s * c.get("canary_candidates", 0) if s == T and c.get("canary_repetitions") else
                      u.interim_candidate_s * interim_candidates(c) if s and c.get("canary_repetitions") else 0.0))
     warmed = cfg["sae"]["enabled"] and cfg["sae"]["warmup_tokens"] > 0
-    return {"steps": T * step_tokens(cfg) * u.step_s_per_token, "evals": evals,
+    plain_s = step_tokens(cfg) * u.step_s_per_token
+    return {"steps": steps_total(cfg, plain_s, plain_s + u.chrono_step_s), "evals": evals,
             "checkpoints": len(checkpoint_steps(T, ck["checkpoint_every_n_steps"], warmed)) * u.checkpoint_s,
             "sae_warmup": cfg["sae"]["warmup_tokens"] * u.warmup_token_s if warmed else 0.0, "fixed": u.fixed_s}

@@ -169,6 +169,20 @@ def test_the_cpu_study_preset_is_sized_to_its_targets():
     assert len(evals) >= 6 and all(sum(s >= end for s in evals) >= 3 for end in ends)
 
 
+def test_a_runs_step_seconds_weight_its_chrono_steps_by_how_many_there_are_not_by_how_many_were_logged():
+    """A run logging every 5th step of 300 with the chrono cadence every 25 logs a chrono step in 1 of 5 lines, where
+    1 in 25 steps is one: the mean of the logged lines would charge every step 0.6 s too much here."""
+    from studies.plan import chrono_steps, step_split, steps_total
+
+    assert chrono_steps(300, 25) == {1, *range(25, 301, 25)} and chrono_steps(30, 20) == {1, 20, 30}
+    cfg = {"train": {"max_steps": 300, "chrono_every": 25, "micro_batch": 2, "grad_accum": 2},
+           "data": {"seq_len": 256}}
+    seconds = {s: 7.0 if s in chrono_steps(300, 25) else 4.0 for s in range(5, 301, 5)}  # train.log_every 5
+    records = [{"step": s, "train/tokens_per_s": 1024 / v} for s, v in seconds.items()]
+    assert step_split(cfg, records) == pytest.approx((4.0, 7.0))
+    assert steps_total(cfg, *step_split(cfg, records)) == pytest.approx(287 * 4.0 + 13 * 7.0)  # not 300 × 4.6
+
+
 def test_wall_plan_arithmetic_and_its_parts_add_up_to_the_run_they_were_measured_on(tmp_path):
     """The eval and checkpoint steps, the probe set as its buckets start; unit costs taken from a real tiny run give
     back that run's evals and steps exactly, and its wall time; a longer run costs more; plan.py --from-run prints it
