@@ -147,7 +147,9 @@ def evaluate(out: Path, arms: dict, sizes: V.Sizes) -> list[V.Check]:
             continue
         checks += found
         planted_uids = {p.uid.split("/", 2)[2] for ps in plan.values() for p in ps}
-        tokens, source = source_windows(cfg, tokenizer, planted_uids, 2 * sizes.never)
+        # 4 × never per source (32 per half at demo size; 16 until 2026-12-07's ninth session, where web text's news
+        # pieces, 11 of the choosing half's 16 windows against 3 of the other's, passed for the source: docs/validation.md)
+        tokens, source = source_windows(cfg, tokenizer, planted_uids, 4 * sizes.never)
         sums, counts, _ = probe_activation_sums(model, saes, tokens.to(device), autocast)
         for hook in saes.hook_points:
             checks += V.source_purity(hook, sums[hook].cpu(), counts[hook].cpu(), source, sizes.latents, generator)
