@@ -22,7 +22,8 @@ population of latents (5 % of them firing --enrichment times as often in one buc
 per-latent test under FDR (simulated: chrono/resolution.fdr_power).
 
 --from-run RUN: the preset's wall time on the machine that ran RUN (a finished run of the same model; its
-sessions.jsonl gives the wall time, its time/* metrics the parts): RUN's seconds per training token, per probe-window
+sessions.jsonl gives the wall time, its time/* metrics the parts): RUN's seconds per training token of a plain
+step and the extra seconds of a step at the chrono cadence (each from its own logged steps), per probe-window
 token of the live and the step-0 model, per greedily decoded token, per canary candidate, per window for the rest of
 an eval, per checkpoint, per warm-up token, and its fixed remainder, applied to this preset's steps, evals (the
 probe set grows as its buckets start), checkpoints and warm-up. benchmarks/cost_growth.py --plan-check compares it
