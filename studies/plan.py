@@ -200,7 +200,7 @@ def step_seconds(cfg: dict, records: list[dict]) -> dict[int, float]:
 def chrono_steps(max_steps: int, chrono_every: int) -> set[int]:
     """The steps that also do the chrono cadence's work (the diversity share's calibration, the attention and SAE
     metrics): every chrono_every-th, the last, and the first update (μ's first calibration)."""
-    return {1, max_steps, *range(chrono_every, max_steps + 1, chrono_every)} & set(range(1, max_steps + 1))
+    return {1, max_steps, *range(chrono_every, max_steps + 1, chrono_every)}
 
 
 def step_split(cfg: dict, records: list[dict]) -> tuple[float, float]:

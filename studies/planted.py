@@ -352,7 +352,7 @@ def concentration(S, n, labels, selected, column, generator, permutations: int =
     """Purity (with its permutation null) of the selected latents, and the share whose maximum is `column`."""
     got = purity_with_null(S[:, selected], n, labels, permutations, generator)
     if got is None or column not in got["labels"].tolist():  # they never fire there (or one column only): no purity
-        return {"share": 0.0, "excess": float("nan"), "p": float("nan"), "observed": float("nan")}
+        return {"share": 0.0, "excess": float("nan"), "p": float("nan"), "observed": float("nan"), "elsewhere": Counter()}
     peaks = got["labels"][got["matrix"].argmax(-1)]  # the column each selected latent peaks in
     return {"share": (peaks == column).float().mean().item(), "excess": got["excess"], "p": got["p_value"],
             "observed": got["observed"], "elsewhere": Counter(peaks[peaks != column].tolist())}
@@ -453,9 +453,10 @@ def source_purity(hook: str, S: torch.Tensor, n: torch.Tensor, source: torch.Ten
     for s in torch.unique(source).tolist():
         selected = selective_latents(S[half_a], n[half_a], source[half_a] == s, k)
         got = concentration(S[~half_a], n[~half_a], source[~half_a], selected, s, generator)
-        elsewhere = ", ".join(f"{SOURCE_NAMES[c]} {m}" for c, m in got.get("elsewhere", Counter()).most_common())
+        elsewhere = ", ".join(f"{SOURCE_NAMES[c]} {m}" for c, m in got["elsewhere"].most_common())
+        others = f" (the others: {elsewhere})" if elsewhere else ""
         out.append(Check(f"source purity [{hook}] {SOURCE_NAMES[s]}",
-                         f"{got['share']:.0%} of top-{k} peak there{f' (the others: {elsewhere})' * bool(elsewhere)}; "
+                         f"{got['share']:.0%} of top-{k} peak there{others}; "
                          f"excess {got['excess']:+.3f}, p {got['p']:.3f}",
                          "≥ 80 % peak there, p < 0.01", got["share"] >= 0.8 and got["p"] < 0.01))
     return out
