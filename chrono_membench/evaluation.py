@@ -26,6 +26,7 @@ from chrono_membench.chrono.sae_metrics import ce_loss_recovered
 from chrono_membench.chrono.stability import activation_stability
 from chrono_membench.data.sources import PAD_SOURCE
 from chrono_membench.distributed import ALONE, Dist
+from chrono_membench.model import casts_kept
 from chrono_membench.registry import REGISTRY, EvalContext, applies
 from chrono_membench.sae import SAEBank
 
@@ -39,16 +40,17 @@ def evaluate(ctx: EvalContext) -> dict[str, float]:
     bar = tqdm(total=1 + len(todo), desc=f"eval at step {ctx.step}", unit="part", leave=False,
                disable=not ctx.progress, dynamic_ncols=True)
     bar.set_postfix_str("validation and the SAE panel")
-    metrics, ctx.density = validation_metrics(ctx.model, ctx.saes, ctx.val, ctx.eval_tokens, ctx.micro_batch,
-                                              ctx.autocast, ctx.dist)
-    for metric in todo:
-        bar.update(1)
-        bar.set_postfix_str(metric.name)
-        t0, shared = time.perf_counter(), sum(ctx.timings.values())
-        got = metric.compute(ctx)
-        if got:  # its own time: less the shared parts (the windows' scoring) it happened to set off
-            metrics.update(got)
-            metrics[K.eval_time(metric.name)] = time.perf_counter() - t0 - (sum(ctx.timings.values()) - shared)
+    with casts_kept(ctx.device, ctx.dist.parallel):  # each weight cast to bf16 once per eval (no weight changes here)
+        metrics, ctx.density = validation_metrics(ctx.model, ctx.saes, ctx.val, ctx.eval_tokens, ctx.micro_batch,
+                                                  ctx.autocast, ctx.dist)
+        for metric in todo:
+            bar.update(1)
+            bar.set_postfix_str(metric.name)
+            t0, shared = time.perf_counter(), sum(ctx.timings.values())
+            got = metric.compute(ctx)
+            if got:  # its own time: less the shared parts (the windows' scoring) it happened to set off
+                metrics.update(got)
+                metrics[K.eval_time(metric.name)] = time.perf_counter() - t0 - (sum(ctx.timings.values()) - shared)
     bar.update(1)
     bar.close()
     metrics.update({K.eval_time(part): v for part, v in ctx.timings.items()})

@@ -320,6 +320,17 @@ def autocast(device: str | torch.device, mode: str = "auto"):
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
+def casts_kept(device: str | torch.device, dist_parallel: str = "none"):
+    """A scope in which bf16 autocast casts each fp32 weight once, not at every forward: autocast caches the casts
+    of leaf parameters until its outermost region exits, and this region (autocast *disabled*, so the code between
+    the forwards runs as outside it) is that outermost one. An eval's ≈ 100 chunked forwards then cast the weights
+    once (7 % of the probe forward on the study's model; the same bits). The weights must not change inside it.
+    Under DDP / FSDP: nothing (FSDP re-gathers its unsharded weights at each forward)."""
+    if dist_parallel != "none":
+        return nullcontext()
+    return torch.autocast(torch.device(device).type, enabled=False)
+
+
 def load_model(model_cfg: ModelConfig, device: str | torch.device = "cpu", seed: int = 0):
     """→ (bridge, tokenizer). The bridge's parameters are the HF model's (bridge.original_model)."""
     tokenizer = load_tokenizer(model_cfg)

@@ -36,7 +36,7 @@ from chrono_membench.chrono.stats import (
 )
 from chrono_membench.data.sources import SOURCE_NAMES
 from chrono_membench.distributed import ALONE, Dist
-from chrono_membench.probes import PREFIX_TOKENS, UNSEEN, Canaries, Probe, ProbeSet
+from chrono_membench.probes import PREFIX_TOKENS, SCORED_TOKENS, UNSEEN, Canaries, Probe, ProbeSet
 from chrono_membench.registry import EvalContext, KeySpace, register
 from chrono_membench.sae import SAEBank
 
@@ -47,10 +47,13 @@ GENERATE_CHUNK = 64  # probe windows per KV-cached greedy decode (the bridge's p
 #                      windows decode in 13 s where 4 calls of 16 take 23 s on the demo model, the same tokens)
 
 
-def logits_fn(model, autocast, chunk_rows: int = EVAL_CHUNK):
+def logits_fn(model, autocast, chunk_rows: int = EVAL_CHUNK, keep: int = 0):
+    """tokens [B, T] → logits [B, T, V] (fp32), or of the last `keep` positions only: the HF model's logits_to_keep,
+    which unembeds only those (a probe window's scored tokens need SCORED_TOKENS + 1 of its 64: 11 % of the probe
+    forward, the same bits)."""
     def logits(tokens):
         with autocast:
-            return torch.cat([model(chunk).float() for chunk in tokens.split(chunk_rows)])
+            return torch.cat([model(chunk, logits_to_keep=keep).float() for chunk in tokens.split(chunk_rows)])
     return logits
 
 
@@ -82,7 +85,7 @@ def fill_reference_losses(reference, probes: list[Probe], autocast, device, d: D
         return
     index, weight = d.padded_share(len(todo))
     windows = torch.tensor([todo[i].tokens for i in index], device=device)
-    loss = scored_token_losses(logits_fn(reference, autocast), windows).mean(1)
+    loss = scored_token_losses(logits_fn(reference, autocast, keep=SCORED_TOKENS + 1), windows).mean(1)
     for p, value in zip(todo, _gather(d, index, weight, loss, len(todo)).tolist()):
         p.ref_loss = value
 
@@ -311,7 +314,8 @@ def score_windows(ctx: EvalContext) -> tuple[Windows, dict]:
         acts = {h: tuple(gather(x[h]).cpu() for x in (doc_sums, doc_tokens, prefix_means)) for h in doc_sums}
         ctx.timings["probe_forward"], start = time.perf_counter() - start, time.perf_counter()
     greedy = ctx.trained and (ctx.final or ctx.chrono.interim_greedy)
-    local = extraction_scores(logits_fn(ctx.model, autocast), windows, greedy=greedy, losses=losses,
+    logits = logits_fn(ctx.model, autocast, keep=SCORED_TOKENS + 1)
+    local = extraction_scores(logits, windows, greedy=greedy, losses=losses,
                               generate_fn=generate_fn(ctx.model, autocast) if greedy else None)
     scores = {k: gather(v).double().cpu().numpy() for k, v in local.items()}
     if ctx.reference is not None and not ctx.trained:  # the live model is the step-0 model: its losses are theirs
@@ -456,7 +460,8 @@ def scored_activations(model, saes: SAEBank, windows: torch.Tensor, autocast, st
     variant/<name>/<hook>."""
     for chunk in windows.split(EVAL_CHUNK):
         with autocast:
-            chunk_logits, cache = model.run_with_cache(chunk, names_filter=lambda name: name in saes.hook_points)
+            chunk_logits, cache = model.run_with_cache(chunk, names_filter=lambda name: name in saes.hook_points,
+                                                       logits_to_keep=SCORED_TOKENS + 1)
         if losses is not None:
             losses.append(token_losses(chunk_logits.float(), chunk, PREFIX_TOKENS))
         del chunk_logits

@@ -19,6 +19,7 @@ AUROC of the cross-fitted scores comes with the Hanley–McNeil / Newcombe inter
 from __future__ import annotations
 
 import random
+import warnings
 
 import numpy as np
 from scipy import stats
@@ -48,21 +49,38 @@ def blind_auroc(windows: list[list[int]], labels: np.ndarray, seed: int = 0, fol
     try:                       # would import them (and draw) after its RNG states were restored, and diverge
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
-        from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_predict
+        from sklearn.model_selection import StratifiedKFold, cross_val_predict
     finally:
         random.setstate(state)
     labels = np.asarray(labels, dtype=int)
     ids, rows = (labels, np.arange(len(labels))) if groups is None else np.unique(groups, return_inverse=True)
-    row_label = np.zeros(len(ids), int)  # each row's label (a row's windows share one)
-    row_label[rows] = labels
+
+    def y_row(y: np.ndarray) -> np.ndarray:  # each row's label (a row's windows share one)
+        out = np.zeros(len(ids), int)
+        out[rows] = y
+        return out
+
+    row_label = y_row(labels)
     if min(row_label.sum(), (1 - row_label).sum()) < folds:  # every fold's training part must hold both classes
         return None
     text = [" ".join(map(str, w)) for w in windows]
     features = TfidfVectorizer(token_pattern=r"\d+", ngram_range=(1, 2), sublinear_tf=True).fit_transform(text)
-    split = (StratifiedKFold if groups is None else StratifiedGroupKFold)(folds, shuffle=True, random_state=seed)
+    split = StratifiedKFold(folds, shuffle=True, random_state=seed)
+
+    size = np.minimum(np.bincount(rows), 3)  # windows per row, 3 for 3 or more
 
     def fit(y: np.ndarray) -> tuple[float, float, float]:
-        score = cross_val_predict(LogisticRegression(solver="liblinear"), features, y, cv=split, groups=groups,
+        # the rows are split, stratified by their label and size, so each fold's windows hold the classes in the
+        # run's proportions (a fold whose training part holds more members than the rest shifts its test part's
+        # scores: cross-fitted AUROCs under the null sink below 0.5); a row's windows go where it goes (sklearn's
+        # StratifiedGroupKFold balances by a greedy search that took half of this function's time)
+        fold_of = np.empty(len(ids), int)
+        with warnings.catch_warnings():  # a (label, size) cell of fewer rows than folds: spread as it can be
+            warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+            for k, (_, test) in enumerate(split.split(np.zeros(len(ids)), y_row(y) * 4 + size)):
+                fold_of[test] = k
+        cv = [(np.flatnonzero(fold_of[rows] != k), np.flatnonzero(fold_of[rows] == k)) for k in range(folds)]
+        score = cross_val_predict(LogisticRegression(solver="liblinear"), features, y, cv=cv,
                                   method="decision_function")
         if strata is not None:
             return stratified_auroc(score, y == 1, strata)

@@ -56,9 +56,10 @@ def extraction_scores(logits_fn: Logits, windows: torch.Tensor, prefix_len: int 
 
 
 def token_losses(logits: torch.Tensor, windows: torch.Tensor, prefix_len: int = 32) -> torch.Tensor:
-    """[B, n_tokens]: −log p of each scored token, from the windows' logits [B, T, V]."""
+    """[B, n_tokens]: −log p of each scored token, from the windows' logits [B, T, V] — or their last n_tokens + 1
+    positions only (a forward with logits_to_keep = n_tokens + 1: the rest are never needed)."""
     target = windows[:, prefix_len:]
-    logits = logits[:, prefix_len - 1:-1]
+    logits = logits[:, -(target.shape[1] + 1):-1]
     return F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), reduction="none").view_as(target)
 
 
