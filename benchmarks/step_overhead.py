@@ -87,9 +87,9 @@ def main() -> None:
         model.original_model.compile()
     L = model.cfg.n_layers
 
-    def bank(hook_points):
+    def bank(hook_points, sae_cfg=cfg.sae):
         widths = hooks.activation_widths(model, hook_points)
-        return SAEBank(cfg.sae, cfg.chrono, cfg.train.max_steps, widths, device)
+        return SAEBank(sae_cfg, cfg.chrono, cfg.train.max_steps, widths, device)
 
     def with_crosscoder(hook_points):  # the SAE bank and, riding it, the crosscoder with the step-0 model's forward
         b = bank(hook_points)
@@ -103,6 +103,8 @@ def main() -> None:
         "plain": None,
         "sae x1": bank(hooks.default_hook_points(L)),
         "sae x2": bank([f"blocks.{L // 3}.hook_resid_post", f"blocks.{2 * L // 3}.hook_resid_post"]),
+        "sae x2, sae.autocast=bf16": bank([f"blocks.{L // 3}.hook_resid_post", f"blocks.{2 * L // 3}.hook_resid_post"],
+                                          replace(cfg.sae, autocast="bf16")),
         "sae x1 + crosscoder": with_crosscoder(hooks.default_hook_points(L)),
     }
     configurations = {name: (bank, False) for name, bank in banks.items()}

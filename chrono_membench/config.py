@@ -54,7 +54,8 @@ SUITE = ("full", "no_dropout", "no_alignment", "no_diversity", "frozen_lm", "no_
 # What an SAE variant (sae.variants) may set: what the SAEs do with the activations the LM's forward captured (the
 # token mask and the hook points are the run's); "seed" is the variant's SAE initialisation and dropout-mask seed
 VARIANT_KEYS = ("sae.architecture", "sae.expansion", "sae.k", "sae.sparsity_coefficient", "sae.lr", "sae.dead_window",
-                "sae.batch_tokens", "sae.warmup_tokens", "chrono.dropout_p_max", "chrono.alignment_weight", "seed")
+                "sae.batch_tokens", "sae.warmup_tokens", "sae.autocast", "chrono.dropout_p_max", "chrono.alignment_weight",
+                "seed")
 VARIANT_NAME = re.compile(r"[A-Za-z0-9_.,=+-]+")
 
 
@@ -345,11 +346,15 @@ class SAEConfig(_Section):
     0: the SAEs start at random with the LM."""
     eval_tokens: int = _field(16_384, POSITIVE)
     """Validation tokens for the SAE eval panel (CE/KL splice, FVE, L0, …)."""
+    autocast: Literal["fp32", "bf16"] = "fp32"
+    """The SAEs' training steps (forward and backward) under bf16 autocast, or not; the master weights, Adam, the
+    step's metrics and every eval stay fp32. Its speed and its numerics against fp32 (FVE, drift):
+    benchmarks/sae_precision.py, in benchmarks/RESULTS.md."""
     seed_baseline: bool = False
     """A second SAE per hook (another seed) on the same activations: the floor of drift and alignment metrics."""
     variants: dict[str, dict] = _field(None, factory=dict)
     """More SAEs per hook on the same captured activations: name → {key: value} of the keys a variant may set
-    (sae.architecture, expansion, k, sparsity_coefficient, lr, dead_window, batch_tokens, warmup_tokens,
+    (sae.architecture, expansion, k, sparsity_coefficient, lr, dead_window, batch_tokens, warmup_tokens, autocast,
     chrono.dropout_p_max, chrono.alignment_weight, seed), e.g. `{no_dropout: {chrono.dropout_p_max: 0}}`: an
     SAE-only ablation or dose point without another LM run (docs/experiments.md)."""
 

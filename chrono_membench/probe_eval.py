@@ -43,8 +43,9 @@ from chrono_membench.sae import SAEBank
 EVAL_CHUNK = 16  # probe windows per forward
 ORDER_PERMUTATIONS = 999  # the training-order test's (cheap: ranks of a few hundred windows)
 CANARY_CHUNK = 64  # canary candidates per forward
-GENERATE_CHUNK = 64  # probe windows per KV-cached greedy decode (the bridge's per-token overhead is per call: 64
-#                      windows decode in 13 s where 4 calls of 16 take 23 s on the demo model, the same tokens)
+GENERATE_CHUNK = 256  # probe windows per KV-cached greedy decode: the bridge's per-token overhead is per call (256
+#                       windows: 12.4 s in calls of 256, 17.4 s in calls of 64, on the demo model; docs/metrics.md says
+#                       what the batch does to bf16 greedy tokens)
 
 
 def logits_fn(model, autocast, chunk_rows: int = EVAL_CHUNK, keep: int = 0):

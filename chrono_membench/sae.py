@@ -122,7 +122,8 @@ def sparse_decode(sae, rows: torch.Tensor, cols: torch.Tensor, n: int, values: t
     if sae.cfg.rescale_acts_by_decoder_norm:  # sae-lens's act_times_W_dec: latents / ‖W_dec row‖
         values = values / sae.W_dec.norm(dim=-1)[cols]
     offsets = torch.searchsorted(rows, torch.arange(n, device=rows.device))  # each token's first entry
-    out = F.embedding_bag(cols, sae.W_dec, offsets, mode="sum", per_sample_weights=values) + sae.b_dec
+    out = F.embedding_bag(cols, sae.W_dec, offsets, mode="sum",  # no autocast rule: the weights' dtype
+                          per_sample_weights=values.to(sae.W_dec.dtype)) + sae.b_dec
     return sae.reshape_fn_out(sae.run_time_activation_norm_fn_out(sae.hook_sae_recons(out)), sae.d_head)
 
 
@@ -378,7 +379,7 @@ class SAEBank:
                 if with_metrics and member == 0:  # before the update, without dropout: the SAE as it is now
                     with record_function("sae.metrics"):
                         metrics.update(self._metrics(hook, sae, step_input, dead))
-                with record_function("sae.forward"):
+                with record_function("sae.forward"), self._autocast():
                     loss, _, acts, _, dropped_frac = training_forward(sae, step_input, dropout,
                                                                       self._dropout_generator(member),
                                                                       sparse=self.arch.sparse_decode)
@@ -417,6 +418,12 @@ class SAEBank:
         self.n_steps += 1
         metrics.update(self._health(lm_step, finite, with_metrics))
         return metrics
+
+    def _autocast(self):
+        """sae.autocast: bf16 autocast for a training step's forward (its backward follows it), or nothing."""
+        if self.cfg.autocast == "fp32":
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     def _finite_grads(self, losses: dict, finite: dict[str, bool]) -> dict[str, bool]:
         """hook → whether its loss and every gradient of its SAEs are finite (on every rank)."""

@@ -164,6 +164,32 @@ def extrapolated_interval(true_nll: dict[str, np.ndarray], other_nll: torch.Tens
 TEMPERATURES = (0.0, *(0.5 * 2 ** (k / 2) for k in range(9)))
 
 
+def _draw(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One token per row of softmax(logits) [rows, V], by inverse CDF: one uniform per row (torch.multinomial draws
+    an exponential per entry, 8 M of them per step here, and took a third of the sampler's time)."""
+    cdf = (logits - logits.amax(-1, keepdim=True)).exp().cumsum(-1)
+    u = torch.rand(len(cdf), 1, generator=generator, dtype=cdf.dtype) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_max(cdf.shape[1] - 1)  # cdf[i-1] ≤ u < cdf[i]
+
+
+def _log_normalisers(logp: torch.Tensor, betas: tuple[float, ...]) -> torch.Tensor:
+    """[rows, len(betas)] log Σ_v p_v^β over the alphabet, for each β of the ladder: shifted by the row's maximum
+    once, and where a rung's β is twice an earlier one's (every second rung of TEMPERATURES) its terms are that
+    rung's squared, not exponentiated again (the loop of logsumexps it replaces took 40 % of the sampler's time)."""
+    top = logp.amax(-1, keepdim=True)
+    shifted = logp - top
+    terms: dict[float, torch.Tensor] = {}
+    out = []
+    for b in betas:
+        if b == 0:
+            out.append(torch.full((len(logp),), math.log(logp.shape[1]), dtype=torch.float64))
+            continue
+        half = next((h for h in terms if math.isclose(2 * h, b)), None)
+        terms[b] = terms[half].square() if half is not None else (b * shifted).exp()
+        out.append((b * top[:, 0]).double() + terms[b].sum(-1).double().log())
+    return torch.stack(out, 1)
+
+
 @torch.no_grad()
 def sample_secrets(hf_model, prefix: torch.Tensor, n: int, length: int, alphabet: tuple[int, int],
                    generator: torch.Generator, batch: int = 256, autocast=NO_AUTOCAST) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,13 +212,10 @@ def sample_secrets(hf_model, prefix: torch.Tensor, n: int, length: int, alphabet
         logq = torch.zeros(rows, len(betas), dtype=torch.float64)  # log q_β(s) for every β of the ladder
         for j in range(length):
             allowed = logp[:, low:high]
-            tempered = own[:, None].float() * allowed
-            token = torch.multinomial((tempered - tempered.logsumexp(-1, keepdim=True)).exp(), 1,
-                                      generator=generator).squeeze(1)
+            token = _draw(own[:, None].float() * allowed, generator)
             picked = allowed.gather(1, token[:, None]).squeeze(1).double()
             nll -= picked
-            for k, b in enumerate(betas):
-                logq[:, k] += b * picked - (b * allowed).logsumexp(-1).double()
+            logq += beta * picked[:, None] - _log_normalisers(allowed, betas)
             if j + 1 < length:
                 with autocast:
                     out = hf_model((token + low)[:, None].to(prefix.device), past_key_values=cache, use_cache=True)

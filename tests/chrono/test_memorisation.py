@@ -239,3 +239,17 @@ def test_scored_token_losses_hold_one_chunk_of_logits_at_a_time_and_match_the_wh
     assert calls == [16, 16, 8] and torch.equal(chunked, token_losses(weights[windows], windows))
     scores = extraction_scores(logits, windows, greedy=False, losses=chunked)  # a forward's own losses: no new call
     assert calls == [16, 16, 8] and torch.equal(scores["loss"], chunked.mean(1))
+
+
+def test_the_samplers_draws_follow_the_softmax_and_its_normalisers_are_the_ladders_logsumexps():
+    from chrono_membench.chrono.memorisation import TEMPERATURES, _draw, _log_normalisers
+
+    torch.manual_seed(0)
+    logp = (torch.randn(64, 3000) * 3).log_softmax(-1)
+    direct = torch.stack([(b * logp).logsumexp(-1).double() for b in TEMPERATURES], 1)
+    assert torch.allclose(_log_normalisers(logp, TEMPERATURES), direct, atol=1e-5)
+    logits = torch.tensor([[0.0, 1.0, 2.0, -1.0, -float("inf")]]).expand(100_000, -1)
+    tokens = _draw(logits, torch.Generator().manual_seed(0))
+    freq = torch.bincount(tokens, minlength=5).double() / len(tokens)
+    p = torch.softmax(logits[0].double(), -1)
+    assert freq[4] == 0 and ((freq - p).abs() <= 4 * (p * (1 - p) / len(tokens)).sqrt() + 1e-12).all()
