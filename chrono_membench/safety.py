@@ -90,6 +90,14 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return out
 
 
+def keys_added_since(saved: dict, device_type: str) -> dict:
+    """A saved config.yaml with the keys added since filled in as the run that wrote it ran: before train.autocast,
+    bf16 on CUDA only; before sae.autocast, fp32 SAE steps."""
+    saved.setdefault("train", {}).setdefault("autocast", "bf16" if device_type == "cuda" else "fp32")
+    saved.setdefault("sae", {}).setdefault("autocast", "fp32")
+    return saved
+
+
 def config_changes(saved: dict, new: dict) -> tuple[dict[str, str], list[str]]:
     """({unsafe key: why}, [safe keys]) among the keys whose values differ between the saved and the new config."""
     a, b = _flatten(saved), _flatten(new)

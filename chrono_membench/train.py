@@ -48,7 +48,7 @@ from chrono_membench.optim import build_optimizers, lr_multiplier
 from chrono_membench.probes import Canaries, ProbeSet
 from chrono_membench.registry import EvalContext
 from chrono_membench.run_dir import RunDir, run_lock
-from chrono_membench.safety import PreemptionGuard, check_resume_config
+from chrono_membench.safety import PreemptionGuard, check_resume_config, keys_added_since
 from chrono_membench.sae import SAEBank, warm_up
 
 
@@ -96,8 +96,7 @@ def _train(cfg: Config, run_dir: RunDir, resume: bool, progress: bool, preemptio
     cfg.data.provenance = sample_provenance() if cfg.data.origin == "sample" else {}  # into config.yaml
     t.autocast = resolve_autocast(t.autocast, device)  # config.yaml records bf16 or fp32; a resume must agree
     if resume and run_dir.config.exists():  # before anything heavy: same experiment, or refuse
-        saved = read_yaml(run_dir.config)  # a run from before train.autocast ran bf16 on CUDA only
-        saved.setdefault("train", {}).setdefault("autocast", "bf16" if device.type == "cuda" else "fp32")
+        saved = keys_added_since(read_yaml(run_dir.config), device.type)
         check_resume_config(run_dir, saved, cfg.to_dict(), write_log=d.main)
     if resume and not run_dir.list_checkpoints():  # stopped before its first checkpoint: start it again
         print(f"--resume: {run_dir.root} has no checkpoint yet; training it again from step 0", file=sys.stderr)

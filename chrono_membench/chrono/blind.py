@@ -11,7 +11,8 @@ logistic regression, cross-fitted over stratified folds so every window is score
 detokenising). Windows cut from one packed row can share tokens (the next document's window may hold this one's
 scored tail in its 32-token context), so the folds keep each row's windows together (`groups`): split apart, a
 window's own tokens in the training folds let the classifier recognise it — on the study's probe set that leak
-alone read 0.62 [0.58, 0.66] seen vs unseen with no shift in the text; held together, 0.52 [0.47, 0.56]. The
+alone read 0.62 [0.58, 0.66] seen vs unseen with no shift in the text; held together, 0.52 [0.47, 0.56] (folds by
+sklearn's StratifiedGroupKFold, then; now rows stratified by label and size: the study's s5 reads 0.55 [0.49, 0.61]). The
 AUROC of the cross-fitted scores comes with the Hanley–McNeil / Newcombe interval the MIA AUROCs use
 (chrono/stats.auroc_interval), widened by what label-permuted refits show a cross-fit adds (blind_auroc).
 """
