@@ -75,7 +75,7 @@ def main() -> None:
                 rows = [torch.nn.functional.normalize(b.saes[hook].W_dec.detach(), dim=-1) for b in (bank, twin)]
                 cos = (rows[0] * rows[1]).sum(-1).mean().item()
             mmcs = [drift.get(prefix + K.chrono(hook, "mmcs"), float("nan")) for prefix in ("", K.variant("bf16", ""))]
-            print(f"{step:5d} {hook:>26s} {fve[0]:9.4f} {fve[1]:9.4f} {mmcs[0]:10.4f} {mmcs[1]:10.4f} {cos:15.4f}")
+            tqdm.write(f"{step:5d} {hook:>26s} {fve[0]:9.4f} {fve[1]:9.4f} {mmcs[0]:10.4f} {mmcs[1]:10.4f} {cos:15.4f}")
 
 
 if __name__ == "__main__":
