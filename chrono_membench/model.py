@@ -325,7 +325,8 @@ def casts_kept(device: str | torch.device, dist_parallel: str = "none"):
     of leaf parameters until its outermost region exits, and this region (autocast *disabled*, so the code between
     the forwards runs as outside it) is that outermost one. An eval's ≈ 100 chunked forwards then cast the weights
     once (7 % of the probe forward on the study's model; the same bits). The weights must not change inside it.
-    Under DDP / FSDP: nothing (FSDP re-gathers its unsharded weights at each forward)."""
+    Under torchrun: nothing (FSDP re-gathers its unsharded weights at each forward; neither DDP nor FSDP was measured
+    with it)."""
     if dist_parallel != "none":
         return nullcontext()
     return torch.autocast(torch.device(device).type, enabled=False)

@@ -185,7 +185,7 @@ def _log_normalisers(logp: torch.Tensor, betas: tuple[float, ...]) -> torch.Tens
             out.append(torch.full((len(logp),), math.log(logp.shape[1]), dtype=torch.float64))
             continue
         half = next((h for h in terms if math.isclose(2 * h, b)), None)
-        terms[b] = terms[half].square() if half is not None else (b * shifted).exp()
+        terms[b] = terms.pop(half).square() if half is not None else (b * shifted).exp()  # β rises: half is done
         out.append((b * top[:, 0]).double() + terms[b].sum(-1).double().log())
     return torch.stack(out, 1)
 
