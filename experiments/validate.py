@@ -186,10 +186,16 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="the tiny random model, main and frozen runs (a CI check)")
     parser.add_argument("--out", type=Path, help="output directory (default runs/validate-<time>)")
     parser.add_argument("--eval-only", type=Path, help="score the runs already in this directory again")
-    parser.add_argument("--runs", nargs="+", choices=RUNS, help="train and score only these (default: all)")
+    parser.add_argument("--runs", nargs="+", help=f"train and score only these (default: all): {', '.join(RUNS)}")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("overrides", nargs="*", help="key=value for every run")
     args = parser.parse_intermixed_args(argv)
+    if args.runs:  # `--runs main run.seed=1`: the key=value words after the names are overrides
+        args.overrides += [r for r in args.runs if "=" in r]
+        args.runs = [r for r in args.runs if "=" not in r]
+        if not set(args.runs) <= set(RUNS):
+            parser.error(f"argument --runs: {', '.join(sorted(set(args.runs) - set(RUNS)))} is not a run; allowed: "
+                         f"{', '.join(RUNS)}")
     out = (args.eval_only or args.out or Path("runs") / f"validate-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     preset, sizes = ("tiny", V.QUICK) if args.quick else ("demo", V.Sizes())
     try:

@@ -284,4 +284,10 @@ def test_runs_that_cannot_be_made_are_refused_in_one_line(tmp_path, capsys):
     assert validate.main(["--quick", "--out", str(tmp_path / "b"), "--runs", "recency"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 2 and "the main run is needed" in lines[0] and "with --quick" in lines[1], lines
+    # overrides may follow the names (the --help example): they are overrides, not runs; a misspelt run is refused
+    assert validate.main(["--out", str(tmp_path / "c"), "--runs", "frozen", "run.seed=1", "data.seed=1"]) == 2
+    assert "the main run is needed" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:
+        validate.main(["--out", str(tmp_path / "d"), "--runs", "mian", "run.seed=1"])
+    assert refused.value.code == 2 and "mian is not a run; allowed: main, frozen" in capsys.readouterr().err
     assert not list(tmp_path.rglob("*.jsonl"))
