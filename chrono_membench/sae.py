@@ -55,6 +55,7 @@ from chrono_membench.config import ChronoConfig, Config, ConfigError, SAEConfig
 from chrono_membench.data.sources import PAD_SOURCE
 from chrono_membench.data.stream import adds_bos, collate
 from chrono_membench.distributed import ALONE, Dist
+from chrono_membench.model import autocast as model_autocast
 from chrono_membench.saes import architecture
 
 NORM_EMA = 0.99  # running mean-norm and median-norm estimates: stable, yet they follow the LM's drift
@@ -178,6 +179,7 @@ class SAEBank:
         self.previous: dict[str, object] = {}
         self.crosscoder = None  # a CrosscoderTrainer (crosscoder.enabled; for_model): it rides this bank's steps
         self.autocast = nullcontext()  # the precision of the crosscoder's step-0 forwards (for_model sets the run's)
+        self.step_autocast = model_autocast(device, cfg.autocast)  # sae.autocast: a step's forward (its backward follows)
 
     @classmethod
     def for_model(cls, cfg: Config, model, tokenizer, device: torch.device, d: Dist = ALONE, reference=None) -> SAEBank:
@@ -204,7 +206,6 @@ class SAEBank:
             bank.variants[name] = variant
         if cfg.crosscoder.enabled:
             from chrono_membench.crosscoder import CrosscoderTrainer
-            from chrono_membench.model import autocast as model_autocast
 
             if d.world > 1 or reference is None:
                 raise ConfigError("crosscoder.enabled: one process only (its gradients are not reduced over ranks), "
@@ -379,7 +380,7 @@ class SAEBank:
                 if with_metrics and member == 0:  # before the update, without dropout: the SAE as it is now
                     with record_function("sae.metrics"):
                         metrics.update(self._metrics(hook, sae, step_input, dead))
-                with record_function("sae.forward"), self._autocast():
+                with record_function("sae.forward"), self.step_autocast:
                     loss, _, acts, _, dropped_frac = training_forward(sae, step_input, dropout,
                                                                       self._dropout_generator(member),
                                                                       sparse=self.arch.sparse_decode)
@@ -418,12 +419,6 @@ class SAEBank:
         self.n_steps += 1
         metrics.update(self._health(lm_step, finite, with_metrics))
         return metrics
-
-    def _autocast(self):
-        """sae.autocast: bf16 autocast for a training step's forward (its backward follows it), or nothing."""
-        if self.cfg.autocast == "fp32":
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     def _finite_grads(self, losses: dict, finite: dict[str, bool]) -> dict[str, bool]:
         """hook → whether its loss and every gradient of its SAEs are finite (on every rank)."""

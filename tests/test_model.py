@@ -5,8 +5,8 @@ import torch
 
 from chrono_membench.config import GGUF_NAMES, ModelConfig
 from chrono_membench.model import (
-    GGUF_MODELS, ModelLoadError, boot_bridge, build_hf_model, casts_kept, hf_state_dict, load_model, load_tokenizer,
-    random_shape, resolve_hf_dir,
+    GGUF_MODELS, ModelLoadError, autocast, boot_bridge, build_hf_model, casts_kept, hf_state_dict, load_model,
+    load_tokenizer, random_shape, resolve_hf_dir,
 )
 
 HOOKS = ("blocks.{l}.hook_resid_post", "blocks.{l}.attn.hook_pattern")
@@ -121,24 +121,23 @@ def test_casts_kept_casts_each_weight_once_with_the_same_bits_and_kept_logits_ar
 
     bridge, _ = load_model(ModelConfig(name="tiny"))
     tokens = torch.randint(0, 1000, (4, 64))
-    bf16 = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
     with torch.no_grad():
-        with bf16():
+        with autocast("cpu", "bf16"):
             alone = [bridge(tokens[i:i + 2]) for i in (0, 2)]
         with casts_kept("cpu"):
             for _ in range(2):
-                with bf16():
+                with autocast("cpu", "bf16"):
                     kept = [bridge(tokens[i:i + 2]) for i in (0, 2)]
             assert all(torch.equal(a, b) for a, b in zip(alone, kept))
             weight = bridge.original_model.model.layers[0].mlp.down_proj.weight  # (lm_head may share the embedding)
             weight.mul_(2)  # inside the scope: the cached bf16 cast is what the next forward multiplies by
-            with bf16():
+            with autocast("cpu", "bf16"):
                 stale = bridge(tokens[:2])
             assert torch.equal(stale, alone[0])
-        with bf16():
+        with autocast("cpu", "bf16"):
             assert not torch.equal(bridge(tokens[:2]), alone[0])  # outside it: the changed weight
         weight.div_(2)
-        with bf16():
+        with autocast("cpu", "bf16"):
             last = bridge(tokens, logits_to_keep=33)
             full = bridge(tokens)
     assert last.shape[1] == 33 and torch.equal(last, full[:, -33:])
