@@ -102,8 +102,17 @@ def png_works() -> bool:
     if not _png_state["checked"]:
         _png_state["checked"] = True
         try:
+            import atexit
+            import warnings
+
+            import kaleido
             import plotly.graph_objects as go
 
+            # one Chromium kept for the process (kaleido's sync server): 0.26 s a PNG after the first, where each
+            # write_image starting its own took 3 s here
+            kaleido.start_sync_server(silence_warnings=True)
+            atexit.register(kaleido.stop_sync_server, silence_warnings=True)
+            warnings.filterwarnings("ignore", message="The kopts argument is ignored if using a server")
             go.Figure().to_image(format="png")
             _png_state["works"] = True
         except Exception as e:

@@ -333,3 +333,22 @@ def test_light_interim_evals_skip_greedy_decoding_and_the_last_decodes_every_win
     assert [r["step"] for r in evals] == [0, 2, 4]
     assert K.mem("loss", "b0") in evals[1] and K.mem("exact_match", "b0") not in evals[1]  # teacher-forced only
     assert K.mem("exact_match", "b0") in evals[2] and K.mem("token_match", "unseen") in evals[2]
+
+
+def test_lm_loss_is_the_mean_next_token_cross_entropy_over_real_targets():
+    """lm_loss against its definition written out token by token: −log softmax(logits[b, t])[tokens[b, t + 1]],
+    averaged over the t whose target is not padding (a padded row's tail, and no target after the last position)."""
+    from chrono_membench.data.sources import PAD_SOURCE
+    from chrono_membench.evaluation import lm_loss
+
+    gen = torch.Generator().manual_seed(0)
+    logits, tokens = torch.randn(3, 9, 11, generator=gen), torch.randint(0, 11, (3, 9), generator=gen)
+    sources = torch.zeros(3, 9, dtype=torch.long)
+    sources[1, 5:] = PAD_SOURCE
+    terms = [-torch.log_softmax(logits[b, t].double(), -1)[tokens[b, t + 1]] for b in range(3) for t in range(8)
+             if sources[b, t + 1] != PAD_SOURCE]
+    assert len(terms) == 20
+    assert torch.allclose(lm_loss(logits, tokens, sources).double(), torch.stack(terms).mean(), atol=1e-6)
+    before = tokens.clone()  # the targets are a new tensor: the batch is not written
+    lm_loss(logits, tokens, sources)
+    assert torch.equal(tokens, before)
