@@ -22,8 +22,8 @@ import torch
 from chrono_membench import hooks
 from chrono_membench import metric_keys as K
 from chrono_membench.chrono.memorisation import (
-    exposure, extraction_scores, extrapolated_exposure, extrapolated_interval, prefixed_nll, sample_secrets,
-    sampled_exposure, scored_token_losses, skewnorm_fit_check, token_losses,
+    exposure, extraction_scores, extrapolated_exposure, extrapolated_interval, fixed_chunks, prefixed_nll,
+    sample_secrets, sampled_exposure, scored_token_losses, skewnorm_fit_check, token_losses,
 )
 from chrono_membench.chrono.blind import blind_auroc
 from chrono_membench.chrono.forgetting import SCORES, record, slopes
@@ -459,13 +459,15 @@ def scored_activations(model, saes: SAEBank, windows: torch.Tensor, autocast, st
     scored tokens [chunk, SCORED_TOKENS] is appended to, from the same forward (a chunk's logits are not kept: a
     probe set's would be windows × 64 × vocabulary floats). variants: also each variant's, keyed
     variant/<name>/<hook>."""
-    for chunk in windows.split(EVAL_CHUNK):
+    for padded, n in fixed_chunks(windows, EVAL_CHUNK):  # one chunk size: a window's bits do not depend on the set
         with autocast:
-            chunk_logits, cache = model.run_with_cache(chunk, names_filter=lambda name: name in saes.hook_points,
+            chunk_logits, cache = model.run_with_cache(padded, names_filter=lambda name: name in saes.hook_points,
                                                        logits_to_keep=SCORED_TOKENS + 1)
+        chunk = padded[:n]
         if losses is not None:
-            losses.append(token_losses(chunk_logits.float(), chunk, PREFIX_TOKENS))
+            losses.append(token_losses(chunk_logits[:n].float(), chunk, PREFIX_TOKENS))
         del chunk_logits
+        cache = {hook: cache[hook][:n] for hook in saes.hook_points}
         base = saes.base_mask(chunk, torch.zeros_like(chunk))[:, start:]  # windows hold no padding
         out = {}
         for hook in saes.hook_points:

@@ -14,6 +14,25 @@ os.environ.setdefault("CHRONO_MEMBENCH_PNG", "0")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+# The slowest modules first (seconds of test time each, 2-core Xeon, 2026-12-08): pytest-xdist hands out whole
+# modules (--dist loadscope, --no-loadscope-reorder in pyproject.toml), each to the first worker with room, so with
+# the long ones first the last ones out are short and neither worker idles long at the end (in collection order,
+# which puts test_validation.py last, the run's last 90 s had one worker idle). The rest keep collection order.
+SLOW_FIRST = ("faults/test_real_faults.py",  # 180
+              "test_analysis.py",  # 150
+              "test_distributed.py",  # 120: two torchrun ranks on the cores the other worker uses too
+              "faults/test_preemption_and_resume_safety.py",  # 95
+              "test_validation.py", "test_train.py",  # 90 each
+              "test_plan.py", "test_sae.py", "test_experiments.py",  # 60-75
+              "test_evaluation.py", "data/test_stream.py", "chrono/test_blind.py",  # 45-50
+              "test_checkpoint.py", "test_crosscoder.py", "test_logging.py")  # 25-37
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {f"tests/{name}": i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: a module keeps its order
+
+
 NEEDS_GB = 2.0  # the peak of the tests' temporary directories (real checkpoints, each passing test's removed at once)
 
 

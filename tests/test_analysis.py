@@ -322,20 +322,40 @@ def test_export_writes_loadable_saes_a_card_and_says_how_to_upload_offline(runs,
 
 
 def test_study_page_is_written_from_the_run_alone(runs, tmp_path):
+    """The page from the run alone, with its frozen-LM twin's verdicts beside the run's; a twin that is not one is
+    refused in one line."""
+    import shutil
+
     from helpers import run_main
 
-    made = run_main("--preset", "tiny", "--no-progress", f"run.out_dir={tmp_path}", "run.name=study",
-                    "chrono.canary_repetitions=[1, 3]", "chrono.canary_candidates=15")
-    assert made.returncode == 0, made.stderr[-2000:]
-    render("study_page", [tmp_path / "study"], tmp_path / "docs")
+    common = ["--preset", "tiny", "--no-progress", f"run.out_dir={tmp_path}", "chrono.canary_repetitions=[1, 3]",
+              "chrono.canary_candidates=15"]
+    for name, ablation in (("study", "full"), ("frozen", "frozen_lm")):
+        made = run_main(*common, f"run.name={name}", "--ablation", ablation)
+        assert made.returncode == 0, made.stderr[-2000:]
+    render("study_page", [tmp_path / "study", "--frozen", tmp_path / "frozen"], tmp_path / "docs")
     page = (tmp_path / "docs" / "study.md").read_text()
     assert "`python experiments/run.py --preset tiny --no-progress" in page and "over 1 session (evals" in page
-    rows = [line for line in page.splitlines() if line.startswith("| ") and not line.startswith("| claim")]
-    assert any("training order" in r for r in rows) and any("b0 told from unseen" in r for r in rows)
-    assert all(r.rstrip(" |").split(" | ")[-1].startswith(("detected", "none detected", "undecided")) for r in rows)
+    assert "| claim | measured | verdict | frozen-LM twin | its verdict |" in page
+    rows = [line.rstrip(" |").split(" | ") for line in page.splitlines()
+            if line.startswith("| ") and not line.startswith("| claim")]
+    assert any("training order" in r[0] for r in rows) and any("b0 told from unseen" in r[0] for r in rows)
+    verdicts = ("detected", "none detected", "undecided")
+    assert all(len(r) == 5 and r[2].startswith(verdicts) and r[4].startswith(verdicts) for r in rows), rows
+    # the frozen LM equals its step-0 reference: every reference score is exactly 0, so no window is told from unseen
+    assert all(r[3].startswith("0.500") for r in rows if "told from unseen" in r[0]), rows
+    assert "Frozen-LM twin: `" in page and "are not detected on the twin" in page
     shown = [line for line in page.splitlines() if "([interactive](study/" in line]
     assert len(shown) >= 4 and all((tmp_path / "docs" / line.split("](")[1].split(")")[0]).exists() for line in shown)
     assert "## The closing summary" in page and "MIA AUROC(ref)" in page
+    # a twin that is not one: another ablation, or a frozen run of other seeds
+    shutil.copytree(tmp_path / "frozen", tmp_path / "other", ignore=shutil.ignore_patterns("checkpoints", "final_model"))
+    config = tmp_path / "other" / "config.yaml"
+    config.write_text(config.read_text().replace("seed: 0", "seed: 1", 1))
+    for twin, why in ((tmp_path / "study", "is not a frozen-LM run"), (tmp_path / "other", "in run.seed")):
+        proc = subprocess.run([sys.executable, "analysis/study_page.py", str(tmp_path / "study"), "--frozen",
+                               str(twin), "--out", str(tmp_path / "x")], cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and why in proc.stderr, proc.stderr
     # a run with no finished session on record (trained without run.py, or still running): one line, exit 2
     proc = subprocess.run([sys.executable, "analysis/study_page.py", str(runs / "full"), "--out", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True)
