@@ -63,7 +63,6 @@ def token_losses(logits: torch.Tensor, windows: torch.Tensor, prefix_len: int = 
     return F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), reduction="none").view_as(target)
 
 
-@torch.no_grad()
 def fixed_chunks(windows: torch.Tensor, size: int):
     """windows [W, T] in chunks of exactly `size` rows, the last padded with copies of its last row → (chunk, how
     many of its rows are real). Under bf16 a row's logits depend on how many rows share its forward (a window's
@@ -75,6 +74,7 @@ def fixed_chunks(windows: torch.Tensor, size: int):
         yield (part if n == size else torch.cat([part, part[-1:].expand(size - n, -1)])), n
 
 
+@torch.no_grad()
 def scored_token_losses(logits_fn: Logits, windows: torch.Tensor, prefix_len: int = 32, chunk: int = 16) -> torch.Tensor:
     """[B, n_tokens]: −log p of each scored token given everything before it in the window; `chunk` windows per
     call of logits_fn (fixed_chunks), so no more than a chunk's logits ([chunk, T, vocabulary]) is ever held."""
